@@ -1,0 +1,36 @@
+// attn: command-line front end of the library. A client of include/attn/
+// only; each subcommand lives in its own file.
+#include <attn/attn.h>
+
+#include <CLI/CLI.hpp>
+#include <cstdio>
+#include <exception>
+
+#include "cli/run.h"
+
+int main(int argc, char** argv) {
+  CLI::App app{"attn: self-attention on the CPU, exactly specified"};
+  app.require_subcommand(1);
+  app.set_version_flag("--version", std::string(attn::version()));
+
+  attn_cli::RunArgs run_args;
+  CLI::App* run = app.add_subcommand(
+      "run", "Compute attention over .npy inputs (or a built-in example)");
+  attn_cli::add_run_options(*run, run_args);
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+  try {
+    if (*run) return attn_cli::run_command(run_args);
+  } catch (const attn::Error& e) {
+    std::fprintf(stderr, "attn: error: %s\n", e.what());
+    return 2;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "attn: error: %s\n", e.what());
+    return 2;
+  }
+  return 0;
+}

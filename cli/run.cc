@@ -1,0 +1,273 @@
+// `attn run`: reads q, k, v (and optional masks, slopes, key lengths) from
+// .npy files, runs attn::attention and writes out / lse as .npy. With no
+// input files it runs the built-in example: the original Transformer's
+// attention (8 heads, d_k = 64, 128 tokens), causal and not, with the
+// reference and the naive path, and prints how far apart they are.
+#include "cli/run.h"
+
+#include <attn/attn.h>
+#include <fmt/core.h>
+
+#include <chrono>
+#include <cmath>
+#include <random>
+#include <vector>
+
+namespace attn_cli {
+namespace {
+
+using attn::Error;
+using attn::npy::Array;
+
+double now_ms() {
+  using clock = std::chrono::steady_clock;
+  return std::chrono::duration<double, std::milli>(
+             clock::now().time_since_epoch())
+      .count();
+}
+
+std::string shape_str(const std::vector<int64_t>& shape) {
+  std::string s = "[";
+  for (size_t i = 0; i < shape.size(); ++i) {
+    s += (i ? ", " : "") + std::to_string(shape[i]);
+  }
+  return s + "]";
+}
+
+attn::Algorithm parse_algorithm(const std::string& name) {
+  if (name == "auto") return attn::Algorithm::kAuto;
+  if (name == "reference") return attn::Algorithm::kReference;
+  if (name == "naive") return attn::Algorithm::kNaive;
+  if (name == "flash") return attn::Algorithm::kFlash;
+  throw Error("--algorithm: expected auto, reference, naive or flash, got '" +
+              name + "'");
+}
+
+// A q/k/v tensor read from .npy: float data plus its logical view.
+struct Input {
+  std::vector<float> data;
+  std::vector<int64_t> shape;  // as stored in the file
+  attn::TensorView<float> view;
+};
+
+Input read_qkv(const std::string& flag, const std::string& path, bool bshd) {
+  const Array a = attn::npy::load(path);
+  if (a.shape.size() != 4) {
+    throw Error(flag + " '" + path + "': expected a 4-D array " +
+                (bshd ? "[B, S, H, D]" : "[B, H, S, D]") + ", got shape " +
+                shape_str(a.shape));
+  }
+  if (a.dtype != attn::npy::DType::kFloat32) {
+    throw Error(flag + " '" + path + "': expected dtype float32, got " +
+                attn::npy::dtype_name(a.dtype));
+  }
+  Input in{a.to_float(), a.shape, {}};
+  const auto& s = a.shape;
+  in.view = bshd ? attn::TensorView<float>::bshd(in.data.data(), s[0], s[1],
+                                                 s[2], s[3])
+                 : attn::TensorView<float>::bhsd(in.data.data(), s[0], s[1],
+                                                 s[2], s[3]);
+  return in;
+}
+
+// A mask or bias file, NumPy-broadcast (shape right-aligned, missing leading
+// axes of extent 1) onto [B, Hq, Sq, Skv]; validation checks the extents.
+template <class T>
+attn::TensorView<const T> mask_view(const Array& a, const std::string& path) {
+  if (a.shape.size() > 4) {
+    throw Error("--mask '" + path + "': expected at most 4 dimensions " +
+                "broadcastable to [B, Hq, Sq, Skv], got shape " +
+                shape_str(a.shape));
+  }
+  attn::Extents e{1, 1, 1, 1};
+  std::copy(a.shape.begin(), a.shape.end(), e.end() - a.shape.size());
+  attn::Strides st{e[1] * e[2] * e[3], e[2] * e[3], e[3], 1};
+  return {reinterpret_cast<const T*>(a.data.data()), e, st};
+}
+
+void write_npy(const std::string& path, std::span<const float> data,
+               std::vector<int64_t> shape) {
+  attn::npy::save(path, data, shape);
+}
+
+int builtin_example(const RunArgs& args) {
+  const int64_t B = 1, H = 8, S = 128, D = 64;
+  fmt::print("attn {} run: built-in example, the original Transformer's "
+             "attention\n", attn::version());
+  fmt::print("q, k, v: [B={}, H={}, S={}, D={}] float32, fixed seed\n", B, H,
+             S, D);
+  std::mt19937 rng(2017);
+  std::normal_distribution<float> normal;
+  attn::Tensor<float> q(B, H, S, D), k(B, H, S, D), v(B, H, S, D);
+  for (auto* t : {&q, &k, &v}) {
+    for (int64_t i = 0; i < t->numel(); ++i) t->data()[i] = normal(rng);
+  }
+  fmt::print("{:<8} {:>16} {:>12} {:>12} {:>12}\n", "mask", "max|naive-ref|",
+             "ref ms", "naive ms", "speed-up");
+  for (bool causal : {false, true}) {
+    attn::AttentionOptions o;
+    o.causal = causal;
+    o.num_threads = args.threads;
+    attn::Tensor<float> ref(B, H, S, D), naive(B, H, S, D);
+    o.algorithm = attn::Algorithm::kReference;
+    double t0 = now_ms();
+    attn::attention(q.cview(), k.cview(), v.cview(), ref.view(), o);
+    const double ref_ms = now_ms() - t0;
+    o.algorithm = attn::Algorithm::kNaive;
+    t0 = now_ms();
+    attn::attention(q.cview(), k.cview(), v.cview(), naive.view(), o);
+    const double naive_ms = now_ms() - t0;
+    double diff = 0.0;
+    for (int64_t i = 0; i < ref.numel(); ++i) {
+      diff = std::max(diff, double(std::fabs(ref.data()[i] - naive.data()[i])));
+    }
+    fmt::print("{:<8} {:>16.3g} {:>12.3f} {:>12.3f} {:>11.1f}x\n",
+               causal ? "causal" : "none", diff, ref_ms, naive_ms,
+               ref_ms / naive_ms);
+    if (!(diff < 1e-4)) {
+      fmt::print(stderr, "attn: error: naive and reference disagree\n");
+      return 1;
+    }
+  }
+  return 0;
+}
+
+}  // namespace
+
+void add_run_options(CLI::App& cmd, RunArgs& a) {
+  cmd.add_option("--q", a.q, "queries, float32 .npy [B, Hq, Sq, D]");
+  cmd.add_option("--k", a.k, "keys, float32 .npy [B, Hkv, Skv, D]");
+  cmd.add_option("--v", a.v, "values, float32 .npy [B, Hkv, Skv, Dv]");
+  cmd.add_option("--layout", a.layout,
+                 "bhsd (default) or bshd: axis order of q, k, v and out")
+      ->check(CLI::IsMember({"bhsd", "bshd"}));
+  cmd.add_flag("--causal", a.causal, "hide keys after each query's position");
+  cmd.add_option("--align", a.align,
+                 "bottom-right (default) or top-left: where query i sits "
+                 "among the keys")
+      ->check(CLI::IsMember({"bottom-right", "top-left"}));
+  cmd.add_option("--window", a.window,
+                 "L,R: only keys in [pos - L, pos + R] are visible; -1 = "
+                 "unbounded");
+  cmd.add_option("--softcap", a.softcap, "s = X * tanh(s / X); 0 disables");
+  cmd.add_option("--scale", a.scale, "score scale (default 1/sqrt(D))");
+  cmd.add_flag("--alibi", a.alibi, "ALiBi with the standard slopes for Hq");
+  cmd.add_option("--alibi-slopes", a.alibi_slopes,
+                 "ALiBi slopes, float32 .npy [Hq]")
+      ->excludes(cmd.get_option("--alibi"));
+  cmd.add_option("--mask", a.mask,
+                 "bool (true = visible) or float32 (added to scores) .npy, "
+                 "broadcastable to [B, Hq, Sq, Skv]");
+  cmd.add_option("--key-len", a.key_len,
+                 "valid keys per batch entry, int32/int64 .npy [B]");
+  cmd.add_option("--algorithm", a.algorithm,
+                 "auto (default), reference, naive or flash");
+  cmd.add_option("--threads", a.threads, "worker threads (0 = all cores)")
+      ->check(CLI::NonNegativeNumber);
+  cmd.add_option("--out", a.out, "output .npy, float32, in --layout order");
+  cmd.add_option("--lse", a.lse, "log-sum-exp .npy, float32 [B, Hq, Sq]");
+}
+
+int run_command(const RunArgs& args) {
+  if (args.q.empty() && args.k.empty() && args.v.empty()) {
+    return builtin_example(args);
+  }
+  if (args.q.empty() || args.k.empty() || args.v.empty()) {
+    throw Error("--q, --k and --v must be given together (or none of them "
+                "for the built-in example)");
+  }
+  const bool bshd = args.layout == "bshd";
+  Input q = read_qkv("--q", args.q, bshd);
+  Input k = read_qkv("--k", args.k, bshd);
+  Input v = read_qkv("--v", args.v, bshd);
+
+  attn::AttentionOptions o;
+  o.causal = args.causal;
+  o.alignment = args.align == "top-left" ? attn::Alignment::kTopLeft
+                                         : attn::Alignment::kBottomRight;
+  if (!args.window.empty()) {
+    const size_t comma = args.window.find(',');
+    try {
+      if (comma == std::string::npos) throw std::invalid_argument("comma");
+      size_t used_l = 0, used_r = 0;
+      const std::string l = args.window.substr(0, comma);
+      const std::string r = args.window.substr(comma + 1);
+      o.window_left = std::stoll(l, &used_l);
+      o.window_right = std::stoll(r, &used_r);
+      if (used_l != l.size() || used_r != r.size()) {
+        throw std::invalid_argument("trailing");
+      }
+    } catch (const std::logic_error&) {
+      throw Error("--window: expected two integers L,R (e.g. 128,0 or -1,0), "
+                  "got '" + args.window + "'");
+    }
+  }
+  o.softcap = args.softcap;
+  o.scale = args.scale;
+  o.algorithm = parse_algorithm(args.algorithm);
+  o.num_threads = args.threads;
+
+  const int64_t B = q.view.extent(attn::kBatch);
+  const int64_t Hq = q.view.extent(attn::kHeads);
+  const int64_t Sq = q.view.extent(attn::kSeq);
+  const int64_t Dv = v.view.extent(attn::kDim);
+
+  std::vector<float> slopes;
+  if (args.alibi) slopes = attn::alibi_slopes(Hq);
+  if (!args.alibi_slopes.empty()) {
+    const Array a = attn::npy::load(args.alibi_slopes);
+    if (a.shape.size() != 1 || a.dtype != attn::npy::DType::kFloat32) {
+      throw Error("--alibi-slopes '" + args.alibi_slopes +
+                  "': expected a float32 array [Hq], got " +
+                  attn::npy::dtype_name(a.dtype) + " " + shape_str(a.shape));
+    }
+    slopes = a.to_float();
+  }
+  o.alibi_slopes = slopes;
+
+  Array mask;
+  if (!args.mask.empty()) {
+    mask = attn::npy::load(args.mask);
+    if (mask.dtype == attn::npy::DType::kBool) {
+      o.mask = mask_view<bool>(mask, args.mask);
+    } else if (mask.dtype == attn::npy::DType::kFloat32) {
+      o.bias = mask_view<float>(mask, args.mask);
+    } else {
+      throw Error("--mask '" + args.mask + "': expected dtype bool or " +
+                  "float32, got " + attn::npy::dtype_name(mask.dtype));
+    }
+  }
+  std::vector<int64_t> key_len;
+  if (!args.key_len.empty()) {
+    const Array a = attn::npy::load(args.key_len);
+    if (a.shape.size() != 1 || (a.dtype != attn::npy::DType::kInt32 &&
+                                a.dtype != attn::npy::DType::kInt64)) {
+      throw Error("--key-len '" + args.key_len +
+                  "': expected an int32 or int64 array [B], got " +
+                  attn::npy::dtype_name(a.dtype) + " " + shape_str(a.shape));
+    }
+    key_len = a.to_int64();
+  }
+  o.key_lengths = key_len;
+
+  std::vector<float> out(B * Hq * Sq * Dv), lse(B * Hq * Sq);
+  const auto out_view =
+      bshd ? attn::TensorView<float>::bshd(out.data(), B, Sq, Hq, Dv)
+           : attn::TensorView<float>::bhsd(out.data(), B, Hq, Sq, Dv);
+  const double t0 = now_ms();
+  const attn::Algorithm ran =
+      attn::attention(q.view, k.view, v.view, out_view, o,
+                      attn::TensorView<float>::bhsd(lse.data(), B, Hq, Sq, 1));
+  const double ms = now_ms() - t0;
+
+  std::vector<int64_t> out_shape = q.shape;
+  out_shape[3] = Dv;
+  if (!args.out.empty()) write_npy(args.out, out, out_shape);
+  if (!args.lse.empty()) write_npy(args.lse, lse, {B, Hq, Sq});
+  fmt::print("attn run: q {} k {} v {} ({}) -> out {} with {} in {:.3f} ms\n",
+             shape_str(q.shape), shape_str(k.shape), shape_str(v.shape),
+             args.layout, shape_str(out_shape), attn::algorithm_name(ran), ms);
+  return 0;
+}
+
+}  // namespace attn_cli

@@ -1,0 +1,13 @@
+// Umbrella header: the whole public API of attn.
+#ifndef ATTN_ATTN_H_
+#define ATTN_ATTN_H_
+
+#include "attn/attention.h"
+#include "attn/error.h"
+#include "attn/npy.h"
+#include "attn/options.h"
+#include "attn/tensor.h"
+#include "attn/types.h"
+#include "attn/version.h"
+
+#endif  // ATTN_ATTN_H_

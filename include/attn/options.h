@@ -1,0 +1,64 @@
+// AttentionOptions: everything about an attention call except the tensors.
+//
+// A plain struct with defaults; the exact meaning of every field, and the
+// order in which they apply, is docs/semantics.md.
+#ifndef ATTN_OPTIONS_H_
+#define ATTN_OPTIONS_H_
+
+#include <cstdint>
+#include <optional>
+#include <span>
+
+#include "attn/tensor.h"
+
+namespace attn {
+
+enum class Algorithm {
+  kAuto,       // the fastest algorithm that serves the call
+  kReference,  // float64 oracle: materialises S and P (docs/semantics.md)
+  kNaive,      // float32, materialises S per (batch, head): the baseline
+  kFlash,      // tiled online softmax (not available yet)
+};
+
+// Which corner of the [Sq, Skv] score matrix the causal diagonal, the window
+// and ALiBi distances are anchored to. Bottom-right: query i sits at key
+// position i + (Skv - Sq), right for chunked prefill and decoding against a
+// KV cache. Top-left: query i sits at key position i.
+enum class Alignment { kBottomRight, kTopLeft };
+
+struct AttentionOptions {
+  // Multiplies q·k. Unset: 1 / sqrt(D).
+  std::optional<float> scale;
+  // Key j is hidden from query i when j > i + offset.
+  bool causal = false;
+  Alignment alignment = Alignment::kBottomRight;
+  // Keys outside [i + offset - window_left, i + offset + window_right] are
+  // hidden; -1 leaves that side unbounded.
+  int64_t window_left = -1;
+  int64_t window_right = -1;
+  // > 0: s = softcap * tanh(s / softcap). 0 disables.
+  float softcap = 0.0f;
+  // Empty, or one slope per query head: s -= slope[h] * |i + offset - j|.
+  std::span<const float> alibi_slopes;
+  // Boolean mask (true = visible), broadcastable to [B, Hq, Sq, Skv]: each
+  // extent equals the full one or 1 (then the stride is ignored).
+  TensorView<const bool> mask;
+  // Additive mask, broadcastable to [B, Hq, Sq, Skv] the same way.
+  TensorView<const float> bias;
+  // Empty, or one valid key count per batch entry, each in [0, Skv]: keys
+  // at j >= key_lengths[b] are hidden (padding / variable length).
+  std::span<const int64_t> key_lengths;
+  // Training-time dropout; reserved: a non-zero value is rejected until the
+  // backward pass lands.
+  float dropout_p = 0.0f;
+  uint64_t seed = 0;
+  Algorithm algorithm = Algorithm::kAuto;
+  // Worker threads; 0 uses every core OpenMP reports.
+  int num_threads = 0;
+};
+
+const char* algorithm_name(Algorithm a);
+
+}  // namespace attn
+
+#endif  // ATTN_OPTIONS_H_

@@ -1,0 +1,301 @@
+// Argument checking for attn::attention. Every rule of the public contract
+// that can be checked before work starts is checked here, once; algorithms
+// then trust the Problem they get.
+#include "src/api/validate.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "attn/error.h"
+
+namespace attn::detail {
+namespace {
+
+constexpr const char* kAxisName[4] = {"batch", "heads", "seq", "dim"};
+// Extents and strides above this would let offset arithmetic overflow.
+constexpr int64_t kMaxExtent = int64_t{1} << 40;
+
+[[noreturn]] void fail(const std::string& arg, const std::string& what) {
+  throw Error("attn::attention: " + arg + ": " + what);
+}
+
+std::string shape_str(const Extents& e) {
+  return "[" + std::to_string(e[0]) + ", " + std::to_string(e[1]) + ", " +
+         std::to_string(e[2]) + ", " + std::to_string(e[3]) + "]";
+}
+
+// Byte range [lo, hi) a view can touch; empty views touch nothing.
+struct ByteRange {
+  uintptr_t lo = 0, hi = 0;
+  bool overlaps(const ByteRange& o) const {
+    return lo < hi && o.lo < o.hi && lo < o.hi && o.lo < hi;
+  }
+};
+
+// Checks what every view must satisfy: non-null data, extents >= 1 (the seq
+// axis may be empty when empty_seq_ok), strides >= 0 and bounded, stride 1
+// along dim when dim has more than one element. Returns the byte range the
+// view spans.
+template <class T>
+ByteRange check_view(const std::string& arg, const TensorView<T>& view,
+                     bool empty_seq_ok = false) {
+  if (view.data() == nullptr) fail(arg, "data pointer is null");
+  int64_t last = 0;  // element offset of the last element
+  for (int a = 0; a < 4; ++a) {
+    const int64_t e = view.extent(a), s = view.stride(a);
+    const int64_t min_extent = (a == kSeq && empty_seq_ok) ? 0 : 1;
+    if (e < min_extent || e > kMaxExtent) {
+      fail(arg, std::string(kAxisName[a]) + " extent must be in [" +
+                    std::to_string(min_extent) + ", 2^40], got " +
+                    std::to_string(e));
+    }
+    if (s < 0 || s > kMaxExtent) {
+      fail(arg, std::string(kAxisName[a]) +
+                    " stride must be in [0, 2^40], got " + std::to_string(s));
+    }
+    if (e > 0) last += (e - 1) * s;
+  }
+  if (view.extent(kDim) > 1 && view.stride(kDim) != 1) {
+    fail(arg, "dim stride must be 1 (innermost axis contiguous), got " +
+                  std::to_string(view.stride(kDim)));
+  }
+  if (view.numel() == 0) return {};
+  const auto base = reinterpret_cast<uintptr_t>(view.data());
+  return {base, base + static_cast<uintptr_t>(last + 1) * sizeof(T)};
+}
+
+// A view written to must not have two indices on one element: with the axes
+// of extent > 1 sorted by stride, each stride must clear the span of the
+// axes inside it.
+template <class T>
+void check_no_self_overlap(const std::string& arg, const TensorView<T>& view) {
+  std::vector<std::pair<int64_t, int64_t>> axes;  // (stride, extent)
+  for (int a = 0; a < 4; ++a) {
+    if (view.extent(a) > 1) axes.emplace_back(view.stride(a), view.extent(a));
+  }
+  std::sort(axes.begin(), axes.end());
+  int64_t span = 0;  // largest offset reachable by the inner axes
+  for (const auto& [stride, extent] : axes) {
+    if (stride <= span) {
+      fail(arg, "strides make distinct elements share memory (an output "
+                "needs non-overlapping strides)");
+    }
+    span += (extent - 1) * stride;
+  }
+}
+
+void check_extent(const std::string& arg, const Extents& got, int axis,
+                  int64_t expected, const std::string& from) {
+  if (got[axis] != expected) {
+    fail(arg, "expected " + std::string(kAxisName[axis]) + " extent " +
+                  std::to_string(expected) + " (" + from + "), got " +
+                  std::to_string(got[axis]) + " in shape " + shape_str(got));
+  }
+}
+
+// A mask or bias must broadcast to [B, Hq, Sq, Skv]: each extent is the full
+// one or 1. Returns the view with zero strides on broadcast axes.
+template <class T>
+TensorView<const T> broadcast(const std::string& arg, TensorView<const T> view,
+                              const Shape& s) {
+  if (view.data() == nullptr) return {};
+  check_view(arg, view);
+  const Extents full{s.B, s.Hq, s.Sq, s.Skv};
+  Strides strides = view.strides();
+  for (int a = 0; a < 4; ++a) {
+    if (view.extent(a) == full[a]) continue;
+    if (view.extent(a) != 1) {
+      fail(arg, "shape " + shape_str(view.extents()) +
+                    " does not broadcast to [B, Hq, Sq, Skv] = " +
+                    shape_str(full) + ": " + kAxisName[a] +
+                    " extent must be " + std::to_string(full[a]) + " or 1");
+    }
+    strides[a] = 0;
+  }
+  return TensorView<const T>(view.data(), full, strides);
+}
+
+}  // namespace
+
+std::optional<std::string> why_not(Algorithm algorithm, const Params&) {
+  switch (algorithm) {
+    case Algorithm::kReference:
+    case Algorithm::kNaive:
+      return std::nullopt;
+    case Algorithm::kFlash:
+      return "not available yet in this version of attn";
+    case Algorithm::kAuto:
+      return "auto is resolved, never run";
+  }
+  return "unknown algorithm";
+}
+
+template <class T>
+Problem<T> validate(TensorView<const T> q, TensorView<const T> k,
+                    TensorView<const T> v, TensorView<T> out,
+                    const AttentionOptions& o, TensorView<float> lse) {
+  Problem<T> p;
+  // Skv may be 0 (an empty KV cache): every row then has no visible key.
+  const ByteRange rq = check_view("q", q);
+  const ByteRange rk = check_view("k", k, /*empty_seq_ok=*/true);
+  const ByteRange rv = check_view("v", v, /*empty_seq_ok=*/true);
+  const ByteRange ro = check_view("out", out);
+
+  Shape& s = p.params.shape;
+  s.B = q.extent(kBatch);
+  s.Hq = q.extent(kHeads);
+  s.Sq = q.extent(kSeq);
+  s.D = q.extent(kDim);
+  s.Hkv = k.extent(kHeads);
+  s.Skv = k.extent(kSeq);
+  s.Dv = v.extent(kDim);
+  check_extent("k", k.extents(), kBatch, s.B, "batch of q");
+  check_extent("k", k.extents(), kDim, s.D, "head dim of q");
+  check_extent("v", v.extents(), kBatch, s.B, "batch of q");
+  check_extent("v", v.extents(), kHeads, s.Hkv, "KV heads of k");
+  check_extent("v", v.extents(), kSeq, s.Skv, "key length of k");
+  if (s.Hq % s.Hkv != 0) {
+    fail("q", "query heads (" + std::to_string(s.Hq) +
+                  ") must be a multiple of the KV heads of k and v (" +
+                  std::to_string(s.Hkv) + ")");
+  }
+  check_extent("out", out.extents(), kBatch, s.B, "batch of q");
+  check_extent("out", out.extents(), kHeads, s.Hq, "query heads of q");
+  check_extent("out", out.extents(), kSeq, s.Sq, "query length of q");
+  check_extent("out", out.extents(), kDim, s.Dv, "head dim of v");
+  check_no_self_overlap("out", out);
+  for (const auto& [name, r] : {std::pair{"q", rq}, {"k", rk}, {"v", rv}}) {
+    if (ro.overlaps(r)) {
+      fail("out", std::string("memory overlaps input ") + name +
+                      " (attention cannot run in place)");
+    }
+  }
+  if (!lse.empty()) {
+    const ByteRange rl = check_view("lse", lse);
+    const Extents want{s.B, s.Hq, s.Sq, 1};
+    for (int a = 0; a < 4; ++a) {
+      check_extent("lse", lse.extents(), a, want[a], "[B, Hq, Sq, 1]");
+    }
+    check_no_self_overlap("lse", lse);
+    for (const auto& [name, r] :
+         {std::pair{"q", rq}, {"k", rk}, {"v", rv}, {"out", ro}}) {
+      if (rl.overlaps(r)) {
+        fail("lse", std::string("memory overlaps ") + name);
+      }
+    }
+  }
+
+  Params& pr = p.params;
+  const float default_scale = 1.0f / std::sqrt(static_cast<float>(s.D));
+  pr.scale = o.scale.value_or(default_scale);
+  if (!std::isfinite(pr.scale)) {
+    fail("options.scale", "must be finite, got " + std::to_string(pr.scale));
+  }
+  pr.causal = o.causal;
+  if (o.alignment != Alignment::kBottomRight &&
+      o.alignment != Alignment::kTopLeft) {
+    fail("options.alignment", "must be kBottomRight or kTopLeft");
+  }
+  pr.offset = o.alignment == Alignment::kBottomRight ? s.Skv - s.Sq : 0;
+  if (o.window_left < -1) {
+    fail("options.window_left",
+         "must be >= -1 (-1 = unbounded), got " + std::to_string(o.window_left));
+  }
+  if (o.window_right < -1) {
+    fail("options.window_right", "must be >= -1 (-1 = unbounded), got " +
+                                     std::to_string(o.window_right));
+  }
+  pr.window_left = o.window_left;
+  pr.window_right = o.window_right;
+  if (!(o.softcap >= 0.0f) || !std::isfinite(o.softcap)) {
+    fail("options.softcap", "must be finite and >= 0 (0 disables), got " +
+                                std::to_string(o.softcap));
+  }
+  pr.softcap = o.softcap;
+  if (!o.alibi_slopes.empty()) {
+    if (static_cast<int64_t>(o.alibi_slopes.size()) != s.Hq) {
+      fail("options.alibi_slopes",
+           "expected one slope per query head (" + std::to_string(s.Hq) +
+               "), got " + std::to_string(o.alibi_slopes.size()));
+    }
+    for (size_t h = 0; h < o.alibi_slopes.size(); ++h) {
+      if (!std::isfinite(o.alibi_slopes[h])) {
+        fail("options.alibi_slopes",
+             "slope " + std::to_string(h) + " is not finite");
+      }
+    }
+  }
+  pr.alibi_slopes = o.alibi_slopes;
+  pr.mask = broadcast<bool>("options.mask", o.mask, s);
+  pr.bias = broadcast<float>("options.bias", o.bias, s);
+  if (!o.key_lengths.empty()) {
+    if (static_cast<int64_t>(o.key_lengths.size()) != s.B) {
+      fail("options.key_lengths",
+           "expected one length per batch entry (" + std::to_string(s.B) +
+               "), got " + std::to_string(o.key_lengths.size()));
+    }
+    for (size_t b = 0; b < o.key_lengths.size(); ++b) {
+      const int64_t len = o.key_lengths[b];
+      if (len < 0 || len > s.Skv) {
+        fail("options.key_lengths",
+             "entry " + std::to_string(b) + " is " + std::to_string(len) +
+                 ", expected a value in [0, Skv = " + std::to_string(s.Skv) +
+                 "]");
+      }
+    }
+  }
+  pr.key_lengths = o.key_lengths;
+  if (!(o.dropout_p >= 0.0f && o.dropout_p < 1.0f)) {
+    fail("options.dropout_p",
+         "must be in [0, 1), got " + std::to_string(o.dropout_p));
+  }
+  if (o.dropout_p != 0.0f) {
+    fail("options.dropout_p",
+         "dropout is not supported yet in this version of attn (use 0)");
+  }
+  if (o.num_threads < 0) {
+    fail("options.num_threads",
+         "must be >= 0 (0 = all cores), got " + std::to_string(o.num_threads));
+  }
+  pr.num_threads = o.num_threads;
+
+  if (o.algorithm == Algorithm::kAuto) {
+    pr.algorithm = Algorithm::kAuto;
+    for (Algorithm a : kAutoOrder) {
+      if (!why_not(a, pr)) {
+        pr.algorithm = a;
+        break;
+      }
+    }
+    if (pr.algorithm == Algorithm::kAuto) {
+      fail("options.algorithm", "no algorithm can serve this call");
+    }
+  } else {
+    if (auto reason = why_not(o.algorithm, pr)) {
+      fail("options.algorithm", std::string(algorithm_name(o.algorithm)) +
+                                    " cannot serve this call: " + *reason);
+    }
+    pr.algorithm = o.algorithm;
+  }
+
+  p.q = q;
+  p.k = k;
+  p.v = v;
+  p.out = out;
+  p.lse = lse;
+  return p;
+}
+
+#define ATTN_INSTANTIATE(T)                                                   \
+  template Problem<T> validate<T>(TensorView<const T>, TensorView<const T>, \
+                                  TensorView<const T>, TensorView<T>,       \
+                                  const AttentionOptions&, TensorView<float>);
+ATTN_INSTANTIATE(float)
+ATTN_INSTANTIATE(bfloat16)
+ATTN_INSTANTIATE(float16)
+#undef ATTN_INSTANTIATE
+
+}  // namespace attn::detail

@@ -1,0 +1,29 @@
+// validate(): the one place where a call's arguments are checked.
+#ifndef ATTN_SRC_API_VALIDATE_H_
+#define ATTN_SRC_API_VALIDATE_H_
+
+#include <optional>
+#include <string>
+
+#include "attn/options.h"
+#include "attn/tensor.h"
+#include "src/api/problem.h"
+
+namespace attn::detail {
+
+// Checks every argument (throws attn::Error naming the first bad one),
+// resolves defaults, broadcasts masks and picks the algorithm.
+template <class T>
+Problem<T> validate(TensorView<const T> q, TensorView<const T> k,
+                    TensorView<const T> v, TensorView<T> out,
+                    const AttentionOptions& options, TensorView<float> lse);
+
+// Why `algorithm` cannot serve `params`, or nullopt when it can. The order
+// of kAutoOrder below is the order kAuto tries them in.
+std::optional<std::string> why_not(Algorithm algorithm, const Params& params);
+inline constexpr Algorithm kAutoOrder[] = {Algorithm::kFlash,
+                                           Algorithm::kNaive};
+
+}  // namespace attn::detail
+
+#endif  // ATTN_SRC_API_VALIDATE_H_

@@ -1,0 +1,120 @@
+// Naive float32 attention: the unfused "math" path that speed-ups are quoted
+// against, like a framework's materialising fallback.
+//
+// Per (b, h) -- one work item, kv = h / G -- with S an Sq x Skv float32
+// buffer owned by the worker:
+//   1. S[i, j] = score(scale * q_i . k_j) if visible, else -inf   bhqd,bhkd->bhqk
+//   2. per row: m = max_j S, P = exp(S - m) in place, l = sum_j P
+//   3. out_i = (sum_j P[i, j] v_j) / l;  lse_i = m + log(l)      bhqk,bhkd->bhqd
+// A row with no visible key (m = -inf) gives out 0 and lse -inf.
+// Memory: Sq * Skv floats per worker, allocated once per call before the
+// parallel loop. Summation order is fixed (dot8 below, then j ascending), so
+// results do not depend on the thread count.
+#include "src/kernels/naive.h"
+
+#include <cmath>
+#include <limits>
+#include <vector>
+
+#include "src/util/parallel.h"
+
+namespace attn::kernels {
+namespace {
+
+// Dot product with 8 interleaved partial sums combined pairwise: a fixed
+// order the compiler can vectorise without -ffast-math.
+float dot8(const float* a, const float* b, int64_t n) {
+  float acc[8] = {};
+  int64_t d = 0;
+  for (; d + 8 <= n; d += 8) {
+    for (int l = 0; l < 8; ++l) acc[l] += a[d + l] * b[d + l];
+  }
+  for (int l = 0; d < n; ++d, ++l) acc[l] += a[d] * b[d];
+  return ((acc[0] + acc[4]) + (acc[1] + acc[5])) +
+         ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+}
+
+// Copies a row of n elements of T into float.
+template <class T>
+void widen(const T* src, int64_t n, float* dst) {
+  for (int64_t d = 0; d < n; ++d) dst[d] = to_float(src[d]);
+}
+
+}  // namespace
+
+template <class T>
+void naive_attention(const detail::Problem<T>& problem) {
+  const detail::Params& p = problem.params;
+  const detail::Shape& s = p.shape;
+  const float kNegInf = -std::numeric_limits<float>::infinity();
+  const int threads = util::resolve_threads(p.num_threads);
+
+  // Per-worker scratch: S, K and V of one head widened to float, one q row,
+  // one output row.
+  struct Scratch {
+    std::vector<float> S, K, V, q, acc;
+  };
+  std::vector<Scratch> scratch(threads);
+  for (Scratch& w : scratch) {
+    w.S.resize(s.Sq * s.Skv);
+    w.K.resize(s.Skv * s.D);
+    w.V.resize(s.Skv * s.Dv);
+    w.q.resize(s.D);
+    w.acc.resize(s.Dv);
+  }
+
+  util::ParallelFor(s.B * s.Hq, threads, [&](int64_t item, int worker) {
+    Scratch& w = scratch[worker];
+    const int64_t b = item / s.Hq, h = item % s.Hq, kv = h / s.group();
+    for (int64_t j = 0; j < s.Skv; ++j) {
+      widen(problem.k.row(b, kv, j), s.D, &w.K[j * s.D]);
+      widen(problem.v.row(b, kv, j), s.Dv, &w.V[j * s.Dv]);
+    }
+    // 1. Scores.
+    for (int64_t i = 0; i < s.Sq; ++i) {
+      widen(problem.q.row(b, h, i), s.D, w.q.data());
+      float* Si = &w.S[i * s.Skv];
+      for (int64_t j = 0; j < s.Skv; ++j) {
+        Si[j] = p.visible(b, h, i, j)
+                    ? p.score<float>(dot8(w.q.data(), &w.K[j * s.D], s.D), b,
+                                     h, i, j)
+                    : kNegInf;
+      }
+    }
+    for (int64_t i = 0; i < s.Sq; ++i) {
+      float* Si = &w.S[i * s.Skv];
+      T* out = problem.out.row(b, h, i);
+      // 2. Softmax numerator in place.
+      float m = kNegInf;
+      for (int64_t j = 0; j < s.Skv; ++j) m = std::max(m, Si[j]);
+      float l = 0.0f;
+      if (m != kNegInf) {
+        for (int64_t j = 0; j < s.Skv; ++j) {
+          Si[j] = std::exp(Si[j] - m);
+          l += Si[j];
+        }
+      }
+      // 3. Weighted sum of values, normalised once.
+      std::fill(w.acc.begin(), w.acc.end(), 0.0f);
+      if (m != kNegInf) {
+        for (int64_t j = 0; j < s.Skv; ++j) {
+          const float pj = Si[j];
+          if (pj == 0.0f) continue;
+          const float* vj = &w.V[j * s.Dv];
+          for (int64_t d = 0; d < s.Dv; ++d) w.acc[d] += pj * vj[d];
+        }
+      }
+      const float inv_l = m != kNegInf ? 1.0f / l : 0.0f;
+      for (int64_t d = 0; d < s.Dv; ++d) out[d] = from_float<T>(w.acc[d] * inv_l);
+      if (!problem.lse.empty()) {
+        problem.lse(b, h, i, 0) = m != kNegInf ? m + std::log(l) : kNegInf;
+      }
+    }
+  });
+}
+
+template void naive_attention(const detail::Problem<float>&);
+template void naive_attention(const detail::Problem<bfloat16>&);
+template void naive_attention(const detail::Problem<float16>&);
+
+}  // namespace attn::kernels

@@ -1,0 +1,22 @@
+// ParallelFor: the one way attn runs work on several threads (OpenMP
+// underneath; swapping the runtime touches only parallel.cc).
+#ifndef ATTN_SRC_UTIL_PARALLEL_H_
+#define ATTN_SRC_UTIL_PARALLEL_H_
+
+#include <cstdint>
+#include <functional>
+
+namespace attn::util {
+
+// Threads a call will use: requested, or every core when requested is 0.
+int resolve_threads(int requested);
+
+// Calls body(i, worker) once for each i in [0, n), on at most num_threads
+// workers numbered [0, num_threads). Items are handed out dynamically, so a
+// body must not depend on which worker runs it for anything but scratch.
+void ParallelFor(int64_t n, int num_threads,
+                 const std::function<void(int64_t i, int worker)>& body);
+
+}  // namespace attn::util
+
+#endif  // ATTN_SRC_UTIL_PARALLEL_H_
