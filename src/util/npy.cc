@@ -389,7 +389,7 @@ Array parse(std::span<const std::byte> file, const std::string& name) {
   if (array.dtype == DType::kBool) {
     for (std::byte& b : array.data) b = b != std::byte{0} ? std::byte{1} : b;
   }
-  if (*fortran && array.shape.size() > 1) {
+  if (*fortran && array.shape.size() > 1 && bytes > 0) {
     array.data = fortran_to_c(array.data, array.shape, item);
   }
   return array;

@@ -1,0 +1,56 @@
+# Two commands on a fresh machine:
+#   make run    install what is missing, build, run the main job
+#   make test   the same set-up, then every test (release, then sanitizers,
+#               then a bounded fuzzing run of the file readers)
+# Everything goes through the CMake presets in CMakePresets.json.
+
+JOBS ?= 2
+FUZZ_SECONDS ?= 60
+BUILD := build
+
+.PHONY: all deps build run test test-release test-asan fuzz debug clean format
+
+all: build
+
+deps:
+	@scripts/install-deps.sh
+
+build: deps
+	cmake --preset release
+	cmake --build --preset release -j $(JOBS)
+
+run: build
+	$(BUILD)/release/cli/attn run
+
+test: build
+	$(MAKE) --no-print-directory fuzz
+	$(MAKE) --no-print-directory test-asan
+	$(MAKE) --no-print-directory test-release
+
+test-release:
+	ctest --preset release -j $(JOBS)
+
+test-asan: deps
+	cmake --preset asan
+	cmake --build --preset asan -j $(JOBS)
+	ctest --preset asan -j $(JOBS)
+
+# libFuzzer on the .npy reader for a bounded time, starting from a corpus of
+# valid files the test suite's generator writes.
+fuzz: deps
+	cmake --preset fuzz
+	cmake --build --preset fuzz -j $(JOBS)
+	rm -rf $(BUILD)/fuzz/corpus-run && mkdir -p $(BUILD)/fuzz/corpus-run
+	cp tests/fuzz/corpus/* $(BUILD)/fuzz/corpus-run/
+	$(BUILD)/fuzz/tests/fuzz/npy_fuzz -max_total_time=$(FUZZ_SECONDS) \
+	  -max_len=4096 -timeout=10 -print_final_stats=1 $(BUILD)/fuzz/corpus-run
+
+debug: deps
+	cmake --preset debug
+	cmake --build --preset debug -j $(JOBS)
+
+format:
+	clang-format -i $$(git ls-files '*.h' '*.cc')
+
+clean:
+	rm -rf $(BUILD)

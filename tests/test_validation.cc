@@ -1,0 +1,261 @@
+// Every invalid argument raises attn::Error before any work, with a message
+// that names the argument and what was expected. One test per rule.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <functional>
+#include <initializer_list>
+#include <string>
+#include <vector>
+
+#include "attn/attention.h"
+
+namespace attn {
+namespace {
+
+// A valid call (B 2, Hq 4, Hkv 2, Sq 3, Skv 5, D 8, Dv 6) whose pieces each
+// test breaks one at a time.
+struct Call {
+  std::vector<float> qb = std::vector<float>(2 * 4 * 3 * 8, 0.5f);
+  std::vector<float> kb = std::vector<float>(2 * 2 * 5 * 8, 0.25f);
+  std::vector<float> vb = std::vector<float>(2 * 2 * 5 * 6, 1.0f);
+  std::vector<float> ob = std::vector<float>(2 * 4 * 3 * 6, NAN);
+  std::vector<float> lb = std::vector<float>(2 * 4 * 3, NAN);
+  TensorView<const float> q = TensorView<const float>::bhsd(qb.data(), 2, 4, 3, 8);
+  TensorView<const float> k = TensorView<const float>::bhsd(kb.data(), 2, 2, 5, 8);
+  TensorView<const float> v = TensorView<const float>::bhsd(vb.data(), 2, 2, 5, 6);
+  TensorView<float> out = TensorView<float>::bhsd(ob.data(), 2, 4, 3, 6);
+  TensorView<float> lse;
+  AttentionOptions options;
+
+  void run() { attention(q, k, v, out, options, lse); }
+};
+
+// Runs the call, expects attn::Error whose message contains every fragment,
+// and checks that nothing was written.
+void expect_error(Call& c, std::initializer_list<std::string> fragments) {
+  try {
+    c.run();
+    ADD_FAILURE() << "no attn::Error thrown";
+  } catch (const Error& e) {
+    const std::string msg = e.what();
+    for (const std::string& f : fragments) {
+      EXPECT_NE(msg.find(f), std::string::npos)
+          << "message lacks '" << f << "': " << msg;
+    }
+  }
+  for (float x : c.ob) ASSERT_TRUE(std::isnan(x)) << "output written before error";
+}
+
+TEST(Validation, ValidCallRuns) {
+  Call c;
+  c.run();
+  for (float x : c.ob) EXPECT_FLOAT_EQ(x, 1.0f);  // v is all ones
+}
+
+TEST(Validation, BatchMismatch) {
+  Call c;
+  c.k = TensorView<const float>::bhsd(c.kb.data(), 1, 2, 5, 8);
+  expect_error(c, {"k:", "batch extent 2", "got 1"});
+}
+
+TEST(Validation, HeadDimMismatch) {
+  Call c;
+  c.k = TensorView<const float>::bhsd(c.kb.data(), 2, 2, 5, 7);
+  expect_error(c, {"k:", "dim extent 8", "got 7"});
+}
+
+TEST(Validation, ValueHeadsMismatch) {
+  Call c;
+  c.v = TensorView<const float>::bhsd(c.vb.data(), 2, 1, 5, 6);
+  expect_error(c, {"v:", "heads extent 2", "got 1"});
+}
+
+TEST(Validation, ValueLengthMismatch) {
+  Call c;
+  c.v = TensorView<const float>::bhsd(c.vb.data(), 2, 2, 4, 6);
+  expect_error(c, {"v:", "seq extent 5", "got 4"});
+}
+
+TEST(Validation, QueryHeadsNotMultipleOfKvHeads) {
+  Call c;
+  c.q = TensorView<const float>::bhsd(c.qb.data(), 2, 3, 3, 8);
+  c.out = TensorView<float>::bhsd(c.ob.data(), 2, 3, 3, 6);
+  expect_error(c, {"q:", "query heads (3)", "multiple of the KV heads", "(2)"});
+}
+
+TEST(Validation, OutputShapeMismatch) {
+  Call c;
+  c.out = TensorView<float>::bhsd(c.ob.data(), 2, 4, 3, 5);
+  expect_error(c, {"out:", "dim extent 6", "head dim of v"});
+}
+
+TEST(Validation, InnerStrideNotOne) {
+  Call c;
+  c.q = TensorView<const float>(c.qb.data(), {2, 4, 3, 4}, {96, 24, 8, 2});
+  c.k = TensorView<const float>(c.kb.data(), {2, 2, 5, 4}, {80, 40, 8, 2});
+  expect_error(c, {"q:", "dim stride must be 1", "got 2"});
+}
+
+TEST(Validation, NegativeStride) {
+  Call c;
+  c.v = TensorView<const float>(c.vb.data() + 54, {2, 2, 5, 6}, {60, 30, -6, 1});
+  expect_error(c, {"v:", "seq stride", "got -6"});
+}
+
+TEST(Validation, NullData) {
+  Call c;
+  c.q = TensorView<const float>::bhsd(nullptr, 2, 4, 3, 8);
+  expect_error(c, {"q:", "null"});
+}
+
+TEST(Validation, EmptyQueryExtent) {
+  Call c;
+  c.q = TensorView<const float>::bhsd(c.qb.data(), 2, 4, 0, 8);
+  expect_error(c, {"q:", "seq extent", "got 0"});
+}
+
+TEST(Validation, OutputAliasesInput) {
+  Call c;
+  std::vector<float> shared(2 * 4 * 3 * 8, NAN);
+  c.q = TensorView<const float>::bhsd(shared.data(), 2, 4, 3, 8);
+  c.out = TensorView<float>::bhsd(shared.data() + 8, 2, 4, 3, 6);
+  EXPECT_THROW(c.run(), Error);
+  try {
+    c.run();
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("out: memory overlaps input q"),
+              std::string::npos)
+        << e.what();
+  }
+  for (float x : shared) EXPECT_TRUE(std::isnan(x));
+}
+
+TEST(Validation, OutputOverlapsItself) {
+  Call c;
+  c.out = TensorView<float>(c.ob.data(), {2, 4, 3, 6}, {72, 18, 0, 1});
+  expect_error(c, {"out:", "share memory"});
+}
+
+TEST(Validation, LseShape) {
+  Call c;
+  c.lse = TensorView<float>::bhsd(c.lb.data(), 2, 4, 2, 1);
+  expect_error(c, {"lse:", "seq extent 3", "[B, Hq, Sq, 1]"});
+}
+
+TEST(Validation, LseOverlapsOutput) {
+  Call c;
+  c.lse = TensorView<float>::bhsd(c.ob.data(), 2, 4, 3, 1);
+  expect_error(c, {"lse:", "overlaps out"});
+}
+
+TEST(Validation, WindowBelowMinusOne) {
+  Call c;
+  c.options.window_left = -2;
+  expect_error(c, {"options.window_left", ">= -1", "got -2"});
+  Call d;
+  d.options.window_right = -5;
+  expect_error(d, {"options.window_right", ">= -1", "got -5"});
+}
+
+TEST(Validation, NegativeOrNanSoftcap) {
+  Call c;
+  c.options.softcap = -1.0f;
+  expect_error(c, {"options.softcap", ">= 0"});
+  Call d;
+  d.options.softcap = NAN;
+  expect_error(d, {"options.softcap"});
+  Call e;
+  e.options.softcap = INFINITY;
+  expect_error(e, {"options.softcap", "finite"});
+}
+
+TEST(Validation, NonFiniteScale) {
+  for (float s : {INFINITY, -INFINITY, NAN}) {
+    Call c;
+    c.options.scale = s;
+    expect_error(c, {"options.scale", "finite"});
+  }
+}
+
+TEST(Validation, MaskNotBroadcastable) {
+  Call c;
+  bool mask[2 * 3 * 5] = {};
+  c.options.mask = TensorView<const bool>(mask, {2, 2, 3, 5}, {30, 15, 5, 1});
+  expect_error(c, {"options.mask", "does not broadcast", "heads extent must be 4 or 1"});
+}
+
+TEST(Validation, BiasNotBroadcastable) {
+  Call c;
+  float bias[7] = {};
+  c.options.bias = TensorView<const float>(bias, {1, 1, 1, 7}, {7, 7, 7, 1});
+  expect_error(c, {"options.bias", "[B, Hq, Sq, Skv] = [2, 4, 3, 5]"});
+}
+
+TEST(Validation, KeyLengthOutOfRange) {
+  for (int64_t bad : {int64_t{-1}, int64_t{6}}) {
+    Call c;
+    const int64_t lens[2] = {3, bad};
+    c.options.key_lengths = lens;
+    expect_error(c, {"options.key_lengths", "entry 1", "[0, Skv = 5]"});
+  }
+}
+
+TEST(Validation, KeyLengthCount) {
+  Call c;
+  const int64_t lens[3] = {1, 2, 3};
+  c.options.key_lengths = lens;
+  expect_error(c, {"options.key_lengths", "one length per batch entry (2)", "got 3"});
+}
+
+TEST(Validation, AlibiSlopeCount) {
+  Call c;
+  const float slopes[2] = {0.5f, 0.25f};
+  c.options.alibi_slopes = slopes;
+  expect_error(c, {"options.alibi_slopes", "one slope per query head (4)", "got 2"});
+}
+
+TEST(Validation, AlibiSlopeNotFinite) {
+  Call c;
+  const float slopes[4] = {0.5f, NAN, 0.1f, 0.1f};
+  c.options.alibi_slopes = slopes;
+  expect_error(c, {"options.alibi_slopes", "slope 1"});
+}
+
+TEST(Validation, AlgorithmCannotServe) {
+  Call c;
+  c.options.algorithm = Algorithm::kFlash;
+  expect_error(c, {"options.algorithm", "flash cannot serve this call"});
+}
+
+TEST(Validation, DropoutNotYetSupported) {
+  Call c;
+  c.options.dropout_p = 0.1f;
+  expect_error(c, {"options.dropout_p", "not supported"});
+  Call d;
+  d.options.dropout_p = 1.0f;
+  expect_error(d, {"options.dropout_p", "[0, 1)"});
+}
+
+TEST(Validation, NegativeThreads) {
+  Call c;
+  c.options.num_threads = -1;
+  expect_error(c, {"options.num_threads", ">= 0"});
+}
+
+TEST(Validation, AlibiSlopesHelper) {
+  EXPECT_THROW(alibi_slopes(0), Error);
+  // Powers of two: 2^(-8 (h+1) / n).
+  const std::vector<float> s8 = alibi_slopes(8);
+  for (int h = 0; h < 8; ++h) EXPECT_FLOAT_EQ(s8[h], std::exp2(-(h + 1.0f)));
+  // 12 heads: the 8 slopes above, then slopes 0, 2, 4, 6 of 16 heads.
+  const std::vector<float> s12 = alibi_slopes(12);
+  ASSERT_EQ(s12.size(), 12u);
+  for (int h = 0; h < 8; ++h) EXPECT_FLOAT_EQ(s12[h], s8[h]);
+  for (int e = 0; e < 4; ++e) {
+    EXPECT_FLOAT_EQ(s12[8 + e], std::exp2(-0.5f * (2 * e + 1)));
+  }
+}
+
+}  // namespace
+}  // namespace attn
