@@ -73,7 +73,7 @@ void naive_attention(const detail::Problem<T>& problem) {
     // 1. Scores.
     for (int64_t i = 0; i < s.Sq; ++i) {
       widen(problem.q.row(b, h, i), s.D, w.q.data());
-      float* Si = &w.S[i * s.Skv];
+      float* Si = w.S.data() + i * s.Skv;
       for (int64_t j = 0; j < s.Skv; ++j) {
         Si[j] = p.visible(b, h, i, j)
                     ? p.score<float>(dot8(w.q.data(), &w.K[j * s.D], s.D), b,
@@ -82,7 +82,7 @@ void naive_attention(const detail::Problem<T>& problem) {
       }
     }
     for (int64_t i = 0; i < s.Sq; ++i) {
-      float* Si = &w.S[i * s.Skv];
+      float* Si = w.S.data() + i * s.Skv;
       T* out = problem.out.row(b, h, i);
       // 2. Softmax numerator in place.
       float m = kNegInf;

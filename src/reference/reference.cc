@@ -42,8 +42,8 @@ Result attention_f64(const detail::Problem<T>& problem) {
         }
       }
       for (int64_t i = 0; i < s.Sq; ++i) {
-        const double* Si = &S[i * s.Skv];
-        double* Pi = &P[i * s.Skv];
+        const double* Si = S.data() + i * s.Skv;
+        double* Pi = P.data() + i * s.Skv;
         // 2. Row maximum and sum.
         double m = kNegInf;
         for (int64_t j = 0; j < s.Skv; ++j) m = std::max(m, Si[j]);
