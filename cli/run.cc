@@ -161,7 +161,8 @@ void add_run_options(CLI::App& cmd, RunArgs& a) {
   cmd.add_option("--key-len", a.key_len,
                  "valid keys per batch entry, int32/int64 .npy [B]");
   cmd.add_option("--algorithm", a.algorithm,
-                 "auto (default), reference, naive or flash");
+                 "auto (default), reference, naive or flash")
+      ->check(CLI::IsMember({"auto", "reference", "naive", "flash"}));
   cmd.add_option("--threads", a.threads, "worker threads (0 = all cores)")
       ->check(CLI::NonNegativeNumber);
   cmd.add_option("--out", a.out, "output .npy, float32, in --layout order");
@@ -169,7 +170,12 @@ void add_run_options(CLI::App& cmd, RunArgs& a) {
 }
 
 int run_command(const RunArgs& args) {
+  const attn::Algorithm algorithm = parse_algorithm(args.algorithm);
   if (args.q.empty() && args.k.empty() && args.v.empty()) {
+    if (algorithm != attn::Algorithm::kAuto) {
+      throw Error("--algorithm: the built-in example runs reference and "
+                  "naive side by side; give --q, --k and --v to choose one");
+    }
     return builtin_example(args);
   }
   if (args.q.empty() || args.k.empty() || args.v.empty()) {
@@ -204,7 +210,7 @@ int run_command(const RunArgs& args) {
   }
   o.softcap = args.softcap;
   o.scale = args.scale;
-  o.algorithm = parse_algorithm(args.algorithm);
+  o.algorithm = algorithm;
   o.num_threads = args.threads;
 
   const int64_t B = q.view.extent(attn::kBatch);

@@ -226,6 +226,7 @@ def error_cases(r, rng):
         ("slopes count", base + ["--alibi-slopes", r.path("slopes.npy")], "alibi_slopes"),
         ("flash", base + ["--algorithm", "flash"], "flash cannot serve"),
         ("unknown algorithm", base + ["--algorithm", "fast"], "--algorithm"),
+        ("algorithm without files", ["--algorithm", "naive"], "--algorithm"),
         ("bad layout", base + ["--layout", "sbhd"], "--layout"),
     ]
     for label, args, fragment in cases:
