@@ -35,15 +35,20 @@ test-asan: deps
 	cmake --build --preset asan -j $(JOBS)
 	ctest --preset asan -j $(JOBS)
 
-# libFuzzer on the .npy reader for a bounded time, starting from a corpus of
-# valid files the test suite's generator writes.
+# libFuzzer on the .npy reader for a bounded time, starting from the seed
+# files in tests/fuzz/corpus (written by NumPy). A crash prints the log's
+# tail and fails the target.
 fuzz: deps
 	cmake --preset fuzz
 	cmake --build --preset fuzz -j $(JOBS)
 	rm -rf $(BUILD)/fuzz/corpus-run && mkdir -p $(BUILD)/fuzz/corpus-run
 	cp tests/fuzz/corpus/* $(BUILD)/fuzz/corpus-run/
-	$(BUILD)/fuzz/tests/fuzz/npy_fuzz -max_total_time=$(FUZZ_SECONDS) \
-	  -max_len=4096 -timeout=10 -print_final_stats=1 $(BUILD)/fuzz/corpus-run
+	@echo "fuzz: npy_fuzz for $(FUZZ_SECONDS) s (log: $(BUILD)/fuzz/fuzz.log)"
+	@$(BUILD)/fuzz/tests/fuzz/npy_fuzz -max_total_time=$(FUZZ_SECONDS) \
+	  -max_len=4096 -timeout=10 -print_final_stats=1 \
+	  $(BUILD)/fuzz/corpus-run > $(BUILD)/fuzz/fuzz.log 2>&1 \
+	  || { tail -n 60 $(BUILD)/fuzz/fuzz.log; echo "fuzz: FAILED"; exit 1; }
+	@grep -E '^(Done|stat::number_of_executed_units|stat::peak_rss_mb)' $(BUILD)/fuzz/fuzz.log
 
 debug: deps
 	cmake --preset debug

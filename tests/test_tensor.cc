@@ -44,3 +44,16 @@ TEST(Tensor, AlignedZeroedContiguous) {
 
 }  // namespace
 }  // namespace attn
+
+#include "attn/version.h"
+
+namespace attn {
+namespace {
+
+TEST(Version, HeaderMatchesLibrary) {
+  EXPECT_STREQ(version(), ATTN_VERSION_STRING);
+  EXPECT_GE(ATTN_VERSION_MAJOR * 10000 + ATTN_VERSION_MINOR * 100, 100);
+}
+
+}  // namespace
+}  // namespace attn
