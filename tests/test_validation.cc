@@ -228,6 +228,37 @@ TEST(Validation, AlgorithmCannotServe) {
   expect_error(c, {"options.algorithm", "flash cannot serve this call"});
 }
 
+TEST(Validation, MaterialisingAlgorithmsRefuseHugeScores) {
+  // Sq = Skv = 2^17 through zero strides: no input memory, but S alone would
+  // be 64 GiB.
+  const int64_t S = int64_t{1} << 17;
+  float zero = 0.0f;
+  std::vector<float> out(S, NAN);
+  Call c;
+  c.q = TensorView<const float>(&zero, {1, 1, S, 1}, {0, 0, 0, 1});
+  c.k = TensorView<const float>(&zero, {1, 1, S, 1}, {0, 0, 0, 1});
+  c.v = c.k;
+  c.out = TensorView<float>::bhsd(out.data(), 1, 1, S, 1);
+  for (Algorithm a : {Algorithm::kNaive, Algorithm::kReference, Algorithm::kAuto}) {
+    c.options.algorithm = a;
+    try {
+      c.run();
+      ADD_FAILURE() << algorithm_name(a) << " accepted";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("options.algorithm"), std::string::npos)
+          << e.what();
+    }
+  }
+  c.options.algorithm = Algorithm::kNaive;
+  EXPECT_THROW(c.run(), Error);
+  try {
+    c.run();
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("GiB limit"), std::string::npos) << e.what();
+  }
+  for (float x : out) ASSERT_TRUE(std::isnan(x));
+}
+
 TEST(Validation, DropoutNotYetSupported) {
   Call c;
   c.options.dropout_p = 0.1f;

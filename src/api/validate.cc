@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "attn/error.h"
+#include "src/util/parallel.h"
 
 namespace attn::detail {
 namespace {
@@ -120,11 +121,25 @@ TensorView<const T> broadcast(const std::string& arg, TensorView<const T> view,
 
 }  // namespace
 
-std::optional<std::string> why_not(Algorithm algorithm, const Params&) {
+std::optional<std::string> why_not(Algorithm algorithm, const Params& p) {
+  const Shape& s = p.shape;
+  // The materialising algorithms hold full score matrices; refuse rather
+  // than fail an allocation halfway.
+  const auto too_big = [](double bytes, const char* what)
+      -> std::optional<std::string> {
+    if (bytes <= double(kMaxMaterialisedBytes)) return std::nullopt;
+    return std::string(what) + " needs " + std::to_string(bytes / (1 << 30)) +
+           " GiB of score matrices, over the " +
+           std::to_string(kMaxMaterialisedBytes >> 30) + " GiB limit";
+  };
   switch (algorithm) {
     case Algorithm::kReference:
+      return too_big(2.0 * double(s.Sq) * double(s.Skv) * sizeof(double),
+                     "reference (S and P in float64)");
     case Algorithm::kNaive:
-      return std::nullopt;
+      return too_big(double(util::resolve_threads(p.num_threads)) *
+                         double(s.Sq) * double(s.Skv) * sizeof(float),
+                     "naive (S in float32 per thread)");
     case Algorithm::kFlash:
       return "not available yet in this version of attn";
     case Algorithm::kAuto:
@@ -264,14 +279,18 @@ Problem<T> validate(TensorView<const T> q, TensorView<const T> k,
 
   if (o.algorithm == Algorithm::kAuto) {
     pr.algorithm = Algorithm::kAuto;
+    std::string reasons;
     for (Algorithm a : kAutoOrder) {
-      if (!why_not(a, pr)) {
+      const auto reason = why_not(a, pr);
+      if (!reason) {
         pr.algorithm = a;
         break;
       }
+      reasons += std::string("; ") + algorithm_name(a) + ": " + *reason;
     }
     if (pr.algorithm == Algorithm::kAuto) {
-      fail("options.algorithm", "no algorithm can serve this call");
+      fail("options.algorithm", "auto found no algorithm that can serve this "
+                                "call" + reasons);
     }
   } else {
     if (auto reason = why_not(o.algorithm, pr)) {

@@ -21,6 +21,10 @@ Problem<T> validate(TensorView<const T> q, TensorView<const T> k,
 // Why `algorithm` cannot serve `params`, or nullopt when it can. The order
 // of kAutoOrder below is the order kAuto tries them in.
 std::optional<std::string> why_not(Algorithm algorithm, const Params& params);
+// Most memory the materialising algorithms (reference, naive) may take for
+// their score matrices.
+inline constexpr int64_t kMaxMaterialisedBytes = int64_t{8} << 30;
+
 inline constexpr Algorithm kAutoOrder[] = {Algorithm::kFlash,
                                            Algorithm::kNaive};
 
