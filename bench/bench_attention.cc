@@ -52,8 +52,8 @@ void BM_Attention(benchmark::State& state, attn::Algorithm algorithm) {
     benchmark::ClobberMemory();
   }
   const double flops = 4.0 * B * H * S * S * D * (causal ? 0.5 : 1.0);
-  state.counters["GFLOP"] = benchmark::Counter(
-      flops * state.iterations() / 1e9, benchmark::Counter::kIsRate);
+  state.counters["GFLOP"] = benchmark::Counter(flops * state.iterations() / 1e9,
+                                               benchmark::Counter::kIsRate);
 }
 
 void Shapes(benchmark::internal::Benchmark* b) {

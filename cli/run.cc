@@ -92,10 +92,12 @@ void write_npy(const std::string& path, std::span<const float> data,
 
 int builtin_example(const RunArgs& args) {
   const int64_t B = 1, H = 8, S = 128, D = 64;
-  fmt::print("attn {} run: built-in example, the original Transformer's "
-             "attention\n", attn::version());
-  fmt::print("q, k, v: [B={}, H={}, S={}, D={}] float32, fixed seed\n", B, H,
-             S, D);
+  fmt::print(
+      "attn {} run: built-in example, the original Transformer's "
+      "attention\n",
+      attn::version());
+  fmt::print("q, k, v: [B={}, H={}, S={}, D={}] float32, fixed seed\n", B, H, S,
+             D);
   std::mt19937 rng(2017);
   std::normal_distribution<float> normal;
   attn::Tensor<float> q(B, H, S, D), k(B, H, S, D), v(B, H, S, D);
@@ -173,14 +175,16 @@ int run_command(const RunArgs& args) {
   const attn::Algorithm algorithm = parse_algorithm(args.algorithm);
   if (args.q.empty() && args.k.empty() && args.v.empty()) {
     if (algorithm != attn::Algorithm::kAuto) {
-      throw Error("--algorithm: the built-in example runs reference and "
-                  "naive side by side; give --q, --k and --v to choose one");
+      throw Error(
+          "--algorithm: the built-in example runs reference and "
+          "naive side by side; give --q, --k and --v to choose one");
     }
     return builtin_example(args);
   }
   if (args.q.empty() || args.k.empty() || args.v.empty()) {
-    throw Error("--q, --k and --v must be given together (or none of them "
-                "for the built-in example)");
+    throw Error(
+        "--q, --k and --v must be given together (or none of them "
+        "for the built-in example)");
   }
   const bool bshd = args.layout == "bshd";
   Input q = read_qkv("--q", args.q, bshd);
@@ -204,8 +208,10 @@ int run_command(const RunArgs& args) {
         throw std::invalid_argument("trailing");
       }
     } catch (const std::logic_error&) {
-      throw Error("--window: expected two integers L,R (e.g. 128,0 or -1,0), "
-                  "got '" + args.window + "'");
+      throw Error(
+          "--window: expected two integers L,R (e.g. 128,0 or -1,0), "
+          "got '" +
+          args.window + "'");
     }
   }
   o.softcap = args.softcap;

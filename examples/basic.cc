@@ -26,11 +26,10 @@ int main() {
   using View = attn::TensorView<float>;
   attn::AttentionOptions options;
   options.causal = true;
-  const attn::Algorithm ran =
-      attn::attention(View::bshd(q.data(), B, S, Hq, D),
-                      View::bshd(k.data(), B, S, Hkv, D),
-                      View::bshd(v.data(), B, S, Hkv, D),
-                      View::bshd(out.data(), B, S, Hq, D), options);
+  const attn::Algorithm ran = attn::attention(
+      View::bshd(q.data(), B, S, Hq, D), View::bshd(k.data(), B, S, Hkv, D),
+      View::bshd(v.data(), B, S, Hkv, D), View::bshd(out.data(), B, S, Hq, D),
+      options);
 
   options.algorithm = attn::Algorithm::kReference;
   attn::attention(View::bshd(q.data(), B, S, Hq, D),
@@ -42,9 +41,10 @@ int main() {
   for (size_t i = 0; i < out.size(); ++i) {
     max_diff = std::max(max_diff, std::fabs(double(out[i]) - expected[i]));
   }
-  std::printf("attn %s: causal GQA attention with algorithm %s, "
-              "max |out - reference| = %.3g\n",
-              attn::version(), attn::algorithm_name(ran), max_diff);
+  std::printf(
+      "attn %s: causal GQA attention with algorithm %s, "
+      "max |out - reference| = %.3g\n",
+      attn::version(), attn::algorithm_name(ran), max_diff);
   // Bad input is an attn::Error that names the argument.
   try {
     attn::attention(View::bshd(q.data(), B, S, Hq, D),

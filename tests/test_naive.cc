@@ -31,7 +31,8 @@ struct Dims {
   int64_t B, Hq, Hkv, Sq, Skv, D, Dv;
 };
 
-using OptionBuilder = std::function<void(OptionSet&, const Dims&, std::mt19937&)>;
+using OptionBuilder =
+    std::function<void(OptionSet&, const Dims&, std::mt19937&)>;
 
 // A boolean mask of the given (broadcast) extents, true with probability p.
 void random_mask(OptionSet& s, Extents e, double p, std::mt19937& rng) {
@@ -39,14 +40,15 @@ void random_mask(OptionSet& s, Extents e, double p, std::mt19937& rng) {
   s.mask = std::make_unique<bool[]>(n);
   std::bernoulli_distribution keep(p);
   for (int64_t i = 0; i < n; ++i) s.mask[i] = keep(rng);
-  s.o.mask = TensorView<const bool>(
-      s.mask.get(), e, {e[1] * e[2] * e[3], e[2] * e[3], e[3], 1});
+  s.o.mask = TensorView<const bool>(s.mask.get(), e,
+                                    {e[1] * e[2] * e[3], e[2] * e[3], e[3], 1});
 }
 
 const std::vector<std::pair<std::string, OptionBuilder>>& option_sets() {
   static const std::vector<std::pair<std::string, OptionBuilder>> sets = {
       {"none", [](OptionSet&, const Dims&, std::mt19937&) {}},
-      {"causal", [](OptionSet& s, const Dims&, std::mt19937&) { s.o.causal = true; }},
+      {"causal",
+       [](OptionSet& s, const Dims&, std::mt19937&) { s.o.causal = true; }},
       {"causal_top_left",
        [](OptionSet& s, const Dims&, std::mt19937&) {
          s.o.causal = true;
@@ -108,7 +110,8 @@ const std::vector<std::pair<std::string, OptionBuilder>>& option_sets() {
       {"key_lengths",
        [](OptionSet& s, const Dims& d, std::mt19937& rng) {
          std::uniform_int_distribution<int64_t> len(0, d.Skv);
-         for (int64_t b = 0; b < d.B; ++b) s.lens.push_back(b == 1 ? 0 : len(rng));
+         for (int64_t b = 0; b < d.B; ++b)
+           s.lens.push_back(b == 1 ? 0 : len(rng));
          s.o.key_lengths = s.lens;
        }},
       {"everything",
@@ -125,8 +128,9 @@ const std::vector<std::pair<std::string, OptionBuilder>>& option_sets() {
          s.bias.resize(d.Hq * d.Sq * d.Skv);
          std::normal_distribution<float> normal;
          for (float& x : s.bias) x = normal(rng);
-         s.o.bias = TensorView<const float>(s.bias.data(), {1, d.Hq, d.Sq, d.Skv},
-                                            {0, d.Sq * d.Skv, d.Skv, 1});
+         s.o.bias =
+             TensorView<const float>(s.bias.data(), {1, d.Hq, d.Sq, d.Skv},
+                                     {0, d.Sq * d.Skv, d.Skv, 1});
          std::uniform_int_distribution<int64_t> len(0, d.Skv);
          for (int64_t b = 0; b < d.B; ++b) s.lens.push_back(len(rng));
          s.o.key_lengths = s.lens;
@@ -156,9 +160,12 @@ RunResult<T> run_case(const Dims& d, const OptionSet& opts, Placement place,
   const int64_t pad = place.kv_in_larger_buffer ? 5 : 0;
   const int64_t lead = place.kv_in_larger_buffer ? 3 : 0;
   Buffer<T> q = testing::make_buffer<T>(d.B, d.Hq, d.Sq, d.D, place.layout);
-  Buffer<T> k = testing::make_buffer<T>(d.B, d.Hkv, d.Skv, d.D, place.layout, pad, lead);
-  Buffer<T> v = testing::make_buffer<T>(d.B, d.Hkv, d.Skv, d.Dv, place.layout, pad, lead);
-  Buffer<T> out = testing::make_buffer<T>(d.B, d.Hq, d.Sq, d.Dv, place.layout, 2, 1);
+  Buffer<T> k =
+      testing::make_buffer<T>(d.B, d.Hkv, d.Skv, d.D, place.layout, pad, lead);
+  Buffer<T> v =
+      testing::make_buffer<T>(d.B, d.Hkv, d.Skv, d.Dv, place.layout, pad, lead);
+  Buffer<T> out =
+      testing::make_buffer<T>(d.B, d.Hq, d.Sq, d.Dv, place.layout, 2, 1);
   testing::poison(k.storage);  // padding stays NaN: reading it would show
   testing::poison(v.storage);
   testing::fill_normal(q.view, rng, input_scale);
@@ -180,7 +187,8 @@ RunResult<T> run_case(const Dims& d, const OptionSet& opts, Placement place,
   for (int64_t b = 0; b < d.B; ++b)
     for (int64_t h = 0; h < d.Hq; ++h)
       for (int64_t i = 0; i < d.Sq; ++i)
-        for (int64_t j = 0; j < d.Dv; ++j) r.out.push_back(out.view(b, h, i, j));
+        for (int64_t j = 0; j < d.Dv; ++j)
+          r.out.push_back(out.view(b, h, i, j));
   return r;
 }
 
@@ -218,7 +226,7 @@ void check(const Dims& d, const std::string& name, const OptionBuilder& build,
 
 constexpr int64_t kLengths[] = {1, 2, 17, 63, 64, 65, 300};
 constexpr std::pair<int64_t, int64_t> kHeadDims[] = {
-    {1, 1},  {3, 3},    {8, 8},    {64, 64}, {72, 72},
+    {1, 1},     {3, 3},     {8, 8},   {64, 64}, {72, 72},
     {128, 128}, {256, 256}, {64, 32}, {3, 8},   {128, 72}};
 
 // Shapes x options: every (Sq, Skv) pair for one (D, Dv); options, layout,
@@ -258,12 +266,13 @@ class NaiveOptions : public ::testing::TestWithParam<size_t> {};
 TEST_P(NaiveOptions, MatchesReference) {
   const auto& [name, build] = option_sets()[GetParam()];
   std::mt19937 rng(2000 + GetParam());
-  const Dims shapes[] = {{1, 1, 1, 1, 1, 8, 8},     {2, 4, 1, 1, 65, 64, 64},
-                         {1, 2, 2, 17, 63, 3, 5},   {2, 8, 2, 64, 64, 72, 72},
-                         {1, 4, 4, 65, 17, 128, 64}, {1, 3, 1, 300, 300, 16, 16}};
+  const Dims shapes[] = {
+      {1, 1, 1, 1, 1, 8, 8},      {2, 4, 1, 1, 65, 64, 64},
+      {1, 2, 2, 17, 63, 3, 5},    {2, 8, 2, 64, 64, 72, 72},
+      {1, 4, 4, 65, 17, 128, 64}, {1, 3, 1, 300, 300, 16, 16}};
   for (const Dims& d : shapes) {
-    for (Placement place : {Placement{Layout::kBHSD, false},
-                            Placement{Layout::kBSHD, true}}) {
+    for (Placement place :
+         {Placement{Layout::kBHSD, false}, Placement{Layout::kBSHD, true}}) {
       check<float>(d, name, build, place, rng);
     }
   }
@@ -271,7 +280,9 @@ TEST_P(NaiveOptions, MatchesReference) {
 
 INSTANTIATE_TEST_SUITE_P(Sets, NaiveOptions,
                          ::testing::Range(size_t{0}, option_sets().size()),
-                         [](const auto& info) { return option_sets()[info.param].first; });
+                         [](const auto& info) {
+                           return option_sets()[info.param].first;
+                         });
 
 // 16-bit inputs: compared with the reference on the same rounded inputs.
 template <class T>
@@ -279,14 +290,15 @@ void sixteen_bit_grid(unsigned seed) {
   std::mt19937 rng(seed);
   const auto& sets = option_sets();
   int n = 0;
-  for (auto [D, Dv] : {std::pair<int64_t, int64_t>{64, 64}, {3, 8}, {128, 72}}) {
+  for (auto [D, Dv] :
+       {std::pair<int64_t, int64_t>{64, 64}, {3, 8}, {128, 72}}) {
     for (int64_t Sq : {1, 17, 65}) {
       for (int64_t Skv : {1, 64, 300}) {
         ++n;
         const Dims d{1, 2 * (1 + n % 2), 2, Sq, Skv, D, Dv};
         const auto& [name, build] = sets[n % sets.size()];
-        check<T>(d, name, build, {n % 2 ? Layout::kBSHD : Layout::kBHSD, n % 3 == 0},
-                 rng);
+        check<T>(d, name, build,
+                 {n % 2 ? Layout::kBSHD : Layout::kBHSD, n % 3 == 0}, rng);
       }
     }
   }
@@ -304,10 +316,12 @@ TEST(Naive, SameBitsOnOneAndTwoThreads) {
   const auto two = run_case<float>(d, opts, {}, Algorithm::kNaive, 2, rng_b);
   ASSERT_EQ(one.out.size(), two.out.size());
   for (size_t i = 0; i < one.out.size(); ++i) {
-    ASSERT_EQ(std::bit_cast<uint32_t>(one.out[i]), std::bit_cast<uint32_t>(two.out[i]));
+    ASSERT_EQ(std::bit_cast<uint32_t>(one.out[i]),
+              std::bit_cast<uint32_t>(two.out[i]));
   }
   for (size_t i = 0; i < one.lse.size(); ++i) {
-    ASSERT_EQ(std::bit_cast<uint32_t>(one.lse[i]), std::bit_cast<uint32_t>(two.lse[i]));
+    ASSERT_EQ(std::bit_cast<uint32_t>(one.lse[i]),
+              std::bit_cast<uint32_t>(two.lse[i]));
   }
 }
 

@@ -20,7 +20,8 @@ std::vector<std::byte> file(int major, const std::string& header,
   f.push_back(std::byte(major));
   f.push_back(std::byte(0));
   const uint64_t len = claimed_len >= 0 ? uint64_t(claimed_len) : header.size();
-  for (int i = 0; i < (major == 1 ? 2 : 4); ++i) f.push_back(std::byte(len >> (8 * i)));
+  for (int i = 0; i < (major == 1 ? 2 : 4); ++i)
+    f.push_back(std::byte(len >> (8 * i)));
   for (char c : header) f.push_back(std::byte(c));
   for (uint8_t b : data) f.push_back(std::byte(b));
   return f;
@@ -31,7 +32,8 @@ std::vector<uint8_t> bytes_of(const void* p, size_t n) {
   return {b, b + n};
 }
 
-void expect_rejected(const std::vector<std::byte>& f, const std::string& fragment) {
+void expect_rejected(const std::vector<std::byte>& f,
+                     const std::string& fragment) {
   try {
     parse(f, "bad.npy");
     ADD_FAILURE() << "accepted; expected error containing '" << fragment << "'";
@@ -80,23 +82,26 @@ TEST(Npy, BigEndianAndVersions) {
   const int64_t be = 0x0102030405060708;
   uint8_t raw[8];
   for (int i = 0; i < 8; ++i) raw[i] = uint8_t(be >> (8 * (7 - i)));
-  const Array i8 = parse(file(1, "{'descr': '>i8', 'fortran_order': False, 'shape': (1,)}",
-                              bytes_of(raw, 8)));
+  const Array i8 =
+      parse(file(1, "{'descr': '>i8', 'fortran_order': False, 'shape': (1,)}",
+                 bytes_of(raw, 8)));
   EXPECT_EQ(i8.to_int64(), std::vector<int64_t>{be});
 }
 
 TEST(Npy, FortranOrderBecomesCOrder) {
   // Logical [[1, 2, 3], [4, 5, 6]] stored column-major: 1 4 2 5 3 6.
   const int32_t col_major[6] = {1, 4, 2, 5, 3, 6};
-  const Array a = parse(file(1, "{'descr': '<i4', 'fortran_order': True, 'shape': (2, 3), }",
-                             bytes_of(col_major, sizeof col_major)));
+  const Array a = parse(
+      file(1, "{'descr': '<i4', 'fortran_order': True, 'shape': (2, 3), }",
+           bytes_of(col_major, sizeof col_major)));
   EXPECT_EQ(a.to_int64(), (std::vector<int64_t>{1, 2, 3, 4, 5, 6}));
 }
 
 TEST(Npy, BoolIsNormalised) {
   const uint8_t raw[3] = {0, 1, 7};
-  const Array a = parse(file(1, "{'descr': '|b1', 'fortran_order': False, 'shape': (3,)}",
-                             bytes_of(raw, 3)));
+  const Array a =
+      parse(file(1, "{'descr': '|b1', 'fortran_order': False, 'shape': (3,)}",
+                 bytes_of(raw, 3)));
   EXPECT_EQ(a.data[2], std::byte{1});
 }
 
@@ -110,7 +115,8 @@ TEST(Npy, ConversionsCheckDtype) {
   EXPECT_THROW(a.to_int64(), Error);
 }
 
-const std::string kGood = "{'descr': '<f4', 'fortran_order': False, 'shape': (2,), }";
+const std::string kGood =
+    "{'descr': '<f4', 'fortran_order': False, 'shape': (2,), }";
 const std::vector<uint8_t> kEight(8, 0);
 
 TEST(NpyRejects, BadMagic) {
@@ -120,7 +126,9 @@ TEST(NpyRejects, BadMagic) {
   expect_rejected({}, "magic");
 }
 
-TEST(NpyRejects, UnknownVersion) { expect_rejected(file(4, kGood, kEight), "version 4.0"); }
+TEST(NpyRejects, UnknownVersion) {
+  expect_rejected(file(4, kGood, kEight), "version 4.0");
+}
 
 TEST(NpyRejects, HeaderPastEnd) {
   expect_rejected(file(1, kGood, {}, 5000), "runs past the end");
@@ -138,49 +146,65 @@ TEST(NpyRejects, TruncatedData) {
 }
 
 TEST(NpyRejects, TrailingData) {
-  expect_rejected(file(1, kGood, std::vector<uint8_t>(9, 0)), "unexpected bytes");
+  expect_rejected(file(1, kGood, std::vector<uint8_t>(9, 0)),
+                  "unexpected bytes");
 }
 
 TEST(NpyRejects, UnsupportedDtype) {
-  expect_rejected(file(1, "{'descr': '<c8', 'fortran_order': False, 'shape': (1,)}",
-                       kEight),
-                  "unsupported dtype '<c8'");
-  expect_rejected(file(1, "{'descr': '<U3', 'fortran_order': False, 'shape': (1,)}",
-                       kEight),
-                  "unsupported dtype");
+  expect_rejected(
+      file(1, "{'descr': '<c8', 'fortran_order': False, 'shape': (1,)}",
+           kEight),
+      "unsupported dtype '<c8'");
+  expect_rejected(
+      file(1, "{'descr': '<U3', 'fortran_order': False, 'shape': (1,)}",
+           kEight),
+      "unsupported dtype");
 }
 
 TEST(NpyRejects, OverflowingShape) {
-  expect_rejected(
-      file(1, "{'descr': '<f8', 'fortran_order': False, 'shape': (4294967296, 4294967296)}",
-           kEight),
-      "overflows");
-  expect_rejected(
-      file(1, "{'descr': '<f4', 'fortran_order': False, 'shape': (99999999999999999999,)}",
-           kEight),
-      "overflows 64 bits");
+  expect_rejected(file(1,
+                       "{'descr': '<f8', 'fortran_order': False, 'shape': "
+                       "(4294967296, 4294967296)}",
+                       kEight),
+                  "overflows");
+  expect_rejected(file(1,
+                       "{'descr': '<f4', 'fortran_order': False, 'shape': "
+                       "(99999999999999999999,)}",
+                       kEight),
+                  "overflows 64 bits");
 }
 
 TEST(NpyRejects, MalformedHeaders) {
   expect_rejected(file(1, "{'descr': '<f4', 'shape': (2,)}", kEight), "lacks");
   expect_rejected(
-      file(1, "{'descr': '<f4', 'fortran_order': False, 'shape': (2,), 'x': 1}", kEight),
-      "expected a string, True, False or a tuple");
-  expect_rejected(
-      file(1, "{'descr': '<f4', 'descr': '<f4', 'fortran_order': False, 'shape': (2,)}",
+      file(1, "{'descr': '<f4', 'fortran_order': False, 'shape': (2,), 'x': 1}",
            kEight),
-      "repeated");
-  expect_rejected(file(1, "{'descr': '<f4', 'fortran_order': False, 'shape': (-2,)}", kEight),
-                  "non-negative integer");
-  expect_rejected(file(1, "{'descr': '<f4, 'fortran_order': False}", kEight), "malformed");
-  expect_rejected(file(1, "{'descr': '<f4', 'fortran_order': False, 'shape': (2,)} x", kEight),
-                  "after header dict");
-  expect_rejected(file(1, "{'descr': '<f4', 'fortran_order': 0, 'shape': (2,)}", kEight),
-                  "malformed");
-  expect_rejected(file(1, std::string("{'descr': '<f4', 'fortran_order': False, 'shape': (2,)}") +
-                              "\xc3\xa9",
+      "expected a string, True, False or a tuple");
+  expect_rejected(file(1,
+                       "{'descr': '<f4', 'descr': '<f4', 'fortran_order': "
+                       "False, 'shape': (2,)}",
                        kEight),
-                  "not ASCII");
+                  "repeated");
+  expect_rejected(
+      file(1, "{'descr': '<f4', 'fortran_order': False, 'shape': (-2,)}",
+           kEight),
+      "non-negative integer");
+  expect_rejected(file(1, "{'descr': '<f4, 'fortran_order': False}", kEight),
+                  "malformed");
+  expect_rejected(
+      file(1, "{'descr': '<f4', 'fortran_order': False, 'shape': (2,)} x",
+           kEight),
+      "after header dict");
+  expect_rejected(
+      file(1, "{'descr': '<f4', 'fortran_order': 0, 'shape': (2,)}", kEight),
+      "malformed");
+  expect_rejected(
+      file(1,
+           std::string(
+               "{'descr': '<f4', 'fortran_order': False, 'shape': (2,)}") +
+               "\xc3\xa9",
+           kEight),
+      "not ASCII");
   std::string deep = "{'descr': '<f4', 'fortran_order': False, 'shape': (";
   for (int i = 0; i < 65; ++i) deep += "1,";
   expect_rejected(file(1, deep + ")}", kEight), "more than 64 dimensions");

@@ -29,7 +29,8 @@ struct Small {
     const auto vv = TensorView<const float>::bhsd(v.data(), B, Hkv, Skv, Dv);
     const auto ov = TensorView<float>::bhsd(out.data(), B, Hq, Sq, Dv);
     o.algorithm = Algorithm::kReference;
-    attention(qv, kv, vv, ov, o, TensorView<float>::bhsd(lse.data(), B, Hq, Sq, 1));
+    attention(qv, kv, vv, ov, o,
+              TensorView<float>::bhsd(lse.data(), B, Hq, Sq, 1));
     return testing::reference_result(qv, kv, vv, ov, o);
   }
 };
@@ -38,7 +39,9 @@ constexpr double kExact = 1e-12;
 
 TEST(Reference, TwoKeysClosedForm) {
   // s = [0, ln 3] -> p = [1/4, 3/4]; out = 4/4 + 8 * 3/4 = 7; lse = ln 4.
-  Small s{1, 1, 1, 1, 2, 1, 1, {1.0f}, {0.0f, static_cast<float>(std::log(3.0))},
+  Small s{1,           1,      1,
+          1,           2,      1,
+          1,           {1.0f}, {0.0f, static_cast<float>(std::log(3.0))},
           {4.0f, 8.0f}};
   AttentionOptions o;
   o.scale = 1.0f;
@@ -55,8 +58,16 @@ TEST(Reference, TwoKeysClosedForm) {
 // q = 0 makes every visible key equally likely: out = mean of the visible
 // values, lse = log(count). Values 1, 2, 4, 8, ... identify the visible set.
 Small uniform(int64_t Sq, int64_t Skv) {
-  Small s{1, 1, 1, Sq, Skv, 1, 1, std::vector<float>(Sq, 0.0f),
-          std::vector<float>(Skv, 1.0f), {}};
+  Small s{1,
+          1,
+          1,
+          Sq,
+          Skv,
+          1,
+          1,
+          std::vector<float>(Sq, 0.0f),
+          std::vector<float>(Skv, 1.0f),
+          {}};
   for (int64_t j = 0; j < Skv; ++j) s.v.push_back(std::ldexp(1.0f, j));
   return s;
 }
@@ -107,18 +118,21 @@ TEST(Reference, WindowBounds) {
   o.window_right = 0;
   auto r = s.run(o);
   for (int64_t i = 0; i < 5; ++i) {
-    EXPECT_NEAR(r.out[i], mean_pow2(std::max<int64_t>(0, i - 1), i), kExact) << i;
+    EXPECT_NEAR(r.out[i], mean_pow2(std::max<int64_t>(0, i - 1), i), kExact)
+        << i;
   }
   o.window_left = 0;
   o.window_right = 2;
   r = s.run(o);
   for (int64_t i = 0; i < 5; ++i) {
-    EXPECT_NEAR(r.out[i], mean_pow2(i, std::min<int64_t>(4, i + 2)), kExact) << i;
+    EXPECT_NEAR(r.out[i], mean_pow2(i, std::min<int64_t>(4, i + 2)), kExact)
+        << i;
   }
   o.window_left = -1;  // unbounded left, right bound 0 = causal
   o.window_right = 0;
   r = s.run(o);
-  for (int64_t i = 0; i < 5; ++i) EXPECT_NEAR(r.out[i], mean_pow2(0, i), kExact);
+  for (int64_t i = 0; i < 5; ++i)
+    EXPECT_NEAR(r.out[i], mean_pow2(0, i), kExact);
 }
 
 TEST(Reference, SoftcapThenAlibiThenBias) {
@@ -148,7 +162,15 @@ TEST(Reference, SoftcapThenAlibiThenBias) {
 TEST(Reference, MasksAndKeyLengths) {
   // B = 2, q = 0. Batch 0: bool mask hides key 1, bias -inf hides key 3.
   // Batch 1: key length 0 -> no visible key.
-  Small s{2, 1, 1, 1, 4, 1, 1, {0.0f, 0.0f}, std::vector<float>(8, 1.0f),
+  Small s{2,
+          1,
+          1,
+          1,
+          4,
+          1,
+          1,
+          {0.0f, 0.0f},
+          std::vector<float>(8, 1.0f),
           {1, 2, 4, 8, 1, 2, 4, 8}};
   const bool mask[4] = {true, false, true, true};
   const float bias[4] = {0.0f, 0.0f, 0.0f, -INFINITY};
@@ -181,8 +203,16 @@ TEST(Reference, HiddenKeysAreNeverRead) {
 TEST(Reference, GqaMapsQueryHeadToItsGroup) {
   // Hq 4, Hkv 2: heads 0, 1 read KV head 0 (values 1, 3), heads 2, 3 read
   // KV head 1 (values 10, 30). q = 0 -> means 2 and 20. Dv = 1 != D = 2.
-  Small s{1, 4, 2, 1, 2, 2, 1, std::vector<float>(8, 0.0f),
-          std::vector<float>(8, 0.5f), {1, 3, 10, 30}};
+  Small s{1,
+          4,
+          2,
+          1,
+          2,
+          2,
+          1,
+          std::vector<float>(8, 0.0f),
+          std::vector<float>(8, 0.5f),
+          {1, 3, 10, 30}};
   const auto r = s.run({});
   EXPECT_NEAR(r.out[0], 2.0, kExact);
   EXPECT_NEAR(r.out[1], 2.0, kExact);
@@ -203,7 +233,8 @@ TEST(Reference, NoKeysAtAll) {
 class Properties : public ::testing::TestWithParam<Algorithm> {
  protected:
   // Runs the parameter algorithm on BHSD float buffers, returns out.
-  std::vector<float> run(const std::vector<float>& q, const std::vector<float>& k,
+  std::vector<float> run(const std::vector<float>& q,
+                         const std::vector<float>& k,
                          const std::vector<float>& v, int64_t B, int64_t Hq,
                          int64_t Hkv, int64_t Sq, int64_t Skv, int64_t D,
                          int64_t Dv, AttentionOptions o) {
@@ -288,7 +319,8 @@ TEST_P(Properties, CausalRowIgnoresLaterKeys) {
 
 TEST_P(Properties, GqaEqualsMhaWithRepeatedKv) {
   const int64_t B = 2, Hq = 6, Hkv = 2, G = 3, Sq = 7, Skv = 9, D = 5, Dv = 4;
-  const auto q = random(B * Hq * Sq * D, rng_), k = random(B * Hkv * Skv * D, rng_),
+  const auto q = random(B * Hq * Sq * D, rng_),
+             k = random(B * Hkv * Skv * D, rng_),
              v = random(B * Hkv * Skv * Dv, rng_);
   std::vector<float> kr, vr;  // K/V with each head repeated G times
   for (int64_t b = 0; b < B; ++b)

@@ -27,8 +27,10 @@ TEST(TensorView, ConvertsToConstOnly) {
   TensorView<float> v = TensorView<float>::bhsd(&x, 1, 1, 1, 1);
   TensorView<const float> c = v;
   EXPECT_EQ(c.data(), &x);
-  static_assert(!std::is_convertible_v<TensorView<const float>, TensorView<float>>);
-  static_assert(!std::is_convertible_v<TensorView<float>, TensorView<const bfloat16>>);
+  static_assert(
+      !std::is_convertible_v<TensorView<const float>, TensorView<float>>);
+  static_assert(
+      !std::is_convertible_v<TensorView<float>, TensorView<const bfloat16>>);
   static_assert(std::is_trivially_copyable_v<TensorView<float>>);
 }
 

@@ -48,12 +48,16 @@ TEST(BFloat16, RoundsToNearestEven) {
   for (int n = 0; n < 2000000; ++n) {
     const float f = std::bit_cast<float>(static_cast<uint32_t>(rng()));
     if (std::isnan(f) || std::isinf(f)) continue;
-    ASSERT_EQ(bfloat16::from_float(f).bits, bf16_oracle(f)) << std::hexfloat << f;
+    ASSERT_EQ(bfloat16::from_float(f).bits, bf16_oracle(f))
+        << std::hexfloat << f;
   }
   // Exact ties in both parities, overflow, and the sign of zero.
-  EXPECT_EQ(bfloat16::from_float(std::bit_cast<float>(0x3f808000u)).bits, 0x3f80u);
-  EXPECT_EQ(bfloat16::from_float(std::bit_cast<float>(0x3f818000u)).bits, 0x3f82u);
-  EXPECT_EQ(bfloat16::from_float(std::bit_cast<float>(0x7f7fffffu)).bits, 0x7f80u);
+  EXPECT_EQ(bfloat16::from_float(std::bit_cast<float>(0x3f808000u)).bits,
+            0x3f80u);
+  EXPECT_EQ(bfloat16::from_float(std::bit_cast<float>(0x3f818000u)).bits,
+            0x3f82u);
+  EXPECT_EQ(bfloat16::from_float(std::bit_cast<float>(0x7f7fffffu)).bits,
+            0x7f80u);
   EXPECT_EQ(bfloat16::from_float(-0.0f).bits, 0x8000u);
   EXPECT_EQ(bfloat16::from_float(INFINITY).bits, 0x7f80u);
   EXPECT_EQ(bfloat16::from_float(-INFINITY).bits, 0xff80u);
@@ -97,9 +101,9 @@ TEST(Float16, RoundsLikeCompiler) {
     check(std::bit_cast<float>(u));
     check(-std::bit_cast<float>(u));
   }
-  for (float f : {65504.0f, 65519.99f, 65520.0f, 6.1035156e-05f,
-                  5.9604645e-08f, 2.9802322e-08f, 2.9802326e-08f, 0.0f, -0.0f,
-                  INFINITY, -INFINITY}) {
+  for (float f :
+       {65504.0f, 65519.99f, 65520.0f, 6.1035156e-05f, 5.9604645e-08f,
+        2.9802322e-08f, 2.9802326e-08f, 0.0f, -0.0f, INFINITY, -INFINITY}) {
     check(f);
   }
 }

@@ -28,8 +28,8 @@ struct Buffer {
 enum class Layout { kBHSD, kBSHD };
 
 template <class T>
-Buffer<T> make_buffer(int64_t B, int64_t H, int64_t S, int64_t D,
-                      Layout layout, int64_t row_pad = 0, int64_t lead = 0) {
+Buffer<T> make_buffer(int64_t B, int64_t H, int64_t S, int64_t D, Layout layout,
+                      int64_t row_pad = 0, int64_t lead = 0) {
   Buffer<T> buf;
   const int64_t row = D + row_pad;  // elements between consecutive rows
   Strides st;
@@ -57,7 +57,8 @@ void fill_normal(TensorView<T> v, std::mt19937& rng, float stddev = 1.0f) {
 // element a kernel forgets to write fails every comparison.
 template <class T>
 void poison(std::vector<T>& storage) {
-  for (T& x : storage) x = from_float<T>(std::numeric_limits<float>::quiet_NaN());
+  for (T& x : storage)
+    x = from_float<T>(std::numeric_limits<float>::quiet_NaN());
 }
 
 // Error of an output against the float64 reference, per element relative to
@@ -104,8 +105,10 @@ ErrorStats compare(const reference::Result& ref, TensorView<const T> out,
           if (std::isinf(want)) {
             if (got != want) e.lse_inf_match = false;
           } else {
-            double diff = std::fabs(got - want) / std::max(1.0, std::fabs(want));
-            if (std::isnan(diff)) diff = std::numeric_limits<double>::infinity();
+            double diff =
+                std::fabs(got - want) / std::max(1.0, std::fabs(want));
+            if (std::isnan(diff))
+              diff = std::numeric_limits<double>::infinity();
             e.lse_max_abs = std::max(e.lse_max_abs, diff);
           }
         }

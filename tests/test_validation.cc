@@ -21,9 +21,12 @@ struct Call {
   std::vector<float> vb = std::vector<float>(2 * 2 * 5 * 6, 1.0f);
   std::vector<float> ob = std::vector<float>(2 * 4 * 3 * 6, NAN);
   std::vector<float> lb = std::vector<float>(2 * 4 * 3, NAN);
-  TensorView<const float> q = TensorView<const float>::bhsd(qb.data(), 2, 4, 3, 8);
-  TensorView<const float> k = TensorView<const float>::bhsd(kb.data(), 2, 2, 5, 8);
-  TensorView<const float> v = TensorView<const float>::bhsd(vb.data(), 2, 2, 5, 6);
+  TensorView<const float> q =
+      TensorView<const float>::bhsd(qb.data(), 2, 4, 3, 8);
+  TensorView<const float> k =
+      TensorView<const float>::bhsd(kb.data(), 2, 2, 5, 8);
+  TensorView<const float> v =
+      TensorView<const float>::bhsd(vb.data(), 2, 2, 5, 6);
   TensorView<float> out = TensorView<float>::bhsd(ob.data(), 2, 4, 3, 6);
   TensorView<float> lse;
   AttentionOptions options;
@@ -44,7 +47,8 @@ void expect_error(Call& c, std::initializer_list<std::string> fragments) {
           << "message lacks '" << f << "': " << msg;
     }
   }
-  for (float x : c.ob) ASSERT_TRUE(std::isnan(x)) << "output written before error";
+  for (float x : c.ob)
+    ASSERT_TRUE(std::isnan(x)) << "output written before error";
 }
 
 TEST(Validation, ValidCallRuns) {
@@ -99,7 +103,8 @@ TEST(Validation, InnerStrideNotOne) {
 
 TEST(Validation, NegativeStride) {
   Call c;
-  c.v = TensorView<const float>(c.vb.data() + 54, {2, 2, 5, 6}, {60, 30, -6, 1});
+  c.v =
+      TensorView<const float>(c.vb.data() + 54, {2, 2, 5, 6}, {60, 30, -6, 1});
   expect_error(c, {"v:", "seq stride", "got -6"});
 }
 
@@ -182,7 +187,8 @@ TEST(Validation, MaskNotBroadcastable) {
   Call c;
   bool mask[2 * 3 * 5] = {};
   c.options.mask = TensorView<const bool>(mask, {2, 2, 3, 5}, {30, 15, 5, 1});
-  expect_error(c, {"options.mask", "does not broadcast", "heads extent must be 4 or 1"});
+  expect_error(
+      c, {"options.mask", "does not broadcast", "heads extent must be 4 or 1"});
 }
 
 TEST(Validation, BiasNotBroadcastable) {
@@ -205,14 +211,16 @@ TEST(Validation, KeyLengthCount) {
   Call c;
   const int64_t lens[3] = {1, 2, 3};
   c.options.key_lengths = lens;
-  expect_error(c, {"options.key_lengths", "one length per batch entry (2)", "got 3"});
+  expect_error(
+      c, {"options.key_lengths", "one length per batch entry (2)", "got 3"});
 }
 
 TEST(Validation, AlibiSlopeCount) {
   Call c;
   const float slopes[2] = {0.5f, 0.25f};
   c.options.alibi_slopes = slopes;
-  expect_error(c, {"options.alibi_slopes", "one slope per query head (4)", "got 2"});
+  expect_error(
+      c, {"options.alibi_slopes", "one slope per query head (4)", "got 2"});
 }
 
 TEST(Validation, AlibiSlopeNotFinite) {
@@ -239,13 +247,15 @@ TEST(Validation, MaterialisingAlgorithmsRefuseHugeScores) {
   c.k = TensorView<const float>(&zero, {1, 1, S, 1}, {0, 0, 0, 1});
   c.v = c.k;
   c.out = TensorView<float>::bhsd(out.data(), 1, 1, S, 1);
-  for (Algorithm a : {Algorithm::kNaive, Algorithm::kReference, Algorithm::kAuto}) {
+  for (Algorithm a :
+       {Algorithm::kNaive, Algorithm::kReference, Algorithm::kAuto}) {
     c.options.algorithm = a;
     try {
       c.run();
       ADD_FAILURE() << algorithm_name(a) << " accepted";
     } catch (const Error& e) {
-      EXPECT_NE(std::string(e.what()).find("options.algorithm"), std::string::npos)
+      EXPECT_NE(std::string(e.what()).find("options.algorithm"),
+                std::string::npos)
           << e.what();
     }
   }
@@ -254,7 +264,8 @@ TEST(Validation, MaterialisingAlgorithmsRefuseHugeScores) {
   try {
     c.run();
   } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("GiB limit"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("GiB limit"), std::string::npos)
+        << e.what();
   }
   for (float x : out) ASSERT_TRUE(std::isnan(x));
 }

@@ -18,27 +18,27 @@
 #ifndef ATTN_ATTENTION_H_
 #define ATTN_ATTENTION_H_
 
+#include <vector>
+
 #include "attn/error.h"
 #include "attn/options.h"
 #include "attn/tensor.h"
 #include "attn/types.h"
 
-#include <vector>
-
 namespace attn {
 
 Algorithm attention(TensorView<const float> q, TensorView<const float> k,
-               TensorView<const float> v, TensorView<float> out,
-               const AttentionOptions& options = {},
-               TensorView<float> lse = {});
+                    TensorView<const float> v, TensorView<float> out,
+                    const AttentionOptions& options = {},
+                    TensorView<float> lse = {});
 Algorithm attention(TensorView<const bfloat16> q, TensorView<const bfloat16> k,
-               TensorView<const bfloat16> v, TensorView<bfloat16> out,
-               const AttentionOptions& options = {},
-               TensorView<float> lse = {});
+                    TensorView<const bfloat16> v, TensorView<bfloat16> out,
+                    const AttentionOptions& options = {},
+                    TensorView<float> lse = {});
 Algorithm attention(TensorView<const float16> q, TensorView<const float16> k,
-               TensorView<const float16> v, TensorView<float16> out,
-               const AttentionOptions& options = {},
-               TensorView<float> lse = {});
+                    TensorView<const float16> v, TensorView<float16> out,
+                    const AttentionOptions& options = {},
+                    TensorView<float> lse = {});
 
 // ALiBi's standard slopes for n heads (Press et al.): for n a power of two,
 // slope[h] = 2^(-8 (h + 1) / n); otherwise the slopes of the largest power

@@ -19,7 +19,15 @@
 
 namespace attn::npy {
 
-enum class DType { kBool, kUInt8, kInt32, kInt64, kFloat16, kFloat32, kFloat64 };
+enum class DType {
+  kBool,
+  kUInt8,
+  kInt32,
+  kInt64,
+  kFloat16,
+  kFloat32,
+  kFloat64
+};
 
 const char* dtype_name(DType dtype);  // NumPy's name: "float32", ...
 std::size_t dtype_size(DType dtype);

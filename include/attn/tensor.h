@@ -37,9 +37,11 @@ class TensorView {
 
   // A view of T converts to a view of const T.
   template <class U>
-    requires(std::is_const_v<T> && std::is_same_v<const U, T>)
-  constexpr TensorView(const TensorView<U>& other)  // NOLINT: implicit
-      : data_(other.data()), extents_(other.extents()),
+  requires(std::is_const_v<T>&& std::is_same_v<
+           const U, T>) constexpr TensorView(const TensorView<U>&
+                                                 other)  // NOLINT: implicit
+      : data_(other.data()),
+        extents_(other.extents()),
         strides_(other.strides()) {}
 
   // Contiguous [B, H, S, D] storage.
@@ -99,7 +101,8 @@ class Tensor {
     std::uninitialized_value_construct_n(p, n);
     data_.reset(p);
   }
-  Tensor(int64_t b, int64_t h, int64_t s, int64_t d) : Tensor(Extents{b, h, s, d}) {}
+  Tensor(int64_t b, int64_t h, int64_t s, int64_t d)
+      : Tensor(Extents{b, h, s, d}) {}
 
   T* data() { return data_.get(); }
   const T* data() const { return data_.get(); }

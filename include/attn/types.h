@@ -73,7 +73,8 @@ struct float16 {
     // Normal: rebias exponent (127 -> 15) and round the 13 dropped bits.
     const uint32_t rebased = abs - (112u << 23);
     const uint32_t rounding = 0x0fffu + ((rebased >> 13) & 1u);
-    return from_bits(static_cast<uint16_t>(sign | ((rebased + rounding) >> 13)));
+    return from_bits(
+        static_cast<uint16_t>(sign | ((rebased + rounding) >> 13)));
   }
   constexpr float to_float() const {
     const uint32_t sign = static_cast<uint32_t>(bits & 0x8000u) << 16;

@@ -12,9 +12,9 @@ namespace attn {
 namespace {
 
 template <class T>
-Algorithm run(TensorView<const T> q, TensorView<const T> k, TensorView<const T> v,
-         TensorView<T> out, const AttentionOptions& options,
-         TensorView<float> lse) {
+Algorithm run(TensorView<const T> q, TensorView<const T> k,
+              TensorView<const T> v, TensorView<T> out,
+              const AttentionOptions& options, TensorView<float> lse) {
   const detail::Problem<T> problem =
       detail::validate(q, k, v, out, options, lse);
   switch (problem.params.algorithm) {
@@ -51,18 +51,18 @@ const char* algorithm_name(Algorithm a) {
 }
 
 Algorithm attention(TensorView<const float> q, TensorView<const float> k,
-               TensorView<const float> v, TensorView<float> out,
-               const AttentionOptions& options, TensorView<float> lse) {
+                    TensorView<const float> v, TensorView<float> out,
+                    const AttentionOptions& options, TensorView<float> lse) {
   return run(q, k, v, out, options, lse);
 }
 Algorithm attention(TensorView<const bfloat16> q, TensorView<const bfloat16> k,
-               TensorView<const bfloat16> v, TensorView<bfloat16> out,
-               const AttentionOptions& options, TensorView<float> lse) {
+                    TensorView<const bfloat16> v, TensorView<bfloat16> out,
+                    const AttentionOptions& options, TensorView<float> lse) {
   return run(q, k, v, out, options, lse);
 }
 Algorithm attention(TensorView<const float16> q, TensorView<const float16> k,
-               TensorView<const float16> v, TensorView<float16> out,
-               const AttentionOptions& options, TensorView<float> lse) {
+                    TensorView<const float16> v, TensorView<float16> out,
+                    const AttentionOptions& options, TensorView<float> lse) {
   return run(q, k, v, out, options, lse);
 }
 

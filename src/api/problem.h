@@ -34,7 +34,7 @@ struct Params {
   std::span<const float> alibi_slopes;  // empty or Hq
   TensorView<const bool> mask;
   TensorView<const float> bias;
-  std::span<const int64_t> key_lengths;  // empty or B
+  std::span<const int64_t> key_lengths;    // empty or B
   Algorithm algorithm = Algorithm::kAuto;  // never kAuto after validation
   int num_threads = 0;
 

@@ -81,8 +81,9 @@ void check_no_self_overlap(const std::string& arg, const TensorView<T>& view) {
   int64_t span = 0;  // largest offset reachable by the inner axes
   for (const auto& [stride, extent] : axes) {
     if (stride <= span) {
-      fail(arg, "strides make distinct elements share memory (an output "
-                "needs non-overlapping strides)");
+      fail(arg,
+           "strides make distinct elements share memory (an output "
+           "needs non-overlapping strides)");
     }
     span += (extent - 1) * stride;
   }
@@ -111,8 +112,8 @@ TensorView<const T> broadcast(const std::string& arg, TensorView<const T> view,
     if (view.extent(a) != 1) {
       fail(arg, "shape " + shape_str(view.extents()) +
                     " does not broadcast to [B, Hq, Sq, Skv] = " +
-                    shape_str(full) + ": " + kAxisName[a] +
-                    " extent must be " + std::to_string(full[a]) + " or 1");
+                    shape_str(full) + ": " + kAxisName[a] + " extent must be " +
+                    std::to_string(full[a]) + " or 1");
     }
     strides[a] = 0;
   }
@@ -125,8 +126,8 @@ std::optional<std::string> why_not(Algorithm algorithm, const Params& p) {
   const Shape& s = p.shape;
   // The materialising algorithms hold full score matrices; refuse rather
   // than fail an allocation halfway.
-  const auto too_big = [](double bytes, const char* what)
-      -> std::optional<std::string> {
+  const auto too_big = [](double bytes,
+                          const char* what) -> std::optional<std::string> {
     if (bytes <= double(kMaxMaterialisedBytes)) return std::nullopt;
     return std::string(what) + " needs " + std::to_string(bytes / (1 << 30)) +
            " GiB of score matrices, over the " +
@@ -216,8 +217,8 @@ Problem<T> validate(TensorView<const T> q, TensorView<const T> k,
   }
   pr.offset = o.alignment == Alignment::kBottomRight ? s.Skv - s.Sq : 0;
   if (o.window_left < -1) {
-    fail("options.window_left",
-         "must be >= -1 (-1 = unbounded), got " + std::to_string(o.window_left));
+    fail("options.window_left", "must be >= -1 (-1 = unbounded), got " +
+                                    std::to_string(o.window_left));
   }
   if (o.window_right < -1) {
     fail("options.window_right", "must be >= -1 (-1 = unbounded), got " +
@@ -232,9 +233,9 @@ Problem<T> validate(TensorView<const T> q, TensorView<const T> k,
   pr.softcap = o.softcap;
   if (!o.alibi_slopes.empty()) {
     if (static_cast<int64_t>(o.alibi_slopes.size()) != s.Hq) {
-      fail("options.alibi_slopes",
-           "expected one slope per query head (" + std::to_string(s.Hq) +
-               "), got " + std::to_string(o.alibi_slopes.size()));
+      fail("options.alibi_slopes", "expected one slope per query head (" +
+                                       std::to_string(s.Hq) + "), got " +
+                                       std::to_string(o.alibi_slopes.size()));
     }
     for (size_t h = 0; h < o.alibi_slopes.size(); ++h) {
       if (!std::isfinite(o.alibi_slopes[h])) {
@@ -248,9 +249,9 @@ Problem<T> validate(TensorView<const T> q, TensorView<const T> k,
   pr.bias = broadcast<float>("options.bias", o.bias, s);
   if (!o.key_lengths.empty()) {
     if (static_cast<int64_t>(o.key_lengths.size()) != s.B) {
-      fail("options.key_lengths",
-           "expected one length per batch entry (" + std::to_string(s.B) +
-               "), got " + std::to_string(o.key_lengths.size()));
+      fail("options.key_lengths", "expected one length per batch entry (" +
+                                      std::to_string(s.B) + "), got " +
+                                      std::to_string(o.key_lengths.size()));
     }
     for (size_t b = 0; b < o.key_lengths.size(); ++b) {
       const int64_t len = o.key_lengths[b];
@@ -289,8 +290,10 @@ Problem<T> validate(TensorView<const T> q, TensorView<const T> k,
       reasons += std::string("; ") + algorithm_name(a) + ": " + *reason;
     }
     if (pr.algorithm == Algorithm::kAuto) {
-      fail("options.algorithm", "auto found no algorithm that can serve this "
-                                "call" + reasons);
+      fail("options.algorithm",
+           "auto found no algorithm that can serve this "
+           "call" +
+               reasons);
     }
   } else {
     if (auto reason = why_not(o.algorithm, pr)) {
@@ -308,7 +311,7 @@ Problem<T> validate(TensorView<const T> q, TensorView<const T> k,
   return p;
 }
 
-#define ATTN_INSTANTIATE(T)                                                   \
+#define ATTN_INSTANTIATE(T)                                                 \
   template Problem<T> validate<T>(TensorView<const T>, TensorView<const T>, \
                                   TensorView<const T>, TensorView<T>,       \
                                   const AttentionOptions&, TensorView<float>);

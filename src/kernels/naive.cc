@@ -3,9 +3,9 @@
 //
 // Per (b, h) -- one work item, kv = h / G -- with S an Sq x Skv float32
 // buffer owned by the worker:
-//   1. S[i, j] = score(scale * q_i . k_j) if visible, else -inf   bhqd,bhkd->bhqk
+//   1. S[i, j] = score(scale * q_i . k_j) if visible, else -inf bhqd,bhkd->bhqk
 //   2. per row: m = max_j S, P = exp(S - m) in place, l = sum_j P
-//   3. out_i = (sum_j P[i, j] v_j) / l;  lse_i = m + log(l)      bhqk,bhkd->bhqd
+//   3. out_i = (sum_j P[i, j] v_j) / l;  lse_i = m + log(l) bhqk,bhkd->bhqd
 // A row with no visible key (m = -inf) gives out 0 and lse -inf.
 // Memory: Sq * Skv floats per worker, allocated once per call before the
 // parallel loop. Summation order is fixed (dot8 below, then j ascending), so
@@ -76,8 +76,8 @@ void naive_attention(const detail::Problem<T>& problem) {
       float* Si = w.S.data() + i * s.Skv;
       for (int64_t j = 0; j < s.Skv; ++j) {
         Si[j] = p.visible(b, h, i, j)
-                    ? p.score<float>(dot8(w.q.data(), &w.K[j * s.D], s.D), b,
-                                     h, i, j)
+                    ? p.score<float>(dot8(w.q.data(), &w.K[j * s.D], s.D), b, h,
+                                     i, j)
                     : kNegInf;
       }
     }
@@ -105,7 +105,8 @@ void naive_attention(const detail::Problem<T>& problem) {
         }
       }
       const float inv_l = m != kNegInf ? 1.0f / l : 0.0f;
-      for (int64_t d = 0; d < s.Dv; ++d) out[d] = from_float<T>(w.acc[d] * inv_l);
+      for (int64_t d = 0; d < s.Dv; ++d)
+        out[d] = from_float<T>(w.acc[d] * inv_l);
       if (!problem.lse.empty()) {
         problem.lse(b, h, i, 0) = m != kNegInf ? m + std::log(l) : kNegInf;
       }

@@ -37,8 +37,9 @@ Result attention_f64(const detail::Problem<T>& problem) {
             dot += static_cast<double>(to_float(problem.q(b, h, i, d))) *
                    static_cast<double>(to_float(problem.k(b, kv, j, d)));
           }
-          S[i * s.Skv + j] =
-              p.visible(b, h, i, j) ? p.score<double>(dot, b, h, i, j) : kNegInf;
+          S[i * s.Skv + j] = p.visible(b, h, i, j)
+                                 ? p.score<double>(dot, b, h, i, j)
+                                 : kNegInf;
         }
       }
       for (int64_t i = 0; i < s.Sq; ++i) {
@@ -58,7 +59,8 @@ Result attention_f64(const detail::Problem<T>& problem) {
         for (int64_t j = 0; j < s.Skv; ++j) {
           if (Si[j] == kNegInf) continue;  // hidden keys' values are never read
           for (int64_t d = 0; d < s.Dv; ++d) {
-            out[d] += Pi[j] * static_cast<double>(to_float(problem.v(b, kv, j, d)));
+            out[d] +=
+                Pi[j] * static_cast<double>(to_float(problem.v(b, kv, j, d)));
           }
         }
         r.lse[row] = m + std::log(l);

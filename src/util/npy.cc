@@ -68,8 +68,8 @@ class HeaderParser {
 
  private:
   [[noreturn]] void error(const std::string& what) {
-    fail(name_, "malformed header at offset " + std::to_string(pos_) + ": " +
-                    what);
+    fail(name_,
+         "malformed header at offset " + std::to_string(pos_) + ": " + what);
   }
   char peek() const { return pos_ < text_.size() ? text_[pos_] : '\0'; }
   void skip_space() {
@@ -180,7 +180,8 @@ Descr parse_descr(const std::string& d, const std::string& name) {
         return {k.dtype, false};
       }
       if (order == '>') return {k.dtype, !one_byte};
-      if (order == '=') return {k.dtype, std::endian::native == std::endian::big};
+      if (order == '=')
+        return {k.dtype, std::endian::native == std::endian::big};
     }
   }
   fail(name, "unsupported dtype '" + d +
@@ -196,7 +197,8 @@ std::vector<std::byte> fortran_to_c(const std::vector<std::byte>& src,
   const std::size_t nd = shape.size();
   std::vector<int64_t> index(nd, 0);
   std::vector<int64_t> fstride(nd, 1);  // Fortran strides in elements
-  for (std::size_t a = 1; a < nd; ++a) fstride[a] = fstride[a - 1] * shape[a - 1];
+  for (std::size_t a = 1; a < nd; ++a)
+    fstride[a] = fstride[a - 1] * shape[a - 1];
   const std::size_t n = src.size() / item;
   for (std::size_t c = 0; c < n; ++c) {
     int64_t f = 0;
@@ -212,7 +214,8 @@ std::vector<std::byte> fortran_to_c(const std::vector<std::byte>& src,
 
 uint32_t read_le(const std::byte* p, int bytes) {
   uint32_t v = 0;
-  for (int i = bytes - 1; i >= 0; --i) v = (v << 8) | static_cast<uint8_t>(p[i]);
+  for (int i = bytes - 1; i >= 0; --i)
+    v = (v << 8) | static_cast<uint8_t>(p[i]);
   return v;
 }
 
@@ -220,13 +223,20 @@ uint32_t read_le(const std::byte* p, int bytes) {
 
 const char* dtype_name(DType dtype) {
   switch (dtype) {
-    case DType::kBool: return "bool";
-    case DType::kUInt8: return "uint8";
-    case DType::kInt32: return "int32";
-    case DType::kInt64: return "int64";
-    case DType::kFloat16: return "float16";
-    case DType::kFloat32: return "float32";
-    case DType::kFloat64: return "float64";
+    case DType::kBool:
+      return "bool";
+    case DType::kUInt8:
+      return "uint8";
+    case DType::kInt32:
+      return "int32";
+    case DType::kInt64:
+      return "int64";
+    case DType::kFloat16:
+      return "float16";
+    case DType::kFloat32:
+      return "float32";
+    case DType::kFloat64:
+      return "float64";
   }
   return "unknown";
 }
@@ -234,12 +244,16 @@ const char* dtype_name(DType dtype) {
 std::size_t dtype_size(DType dtype) {
   switch (dtype) {
     case DType::kBool:
-    case DType::kUInt8: return 1;
-    case DType::kFloat16: return 2;
+    case DType::kUInt8:
+      return 1;
+    case DType::kFloat16:
+      return 2;
     case DType::kInt32:
-    case DType::kFloat32: return 4;
+    case DType::kFloat32:
+      return 4;
     case DType::kInt64:
-    case DType::kFloat64: return 8;
+    case DType::kFloat64:
+      return 8;
   }
   return 0;
 }

@@ -10,8 +10,8 @@
 #include "attn/npy.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  const std::span<const std::byte> bytes(reinterpret_cast<const std::byte*>(data),
-                                         size);
+  const std::span<const std::byte> bytes(
+      reinterpret_cast<const std::byte*>(data), size);
   attn::npy::Array a;
   try {
     a = attn::npy::parse(bytes, "fuzz");
