@@ -8,6 +8,7 @@ packages=(
   cmake ninja-build g++ make          # build
   libgtest-dev libgmock-dev           # unit tests
   libbenchmark-dev                    # microbenchmarks
+  libhwy-dev                          # SIMD with run-time dispatch
   libcli11-dev libfmt-dev             # command-line tool
   nlohmann-json3-dev                  # safetensors headers
   clang libclang-rt-14-dev            # libFuzzer targets

@@ -8,6 +8,8 @@
 #include "attn/options.h"
 #include "attn/tensor.h"
 #include "attn/types.h"
+#include "attn/simd.h"
 #include "attn/version.h"
+#include "attn/workspace.h"
 
 #endif  // ATTN_ATTN_H_

@@ -10,6 +10,7 @@
 #include <span>
 
 #include "attn/tensor.h"
+#include "attn/workspace.h"
 
 namespace attn {
 
@@ -17,7 +18,7 @@ enum class Algorithm {
   kAuto,       // the fastest algorithm that serves the call
   kReference,  // float64 oracle: materialises S and P (docs/semantics.md)
   kNaive,      // float32, materialises S per (batch, head): the baseline
-  kFlash,      // tiled online softmax (not available yet)
+  kFlash,      // tiled online softmax, O(1) memory in Sq and Skv
 };
 
 // Which corner of the [Sq, Skv] score matrix the causal diagonal, the window
@@ -55,6 +56,9 @@ struct AttentionOptions {
   Algorithm algorithm = Algorithm::kAuto;
   // Worker threads; 0 uses every core OpenMP reports.
   int num_threads = 0;
+  // Scratch for tiled algorithms, reused across calls; null: a per-thread
+  // default (attn/workspace.h).
+  Workspace* workspace = nullptr;
 };
 
 const char* algorithm_name(Algorithm a);

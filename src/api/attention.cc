@@ -5,6 +5,7 @@
 
 #include "attn/version.h"
 #include "src/api/validate.h"
+#include "src/kernels/flash.h"
 #include "src/kernels/naive.h"
 #include "src/reference/reference.h"
 
@@ -25,6 +26,8 @@ Algorithm run(TensorView<const T> q, TensorView<const T> k,
       kernels::naive_attention(problem);
       return Algorithm::kNaive;
     case Algorithm::kFlash:
+      kernels::flash_attention(problem, options.workspace);
+      return Algorithm::kFlash;
     case Algorithm::kAuto:
       break;  // validate() never lets these through
   }

@@ -47,8 +47,9 @@ struct Params {
     if (j >= key_length(b)) return false;
     const int64_t pos = i + offset;  // query i's position among the keys
     if (causal && j > pos) return false;
-    if (window_left >= 0 && j < pos - window_left) return false;
-    if (window_right >= 0 && j > pos + window_right) return false;
+    // Written as distances so huge windows cannot overflow.
+    if (window_left >= 0 && pos - j > window_left) return false;
+    if (window_right >= 0 && j - pos > window_right) return false;
     if (!mask.empty() && !mask(b, h, i, j)) return false;
     return true;
   }

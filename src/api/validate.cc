@@ -142,7 +142,7 @@ std::optional<std::string> why_not(Algorithm algorithm, const Params& p) {
                          double(s.Sq) * double(s.Skv) * sizeof(float),
                      "naive (S in float32 per thread)");
     case Algorithm::kFlash:
-      return "not available yet in this version of attn";
+      return std::nullopt;
     case Algorithm::kAuto:
       return "auto is resolved, never run";
   }

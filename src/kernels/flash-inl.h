@@ -1,0 +1,303 @@
+// Per-target SIMD code of the flash forward kernel (included once per
+// Highway target by flash.cc through foreach_target.h).
+//
+// One work item is (b, kv head, block of Br query positions). Its rows are
+// the G query heads of the group times the Br positions, M = G * Br rows,
+// so the heads of a GQA group share every K/V tile that is packed:
+//
+//   Q   [M_pad, D]       float, row r = (head g = r / Br, position r % Br)
+//   Kt  [D, kKeyTile]    float, K tile transposed: keys are the SIMD axis
+//   V   [kKeyTile, Dvp]  float, V tile, Dv padded with zeros
+//   S   [M_pad, kKeyTile] scores, then probabilities, of the current tile
+//   O   [M_pad, Dvp]     unnormalised output accumulator
+//   m, l [M_pad]         running row max and row sum
+//
+// For each KV tile that some row can see (tiles outside every row's key
+// range are never loaded):
+//   1. S = Q Kt                         micro-kernel, kRowBlock x kVecs vectors
+//   2. per row: s = scale * S (or the full score rule when softcap, ALiBi or
+//      bias are on); keys outside the row's key range or hidden by the mask
+//      become -inf; m' = max(m, max s); P = exp(s - m'); l = l e^(m-m') + sum P;
+//      O *= e^(m-m')
+//   3. O += P V                         micro-kernel, kRowBlock x kVecs vectors
+// Finally out = O / l and lse = m + log l; rows that saw no key give 0, -inf.
+//
+// Memory traffic: each K/V element is read once per work item and shared
+// by its G * Br rows; nothing of size Sq x Skv ever exists.
+
+#if defined(ATTN_SRC_KERNELS_FLASH_INL_H_) == defined(HWY_TARGET_TOGGLE)
+#ifdef ATTN_SRC_KERNELS_FLASH_INL_H_
+#undef ATTN_SRC_KERNELS_FLASH_INL_H_
+#else
+#define ATTN_SRC_KERNELS_FLASH_INL_H_
+#endif
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+
+#include "hwy/contrib/math/math-inl.h"
+#include "hwy/highway.h"
+#include "src/kernels/flash.h"
+#include "src/kernels/key_range.h"
+
+HWY_BEFORE_NAMESPACE();
+namespace attn::kernels {
+namespace HWY_NAMESPACE {
+namespace hn = hwy::HWY_NAMESPACE;
+
+using DF = hn::ScalableTag<float>;
+using VF = hn::Vec<DF>;
+
+// Vectors per register block along the SIMD axis: 4 x 16 lanes with
+// AVX-512's 32 registers, 2 vectors on narrower targets (16 registers).
+constexpr int kVecs = HWY_MAX_BYTES >= 64 ? 4 : 2;
+
+// S[r, j0 .. j0 + C*N) = sum_d Q[r, d] * Kt[d, j0 ..] for R rows.
+template <int R, int C>
+HWY_INLINE void QKBlock(DF df, const float* HWY_RESTRICT q, int64_t dim,
+                        const float* HWY_RESTRICT kt, float* HWY_RESTRICT s) {
+  const size_t N = hn::Lanes(df);
+  VF acc[R][C];
+  for (int r = 0; r < R; ++r)
+    for (int c = 0; c < C; ++c) acc[r][c] = hn::Zero(df);
+  for (int64_t d = 0; d < dim; ++d) {
+    VF k[C];
+    for (int c = 0; c < C; ++c) k[c] = hn::Load(df, kt + d * kKeyTile + c * N);
+    for (int r = 0; r < R; ++r) {
+      const VF qv = hn::Set(df, q[r * dim + d]);
+      for (int c = 0; c < C; ++c) acc[r][c] = hn::MulAdd(qv, k[c], acc[r][c]);
+    }
+  }
+  for (int r = 0; r < R; ++r)
+    for (int c = 0; c < C; ++c) hn::Store(acc[r][c], df, s + r * kKeyTile + c * N);
+}
+
+// O[r, c0 .. c0 + C*N) += sum_{j < keys} P[r, j] * V[j, c0 ..] for R rows.
+template <int R, int C>
+HWY_INLINE void PVBlock(DF df, const float* HWY_RESTRICT p, int64_t keys,
+                        const float* HWY_RESTRICT v, int64_t dvp,
+                        float* HWY_RESTRICT o) {
+  const size_t N = hn::Lanes(df);
+  VF acc[R][C];
+  for (int r = 0; r < R; ++r)
+    for (int c = 0; c < C; ++c) acc[r][c] = hn::Load(df, o + r * dvp + c * N);
+  for (int64_t j = 0; j < keys; ++j) {
+    VF vv[C];
+    for (int c = 0; c < C; ++c) vv[c] = hn::Load(df, v + j * dvp + c * N);
+    for (int r = 0; r < R; ++r) {
+      const VF pv = hn::Set(df, p[r * kKeyTile + j]);
+      for (int c = 0; c < C; ++c) acc[r][c] = hn::MulAdd(pv, vv[c], acc[r][c]);
+    }
+  }
+  for (int r = 0; r < R; ++r)
+    for (int c = 0; c < C; ++c) hn::Store(acc[r][c], df, o + r * dvp + c * N);
+}
+
+// PVBlock over a chunk of `vecs` (1 .. kVecs) vectors.
+template <int R>
+HWY_INLINE void PVChunk(DF df, int vecs, const float* p, int64_t keys,
+                        const float* v, int64_t dvp, float* o) {
+  switch (vecs) {
+    case 1: return PVBlock<R, 1>(df, p, keys, v, dvp, o);
+    case 2: return PVBlock<R, 2>(df, p, keys, v, dvp, o);
+#if HWY_MAX_BYTES >= 64
+    case 3: return PVBlock<R, 3>(df, p, keys, v, dvp, o);
+    case 4: return PVBlock<R, 4>(df, p, keys, v, dvp, o);
+#endif
+    default: return;
+  }
+}
+
+template <class T>
+HWY_INLINE void widen_row(const T* src, int64_t n, float* dst) {
+  for (int64_t d = 0; d < n; ++d) dst[d] = to_float(src[d]);
+}
+
+// One work item; see the file comment. `scratch` is this worker's slice.
+template <class T>
+void FlashItem(const detail::Problem<T>& pb, const FlashPlan& plan,
+               int64_t item, std::byte* scratch) {
+  const DF df;
+  const size_t N = hn::Lanes(df);
+  const detail::Params& p = pb.params;
+  const detail::Shape& sh = p.shape;
+  const int64_t G = sh.group(), D = sh.D, Dv = sh.Dv, Dvp = plan.dv_padded;
+  const float kNegInf = -std::numeric_limits<float>::infinity();
+
+  const int64_t qblock = item % plan.blocks_per_head;
+  const int64_t kvh = (item / plan.blocks_per_head) % sh.Hkv;
+  const int64_t b = item / (plan.blocks_per_head * sh.Hkv);
+  const int64_t i0 = qblock * plan.block_positions;
+  const int64_t br = std::min(plan.block_positions, sh.Sq - i0);
+  const int64_t rows = G * br;
+  const int64_t rows_padded = (rows + kRowBlock - 1) / kRowBlock * kRowBlock;
+
+  float* HWY_RESTRICT Q = reinterpret_cast<float*>(scratch + plan.q);
+  float* HWY_RESTRICT Kt = reinterpret_cast<float*>(scratch + plan.kt);
+  float* HWY_RESTRICT V = reinterpret_cast<float*>(scratch + plan.v);
+  float* HWY_RESTRICT S = reinterpret_cast<float*>(scratch + plan.s);
+  float* HWY_RESTRICT O = reinterpret_cast<float*>(scratch + plan.o);
+  float* HWY_RESTRICT m = reinterpret_cast<float*>(scratch + plan.m);
+  float* HWY_RESTRICT l = reinterpret_cast<float*>(scratch + plan.l);
+  KeyRange* ranges = reinterpret_cast<KeyRange*>(scratch + plan.ranges);
+
+  // Pack Q (padding rows zero), clear O, m, l.
+  for (int64_t r = 0; r < rows_padded; ++r) {
+    float* dst = Q + r * D;
+    if (r < rows) {
+      widen_row(pb.q.row(b, kvh * G + r / br, i0 + r % br), D, dst);
+    } else {
+      std::fill(dst, dst + D, 0.0f);
+    }
+    m[r] = kNegInf;
+    l[r] = 0.0f;
+  }
+  std::fill(O, O + rows_padded * Dvp, 0.0f);
+
+  // Key ranges per position; their union is one interval (key_range.h).
+  int64_t keys_begin = sh.Skv, keys_end = 0;
+  for (int64_t ii = 0; ii < br; ++ii) {
+    ranges[ii] = key_range(p, b, i0 + ii);
+    if (ranges[ii].empty()) continue;
+    keys_begin = std::min(keys_begin, ranges[ii].begin);
+    keys_end = std::max(keys_end, ranges[ii].end);
+  }
+  const bool score_mods =
+      p.softcap > 0.0f || !p.alibi_slopes.empty() || !p.bias.empty();
+  const bool has_mask = !p.mask.empty();
+  // Scores that need per-element rules are finished in scalar code (scale
+  // included, so a -inf from the mask is never multiplied); plain scores
+  // are scaled in the vector pass.
+  const bool scalar_scores = score_mods || has_mask;
+  const VF scale = hn::Set(df, p.scale);
+  const VF neg_inf = hn::Set(df, kNegInf);
+  const VF exp_floor = hn::Set(df, -127.0f);  // below hn::Exp's range: 0
+
+  for (int64_t j0 = keys_begin / kKeyTile * kKeyTile; j0 < keys_end;
+       j0 += kKeyTile) {
+    // Keys of this tile that some row can see: [t_begin, t_end) absolute.
+    const int64_t t_begin = std::max(j0, keys_begin);
+    const int64_t t_end = std::min(j0 + kKeyTile, keys_end);
+    const int64_t bc = t_end - j0;  // keys of the tile that matter, from j0
+
+    // Pack K transposed and V; keys no row sees stay zero so garbage there
+    // (padding, unfilled cache) cannot turn into NaN.
+    std::fill(Kt, Kt + D * kKeyTile, 0.0f);
+    for (int64_t j = t_begin - j0; j < bc; ++j) {
+      const T* krow = pb.k.row(b, kvh, j0 + j);
+      for (int64_t d = 0; d < D; ++d) Kt[d * kKeyTile + j] = to_float(krow[d]);
+    }
+    for (int64_t j = 0; j < bc; ++j) {
+      float* dst = V + j * Dvp;
+      if (j >= t_begin - j0) {
+        widen_row(pb.v.row(b, kvh, j0 + j), Dv, dst);
+      } else {
+        std::fill(dst, dst + Dv, 0.0f);
+      }
+      std::fill(dst + Dv, dst + Dvp, 0.0f);
+    }
+
+    // 1. S = Q Kt.
+    for (int64_t r = 0; r < rows_padded; r += kRowBlock) {
+      for (int64_t c = 0; c < kKeyTile; c += kVecs * N) {
+        QKBlock<kRowBlock, kVecs>(df, Q + r * D, D, Kt + c,
+                                  S + r * kKeyTile + c);
+      }
+    }
+
+    // 2. Scores, visibility and the online softmax, row by row.
+    for (int64_t r = 0; r < rows_padded; ++r) {
+      float* HWY_RESTRICT srow = S + r * kKeyTile;
+      if (r >= rows) {  // padding rows contribute nothing
+        std::fill(srow, srow + kKeyTile, 0.0f);
+        continue;
+      }
+      const int64_t ii = r % br, h = kvh * G + r / br, i = i0 + ii;
+      const int64_t lo = std::max<int64_t>(ranges[ii].begin - j0, 0);
+      const int64_t hi = std::min<int64_t>(ranges[ii].end - j0, bc);
+      if (lo >= hi) {  // this row sees nothing in this tile
+        std::fill(srow, srow + kKeyTile, 0.0f);
+        continue;
+      }
+      if (scalar_scores) {
+        for (int64_t j = lo; j < hi; ++j) {
+          if (has_mask && !p.mask(b, h, i, j0 + j)) {
+            srow[j] = kNegInf;
+          } else if (score_mods) {
+            srow[j] = p.score<float>(srow[j], b, h, i, j0 + j);
+          } else {
+            srow[j] *= p.scale;
+          }
+        }
+      }
+      // Clip to [lo, hi) and find the row max.
+      const VF vlo = hn::Set(df, static_cast<float>(lo));
+      const VF vhi = hn::Set(df, static_cast<float>(hi));
+      VF vmax = neg_inf;
+      for (int64_t j = 0; j < kKeyTile; j += N) {
+        const VF idx = hn::Iota(df, static_cast<float>(j));
+        const auto inside = hn::And(hn::Ge(idx, vlo), hn::Lt(idx, vhi));
+        VF s = hn::Load(df, srow + j);
+        if (!scalar_scores) s = hn::Mul(s, scale);
+        s = hn::IfThenElse(inside, s, neg_inf);
+        hn::Store(s, df, srow + j);
+        vmax = hn::Max(vmax, s);
+      }
+      const float m_old = m[r];
+      const float m_new = std::max(m_old, hn::GetLane(hn::MaxOfLanes(df, vmax)));
+      if (m_new == kNegInf) {  // nothing visible yet: P = 0
+        std::fill(srow, srow + kKeyTile, 0.0f);
+        continue;
+      }
+      const VF vm = hn::Set(df, m_new);
+      VF vsum = hn::Zero(df);
+      for (int64_t j = 0; j < kKeyTile; j += N) {
+        const VF x = hn::Max(hn::Sub(hn::Load(df, srow + j), vm), exp_floor);
+        const VF e = hn::Exp(df, x);
+        hn::Store(e, df, srow + j);
+        vsum = hn::Add(vsum, e);
+      }
+      const float alpha = std::exp(m_old - m_new);  // 0 when m_old = -inf
+      l[r] = l[r] * alpha + hn::GetLane(hn::SumOfLanes(df, vsum));
+      m[r] = m_new;
+      if (alpha != 1.0f) {
+        const VF va = hn::Set(df, alpha);
+        float* orow = O + r * Dvp;
+        for (int64_t c = 0; c < Dvp; c += N) {
+          hn::Store(hn::Mul(hn::Load(df, orow + c), va), df, orow + c);
+        }
+      }
+    }
+
+    // 3. O += P V.
+    const int64_t vecs_total = Dvp / static_cast<int64_t>(N);
+    for (int64_t r = 0; r < rows_padded; r += kRowBlock) {
+      for (int64_t c = 0; c < vecs_total; c += kVecs) {
+        const int vecs = static_cast<int>(std::min<int64_t>(kVecs, vecs_total - c));
+        PVChunk<kRowBlock>(df, vecs, S + r * kKeyTile, bc, V + c * N, Dvp,
+                           O + r * Dvp + c * N);
+      }
+    }
+  }
+
+  // Normalise once and write out; lse = m + log l.
+  for (int64_t r = 0; r < rows; ++r) {
+    const int64_t h = kvh * G + r / br, i = i0 + r % br;
+    T* out = pb.out.row(b, h, i);
+    const bool any = m[r] != kNegInf && l[r] > 0.0f;
+    const float inv = any ? 1.0f / l[r] : 0.0f;
+    const float* orow = O + r * Dvp;
+    for (int64_t d = 0; d < Dv; ++d) out[d] = from_float<T>(orow[d] * inv);
+    if (!pb.lse.empty()) {
+      pb.lse(b, h, i, 0) = any ? m[r] + std::log(l[r]) : kNegInf;
+    }
+  }
+}
+
+}  // namespace HWY_NAMESPACE
+}  // namespace attn::kernels
+HWY_AFTER_NAMESPACE();
+
+#endif  // ATTN_SRC_KERNELS_FLASH_INL_H_

@@ -1,0 +1,23 @@
+#include "attn/workspace.h"
+
+#include "src/util/workspace_impl.h"
+
+namespace attn {
+
+Workspace::Workspace() : impl_(std::make_unique<Impl>()) {}
+Workspace::~Workspace() = default;
+Workspace::Workspace(Workspace&&) noexcept = default;
+Workspace& Workspace::operator=(Workspace&&) noexcept = default;
+
+std::size_t Workspace::bytes_reserved() const {
+  std::size_t total = 0;
+  if (!impl_) return 0;  // moved from
+  for (const auto& s : impl_->slices) total += s.bytes;
+  return total;
+}
+
+void Workspace::release() {
+  if (impl_) impl_->slices.clear();
+}
+
+}  // namespace attn

@@ -1,0 +1,45 @@
+// Workspace::Impl: one 64-byte aligned, separately allocated slice per
+// worker (no false sharing between workers), grown on demand, never shrunk.
+#ifndef ATTN_SRC_UTIL_WORKSPACE_IMPL_H_
+#define ATTN_SRC_UTIL_WORKSPACE_IMPL_H_
+
+#include <cstddef>
+#include <memory>
+#include <new>
+#include <vector>
+
+#include "attn/workspace.h"
+
+namespace attn {
+
+struct Workspace::Impl {
+  struct Free {
+    void operator()(std::byte* p) const {
+      ::operator delete[](p, std::align_val_t(64));
+    }
+  };
+  struct Slice {
+    std::unique_ptr<std::byte[], Free> data;
+    std::size_t bytes = 0;
+  };
+  std::vector<Slice> slices;
+
+  // Makes sure `workers` slices of at least `bytes` each exist. Call before
+  // the parallel loop, never inside it.
+  void reserve(int workers, std::size_t bytes) {
+    bytes = (bytes + 63) / 64 * 64;
+    if (slices.size() < static_cast<std::size_t>(workers)) slices.resize(workers);
+    for (int w = 0; w < workers; ++w) {
+      Slice& s = slices[w];
+      if (s.bytes >= bytes) continue;
+      s.data.reset(static_cast<std::byte*>(
+          ::operator new[](bytes, std::align_val_t(64))));
+      s.bytes = bytes;
+    }
+  }
+  std::byte* slice(int worker) { return slices[worker].data.get(); }
+};
+
+}  // namespace attn
+
+#endif  // ATTN_SRC_UTIL_WORKSPACE_IMPL_H_
