@@ -68,6 +68,7 @@ void Shapes(benchmark::internal::Benchmark* b) {
 }
 
 BENCHMARK_CAPTURE(BM_Attention, naive, attn::Algorithm::kNaive)->Apply(Shapes);
+BENCHMARK_CAPTURE(BM_Attention, flash, attn::Algorithm::kFlash)->Apply(Shapes);
 
 }  // namespace
 

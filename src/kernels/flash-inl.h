@@ -74,6 +74,75 @@ HWY_INLINE void QKBlock(DF df, const float* HWY_RESTRICT q, int64_t dim,
     for (int c = 0; c < C; ++c) hn::Store(acc[r][c], df, s + r * kKeyTile + c * N);
 }
 
+// Online-softmax state update for one row whose scores for the tile sit in
+// C registers (C * N == kKeyTile); keys outside [lo, hi) are hidden. Writes
+// P = exp(s - m') to `p`, updates m, l and rescales the row of O.
+template <int C>
+HWY_INLINE void SoftmaxRow(DF df, VF (&s)[C], int64_t lo, int64_t hi,
+                           float* HWY_RESTRICT p, float& m, float& l,
+                           float* HWY_RESTRICT orow, int64_t dvp) {
+  const size_t N = hn::Lanes(df);
+  const VF neg_inf = hn::Set(df, -std::numeric_limits<float>::infinity());
+  if (lo > 0 || hi < kKeyTile) {  // boundary tile for this row: clip
+    const VF vlo = hn::Set(df, static_cast<float>(lo));
+    const VF vhi = hn::Set(df, static_cast<float>(hi));
+    for (int c = 0; c < C; ++c) {
+      const VF idx = hn::Iota(df, static_cast<float>(c * N));
+      s[c] = hn::IfThenElse(hn::And(hn::Ge(idx, vlo), hn::Lt(idx, vhi)), s[c],
+                            neg_inf);
+    }
+  }
+  VF vmax = s[0];
+  for (int c = 1; c < C; ++c) vmax = hn::Max(vmax, s[c]);
+  const float m_new = std::max(m, hn::GetLane(hn::MaxOfLanes(df, vmax)));
+  if (m_new == -std::numeric_limits<float>::infinity()) {
+    for (int c = 0; c < C; ++c) hn::Store(hn::Zero(df), df, p + c * N);
+    return;
+  }
+  const VF vm = hn::Set(df, m_new);
+  const VF exp_floor = hn::Set(df, -127.0f);  // below hn::Exp's range: 0
+  VF vsum = hn::Zero(df);
+  for (int c = 0; c < C; ++c) {
+    const VF e = hn::Exp(df, hn::Max(hn::Sub(s[c], vm), exp_floor));
+    hn::Store(e, df, p + c * N);
+    vsum = hn::Add(vsum, e);
+  }
+  const float alpha = std::exp(m - m_new);  // 0 when m = -inf
+  l = l * alpha + hn::GetLane(hn::SumOfLanes(df, vsum));
+  m = m_new;
+  if (alpha != 1.0f) {
+    const VF va = hn::Set(df, alpha);
+    for (int64_t c = 0; c < dvp; c += N) {
+      hn::Store(hn::Mul(hn::Load(df, orow + c), va), df, orow + c);
+    }
+  }
+}
+
+// QKBlock followed at once by the online softmax of its R rows, while the
+// scores are still in L1 (C * N == kKeyTile). Q must be prescaled.
+// rows_valid: rows of the block that are real (the rest are padding and get
+// P = 0).
+template <int R, int C>
+HWY_INLINE void QKSoftmaxBlock(DF df, const float* HWY_RESTRICT q, int64_t dim,
+                               const float* HWY_RESTRICT kt,
+                               float* HWY_RESTRICT p, const int64_t* lo,
+                               const int64_t* hi, int rows_valid,
+                               float* HWY_RESTRICT m, float* HWY_RESTRICT l,
+                               float* HWY_RESTRICT o, int64_t dvp) {
+  const size_t N = hn::Lanes(df);
+  QKBlock<R, C>(df, q, dim, kt, p);
+  for (int r = 0; r < R; ++r) {
+    float* prow = p + r * kKeyTile;
+    if (r >= rows_valid || lo[r] >= hi[r]) {
+      for (int c = 0; c < C; ++c) hn::Store(hn::Zero(df), df, prow + c * N);
+      continue;
+    }
+    VF srow[C];
+    for (int c = 0; c < C; ++c) srow[c] = hn::Load(df, prow + c * N);
+    SoftmaxRow<C>(df, srow, lo[r], hi[r], prow, m[r], l[r], o + r * dvp, dvp);
+  }
+}
+
 // O[r, c0 .. c0 + C*N) += sum_{j < keys} P[r, j] * V[j, c0 ..] for R rows.
 template <int R, int C>
 HWY_INLINE void PVBlock(DF df, const float* HWY_RESTRICT p, int64_t keys,
@@ -143,11 +212,25 @@ void FlashItem(const detail::Problem<T>& pb, const FlashPlan& plan,
   float* HWY_RESTRICT l = reinterpret_cast<float*>(scratch + plan.l);
   KeyRange* ranges = reinterpret_cast<KeyRange*>(scratch + plan.ranges);
 
+  const bool score_mods =
+      p.softcap > 0.0f || !p.alibi_slopes.empty() || !p.bias.empty();
+  const bool has_mask = !p.mask.empty();
+  // Scores that need per-element rules are finished in scalar code (scale
+  // included, so a -inf from the mask is never multiplied); plain scores
+  // are scaled in the vector pass.
+  const bool scalar_scores = score_mods || has_mask;
+  // Plain scores on a target whose registers hold a whole tile row take the
+  // fused path: Q prescaled, softmax in the QK micro-kernel's epilogue.
+  const bool fused = !scalar_scores && kVecs * N == kKeyTile;
+
   // Pack Q (padding rows zero), clear O, m, l.
   for (int64_t r = 0; r < rows_padded; ++r) {
     float* dst = Q + r * D;
     if (r < rows) {
       widen_row(pb.q.row(b, kvh * G + r / br, i0 + r % br), D, dst);
+      if (fused) {
+        for (int64_t d = 0; d < D; ++d) dst[d] *= p.scale;
+      }
     } else {
       std::fill(dst, dst + D, 0.0f);
     }
@@ -164,13 +247,6 @@ void FlashItem(const detail::Problem<T>& pb, const FlashPlan& plan,
     keys_begin = std::min(keys_begin, ranges[ii].begin);
     keys_end = std::max(keys_end, ranges[ii].end);
   }
-  const bool score_mods =
-      p.softcap > 0.0f || !p.alibi_slopes.empty() || !p.bias.empty();
-  const bool has_mask = !p.mask.empty();
-  // Scores that need per-element rules are finished in scalar code (scale
-  // included, so a -inf from the mask is never multiplied); plain scores
-  // are scaled in the vector pass.
-  const bool scalar_scores = score_mods || has_mask;
   const VF scale = hn::Set(df, p.scale);
   const VF neg_inf = hn::Set(df, kNegInf);
   const VF exp_floor = hn::Set(df, -127.0f);  // below hn::Exp's range: 0
@@ -199,8 +275,22 @@ void FlashItem(const detail::Problem<T>& pb, const FlashPlan& plan,
       std::fill(dst + Dv, dst + Dvp, 0.0f);
     }
 
+    if (fused) {  // 1 and 2 together
+      for (int64_t r = 0; r < rows_padded; r += kRowBlock) {
+        int64_t lo[kRowBlock], hi[kRowBlock];
+        for (int64_t x = 0; x < kRowBlock; ++x) {
+          const KeyRange& kr = ranges[(r + x) % br];
+          lo[x] = std::max<int64_t>(kr.begin - j0, 0);
+          hi[x] = std::min<int64_t>(kr.end - j0, bc);
+        }
+        QKSoftmaxBlock<kRowBlock, kVecs>(
+            df, Q + r * D, D, Kt, S + r * kKeyTile, lo, hi,
+            static_cast<int>(std::clamp<int64_t>(rows - r, 0, kRowBlock)),
+            m + r, l + r, O + r * Dvp, Dvp);
+      }
+    }
     // 1. S = Q Kt.
-    for (int64_t r = 0; r < rows_padded; r += kRowBlock) {
+    for (int64_t r = 0; r < rows_padded && !fused; r += kRowBlock) {
       for (int64_t c = 0; c < kKeyTile; c += kVecs * N) {
         QKBlock<kRowBlock, kVecs>(df, Q + r * D, D, Kt + c,
                                   S + r * kKeyTile + c);
@@ -208,7 +298,7 @@ void FlashItem(const detail::Problem<T>& pb, const FlashPlan& plan,
     }
 
     // 2. Scores, visibility and the online softmax, row by row.
-    for (int64_t r = 0; r < rows_padded; ++r) {
+    for (int64_t r = 0; r < rows_padded && !fused; ++r) {
       float* HWY_RESTRICT srow = S + r * kKeyTile;
       if (r >= rows) {  // padding rows contribute nothing
         std::fill(srow, srow + kKeyTile, 0.0f);
