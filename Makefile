@@ -20,7 +20,7 @@ build: deps
 	cmake --build --preset release -j $(JOBS)
 
 run: build
-	$(BUILD)/release/cli/attn run
+	$(BUILD)/release/cli/attn bench
 
 test: build
 	$(MAKE) --no-print-directory fuzz

@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <exception>
 
+#include "cli/bench.h"
 #include "cli/run.h"
 
 int main(int argc, char** argv) {
@@ -18,6 +19,11 @@ int main(int argc, char** argv) {
       "run", "Compute attention over .npy inputs (or a built-in example)");
   attn_cli::add_run_options(*run, run_args);
 
+  attn_cli::BenchArgs bench_args;
+  CLI::App* bench = app.add_subcommand(
+      "bench", "Measure machine peaks, then time attention against them");
+  attn_cli::add_bench_options(*bench, bench_args);
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -25,6 +31,7 @@ int main(int argc, char** argv) {
   }
   try {
     if (*run) return attn_cli::run_command(run_args);
+    if (*bench) return attn_cli::bench_command(bench_args);
   } catch (const attn::Error& e) {
     std::fprintf(stderr, "attn: error: %s\n", e.what());
     return 2;

@@ -1,0 +1,283 @@
+// `attn bench`: measures this machine's fp32 FMA peak, bf16 dot peak and
+// read bandwidth, then runs a grid of attention shapes taken from real
+// models and prints, per row: shape, dtype, algorithm, median time,
+// GFLOP/s (4 B Hq Sq Skv (D + Dv) / 2, halved for causal), % of the fp32
+// peak, speed-up over naive where naive fits, and the scratch memory the
+// algorithm held. Every result is checked against the float64 reference on
+// a slice (batch 0, the first GQA group, the last query rows) before it is
+// timed; a row that fails the check is reported and makes the command fail.
+#include "cli/bench.h"
+
+#include <attn/attn.h>
+#include <fmt/core.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <map>
+#include <random>
+#include <stdexcept>
+#include <vector>
+
+namespace attn_cli {
+namespace {
+
+struct Shape {
+  std::string model;
+  int64_t B, Hq, Hkv, Sq, Skv, D, Dv;
+  bool causal;
+  std::string dtype;  // "float32" or "bfloat16"
+  bool naive;         // also time the naive path for the speed-up column
+};
+
+// Named presets; "quick" (the default, what `make run` runs) stays under two
+// minutes on a 2-core machine.
+const std::map<std::string, std::vector<Shape>>& presets() {
+  static const std::map<std::string, std::vector<Shape>> p = {
+      {"transformer",  // Vaswani et al.: 8 heads x 64
+       {{"transformer", 1, 8, 8, 512, 512, 64, 64, false, "float32", true},
+        {"transformer", 1, 8, 8, 512, 512, 64, 64, true, "float32", true}}},
+      {"bert-base", {{"bert-base", 1, 12, 12, 512, 512, 64, 64, false, "float32", true}}},
+      {"gpt2-small", {{"gpt2-small", 1, 12, 12, 1024, 1024, 64, 64, true, "float32", true}}},
+      {"llama3-8b",  // 32 query heads, 8 KV heads, 128
+       {{"llama3-8b", 1, 32, 8, 2048, 2048, 128, 128, true, "float32", false},
+        {"llama3-8b", 1, 32, 8, 2048, 2048, 128, 128, true, "bfloat16", false}}},
+      {"targets",
+       {{"h8-s4096", 1, 8, 8, 4096, 4096, 64, 64, false, "float32", false},
+        {"h8-s4096", 1, 8, 8, 4096, 4096, 64, 64, false, "bfloat16", false},
+        {"h8-s4096", 1, 8, 8, 4096, 4096, 128, 128, false, "float32", false},
+        {"h8-s4096", 1, 8, 8, 4096, 4096, 128, 128, false, "bfloat16", false}}},
+      {"naive-4096",
+       {{"h8-s4096", 1, 8, 8, 4096, 4096, 64, 64, false, "float32", true}}},
+      {"long-32k", {{"long-32k", 1, 8, 8, 32768, 32768, 128, 128, true, "float32", false}}},
+      {"long-128k", {{"long-128k", 1, 8, 8, 131072, 131072, 128, 128, true, "float32", false}}},
+  };
+  return p;
+}
+
+const std::map<std::string, std::vector<std::string>> kGroups = {
+    {"quick", {"transformer", "bert-base", "gpt2-small", "llama3-8b", "targets"}},
+    {"full", {"transformer", "bert-base", "gpt2-small", "llama3-8b", "targets",
+              "naive-4096", "long-32k"}},
+};
+
+double now_s() {
+  return std::chrono::duration<double>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+double flops(const Shape& s) {
+  const double f = 2.0 * s.B * s.Hq * double(s.Sq) * double(s.Skv) * (s.D + s.Dv);
+  return s.causal ? f / 2 : f;
+}
+
+struct Row {
+  Shape shape;
+  std::string algorithm;
+  double ms = 0, gflops = 0, pct_fp32 = 0, pct_bf16 = 0;
+  double naive_ms = NAN;
+  double scratch_mib = 0;
+  double max_err = 0;  // on the checked slice, relative to its scale
+  bool ok = true;
+};
+
+template <class T>
+struct Inputs {
+  attn::Tensor<T> q, k, v, out;
+  explicit Inputs(const Shape& s)
+      : q(s.B, s.Hq, s.Sq, s.D), k(s.B, s.Hkv, s.Skv, s.D),
+        v(s.B, s.Hkv, s.Skv, s.Dv), out(s.B, s.Hq, s.Sq, s.Dv) {
+    std::mt19937 rng(123);
+    std::normal_distribution<float> normal;
+    for (auto* t : {&q, &k, &v}) {
+      for (int64_t i = 0; i < t->numel(); ++i) {
+        t->data()[i] = attn::from_float<T>(normal(rng));
+      }
+    }
+  }
+};
+
+// View of the rows [first, first + n) of heads [h0, h0 + heads) of batch 0.
+template <class T>
+attn::TensorView<T> slice(attn::TensorView<T> v, int64_t h0, int64_t heads,
+                          int64_t first, int64_t n) {
+  return {v.row(0, h0, first), {1, heads, n, v.extent(3)}, v.strides()};
+}
+
+// Max error of `out` on the slice against the reference, relative to the
+// slice output's scale.
+template <class T>
+double check_slice(const Shape& s, Inputs<T>& in, const attn::AttentionOptions& o) {
+  const int64_t G = s.Hq / s.Hkv, rows = std::min<int64_t>(s.Sq, 16);
+  const int64_t first = s.Sq - rows;  // bottom-right alignment keeps meaning
+  attn::Tensor<T> ref(1, G, rows, s.Dv);
+  attn::AttentionOptions r = o;
+  r.algorithm = attn::Algorithm::kReference;
+  r.workspace = nullptr;
+  attn::attention(slice<const T>(in.q.cview(), 0, G, first, rows),
+                  slice<const T>(in.k.cview(), 0, 1, 0, s.Skv),
+                  slice<const T>(in.v.cview(), 0, 1, 0, s.Skv), ref.view(), r);
+  const auto got = slice<const T>(in.out.cview(), 0, G, first, rows);
+  double err = 0, scale = 1e-6;
+  for (int64_t h = 0; h < G; ++h)
+    for (int64_t i = 0; i < rows; ++i)
+      for (int64_t d = 0; d < s.Dv; ++d) {
+        const double want = attn::to_float(ref.view()(0, h, i, d));
+        scale = std::max(scale, std::fabs(want));
+        err = std::max(err, std::fabs(attn::to_float(got(0, h, i, d)) - want));
+      }
+  return err / scale;
+}
+
+// Median of `repeats` timed calls after one untimed call (fewer when one
+// call takes over a second).
+double time_ms(int repeats, const std::function<void()>& call) {
+  const double t0 = now_s();
+  call();
+  const double first = now_s() - t0;
+  const int n = first > 1.0 ? 1 : std::max(1, std::min(repeats, int(3.0 / first)));
+  std::vector<double> ms;
+  for (int i = 0; i < n; ++i) {
+    const double t = now_s();
+    call();
+    ms.push_back((now_s() - t) * 1e3);
+  }
+  std::sort(ms.begin(), ms.end());
+  return ms[ms.size() / 2];
+}
+
+template <class T>
+Row run_shape(const Shape& s, const BenchArgs& args, double fp32_peak,
+              double bf16_peak) {
+  Row row{s, "flash"};
+  Inputs<T> in(s);
+  attn::Workspace ws;
+  attn::AttentionOptions o;
+  o.causal = s.causal;
+  o.num_threads = args.threads;
+  o.workspace = &ws;
+  o.algorithm = attn::Algorithm::kFlash;
+  auto call = [&] {
+    attn::attention(in.q.cview(), in.k.cview(), in.v.cview(), in.out.view(), o);
+  };
+  call();
+  row.max_err = check_slice(s, in, o);
+  // float32: a few 1e-6 of accumulated rounding; bfloat16: the output's own
+  // rounding (2^-8 relative) dominates.
+  row.ok = row.max_err <= (s.dtype == "float32" ? 1e-5 : 1.0 / 128);
+  row.ms = time_ms(args.repeats, call);
+  row.gflops = flops(s) / (row.ms * 1e-3) / 1e9;
+  row.pct_fp32 = 100.0 * row.gflops / fp32_peak;
+  row.pct_bf16 = bf16_peak > 0 ? 100.0 * row.gflops / bf16_peak : 0;
+  row.scratch_mib = ws.bytes_reserved() / 1048576.0;
+  if (s.naive && !args.no_naive) {
+    o.algorithm = attn::Algorithm::kNaive;
+    row.naive_ms = time_ms(1, call);
+  }
+  return row;
+}
+
+std::string shape_text(const Shape& s) {
+  return fmt::format("{} B{} H{}/{} S{}x{} D{}{}", s.model, s.B, s.Hq, s.Hkv,
+                     s.Sq, s.Skv, s.D, s.causal ? " causal" : "");
+}
+
+}  // namespace
+
+void add_bench_options(CLI::App& cmd, BenchArgs& a) {
+  std::string names = "quick (default), full";
+  for (const auto& [name, shapes] : presets()) names += ", " + name;
+  cmd.add_option("--preset", a.presets, "shape groups to run: " + names);
+  cmd.add_option("--threads", a.threads, "worker threads (0 = all cores)")
+      ->check(CLI::NonNegativeNumber);
+  cmd.add_option("--repeats", a.repeats, "timed runs per row (median)")
+      ->check(CLI::PositiveNumber);
+  cmd.add_flag("--json", a.json, "print JSON instead of a table");
+  cmd.add_flag("--no-naive", a.no_naive, "skip the naive comparison runs");
+  cmd.add_option("--simd", a.simd, "force a SIMD target (see attn::available_simd_targets)");
+}
+
+int bench_command(const BenchArgs& args) {
+  std::vector<Shape> shapes;
+  for (const std::string& p : args.presets.empty()
+                                  ? std::vector<std::string>{"quick"}
+                                  : args.presets) {
+    std::vector<std::string> names = {p};
+    if (auto g = kGroups.find(p); g != kGroups.end()) names = g->second;
+    for (const std::string& n : names) {
+      const auto it = presets().find(n);
+      if (it == presets().end()) {
+        throw attn::Error("--preset: unknown preset '" + n + "'");
+      }
+      shapes.insert(shapes.end(), it->second.begin(), it->second.end());
+    }
+  }
+  if (!args.simd.empty()) attn::force_simd_target(args.simd);
+  const int threads = args.threads;
+  const double fp32_peak = attn::measure_fma_peak_gflops(threads);
+  const double bf16_peak = attn::measure_bf16_dot_peak_gflops(threads);
+  const double bandwidth = attn::measure_read_bandwidth_gbs(threads);
+  const std::string target = attn::active_simd_target();
+
+  if (!args.json) {
+    fmt::print("attn {} bench on {} | SIMD {} | threads {}\n", attn::version(),
+               attn::cpu_model_name(), target,
+               threads ? std::to_string(threads) : "all");
+    fmt::print("measured: fp32 FMA peak {:.1f} GFLOP/s, bf16 dot peak {:.1f} "
+               "GFLOP/s, read bandwidth {:.1f} GB/s\n\n",
+               fp32_peak, bf16_peak, bandwidth);
+    fmt::print("{:<42} {:<8} {:>10} {:>9} {:>7} {:>10} {:>9} {:>9}\n", "shape",
+               "dtype", "median ms", "GFLOP/s", "%fp32", "vs naive", "scratch",
+               "check");
+  }
+  std::vector<Row> rows;
+  bool all_ok = true;
+  for (const Shape& s : shapes) {
+    Row r = s.dtype == "bfloat16"
+                ? run_shape<attn::bfloat16>(s, args, fp32_peak, bf16_peak)
+                : run_shape<float>(s, args, fp32_peak, bf16_peak);
+    all_ok = all_ok && r.ok;
+    if (!args.json) {
+      const std::string speedup =
+          std::isnan(r.naive_ms) ? "-" : fmt::format("{:.1f}x", r.naive_ms / r.ms);
+      fmt::print("{:<42} {:<8} {:>10.2f} {:>9.1f} {:>6.1f}% {:>10} {:>6.2f}MiB {:>9}\n",
+                 shape_text(s), s.dtype, r.ms, r.gflops, r.pct_fp32, speedup,
+                 r.scratch_mib,
+                 r.ok ? fmt::format("{:.1e}", r.max_err) : "FAILED");
+    }
+    rows.push_back(r);
+  }
+  if (args.json) {
+    fmt::print("{{\"version\": \"{}\", \"cpu\": \"{}\", \"simd\": \"{}\", "
+               "\"threads\": {}, \"fp32_peak_gflops\": {:.2f}, "
+               "\"bf16_peak_gflops\": {:.2f}, \"read_bandwidth_gbs\": {:.2f}, "
+               "\"rows\": [",
+               attn::version(), attn::cpu_model_name(), target, threads,
+               fp32_peak, bf16_peak, bandwidth);
+    for (size_t i = 0; i < rows.size(); ++i) {
+      const Row& r = rows[i];
+      const Shape& s = r.shape;
+      fmt::print("{}\n  {{\"model\": \"{}\", \"B\": {}, \"Hq\": {}, \"Hkv\": {}, "
+                 "\"Sq\": {}, \"Skv\": {}, \"D\": {}, \"Dv\": {}, \"causal\": {}, "
+                 "\"dtype\": \"{}\", \"algorithm\": \"{}\", \"median_ms\": {:.4f}, "
+                 "\"gflops\": {:.2f}, \"pct_fp32_peak\": {:.2f}, "
+                 "\"pct_bf16_peak\": {:.2f}, \"naive_ms\": {}, "
+                 "\"scratch_bytes\": {:.0f}, \"max_rel_err\": {:.3g}, \"ok\": {}}}",
+                 i ? "," : "", s.model, s.B, s.Hq, s.Hkv, s.Sq, s.Skv, s.D, s.Dv,
+                 s.causal, s.dtype, r.algorithm, r.ms, r.gflops, r.pct_fp32,
+                 r.pct_bf16,
+                 std::isnan(r.naive_ms) ? "null" : fmt::format("{:.4f}", r.naive_ms),
+                 r.scratch_mib * 1048576.0, r.max_err, r.ok);
+    }
+    fmt::print("\n]}}\n");
+  }
+  if (!args.simd.empty()) attn::force_simd_target("");
+  if (!all_ok) {
+    fmt::print(stderr, "attn bench: a result disagreed with the reference\n");
+    return 1;
+  }
+  return 0;
+}
+
+}  // namespace attn_cli

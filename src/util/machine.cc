@@ -1,0 +1,192 @@
+// Machine peaks for benchmark ratios. The FMA loop is compiled per SIMD
+// target (Highway dynamic dispatch) so the peak matches the code the
+// kernels run; the bf16 loop uses vdpbf16ps directly (absent from Highway
+// 1.0.3) and runs only where the CPU has it.
+#undef HWY_TARGET_INCLUDE
+#define HWY_TARGET_INCLUDE "src/util/machine.cc"
+#include "hwy/foreach_target.h"  // IWYU pragma: keep
+// Must come after foreach_target.h.
+#include "hwy/highway.h"
+
+HWY_BEFORE_NAMESPACE();
+namespace attn::util {
+namespace HWY_NAMESPACE {
+namespace hn = hwy::HWY_NAMESPACE;
+
+// Runs `iterations` rounds of 12 independent FMA chains (enough to cover
+// FMA latency x throughput on current cores); returns flops done. The
+// result feeds `sink` so the loop cannot be removed.
+double FmaLoop(int64_t iterations, float* sink) {
+  const hn::ScalableTag<float> d;
+  constexpr int kChains = 12;
+  using V = hn::Vec<decltype(d)>;
+  V acc[kChains];
+  for (int c = 0; c < kChains; ++c) acc[c] = hn::Set(d, 0.001f * c);
+  const V a = hn::Set(d, 0.999999f), b = hn::Set(d, 1e-7f);
+  for (int64_t n = 0; n < iterations; ++n) {
+    for (int c = 0; c < kChains; ++c) acc[c] = hn::MulAdd(acc[c], a, b);
+  }
+  V sum = acc[0];
+  for (int c = 1; c < kChains; ++c) sum = hn::Add(sum, acc[c]);
+  *sink += hn::GetLane(sum);
+  return 2.0 * kChains * static_cast<double>(hn::Lanes(d)) *
+         static_cast<double>(iterations);
+}
+
+}  // namespace HWY_NAMESPACE
+}  // namespace attn::util
+HWY_AFTER_NAMESPACE();
+
+#if HWY_ONCE
+#include <immintrin.h>
+#include <omp.h>
+
+#include <algorithm>
+#include <chrono>
+#include <fstream>
+#include <memory>
+#include <new>
+#include <vector>
+
+#include "attn/machine.h"
+#include "src/util/parallel.h"
+
+namespace attn {
+namespace util {
+HWY_EXPORT(FmaLoop);
+}  // namespace util
+
+namespace {
+
+double seconds_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0)
+      .count();
+}
+
+// Runs body(worker) on every thread at once, `repeats` times, and returns
+// the best total rate: sum of per-thread work / slowest thread's time.
+template <class Body>
+double best_parallel_rate(int threads, int repeats, Body body) {
+  double best = 0.0;
+  for (int r = 0; r < repeats; ++r) {
+    std::vector<double> work(threads, 0.0);
+    const auto t0 = std::chrono::steady_clock::now();
+    util::ParallelFor(threads, threads,
+                      [&](int64_t i, int) { work[i] = body(static_cast<int>(i)); });
+    const double s = seconds_since(t0);
+    double total = 0.0;
+    for (double w : work) total += w;
+    best = std::max(best, total / s);
+  }
+  return best;
+}
+
+__attribute__((target("avx512f,avx512bf16"))) double bf16_dot_loop(
+    int64_t iterations, float* sink) {
+  constexpr int kChains = 12;
+  __m512 acc[kChains];
+  for (int c = 0; c < kChains; ++c) acc[c] = _mm512_set1_ps(0.001f * c);
+  const __m512bh a = (__m512bh)_mm512_set1_epi16(0x3f80);  // 1.0
+  const __m512bh b = (__m512bh)_mm512_set1_epi16(0x3380);  // ~6e-8
+  for (int64_t n = 0; n < iterations; ++n) {
+#pragma GCC unroll 12
+    for (int c = 0; c < kChains; ++c) acc[c] = _mm512_dpbf16_ps(acc[c], a, b);
+  }
+  __m512 sum = acc[0];
+  for (int c = 1; c < kChains; ++c) sum = _mm512_add_ps(sum, acc[c]);
+  *sink += _mm512_reduce_add_ps(sum);
+  return 2.0 * 32.0 * kChains * static_cast<double>(iterations);
+}
+
+std::size_t status_kib(const char* key) {
+  std::ifstream in("/proc/self/status");
+  std::string name;
+  while (in >> name) {
+    if (name == key) {
+      std::size_t kib = 0;
+      in >> kib;
+      return kib * 1024;
+    }
+    in.ignore(1 << 16, '\n');
+  }
+  return 0;
+}
+
+}  // namespace
+
+double measure_fma_peak_gflops(int threads) {
+  threads = util::resolve_threads(threads);
+  std::vector<float> sinks(threads * 16, 0.0f);
+  const auto fn = &HWY_DYNAMIC_DISPATCH(util::FmaLoop);
+  return best_parallel_rate(threads, 3, [&](int w) {
+           return fn(int64_t{4} << 20, &sinks[w * 16]);
+         }) / 1e9;
+}
+
+bool cpu_has_avx512_bf16() {
+  __builtin_cpu_init();
+  return __builtin_cpu_supports("avx512bf16");
+}
+
+double measure_bf16_dot_peak_gflops(int threads) {
+  if (!cpu_has_avx512_bf16()) return 0.0;
+  threads = util::resolve_threads(threads);
+  std::vector<float> sinks(threads * 16, 0.0f);
+  return best_parallel_rate(threads, 3, [&](int w) {
+           return bf16_dot_loop(int64_t{2} << 20, &sinks[w * 16]);
+         }) / 1e9;
+}
+
+double measure_read_bandwidth_gbs(int threads, std::size_t bytes) {
+  threads = util::resolve_threads(threads);
+  const std::size_t n = bytes / sizeof(float) / threads * threads;
+  struct Free {
+    void operator()(float* p) const { ::operator delete[](p, std::align_val_t(64)); }
+  };
+  std::unique_ptr<float[], Free> buf(
+      static_cast<float*>(::operator new[](n * sizeof(float), std::align_val_t(64))));
+  // First touch from the thread that will read each part.
+  const std::size_t part = n / threads;
+  util::ParallelFor(threads, threads, [&](int64_t t, int) {
+    std::fill(buf.get() + t * part, buf.get() + (t + 1) * part, 1.0f);
+  });
+  std::vector<float> sinks(threads * 16, 0.0f);
+  return best_parallel_rate(threads, 5, [&](int w) {
+           const float* p = buf.get() + w * part;
+           float s[16] = {};
+           for (std::size_t i = 0; i < part; i += 16) {
+             for (int l = 0; l < 16; ++l) s[l] += p[i + l];
+           }
+           for (float x : s) sinks[w * 16] += x;
+           return static_cast<double>(part * sizeof(float));
+         }) / 1e9;
+}
+
+std::size_t resident_bytes() { return status_kib("VmRSS:"); }
+std::size_t peak_resident_bytes() { return status_kib("VmHWM:"); }
+
+bool reset_peak_resident_bytes() {
+  std::ofstream out("/proc/self/clear_refs");
+  if (!out) return false;
+  out << "5";
+  out.flush();
+  if (!out) return false;
+  out.close();
+  // Some kernels accept the write but keep the old peak: check it moved.
+  return peak_resident_bytes() <= resident_bytes() + (std::size_t{1} << 20);
+}
+
+std::string cpu_model_name() {
+  std::ifstream in("/proc/cpuinfo");
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind("model name", 0) == 0) {
+      const auto colon = line.find(':');
+      if (colon != std::string::npos) return line.substr(colon + 2);
+    }
+  }
+  return "unknown CPU";
+}
+
+}  // namespace attn
+#endif  // HWY_ONCE
