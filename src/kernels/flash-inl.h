@@ -74,40 +74,69 @@ HWY_INLINE void QKBlock(DF df, const float* HWY_RESTRICT q, int64_t dim,
     for (int c = 0; c < C; ++c) hn::Store(acc[r][c], df, s + r * kKeyTile + c * N);
 }
 
-// Online-softmax state update for one row whose scores for the tile sit in
-// C registers (C * N == kKeyTile); keys outside [lo, hi) are hidden. Writes
-// P = exp(s - m') to `p`, updates m, l and rescales the row of O.
-template <int C>
-HWY_INLINE void SoftmaxRow(DF df, VF (&s)[C], int64_t lo, int64_t hi,
-                           float* HWY_RESTRICT p, float& m, float& l,
-                           float* HWY_RESTRICT orow, int64_t dvp) {
+// 2^x for x in [-127, 0] (arguments below -127 give 0): x = n + f with n
+// integer and |f| <= 1/2; 2^f by its degree-7 Taylor polynomial in f ln 2
+// (truncation error < 6e-9, under half an ulp), 2^n through the exponent
+// bits. About half the work of a general exp.
+HWY_INLINE VF Exp2NonPositive(DF df, VF x) {
+  const hn::RebindToSigned<DF> di;
+  x = hn::Max(x, hn::Set(df, -127.0f));
+  const VF n = hn::Round(x);
+  const VF f = hn::Sub(x, n);
+  // c_k = ln(2)^k / k!
+  VF p = hn::Set(df, 1.5252733804059841e-5f);
+  p = hn::MulAdd(p, f, hn::Set(df, 1.5403530393381606e-4f));
+  p = hn::MulAdd(p, f, hn::Set(df, 1.3333558146428443e-3f));
+  p = hn::MulAdd(p, f, hn::Set(df, 9.6181291076284772e-3f));
+  p = hn::MulAdd(p, f, hn::Set(df, 5.5504108664821580e-2f));
+  p = hn::MulAdd(p, f, hn::Set(df, 2.4022650695910071e-1f));
+  p = hn::MulAdd(p, f, hn::Set(df, 6.9314718055994531e-1f));
+  p = hn::MulAdd(p, f, hn::Set(df, 1.0f));
+  // n + 127 in [0, 127]: exponent field 0 makes 2^n = 0 for n = -127.
+  const auto bits = hn::ShiftLeft<23>(
+      hn::Add(hn::ConvertTo(di, n), hn::Set(di, 127)));
+  return hn::Mul(p, hn::BitCast(df, bits));
+}
+
+// Online-softmax update of one row of a tile whose scores are in log2 units
+// (Q prescaled by scale * log2(e)): keys outside [lo, hi) are hidden; P =
+// 2^(s - m') replaces the scores in place; m, l and the row of O are
+// updated (l e^(m - m') in log2 units: l 2^(m - m')).
+HWY_INLINE void SoftmaxRowLog2(DF df, float* HWY_RESTRICT srow, int64_t lo,
+                               int64_t hi, float& m, float& l,
+                               float* HWY_RESTRICT orow, int64_t dvp) {
   const size_t N = hn::Lanes(df);
   const VF neg_inf = hn::Set(df, -std::numeric_limits<float>::infinity());
+  VF vmax = neg_inf;
   if (lo > 0 || hi < kKeyTile) {  // boundary tile for this row: clip
     const VF vlo = hn::Set(df, static_cast<float>(lo));
     const VF vhi = hn::Set(df, static_cast<float>(hi));
-    for (int c = 0; c < C; ++c) {
-      const VF idx = hn::Iota(df, static_cast<float>(c * N));
-      s[c] = hn::IfThenElse(hn::And(hn::Ge(idx, vlo), hn::Lt(idx, vhi)), s[c],
-                            neg_inf);
+    for (int64_t j = 0; j < kKeyTile; j += N) {
+      const VF idx = hn::Iota(df, static_cast<float>(j));
+      const VF s = hn::IfThenElse(hn::And(hn::Ge(idx, vlo), hn::Lt(idx, vhi)),
+                                  hn::Load(df, srow + j), neg_inf);
+      hn::Store(s, df, srow + j);
+      vmax = hn::Max(vmax, s);
+    }
+  } else {
+    for (int64_t j = 0; j < kKeyTile; j += N) {
+      vmax = hn::Max(vmax, hn::Load(df, srow + j));
     }
   }
-  VF vmax = s[0];
-  for (int c = 1; c < C; ++c) vmax = hn::Max(vmax, s[c]);
   const float m_new = std::max(m, hn::GetLane(hn::MaxOfLanes(df, vmax)));
+  // lo < hi and finite scores make m_new finite; -inf only from -inf input.
   if (m_new == -std::numeric_limits<float>::infinity()) {
-    for (int c = 0; c < C; ++c) hn::Store(hn::Zero(df), df, p + c * N);
+    std::fill(srow, srow + kKeyTile, 0.0f);
     return;
   }
   const VF vm = hn::Set(df, m_new);
-  const VF exp_floor = hn::Set(df, -127.0f);  // below hn::Exp's range: 0
   VF vsum = hn::Zero(df);
-  for (int c = 0; c < C; ++c) {
-    const VF e = hn::Exp(df, hn::Max(hn::Sub(s[c], vm), exp_floor));
-    hn::Store(e, df, p + c * N);
+  for (int64_t j = 0; j < kKeyTile; j += N) {
+    const VF e = Exp2NonPositive(df, hn::Sub(hn::Load(df, srow + j), vm));
+    hn::Store(e, df, srow + j);
     vsum = hn::Add(vsum, e);
   }
-  const float alpha = std::exp(m - m_new);  // 0 when m = -inf
+  const float alpha = std::exp2(m - m_new);  // 0 when m = -inf
   l = l * alpha + hn::GetLane(hn::SumOfLanes(df, vsum));
   m = m_new;
   if (alpha != 1.0f) {
@@ -118,10 +147,9 @@ HWY_INLINE void SoftmaxRow(DF df, VF (&s)[C], int64_t lo, int64_t hi,
   }
 }
 
-// QKBlock followed at once by the online softmax of its R rows, while the
-// scores are still in L1 (C * N == kKeyTile). Q must be prescaled.
-// rows_valid: rows of the block that are real (the rest are padding and get
-// P = 0).
+// QK for R rows over the whole tile, then the online softmax of those rows
+// at once, while their scores are in L1. rows_valid: rows of the block that
+// are real (the rest are padding and get P = 0).
 template <int R, int C>
 HWY_INLINE void QKSoftmaxBlock(DF df, const float* HWY_RESTRICT q, int64_t dim,
                                const float* HWY_RESTRICT kt,
@@ -130,16 +158,16 @@ HWY_INLINE void QKSoftmaxBlock(DF df, const float* HWY_RESTRICT q, int64_t dim,
                                float* HWY_RESTRICT m, float* HWY_RESTRICT l,
                                float* HWY_RESTRICT o, int64_t dvp) {
   const size_t N = hn::Lanes(df);
-  QKBlock<R, C>(df, q, dim, kt, p);
+  for (int64_t c = 0; c < kKeyTile; c += C * N) {
+    QKBlock<R, C>(df, q, dim, kt + c, p + c);
+  }
   for (int r = 0; r < R; ++r) {
     float* prow = p + r * kKeyTile;
     if (r >= rows_valid || lo[r] >= hi[r]) {
-      for (int c = 0; c < C; ++c) hn::Store(hn::Zero(df), df, prow + c * N);
+      std::fill(prow, prow + kKeyTile, 0.0f);
       continue;
     }
-    VF srow[C];
-    for (int c = 0; c < C; ++c) srow[c] = hn::Load(df, prow + c * N);
-    SoftmaxRow<C>(df, srow, lo[r], hi[r], prow, m[r], l[r], o + r * dvp, dvp);
+    SoftmaxRowLog2(df, prow, lo[r], hi[r], m[r], l[r], o + r * dvp, dvp);
   }
 }
 
@@ -219,9 +247,10 @@ void FlashItem(const detail::Problem<T>& pb, const FlashPlan& plan,
   // included, so a -inf from the mask is never multiplied); plain scores
   // are scaled in the vector pass.
   const bool scalar_scores = score_mods || has_mask;
-  // Plain scores on a target whose registers hold a whole tile row take the
-  // fused path: Q prescaled, softmax in the QK micro-kernel's epilogue.
-  const bool fused = !scalar_scores && kVecs * N == kKeyTile;
+  // Plain scores take the fused path: Q prescaled by scale * log2(e), the
+  // softmax of each row block right after its QK block, in base 2.
+  const bool fused = !scalar_scores;
+  const float q_scale = p.scale * 1.4426950408889634f;
 
   // Pack Q (padding rows zero), clear O, m, l.
   for (int64_t r = 0; r < rows_padded; ++r) {
@@ -229,7 +258,7 @@ void FlashItem(const detail::Problem<T>& pb, const FlashPlan& plan,
     if (r < rows) {
       widen_row(pb.q.row(b, kvh * G + r / br, i0 + r % br), D, dst);
       if (fused) {
-        for (int64_t d = 0; d < D; ++d) dst[d] *= p.scale;
+        for (int64_t d = 0; d < D; ++d) dst[d] *= q_scale;
       }
     } else {
       std::fill(dst, dst + D, 0.0f);
@@ -381,7 +410,9 @@ void FlashItem(const detail::Problem<T>& pb, const FlashPlan& plan,
     const float* orow = O + r * Dvp;
     for (int64_t d = 0; d < Dv; ++d) out[d] = from_float<T>(orow[d] * inv);
     if (!pb.lse.empty()) {
-      pb.lse(b, h, i, 0) = any ? m[r] + std::log(l[r]) : kNegInf;
+      // Fused rows hold m in log2 units: lse = ln 2 * m + ln l.
+      const float m_nat = fused ? m[r] * 0.6931471805599453f : m[r];
+      pb.lse(b, h, i, 0) = any ? m_nat + std::log(l[r]) : kNegInf;
     }
   }
 }
