@@ -40,6 +40,7 @@
 #include "hwy/contrib/math/math-inl.h"
 #include "hwy/highway.h"
 #include "src/kernels/flash.h"
+#include "src/kernels/flash_bf16_dot.h"
 #include "src/kernels/key_range.h"
 
 HWY_BEFORE_NAMESPACE();
@@ -103,11 +104,18 @@ HWY_INLINE VF Exp2NonPositive(DF df, VF x) {
 // 2^(s - m') replaces the scores in place; m, l and the row of O are
 // updated (l e^(m - m') in log2 units: l 2^(m - m')).
 HWY_INLINE void SoftmaxRowLog2(DF df, float* HWY_RESTRICT srow, int64_t lo,
-                               int64_t hi, float& m, float& l,
-                               float* HWY_RESTRICT orow, int64_t dvp) {
+                               int64_t hi, float score_scale, float& m,
+                               float& l, float* HWY_RESTRICT orow,
+                               int64_t dvp) {
   const size_t N = hn::Lanes(df);
   const VF neg_inf = hn::Set(df, -std::numeric_limits<float>::infinity());
   VF vmax = neg_inf;
+  if (score_scale != 1.0f) {  // Q was not prescaled (bfloat16 dot path)
+    const VF vs = hn::Set(df, score_scale);
+    for (int64_t j = 0; j < kKeyTile; j += N) {
+      hn::Store(hn::Mul(hn::Load(df, srow + j), vs), df, srow + j);
+    }
+  }
   if (lo > 0 || hi < kKeyTile) {  // boundary tile for this row: clip
     const VF vlo = hn::Set(df, static_cast<float>(lo));
     const VF vhi = hn::Set(df, static_cast<float>(hi));
@@ -147,27 +155,23 @@ HWY_INLINE void SoftmaxRowLog2(DF df, float* HWY_RESTRICT srow, int64_t lo,
   }
 }
 
-// QK for R rows over the whole tile, then the online softmax of those rows
-// at once, while their scores are in L1. rows_valid: rows of the block that
-// are real (the rest are padding and get P = 0).
-template <int R, int C>
-HWY_INLINE void QKSoftmaxBlock(DF df, const float* HWY_RESTRICT q, int64_t dim,
-                               const float* HWY_RESTRICT kt,
-                               float* HWY_RESTRICT p, const int64_t* lo,
-                               const int64_t* hi, int rows_valid,
-                               float* HWY_RESTRICT m, float* HWY_RESTRICT l,
-                               float* HWY_RESTRICT o, int64_t dvp) {
-  const size_t N = hn::Lanes(df);
-  for (int64_t c = 0; c < kKeyTile; c += C * N) {
-    QKBlock<R, C>(df, q, dim, kt + c, p + c);
-  }
+// The online softmax of the R rows of a block whose scores were just
+// computed (still in L1). rows_valid: rows of the block that are real (the
+// rest are padding and get P = 0).
+template <int R>
+HWY_INLINE void SoftmaxRows(DF df, float* HWY_RESTRICT p, const int64_t* lo,
+                            const int64_t* hi, int rows_valid,
+                            float score_scale, float* HWY_RESTRICT m,
+                            float* HWY_RESTRICT l, float* HWY_RESTRICT o,
+                            int64_t dvp) {
   for (int r = 0; r < R; ++r) {
     float* prow = p + r * kKeyTile;
     if (r >= rows_valid || lo[r] >= hi[r]) {
       std::fill(prow, prow + kKeyTile, 0.0f);
       continue;
     }
-    SoftmaxRowLog2(df, prow, lo[r], hi[r], m[r], l[r], o + r * dvp, dvp);
+    SoftmaxRowLog2(df, prow, lo[r], hi[r], score_scale, m[r], l[r],
+                   o + r * dvp, dvp);
   }
 }
 
@@ -212,6 +216,20 @@ HWY_INLINE void widen_row(const T* src, int64_t n, float* dst) {
   for (int64_t d = 0; d < n; ++d) dst[d] = to_float(src[d]);
 }
 
+// Packs n bfloat16 values as n/2 pairs (odd n: the last pair's high half is
+// 0) into dst[0], dst[stride], ...; for the vdpbf16ps path.
+template <class T>
+HWY_INLINE void pack_pairs(const T* src, int64_t n, uint32_t* dst,
+                           int64_t stride) {
+  if constexpr (std::is_same_v<T, bfloat16>) {
+    for (int64_t x = 0; x < n / 2; ++x) {
+      dst[x * stride] = static_cast<uint32_t>(src[2 * x].bits) |
+                        (static_cast<uint32_t>(src[2 * x + 1].bits) << 16);
+    }
+    if (n % 2) dst[(n / 2) * stride] = src[n - 1].bits;
+  }
+}
+
 // One work item; see the file comment. `scratch` is this worker's slice.
 template <class T>
 void FlashItem(const detail::Problem<T>& pb, const FlashPlan& plan,
@@ -247,21 +265,42 @@ void FlashItem(const detail::Problem<T>& pb, const FlashPlan& plan,
   // included, so a -inf from the mask is never multiplied); plain scores
   // are scaled in the vector pass.
   const bool scalar_scores = score_mods || has_mask;
-  // Plain scores take the fused path: Q prescaled by scale * log2(e), the
-  // softmax of each row block right after its QK block, in base 2.
+  // Plain scores take the fused path: the softmax of each row block right
+  // after its QK block, in base 2, with Q prescaled by scale * log2(e)
+  // (except on the bfloat16 dot path, where Q stays as stored and the
+  // scores are scaled instead).
   const bool fused = !scalar_scores;
-  const float q_scale = p.scale * 1.4426950408889634f;
+  const float log2_scale = p.scale * 1.4426950408889634f;
+#if HWY_TARGET == HWY_AVX3 || HWY_TARGET == HWY_AVX3_DL
+  const bool dot = std::is_same_v<T, bfloat16> && plan.bf16_dot && D > 1;
+#else
+  const bool dot = false;
+#endif
+  const float q_scale = fused && !dot ? log2_scale : 1.0f;
+  const float score_scale = fused && dot ? log2_scale : 1.0f;
+  const int64_t pairs = (D + 1) / 2;  // dot path: head dim in bf16 pairs
+  uint32_t* HWY_RESTRICT Qp = reinterpret_cast<uint32_t*>(Q);
+  uint32_t* HWY_RESTRICT Kp = reinterpret_cast<uint32_t*>(Kt);
 
   // Pack Q (padding rows zero), clear O, m, l.
   for (int64_t r = 0; r < rows_padded; ++r) {
-    float* dst = Q + r * D;
-    if (r < rows) {
-      widen_row(pb.q.row(b, kvh * G + r / br, i0 + r % br), D, dst);
-      if (fused) {
-        for (int64_t d = 0; d < D; ++d) dst[d] *= q_scale;
+    if (dot) {
+      uint32_t* dst = Qp + r * pairs;
+      if (r < rows) {
+        pack_pairs(pb.q.row(b, kvh * G + r / br, i0 + r % br), D, dst, 1);
+      } else {
+        std::fill(dst, dst + pairs, 0u);
       }
     } else {
-      std::fill(dst, dst + D, 0.0f);
+      float* dst = Q + r * D;
+      if (r < rows) {
+        widen_row(pb.q.row(b, kvh * G + r / br, i0 + r % br), D, dst);
+        if (q_scale != 1.0f) {
+          for (int64_t d = 0; d < D; ++d) dst[d] *= q_scale;
+        }
+      } else {
+        std::fill(dst, dst + D, 0.0f);
+      }
     }
     m[r] = kNegInf;
     l[r] = 0.0f;
@@ -289,10 +328,17 @@ void FlashItem(const detail::Problem<T>& pb, const FlashPlan& plan,
 
     // Pack K transposed and V; keys no row sees stay zero so garbage there
     // (padding, unfilled cache) cannot turn into NaN.
-    std::fill(Kt, Kt + D * kKeyTile, 0.0f);
-    for (int64_t j = t_begin - j0; j < bc; ++j) {
-      const T* krow = pb.k.row(b, kvh, j0 + j);
-      for (int64_t d = 0; d < D; ++d) Kt[d * kKeyTile + j] = to_float(krow[d]);
+    if (dot) {  // Kp [pairs, kKeyTile]: bf16 pairs, keys as the SIMD axis
+      std::fill(Kp, Kp + pairs * kKeyTile, 0u);
+      for (int64_t j = t_begin - j0; j < bc; ++j) {
+        pack_pairs(pb.k.row(b, kvh, j0 + j), D, Kp + j, kKeyTile);
+      }
+    } else {
+      std::fill(Kt, Kt + D * kKeyTile, 0.0f);
+      for (int64_t j = t_begin - j0; j < bc; ++j) {
+        const T* krow = pb.k.row(b, kvh, j0 + j);
+        for (int64_t d = 0; d < D; ++d) Kt[d * kKeyTile + j] = to_float(krow[d]);
+      }
     }
     for (int64_t j = 0; j < bc; ++j) {
       float* dst = V + j * Dvp;
@@ -304,26 +350,30 @@ void FlashItem(const detail::Problem<T>& pb, const FlashPlan& plan,
       std::fill(dst + Dv, dst + Dvp, 0.0f);
     }
 
-    if (fused) {  // 1 and 2 together
-      for (int64_t r = 0; r < rows_padded; r += kRowBlock) {
-        int64_t lo[kRowBlock], hi[kRowBlock];
-        for (int64_t x = 0; x < kRowBlock; ++x) {
-          const KeyRange& kr = ranges[(r + x) % br];
-          lo[x] = std::max<int64_t>(kr.begin - j0, 0);
-          hi[x] = std::min<int64_t>(kr.end - j0, bc);
+    // 1. S = Q Kt; on the fused path each block's softmax follows at once.
+    for (int64_t r = 0; r < rows_padded; r += kRowBlock) {
+      float* sblock = S + r * kKeyTile;
+#if HWY_TARGET == HWY_AVX3 || HWY_TARGET == HWY_AVX3_DL
+      if (dot) {
+        qk_block_bf16_dot(Qp + r * pairs, pairs, Kp, sblock);
+      } else
+#endif
+      {
+        for (int64_t c = 0; c < kKeyTile; c += kVecs * N) {
+          QKBlock<kRowBlock, kVecs>(df, Q + r * D, D, Kt + c, sblock + c);
         }
-        QKSoftmaxBlock<kRowBlock, kVecs>(
-            df, Q + r * D, D, Kt, S + r * kKeyTile, lo, hi,
-            static_cast<int>(std::clamp<int64_t>(rows - r, 0, kRowBlock)),
-            m + r, l + r, O + r * Dvp, Dvp);
       }
-    }
-    // 1. S = Q Kt.
-    for (int64_t r = 0; r < rows_padded && !fused; r += kRowBlock) {
-      for (int64_t c = 0; c < kKeyTile; c += kVecs * N) {
-        QKBlock<kRowBlock, kVecs>(df, Q + r * D, D, Kt + c,
-                                  S + r * kKeyTile + c);
+      if (!fused) continue;
+      int64_t lo[kRowBlock], hi[kRowBlock];
+      for (int64_t x = 0; x < kRowBlock; ++x) {
+        const KeyRange& kr = ranges[(r + x) % br];
+        lo[x] = std::max<int64_t>(kr.begin - j0, 0);
+        hi[x] = std::min<int64_t>(kr.end - j0, bc);
       }
+      SoftmaxRows<kRowBlock>(
+          df, sblock, lo, hi,
+          static_cast<int>(std::clamp<int64_t>(rows - r, 0, kRowBlock)),
+          score_scale, m + r, l + r, O + r * Dvp, Dvp);
     }
 
     // 2. Scores, visibility and the online softmax, row by row.

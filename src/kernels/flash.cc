@@ -39,6 +39,7 @@ void FlashItemF16(const detail::Problem<float16>& p, const FlashPlan& plan,
 HWY_AFTER_NAMESPACE();
 
 #if HWY_ONCE
+#include "attn/machine.h"
 #include "src/util/parallel.h"
 #include "src/util/workspace_impl.h"
 
@@ -102,7 +103,8 @@ template <class T>
 void flash_attention(const detail::Problem<T>& problem, Workspace* workspace) {
   thread_local Workspace own;  // kept across calls from this thread
   Workspace& ws = workspace != nullptr ? *workspace : own;
-  const FlashPlan plan = make_flash_plan(problem.params.shape);
+  FlashPlan plan = make_flash_plan(problem.params.shape);
+  if constexpr (std::is_same_v<T, bfloat16>) plan.bf16_dot = cpu_has_avx512_bf16();
   const int threads = static_cast<int>(std::min<int64_t>(
       util::resolve_threads(problem.params.num_threads), plan.items));
   ws.impl().reserve(threads, plan.bytes);
