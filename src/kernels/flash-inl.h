@@ -99,14 +99,26 @@ HWY_INLINE VF Exp2NonPositive(DF df, VF x) {
   return hn::Mul(p, hn::BitCast(df, bits));
 }
 
+// Rounds finite, non-negative floats to the nearest bfloat16 value (ties to
+// even), kept as float: the probabilities the bfloat16 PV product uses, so
+// the row sum l matches the weights actually applied.
+HWY_INLINE VF RoundToBFloat16(DF df, VF x) {
+  const hn::RebindToUnsigned<DF> du;
+  const auto bits = hn::BitCast(du, x);
+  const auto odd = hn::And(hn::ShiftRight<16>(bits), hn::Set(du, 1u));
+  const auto rounded = hn::And(hn::Add(bits, hn::Add(hn::Set(du, 0x7fffu), odd)),
+                               hn::Set(du, 0xffff0000u));
+  return hn::BitCast(df, rounded);
+}
+
 // Online-softmax update of one row of a tile whose scores are in log2 units
 // (Q prescaled by scale * log2(e)): keys outside [lo, hi) are hidden; P =
 // 2^(s - m') replaces the scores in place; m, l and the row of O are
 // updated (l e^(m - m') in log2 units: l 2^(m - m')).
 HWY_INLINE void SoftmaxRowLog2(DF df, float* HWY_RESTRICT srow, int64_t lo,
-                               int64_t hi, float score_scale, float& m,
-                               float& l, float* HWY_RESTRICT orow,
-                               int64_t dvp) {
+                               int64_t hi, float score_scale, bool round_bf16,
+                               float& m, float& l, float& lw,
+                               float* HWY_RESTRICT orow, int64_t dvp) {
   const size_t N = hn::Lanes(df);
   const VF neg_inf = hn::Set(df, -std::numeric_limits<float>::infinity());
   VF vmax = neg_inf;
@@ -138,14 +150,21 @@ HWY_INLINE void SoftmaxRowLog2(DF df, float* HWY_RESTRICT srow, int64_t lo,
     return;
   }
   const VF vm = hn::Set(df, m_new);
-  VF vsum = hn::Zero(df);
+  VF vsum = hn::Zero(df), vsum_w = hn::Zero(df);
   for (int64_t j = 0; j < kKeyTile; j += N) {
     const VF e = Exp2NonPositive(df, hn::Sub(hn::Load(df, srow + j), vm));
-    hn::Store(e, df, srow + j);
     vsum = hn::Add(vsum, e);
+    if (round_bf16) {
+      const VF w = RoundToBFloat16(df, e);
+      vsum_w = hn::Add(vsum_w, w);
+      hn::Store(w, df, srow + j);
+    } else {
+      hn::Store(e, df, srow + j);
+    }
   }
   const float alpha = std::exp2(m - m_new);  // 0 when m = -inf
   l = l * alpha + hn::GetLane(hn::SumOfLanes(df, vsum));
+  if (round_bf16) lw = lw * alpha + hn::GetLane(hn::SumOfLanes(df, vsum_w));
   m = m_new;
   if (alpha != 1.0f) {
     const VF va = hn::Set(df, alpha);
@@ -161,8 +180,9 @@ HWY_INLINE void SoftmaxRowLog2(DF df, float* HWY_RESTRICT srow, int64_t lo,
 template <int R>
 HWY_INLINE void SoftmaxRows(DF df, float* HWY_RESTRICT p, const int64_t* lo,
                             const int64_t* hi, int rows_valid,
-                            float score_scale, float* HWY_RESTRICT m,
-                            float* HWY_RESTRICT l, float* HWY_RESTRICT o,
+                            float score_scale, bool round_bf16,
+                            float* HWY_RESTRICT m, float* HWY_RESTRICT l,
+                            float* HWY_RESTRICT lw, float* HWY_RESTRICT o,
                             int64_t dvp) {
   for (int r = 0; r < R; ++r) {
     float* prow = p + r * kKeyTile;
@@ -170,8 +190,8 @@ HWY_INLINE void SoftmaxRows(DF df, float* HWY_RESTRICT p, const int64_t* lo,
       std::fill(prow, prow + kKeyTile, 0.0f);
       continue;
     }
-    SoftmaxRowLog2(df, prow, lo[r], hi[r], score_scale, m[r], l[r],
-                   o + r * dvp, dvp);
+    SoftmaxRowLog2(df, prow, lo[r], hi[r], score_scale, round_bf16, m[r], l[r],
+                   lw[r], o + r * dvp, dvp);
   }
 }
 
@@ -216,6 +236,15 @@ HWY_INLINE void widen_row(const T* src, int64_t n, float* dst) {
   for (int64_t d = 0; d < n; ++d) dst[d] = to_float(src[d]);
 }
 
+template <class T>
+HWY_INLINE uint16_t bf16_bits(T x) {
+  if constexpr (std::is_same_v<T, bfloat16>) {
+    return x.bits;
+  } else {
+    return 0;  // the bfloat16 paths never see other types
+  }
+}
+
 // Packs n bfloat16 values as n/2 pairs (odd n: the last pair's high half is
 // 0) into dst[0], dst[stride], ...; for the vdpbf16ps path.
 template <class T>
@@ -256,6 +285,9 @@ void FlashItem(const detail::Problem<T>& pb, const FlashPlan& plan,
   float* HWY_RESTRICT O = reinterpret_cast<float*>(scratch + plan.o);
   float* HWY_RESTRICT m = reinterpret_cast<float*>(scratch + plan.m);
   float* HWY_RESTRICT l = reinterpret_cast<float*>(scratch + plan.l);
+  // Sum of the weights PV actually applied: l itself, except on the bf16
+  // PV path, where they are l's terms rounded to bfloat16.
+  float* HWY_RESTRICT lw = reinterpret_cast<float*>(scratch + plan.lw);
   KeyRange* ranges = reinterpret_cast<KeyRange*>(scratch + plan.ranges);
 
   const bool score_mods =
@@ -276,11 +308,17 @@ void FlashItem(const detail::Problem<T>& pb, const FlashPlan& plan,
 #else
   const bool dot = false;
 #endif
+  // With plain scores the PV product runs on vdpbf16ps too, with P rounded
+  // to bfloat16 (row sums taken over the rounded values).
+  const bool dot_pv = dot && fused;
   const float q_scale = fused && !dot ? log2_scale : 1.0f;
   const float score_scale = fused && dot ? log2_scale : 1.0f;
   const int64_t pairs = (D + 1) / 2;  // dot path: head dim in bf16 pairs
   uint32_t* HWY_RESTRICT Qp = reinterpret_cast<uint32_t*>(Q);
   uint32_t* HWY_RESTRICT Kp = reinterpret_cast<uint32_t*>(Kt);
+  uint32_t* HWY_RESTRICT Vp = reinterpret_cast<uint32_t*>(V);
+  [[maybe_unused]] uint32_t* HWY_RESTRICT Pp =
+      reinterpret_cast<uint32_t*>(scratch + plan.pp);
 
   // Pack Q (padding rows zero), clear O, m, l.
   for (int64_t r = 0; r < rows_padded; ++r) {
@@ -304,6 +342,7 @@ void FlashItem(const detail::Problem<T>& pb, const FlashPlan& plan,
     }
     m[r] = kNegInf;
     l[r] = 0.0f;
+    lw[r] = 0.0f;
   }
   std::fill(O, O + rows_padded * Dvp, 0.0f);
 
@@ -340,14 +379,26 @@ void FlashItem(const detail::Problem<T>& pb, const FlashPlan& plan,
         for (int64_t d = 0; d < D; ++d) Kt[d * kKeyTile + j] = to_float(krow[d]);
       }
     }
-    for (int64_t j = 0; j < bc; ++j) {
-      float* dst = V + j * Dvp;
-      if (j >= t_begin - j0) {
-        widen_row(pb.v.row(b, kvh, j0 + j), Dv, dst);
-      } else {
-        std::fill(dst, dst + Dv, 0.0f);
+    if (dot_pv) {  // Vp [ceil(bc / 2), Dvp]: bf16 pairs of keys 2p, 2p + 1
+      std::fill(Vp, Vp + (bc + 1) / 2 * Dvp, 0u);
+      for (int64_t j = t_begin - j0; j < bc; ++j) {
+        const T* vrow = pb.v.row(b, kvh, j0 + j);
+        uint32_t* dst = Vp + (j / 2) * Dvp;
+        const int shift = (j % 2) * 16;
+        for (int64_t d = 0; d < Dv; ++d) {
+          dst[d] |= static_cast<uint32_t>(bf16_bits(vrow[d])) << shift;
+        }
       }
-      std::fill(dst + Dv, dst + Dvp, 0.0f);
+    } else {
+      for (int64_t j = 0; j < bc; ++j) {
+        float* dst = V + j * Dvp;
+        if (j >= t_begin - j0) {
+          widen_row(pb.v.row(b, kvh, j0 + j), Dv, dst);
+        } else {
+          std::fill(dst, dst + Dv, 0.0f);
+        }
+        std::fill(dst + Dv, dst + Dvp, 0.0f);
+      }
     }
 
     // 1. S = Q Kt; on the fused path each block's softmax follows at once.
@@ -373,7 +424,10 @@ void FlashItem(const detail::Problem<T>& pb, const FlashPlan& plan,
       SoftmaxRows<kRowBlock>(
           df, sblock, lo, hi,
           static_cast<int>(std::clamp<int64_t>(rows - r, 0, kRowBlock)),
-          score_scale, m + r, l + r, O + r * Dvp, Dvp);
+          score_scale, dot_pv, m + r, l + r, lw + r, O + r * Dvp, Dvp);
+#if HWY_TARGET == HWY_AVX3 || HWY_TARGET == HWY_AVX3_DL
+      if (dot_pv) pack_probability_pairs(sblock, Pp + r * (kKeyTile / 2));
+#endif
     }
 
     // 2. Scores, visibility and the online softmax, row by row.
@@ -445,6 +499,13 @@ void FlashItem(const detail::Problem<T>& pb, const FlashPlan& plan,
     for (int64_t r = 0; r < rows_padded; r += kRowBlock) {
       for (int64_t c = 0; c < vecs_total; c += kVecs) {
         const int vecs = static_cast<int>(std::min<int64_t>(kVecs, vecs_total - c));
+#if HWY_TARGET == HWY_AVX3 || HWY_TARGET == HWY_AVX3_DL
+        if (dot_pv) {
+          pv_block_bf16_dot(Pp + r * (kKeyTile / 2), (bc + 1) / 2, Vp + c * N,
+                            Dvp, vecs, O + r * Dvp + c * N);
+          continue;
+        }
+#endif
         PVChunk<kRowBlock>(df, vecs, S + r * kKeyTile, bc, V + c * N, Dvp,
                            O + r * Dvp + c * N);
       }
@@ -456,7 +517,7 @@ void FlashItem(const detail::Problem<T>& pb, const FlashPlan& plan,
     const int64_t h = kvh * G + r / br, i = i0 + r % br;
     T* out = pb.out.row(b, h, i);
     const bool any = m[r] != kNegInf && l[r] > 0.0f;
-    const float inv = any ? 1.0f / l[r] : 0.0f;
+    const float inv = any ? 1.0f / (dot_pv ? lw[r] : l[r]) : 0.0f;
     const float* orow = O + r * Dvp;
     for (int64_t d = 0; d < Dv; ++d) out[d] = from_float<T>(orow[d] * inv);
     if (!pb.lse.empty()) {

@@ -94,7 +94,9 @@ FlashPlan make_flash_plan(const detail::Shape& sh) {
   plan.o = take(rows * plan.dv_padded * f);
   plan.m = take(rows * f);
   plan.l = take(rows * f);
+  plan.lw = take(rows * f);
   plan.ranges = take(plan.block_positions * sizeof(KeyRange));
+  plan.pp = take(rows * (kKeyTile / 2) * sizeof(uint32_t));
   plan.bytes = at;
   return plan;
 }

@@ -27,7 +27,8 @@ struct FlashPlan {
   int64_t rows_padded = 0;      // round_up(G * Br, kRowBlock)
   int64_t dv_padded = 0;        // round_up(Dv, kDvAlign)
   // Byte offsets into a worker's scratch slice.
-  std::size_t q = 0, kt = 0, v = 0, s = 0, o = 0, m = 0, l = 0, ranges = 0;
+  std::size_t q = 0, kt = 0, v = 0, s = 0, o = 0, m = 0, l = 0, lw = 0,
+              ranges = 0, pp = 0;
   std::size_t bytes = 0;  // total per worker
   int64_t items = 0;      // B * Hkv * blocks_per_head
   // bfloat16 inputs on a CPU with AVX-512 BF16: QK^T on vdpbf16ps.

@@ -31,4 +31,54 @@ __attribute__((target("avx512f,avx512bf16"))) void qk_block_bf16_dot(
     for (int c = 0; c < C; ++c) _mm512_storeu_ps(s + r * kKeyTile + c * 16, acc[r][c]);
 }
 
+__attribute__((target("avx512f,avx512bf16"))) void pack_probability_pairs(
+    const float* p, uint32_t* pp) {
+  for (int r = 0; r < kRowBlock; ++r) {
+    for (int j = 0; j < kKeyTile; j += 32) {
+      const __m512 lo = _mm512_loadu_ps(p + r * kKeyTile + j);
+      const __m512 hi = _mm512_loadu_ps(p + r * kKeyTile + j + 16);
+      // Exact: the values are bfloat16 already.
+      _mm512_storeu_si512(pp + r * (kKeyTile / 2) + j / 2,
+                          (__m512i)_mm512_cvtne2ps_pbh(hi, lo));
+    }
+  }
+}
+
+namespace {
+
+template <int C>
+__attribute__((target("avx512f,avx512bf16"))) inline void pv_block(
+    const uint32_t* pp, int64_t pairs, const uint32_t* vp, int64_t dvp,
+    float* o) {
+  constexpr int R = kRowBlock;
+  __m512 acc[R][C];
+  for (int r = 0; r < R; ++r)
+    for (int c = 0; c < C; ++c) acc[r][c] = _mm512_loadu_ps(o + r * dvp + c * 16);
+  for (int64_t p = 0; p < pairs; ++p) {
+    __m512bh v[C];
+    for (int c = 0; c < C; ++c) {
+      v[c] = (__m512bh)_mm512_loadu_si512(vp + p * dvp + c * 16);
+    }
+    for (int r = 0; r < R; ++r) {
+      const __m512bh pv = (__m512bh)_mm512_set1_epi32(
+          static_cast<int>(pp[r * (kKeyTile / 2) + p]));
+      for (int c = 0; c < C; ++c) acc[r][c] = _mm512_dpbf16_ps(acc[r][c], pv, v[c]);
+    }
+  }
+  for (int r = 0; r < R; ++r)
+    for (int c = 0; c < C; ++c) _mm512_storeu_ps(o + r * dvp + c * 16, acc[r][c]);
+}
+
+}  // namespace
+
+void pv_block_bf16_dot(const uint32_t* pp, int64_t pairs, const uint32_t* vp,
+                       int64_t dvp, int vecs, float* o) {
+  switch (vecs) {
+    case 1: return pv_block<1>(pp, pairs, vp, dvp, o);
+    case 2: return pv_block<2>(pp, pairs, vp, dvp, o);
+    case 3: return pv_block<3>(pp, pairs, vp, dvp, o);
+    default: return pv_block<4>(pp, pairs, vp, dvp, o);
+  }
+}
+
 }  // namespace attn::kernels

@@ -17,6 +17,18 @@ namespace attn::kernels {
 void qk_block_bf16_dot(const uint32_t* q, int64_t pairs, const uint32_t* kp,
                        float* s);
 
+// Packs R = kRowBlock rows of kKeyTile probabilities, already rounded to
+// bfloat16 values, as bfloat16 pairs along the keys: pp[r, p] holds keys
+// 2p (low half) and 2p + 1.   p: [kRowBlock, kKeyTile]   pp: [kRowBlock, kKeyTile / 2]
+void pack_probability_pairs(const float* p, uint32_t* pp);
+
+// O[r, 0 .. vecs * 16) += sum_p dot(pp[r, p], vp[p, :]) for r < kRowBlock,
+// over `pairs` key pairs; vp[p, c] holds V[2p, c] (low half) and
+// V[2p + 1, c] as bfloat16. vecs in [1, 4].
+//   pp: [kRowBlock, kKeyTile / 2]   vp: [pairs, dvp]   o: [kRowBlock, dvp]
+void pv_block_bf16_dot(const uint32_t* pp, int64_t pairs, const uint32_t* vp,
+                       int64_t dvp, int vecs, float* o);
+
 }  // namespace attn::kernels
 
 #endif  // ATTN_SRC_KERNELS_FLASH_BF16_DOT_H_
