@@ -245,7 +245,6 @@ int bench_command(const BenchArgs& args) {
   const int threads = args.threads;
   const double fp32_peak = attn::measure_fma_peak_gflops(threads);
   const double bf16_peak = attn::measure_bf16_dot_peak_gflops(threads);
-  const double bandwidth = attn::measure_read_bandwidth_gbs(threads);
   const std::string target = attn::active_simd_target();
 
   if (!args.json) {
@@ -253,8 +252,8 @@ int bench_command(const BenchArgs& args) {
                attn::cpu_model_name(), target,
                threads ? std::to_string(threads) : "all");
     fmt::print("measured: fp32 FMA peak {:.1f} GFLOP/s, bf16 dot peak {:.1f} "
-               "GFLOP/s, read bandwidth {:.1f} GB/s\n\n",
-               fp32_peak, bf16_peak, bandwidth);
+               "GFLOP/s\n\n",
+               fp32_peak, bf16_peak);
     fmt::print("{:<42} {:<8} {:>10} {:>9} {:>7} {:>10} {:>9} {:>17}\n", "shape",
                "dtype", "median ms", "GFLOP/s", "%fp32", "vs naive", "scratch",
                "err/naive err");
@@ -277,13 +276,17 @@ int bench_command(const BenchArgs& args) {
     }
     rows.push_back(r);
   }
+  // Peak memory before the bandwidth test, whose buffer would dominate it.
+  const double peak_rss_mib = attn::peak_resident_bytes() / 1048576.0;
+  const double bandwidth =
+      attn::measure_read_bandwidth_gbs(threads, std::size_t{256} << 20);
   if (args.json) {
     fmt::print("{{\"version\": \"{}\", \"cpu\": \"{}\", \"simd\": \"{}\", "
                "\"threads\": {}, \"fp32_peak_gflops\": {:.2f}, "
                "\"bf16_peak_gflops\": {:.2f}, \"read_bandwidth_gbs\": {:.2f}, "
-               "\"rows\": [",
+               "\"peak_resident_mib\": {:.1f}, \"rows\": [",
                attn::version(), attn::cpu_model_name(), target, threads,
-               fp32_peak, bf16_peak, bandwidth);
+               fp32_peak, bf16_peak, bandwidth, peak_rss_mib);
     for (size_t i = 0; i < rows.size(); ++i) {
       const Row& r = rows[i];
       const Shape& s = r.shape;
@@ -301,6 +304,19 @@ int bench_command(const BenchArgs& args) {
                  r.scratch_mib * 1048576.0, r.max_err, r.naive_err, r.ok);
     }
     fmt::print("\n]}}\n");
+  }
+  if (!args.json) {
+    double io_mib = 0;  // the largest row's q, k, v and out
+    for (const Row& r : rows) {
+      const Shape& s = r.shape;
+      const double elems = double(s.B) * (s.Hq * s.Sq * (s.D + s.Dv) +
+                                          s.Hkv * s.Skv * (s.D + s.Dv));
+      io_mib = std::max(io_mib, elems * (s.dtype == "float32" ? 4 : 2) / 1048576.0);
+    }
+    fmt::print("\nprocess peak resident memory {:.0f} MiB; largest row's q, k, v, "
+               "out {:.0f} MiB; scratch = what the algorithm held beyond them\n"
+               "measured read bandwidth {:.1f} GB/s\n",
+               peak_rss_mib, io_mib, bandwidth);
   }
   if (!args.simd.empty()) attn::force_simd_target("");
   if (!all_ok) {

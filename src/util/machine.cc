@@ -63,20 +63,25 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
       .count();
 }
 
-// Runs body(worker) on every thread at once, `repeats` times, and returns
-// the best total rate: sum of per-thread work / slowest thread's time.
+// Runs body(worker) on `threads` OpenMP threads at once (started together
+// after a barrier), `repeats` times, and returns the best total rate: the
+// sum over threads of work / that thread's own time.
 template <class Body>
 double best_parallel_rate(int threads, int repeats, Body body) {
   double best = 0.0;
   for (int r = 0; r < repeats; ++r) {
-    std::vector<double> work(threads, 0.0);
-    const auto t0 = std::chrono::steady_clock::now();
-    util::ParallelFor(threads, threads,
-                      [&](int64_t i, int) { work[i] = body(static_cast<int>(i)); });
-    const double s = seconds_since(t0);
+    std::vector<double> rate(threads, 0.0);
+#pragma omp parallel num_threads(threads)
+    {
+      const int w = omp_get_thread_num();
+#pragma omp barrier
+      const auto t0 = std::chrono::steady_clock::now();
+      const double work = body(w);
+      rate[w] = work / seconds_since(t0);
+    }
     double total = 0.0;
-    for (double w : work) total += w;
-    best = std::max(best, total / s);
+    for (double x : rate) total += x;
+    best = std::max(best, total);
   }
   return best;
 }
@@ -118,7 +123,7 @@ double measure_fma_peak_gflops(int threads) {
   threads = util::resolve_threads(threads);
   std::vector<float> sinks(threads * 16, 0.0f);
   const auto fn = &HWY_DYNAMIC_DISPATCH(util::FmaLoop);
-  return best_parallel_rate(threads, 3, [&](int w) {
+  return best_parallel_rate(threads, 7, [&](int w) {
            return fn(int64_t{4} << 20, &sinks[w * 16]);
          }) / 1e9;
 }
@@ -132,7 +137,7 @@ double measure_bf16_dot_peak_gflops(int threads) {
   if (!cpu_has_avx512_bf16()) return 0.0;
   threads = util::resolve_threads(threads);
   std::vector<float> sinks(threads * 16, 0.0f);
-  return best_parallel_rate(threads, 3, [&](int w) {
+  return best_parallel_rate(threads, 7, [&](int w) {
            return bf16_dot_loop(int64_t{2} << 20, &sinks[w * 16]);
          }) / 1e9;
 }
