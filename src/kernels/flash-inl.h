@@ -75,11 +75,11 @@ HWY_INLINE void QKBlock(DF df, const float* HWY_RESTRICT q, int64_t dim,
     for (int c = 0; c < C; ++c) hn::Store(acc[r][c], df, s + r * kKeyTile + c * N);
 }
 
-// 2^x for x in [-127, 0] (arguments below -127 give 0): x = n + f with n
+// 2^x for x in [-127, 127] (arguments below -127 give 0): x = n + f with n
 // integer and |f| <= 1/2; 2^f by its degree-7 Taylor polynomial in f ln 2
 // (truncation error < 6e-9, under half an ulp), 2^n through the exponent
 // bits. About half the work of a general exp.
-HWY_INLINE VF Exp2NonPositive(DF df, VF x) {
+HWY_INLINE VF Exp2(DF df, VF x) {
   const hn::RebindToSigned<DF> di;
   x = hn::Max(x, hn::Set(df, -127.0f));
   const VF n = hn::Round(x);
@@ -93,7 +93,7 @@ HWY_INLINE VF Exp2NonPositive(DF df, VF x) {
   p = hn::MulAdd(p, f, hn::Set(df, 2.4022650695910071e-1f));
   p = hn::MulAdd(p, f, hn::Set(df, 6.9314718055994531e-1f));
   p = hn::MulAdd(p, f, hn::Set(df, 1.0f));
-  // n + 127 in [0, 127]: exponent field 0 makes 2^n = 0 for n = -127.
+  // n + 127 in [0, 254]: exponent field 0 makes 2^n = 0 for n = -127.
   const auto bits = hn::ShiftLeft<23>(
       hn::Add(hn::ConvertTo(di, n), hn::Set(di, 127)));
   return hn::Mul(p, hn::BitCast(df, bits));
@@ -143,7 +143,12 @@ HWY_INLINE void SoftmaxRowLog2(DF df, float* HWY_RESTRICT srow, int64_t lo,
       vmax = hn::Max(vmax, hn::Load(df, srow + j));
     }
   }
-  const float m_new = std::max(m, hn::GetLane(hn::MaxOfLanes(df, vmax)));
+  // The reference point m only has to keep 2^(s - m) in range, so it moves
+  // only when the row max passes it by more than kLazyRescale (P <= 2^8
+  // until then): most tiles then skip alpha and the rescaling of O.
+  constexpr float kLazyRescale = 8.0f;
+  const float tile_max = hn::GetLane(hn::MaxOfLanes(df, vmax));
+  const float m_new = tile_max > m + kLazyRescale ? tile_max : m;
   // lo < hi and finite scores make m_new finite; -inf only from -inf input.
   if (m_new == -std::numeric_limits<float>::infinity()) {
     std::fill(srow, srow + kKeyTile, 0.0f);
@@ -152,7 +157,7 @@ HWY_INLINE void SoftmaxRowLog2(DF df, float* HWY_RESTRICT srow, int64_t lo,
   const VF vm = hn::Set(df, m_new);
   VF vsum = hn::Zero(df), vsum_w = hn::Zero(df);
   for (int64_t j = 0; j < kKeyTile; j += N) {
-    const VF e = Exp2NonPositive(df, hn::Sub(hn::Load(df, srow + j), vm));
+    const VF e = Exp2(df, hn::Sub(hn::Load(df, srow + j), vm));
     vsum = hn::Add(vsum, e);
     if (round_bf16) {
       const VF w = RoundToBFloat16(df, e);
@@ -162,7 +167,7 @@ HWY_INLINE void SoftmaxRowLog2(DF df, float* HWY_RESTRICT srow, int64_t lo,
       hn::Store(e, df, srow + j);
     }
   }
-  const float alpha = std::exp2(m - m_new);  // 0 when m = -inf
+  const float alpha = m_new == m ? 1.0f : std::exp2(m - m_new);  // 0: m = -inf
   l = l * alpha + hn::GetLane(hn::SumOfLanes(df, vsum));
   if (round_bf16) lw = lw * alpha + hn::GetLane(hn::SumOfLanes(df, vsum_w));
   m = m_new;

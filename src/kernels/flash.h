@@ -15,7 +15,7 @@ inline constexpr int64_t kKeyTile = 64;
 // Query rows per register block of the micro-kernels.
 inline constexpr int64_t kRowBlock = 6;
 // Query rows (all heads of a GQA group together) a work item aims for.
-inline constexpr int64_t kTargetRows = 192;
+inline constexpr int64_t kTargetRows = 384;
 // Padding of Dv so every target's vectors divide it.
 inline constexpr int64_t kDvAlign = 16;
 
