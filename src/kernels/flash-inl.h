@@ -37,6 +37,10 @@
 #include <cstring>
 #include <limits>
 
+#if HWY_ARCH_X86
+#include <immintrin.h>
+#endif
+
 #include "hwy/contrib/math/math-inl.h"
 #include "hwy/highway.h"
 #include "src/kernels/flash.h"
@@ -338,6 +342,59 @@ HWY_INLINE void pack_pairs(const T* src, int64_t n, uint32_t* dst,
   }
 }
 
+#if HWY_TARGET == HWY_AVX3 || HWY_TARGET == HWY_AVX3_DL
+// Packs keys [j_lo, j_hi) of a float K tile transposed into Kt [D, kKeyTile]
+// (keys become the SIMD axis), 16 keys x 16 dims at a time through an
+// in-register 16 x 16 transpose; leftovers go element by element.
+HWY_INLINE void PackKTransposedF32(const TensorView<const float>& k, int64_t b,
+                                   int64_t kvh, int64_t j0, int64_t j_lo,
+                                   int64_t j_hi, int64_t dim,
+                                   float* HWY_RESTRICT kt) {
+  int64_t j = j_lo;
+  const int64_t dim16 = dim / 16 * 16;
+  for (; j + 16 <= j_hi; j += 16) {
+    const float* rows[16];
+    for (int x = 0; x < 16; ++x) rows[x] = k.row(b, kvh, j0 + j + x);
+    for (int64_t d = 0; d < dim16; d += 16) {
+      __m512 r[16], t[16];
+      for (int x = 0; x < 16; ++x) r[x] = _mm512_loadu_ps(rows[x] + d);
+      // Pairs of rows interleaved within each 128-bit lane.
+      for (int x = 0; x < 8; ++x) {
+        t[2 * x] = _mm512_unpacklo_ps(r[2 * x], r[2 * x + 1]);
+        t[2 * x + 1] = _mm512_unpackhi_ps(r[2 * x], r[2 * x + 1]);
+      }
+      // u[4g + c]: lane q holds column 4q + c of rows 4g .. 4g + 3.
+      for (int g = 0; g < 4; ++g) {
+        const __m512d a = _mm512_castps_pd(t[4 * g]), bb = _mm512_castps_pd(t[4 * g + 2]);
+        const __m512d c = _mm512_castps_pd(t[4 * g + 1]), e = _mm512_castps_pd(t[4 * g + 3]);
+        r[4 * g + 0] = _mm512_castpd_ps(_mm512_unpacklo_pd(a, bb));
+        r[4 * g + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a, bb));
+        r[4 * g + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(c, e));
+        r[4 * g + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(c, e));
+      }
+      // Gather lane q of the four row groups: column 4q + c of all 16 rows.
+      for (int c = 0; c < 4; ++c) {
+        const __m512 x01 = _mm512_shuffle_f32x4(r[c], r[4 + c], 0x44);
+        const __m512 y01 = _mm512_shuffle_f32x4(r[8 + c], r[12 + c], 0x44);
+        const __m512 x23 = _mm512_shuffle_f32x4(r[c], r[4 + c], 0xEE);
+        const __m512 y23 = _mm512_shuffle_f32x4(r[8 + c], r[12 + c], 0xEE);
+        _mm512_storeu_ps(kt + (d + c) * kKeyTile + j, _mm512_shuffle_f32x4(x01, y01, 0x88));
+        _mm512_storeu_ps(kt + (d + 4 + c) * kKeyTile + j, _mm512_shuffle_f32x4(x01, y01, 0xDD));
+        _mm512_storeu_ps(kt + (d + 8 + c) * kKeyTile + j, _mm512_shuffle_f32x4(x23, y23, 0x88));
+        _mm512_storeu_ps(kt + (d + 12 + c) * kKeyTile + j, _mm512_shuffle_f32x4(x23, y23, 0xDD));
+      }
+    }
+    for (int64_t d = dim16; d < dim; ++d) {
+      for (int x = 0; x < 16; ++x) kt[d * kKeyTile + j + x] = rows[x][d];
+    }
+  }
+  for (; j < j_hi; ++j) {
+    const float* krow = k.row(b, kvh, j0 + j);
+    for (int64_t d = 0; d < dim; ++d) kt[d * kKeyTile + j] = krow[d];
+  }
+}
+#endif
+
 // One work item; see the file comment. `scratch` is this worker's slice.
 template <class T>
 void FlashItem(const detail::Problem<T>& pb, const FlashPlan& plan,
@@ -452,10 +509,17 @@ void FlashItem(const detail::Problem<T>& pb, const FlashPlan& plan,
         pack_pairs(pb.k.row(b, kvh, j0 + j), D, Kp + j, kKeyTile);
       }
     } else {
-      std::fill(Kt, Kt + D * kKeyTile, 0.0f);
-      for (int64_t j = t_begin - j0; j < bc; ++j) {
-        const T* krow = pb.k.row(b, kvh, j0 + j);
-        for (int64_t d = 0; d < D; ++d) Kt[d * kKeyTile + j] = to_float(krow[d]);
+      if (t_begin > j0 || bc < kKeyTile) std::fill(Kt, Kt + D * kKeyTile, 0.0f);
+#if HWY_TARGET == HWY_AVX3 || HWY_TARGET == HWY_AVX3_DL
+      if constexpr (std::is_same_v<T, float>) {
+        PackKTransposedF32(pb.k, b, kvh, j0, t_begin - j0, bc, D, Kt);
+      } else
+#endif
+      {
+        for (int64_t j = t_begin - j0; j < bc; ++j) {
+          const T* krow = pb.k.row(b, kvh, j0 + j);
+          for (int64_t d = 0; d < D; ++d) Kt[d * kKeyTile + j] = to_float(krow[d]);
+        }
       }
     }
     if (dot_pv) {  // Vp [ceil(bc / 2), Dvp]: bf16 pairs of keys 2p, 2p + 1
