@@ -319,15 +319,6 @@ HWY_INLINE void widen_row(const T* src, int64_t n, float* dst) {
   for (int64_t d = 0; d < n; ++d) dst[d] = to_float(src[d]);
 }
 
-template <class T>
-HWY_INLINE uint16_t bf16_bits(T x) {
-  if constexpr (std::is_same_v<T, bfloat16>) {
-    return x.bits;
-  } else {
-    return 0;  // the bfloat16 paths never see other types
-  }
-}
-
 // Packs n bfloat16 values as n/2 pairs (odd n: the last pair's high half is
 // 0) into dst[0], dst[stride], ...; for the vdpbf16ps path.
 template <class T>
@@ -343,18 +334,22 @@ HWY_INLINE void pack_pairs(const T* src, int64_t n, uint32_t* dst,
 }
 
 #if HWY_TARGET == HWY_AVX3 || HWY_TARGET == HWY_AVX3_DL
-// Packs keys [j_lo, j_hi) of a float K tile transposed into Kt [D, kKeyTile]
-// (keys become the SIMD axis), 16 keys x 16 dims at a time through an
-// in-register 16 x 16 transpose; leftovers go element by element.
-HWY_INLINE void PackKTransposedF32(const TensorView<const float>& k, int64_t b,
-                                   int64_t kvh, int64_t j0, int64_t j_lo,
-                                   int64_t j_hi, int64_t dim,
-                                   float* HWY_RESTRICT kt) {
+// Packs keys [j_lo, j_hi) of a K tile transposed into kt [dim, kKeyTile]
+// (keys become the SIMD axis), 16 keys x 16 elements at a time through an
+// in-register 16 x 16 transpose; leftovers go element by element. Elements
+// are 32 bits: floats, or pairs of bfloat16 (dim = pairs). row(j) gives key
+// j's first element.
+// GCC 12 warns falsely about the intrinsics' internal undefined operands.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+template <class RowOf>
+HWY_INLINE void PackKTransposed32(RowOf row, int64_t j_lo, int64_t j_hi,
+                                  int64_t dim, float* HWY_RESTRICT kt) {
   int64_t j = j_lo;
   const int64_t dim16 = dim / 16 * 16;
   for (; j + 16 <= j_hi; j += 16) {
     const float* rows[16];
-    for (int x = 0; x < 16; ++x) rows[x] = k.row(b, kvh, j0 + j + x);
+    for (int x = 0; x < 16; ++x) rows[x] = row(j + x);
     for (int64_t d = 0; d < dim16; d += 16) {
       __m512 r[16], t[16];
       for (int x = 0; x < 16; ++x) r[x] = _mm512_loadu_ps(rows[x] + d);
@@ -389,10 +384,11 @@ HWY_INLINE void PackKTransposedF32(const TensorView<const float>& k, int64_t b,
     }
   }
   for (; j < j_hi; ++j) {
-    const float* krow = k.row(b, kvh, j0 + j);
+    const float* krow = row(j);
     for (int64_t d = 0; d < dim; ++d) kt[d * kKeyTile + j] = krow[d];
   }
 }
+#pragma GCC diagnostic pop
 #endif
 
 // One work item; see the file comment. `scratch` is this worker's slice.
@@ -452,7 +448,7 @@ void FlashItem(const detail::Problem<T>& pb, const FlashPlan& plan,
   const int64_t pairs = (D + 1) / 2;  // dot path: head dim in bf16 pairs
   uint32_t* HWY_RESTRICT Qp = reinterpret_cast<uint32_t*>(Q);
   uint32_t* HWY_RESTRICT Kp = reinterpret_cast<uint32_t*>(Kt);
-  uint32_t* HWY_RESTRICT Vp = reinterpret_cast<uint32_t*>(V);
+  [[maybe_unused]] uint32_t* HWY_RESTRICT Vp = reinterpret_cast<uint32_t*>(V);
   [[maybe_unused]] uint32_t* HWY_RESTRICT Pp =
       reinterpret_cast<uint32_t*>(scratch + plan.pp);
 
@@ -504,15 +500,29 @@ void FlashItem(const detail::Problem<T>& pb, const FlashPlan& plan,
     // Pack K transposed and V; keys no row sees stay zero so garbage there
     // (padding, unfilled cache) cannot turn into NaN.
     if (dot) {  // Kp [pairs, kKeyTile]: bf16 pairs, keys as the SIMD axis
-      std::fill(Kp, Kp + pairs * kKeyTile, 0u);
-      for (int64_t j = t_begin - j0; j < bc; ++j) {
-        pack_pairs(pb.k.row(b, kvh, j0 + j), D, Kp + j, kKeyTile);
+      if (t_begin > j0 || bc < kKeyTile || D % 2) {
+        std::fill(Kp, Kp + pairs * kKeyTile, 0u);
+      }
+#if HWY_TARGET == HWY_AVX3 || HWY_TARGET == HWY_AVX3_DL
+      if (D % 2 == 0) {  // a row of D bfloat16 is D / 2 pairs in memory
+        PackKTransposed32(
+            [&](int64_t j) {
+              return reinterpret_cast<const float*>(pb.k.row(b, kvh, j0 + j));
+            },
+            t_begin - j0, bc, pairs, reinterpret_cast<float*>(Kp));
+      } else
+#endif
+      {
+        for (int64_t j = t_begin - j0; j < bc; ++j) {
+          pack_pairs(pb.k.row(b, kvh, j0 + j), D, Kp + j, kKeyTile);
+        }
       }
     } else {
       if (t_begin > j0 || bc < kKeyTile) std::fill(Kt, Kt + D * kKeyTile, 0.0f);
 #if HWY_TARGET == HWY_AVX3 || HWY_TARGET == HWY_AVX3_DL
       if constexpr (std::is_same_v<T, float>) {
-        PackKTransposedF32(pb.k, b, kvh, j0, t_begin - j0, bc, D, Kt);
+        PackKTransposed32([&](int64_t j) { return pb.k.row(b, kvh, j0 + j); },
+                          t_begin - j0, bc, D, Kt);
       } else
 #endif
       {
@@ -523,14 +533,17 @@ void FlashItem(const detail::Problem<T>& pb, const FlashPlan& plan,
       }
     }
     if (dot_pv) {  // Vp [ceil(bc / 2), Dvp]: bf16 pairs of keys 2p, 2p + 1
-      std::fill(Vp, Vp + (bc + 1) / 2 * Dvp, 0u);
-      for (int64_t j = t_begin - j0; j < bc; ++j) {
-        const T* vrow = pb.v.row(b, kvh, j0 + j);
-        uint32_t* dst = Vp + (j / 2) * Dvp;
-        const int shift = (j % 2) * 16;
-        for (int64_t d = 0; d < Dv; ++d) {
-          dst[d] |= static_cast<uint32_t>(bf16_bits(vrow[d])) << shift;
-        }
+      // Keys outside [t_begin - j0, bc) read as zeros.
+      const int64_t first = t_begin - j0;
+      [[maybe_unused]] auto vrow = [&](int64_t j) -> const uint16_t* {
+        return j >= first && j < bc
+                   ? reinterpret_cast<const uint16_t*>(pb.v.row(b, kvh, j0 + j))
+                   : nullptr;
+      };
+      for (int64_t pr = 0; pr < (bc + 1) / 2; ++pr) {
+#if HWY_TARGET == HWY_AVX3 || HWY_TARGET == HWY_AVX3_DL
+        pack_value_pairs(vrow(2 * pr), vrow(2 * pr + 1), Dv, Dvp, Vp + pr * Dvp);
+#endif
       }
     } else {
       for (int64_t j = 0; j < bc; ++j) {

@@ -44,6 +44,31 @@ __attribute__((target("avx512f,avx512bf16"))) void pack_probability_pairs(
   }
 }
 
+__attribute__((target("avx512f,avx512bw"))) void pack_value_pairs(
+    const uint16_t* a, const uint16_t* b, int64_t n, int64_t dvp,
+    uint32_t* dst) {
+  // Word indices into (a | b): a0 b0 a1 b1 ... for the first 16 pairs and
+  // a16 b16 ... for the next 16 (b's words are numbered from 32).
+  alignas(64) static const uint16_t kLo[32] = {
+      0, 32, 1, 33, 2, 34, 3, 35, 4, 36, 5, 37, 6, 38, 7, 39,
+      8, 40, 9, 41, 10, 42, 11, 43, 12, 44, 13, 45, 14, 46, 15, 47};
+  alignas(64) static const uint16_t kHi[32] = {
+      16, 48, 17, 49, 18, 50, 19, 51, 20, 52, 21, 53, 22, 54, 23, 55,
+      24, 56, 25, 57, 26, 58, 27, 59, 28, 60, 29, 61, 30, 62, 31, 63};
+  const __m512i lo_idx = _mm512_load_si512(kLo), hi_idx = _mm512_load_si512(kHi);
+  int64_t d = 0;
+  for (; d + 32 <= n; d += 32) {
+    const __m512i va = a ? _mm512_loadu_si512(a + d) : _mm512_setzero_si512();
+    const __m512i vb = b ? _mm512_loadu_si512(b + d) : _mm512_setzero_si512();
+    _mm512_storeu_si512(dst + d, _mm512_permutex2var_epi16(va, lo_idx, vb));
+    _mm512_storeu_si512(dst + d + 16, _mm512_permutex2var_epi16(va, hi_idx, vb));
+  }
+  for (; d < n; ++d) {
+    dst[d] = (a ? a[d] : 0u) | (static_cast<uint32_t>(b ? b[d] : 0u) << 16);
+  }
+  for (; d < dvp; ++d) dst[d] = 0;
+}
+
 namespace {
 
 template <int C>

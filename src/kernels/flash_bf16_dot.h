@@ -29,6 +29,12 @@ void pack_probability_pairs(const float* p, uint32_t* pp);
 void pv_block_bf16_dot(const uint32_t* pp, int64_t pairs, const uint32_t* vp,
                        int64_t dvp, int vecs, float* o);
 
+// Interleaves two rows of n bfloat16 values (keys 2p and 2p + 1 of a V
+// tile; null reads as zeros) into dst[0 .. dvp) as pairs, low half from a;
+// dst[n .. dvp) becomes 0.
+void pack_value_pairs(const uint16_t* a, const uint16_t* b, int64_t n,
+                      int64_t dvp, uint32_t* dst);
+
 }  // namespace attn::kernels
 
 #endif  // ATTN_SRC_KERNELS_FLASH_BF16_DOT_H_
