@@ -339,6 +339,14 @@ HWY_INLINE void pack_pairs(const T* src, int64_t n, uint32_t* dst,
 // in-register 16 x 16 transpose; leftovers go element by element. Elements
 // are 32 bits: floats, or pairs of bfloat16 (dim = pairs). row(j) gives key
 // j's first element.
+// A 32-bit element from memory that may be only 2-byte aligned (pairs of
+// bfloat16 in a row).
+HWY_INLINE float load32(const float* p) {
+  float x;
+  std::memcpy(&x, p, sizeof x);
+  return x;
+}
+
 // GCC 12 warns falsely about the intrinsics' internal undefined operands.
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
@@ -380,12 +388,12 @@ HWY_INLINE void PackKTransposed32(RowOf row, int64_t j_lo, int64_t j_hi,
       }
     }
     for (int64_t d = dim16; d < dim; ++d) {
-      for (int x = 0; x < 16; ++x) kt[d * kKeyTile + j + x] = rows[x][d];
+      for (int x = 0; x < 16; ++x) kt[d * kKeyTile + j + x] = load32(rows[x] + d);
     }
   }
   for (; j < j_hi; ++j) {
     const float* krow = row(j);
-    for (int64_t d = 0; d < dim; ++d) kt[d * kKeyTile + j] = krow[d];
+    for (int64_t d = 0; d < dim; ++d) kt[d * kKeyTile + j] = load32(krow + d);
   }
 }
 #pragma GCC diagnostic pop
