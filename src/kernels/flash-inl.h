@@ -433,15 +433,13 @@ void FlashItem(const detail::Problem<T>& pb, const FlashPlan& plan,
   const bool score_mods =
       p.softcap > 0.0f || !p.alibi_slopes.empty() || !p.bias.empty();
   const bool has_mask = !p.mask.empty();
-  // Scores that need per-element rules are finished in scalar code (scale
-  // included, so a -inf from the mask is never multiplied); plain scores
-  // are scaled in the vector pass.
-  const bool scalar_scores = score_mods || has_mask;
   // Plain scores take the fused path: the softmax of each row block right
   // after its QK block, in base 2, with Q prescaled by scale * log2(e)
   // (except on the bfloat16 dot path, where Q stays as stored and the
-  // scores are scaled instead).
-  const bool fused = !scalar_scores;
+  // scores are scaled instead). Scores that need per-element rules are
+  // finished in scalar code (scale included, so a -inf from the mask is
+  // never multiplied) by the row pass, step 2.
+  const bool fused = !score_mods && !has_mask;
   const float log2_scale = p.scale * 1.4426950408889634f;
 #if HWY_TARGET == HWY_AVX3 || HWY_TARGET == HWY_AVX3_DL
   const bool dot = std::is_same_v<T, bfloat16> && plan.bf16_dot && D > 1;
@@ -494,7 +492,6 @@ void FlashItem(const detail::Problem<T>& pb, const FlashPlan& plan,
     keys_begin = std::min(keys_begin, ranges[ii].begin);
     keys_end = std::max(keys_end, ranges[ii].end);
   }
-  const VF scale = hn::Set(df, p.scale);
   const VF neg_inf = hn::Set(df, kNegInf);
   const VF exp_floor = hn::Set(df, -127.0f);  // below hn::Exp's range: 0
 
@@ -608,15 +605,13 @@ void FlashItem(const detail::Problem<T>& pb, const FlashPlan& plan,
         std::fill(srow, srow + kKeyTile, 0.0f);
         continue;
       }
-      if (scalar_scores) {
-        for (int64_t j = lo; j < hi; ++j) {
-          if (has_mask && !p.mask(b, h, i, j0 + j)) {
-            srow[j] = kNegInf;
-          } else if (score_mods) {
-            srow[j] = p.score<float>(srow[j], b, h, i, j0 + j);
-          } else {
-            srow[j] *= p.scale;
-          }
+      for (int64_t j = lo; j < hi; ++j) {
+        if (has_mask && !p.mask(b, h, i, j0 + j)) {
+          srow[j] = kNegInf;
+        } else if (score_mods) {
+          srow[j] = p.score<float>(srow[j], b, h, i, j0 + j);
+        } else {
+          srow[j] *= p.scale;
         }
       }
       // Clip to [lo, hi) and find the row max.
@@ -626,9 +621,7 @@ void FlashItem(const detail::Problem<T>& pb, const FlashPlan& plan,
       for (int64_t j = 0; j < kKeyTile; j += N) {
         const VF idx = hn::Iota(df, static_cast<float>(j));
         const auto inside = hn::And(hn::Ge(idx, vlo), hn::Lt(idx, vhi));
-        VF s = hn::Load(df, srow + j);
-        if (!scalar_scores) s = hn::Mul(s, scale);
-        s = hn::IfThenElse(inside, s, neg_inf);
+        const VF s = hn::IfThenElse(inside, hn::Load(df, srow + j), neg_inf);
         hn::Store(s, df, srow + j);
         vmax = hn::Max(vmax, s);
       }
