@@ -15,12 +15,14 @@
 // For each KV tile that some row can see (tiles outside every row's key
 // range are never loaded):
 //   1. S = Q Kt                         micro-kernel, kRowBlock x kVecs vectors
-//   2. per row: s = scale * S (or the full score rule when softcap, ALiBi or
-//      bias are on); keys outside the row's key range or hidden by the mask
-//      become -inf; m' = max(m, max s); P = exp(s - m'); l = l e^(m-m') + sum P;
-//      O *= e^(m-m')
+//   2. per row, in base 2: s = log2(e) * scale * S (or the full score rule
+//      times log2(e) when softcap, ALiBi, bias or a mask are on); keys
+//      outside the row's key range or hidden by the mask become -inf;
+//      m' = max(m, max s) (moved lazily); P = 2^(s - m');
+//      l = l 2^(m-m') + sum P; O *= 2^(m-m')
 //   3. O += P V                         micro-kernel, kRowBlock x kVecs vectors
-// Finally out = O / l and lse = m + log l; rows that saw no key give 0, -inf.
+// Finally out = O / l and lse = ln 2 * m + ln l; rows that saw no key give
+// 0 and -inf.
 //
 // Memory traffic: each K/V element is read once per work item and shared
 // by its G * Br rows; nothing of size Sq x Skv ever exists.
@@ -41,7 +43,6 @@
 #include <immintrin.h>
 #endif
 
-#include "hwy/contrib/math/math-inl.h"
 #include "hwy/highway.h"
 #include "src/kernels/flash.h"
 #include "src/kernels/flash_bf16_dot.h"
@@ -440,7 +441,8 @@ void FlashItem(const detail::Problem<T>& pb, const FlashPlan& plan,
   // finished in scalar code (scale included, so a -inf from the mask is
   // never multiplied) by the row pass, step 2.
   const bool fused = !score_mods && !has_mask;
-  const float log2_scale = p.scale * 1.4426950408889634f;
+  constexpr float kLog2e = 1.4426950408889634f;
+  const float log2_scale = p.scale * kLog2e;
 #if HWY_TARGET == HWY_AVX3 || HWY_TARGET == HWY_AVX3_DL
   const bool dot = std::is_same_v<T, bfloat16> && plan.bf16_dot && D > 1;
 #else
@@ -492,8 +494,6 @@ void FlashItem(const detail::Problem<T>& pb, const FlashPlan& plan,
     keys_begin = std::min(keys_begin, ranges[ii].begin);
     keys_end = std::max(keys_end, ranges[ii].end);
   }
-  const VF neg_inf = hn::Set(df, kNegInf);
-  const VF exp_floor = hn::Set(df, -127.0f);  // below hn::Exp's range: 0
 
   for (int64_t j0 = keys_begin / kKeyTile * kKeyTile; j0 < keys_end;
        j0 += kKeyTile) {
@@ -605,50 +605,18 @@ void FlashItem(const detail::Problem<T>& pb, const FlashPlan& plan,
         std::fill(srow, srow + kKeyTile, 0.0f);
         continue;
       }
+      // The score rules per element, then into base 2 like the fused path.
       for (int64_t j = lo; j < hi; ++j) {
         if (has_mask && !p.mask(b, h, i, j0 + j)) {
           srow[j] = kNegInf;
         } else if (score_mods) {
-          srow[j] = p.score<float>(srow[j], b, h, i, j0 + j);
+          srow[j] = p.score<float>(srow[j], b, h, i, j0 + j) * kLog2e;
         } else {
-          srow[j] *= p.scale;
+          srow[j] *= log2_scale;
         }
       }
-      // Clip to [lo, hi) and find the row max.
-      const VF vlo = hn::Set(df, static_cast<float>(lo));
-      const VF vhi = hn::Set(df, static_cast<float>(hi));
-      VF vmax = neg_inf;
-      for (int64_t j = 0; j < kKeyTile; j += N) {
-        const VF idx = hn::Iota(df, static_cast<float>(j));
-        const auto inside = hn::And(hn::Ge(idx, vlo), hn::Lt(idx, vhi));
-        const VF s = hn::IfThenElse(inside, hn::Load(df, srow + j), neg_inf);
-        hn::Store(s, df, srow + j);
-        vmax = hn::Max(vmax, s);
-      }
-      const float m_old = m[r];
-      const float m_new = std::max(m_old, hn::GetLane(hn::MaxOfLanes(df, vmax)));
-      if (m_new == kNegInf) {  // nothing visible yet: P = 0
-        std::fill(srow, srow + kKeyTile, 0.0f);
-        continue;
-      }
-      const VF vm = hn::Set(df, m_new);
-      VF vsum = hn::Zero(df);
-      for (int64_t j = 0; j < kKeyTile; j += N) {
-        const VF x = hn::Max(hn::Sub(hn::Load(df, srow + j), vm), exp_floor);
-        const VF e = hn::Exp(df, x);
-        hn::Store(e, df, srow + j);
-        vsum = hn::Add(vsum, e);
-      }
-      const float alpha = std::exp(m_old - m_new);  // 0 when m_old = -inf
-      l[r] = l[r] * alpha + hn::GetLane(hn::SumOfLanes(df, vsum));
-      m[r] = m_new;
-      if (alpha != 1.0f) {
-        const VF va = hn::Set(df, alpha);
-        float* orow = O + r * Dvp;
-        for (int64_t c = 0; c < Dvp; c += N) {
-          hn::Store(hn::Mul(hn::Load(df, orow + c), va), df, orow + c);
-        }
-      }
+      SoftmaxRowLog2(df, srow, lo, hi, 1.0f, false, m[r], l[r], lw[r],
+                     O + r * Dvp, Dvp);
     }
 
     // 3. O += P V.
@@ -678,9 +646,9 @@ void FlashItem(const detail::Problem<T>& pb, const FlashPlan& plan,
     const float* orow = O + r * Dvp;
     for (int64_t d = 0; d < Dv; ++d) out[d] = from_float<T>(orow[d] * inv);
     if (!pb.lse.empty()) {
-      // Fused rows hold m in log2 units: lse = ln 2 * m + ln l.
-      const float m_nat = fused ? m[r] * 0.6931471805599453f : m[r];
-      pb.lse(b, h, i, 0) = any ? m_nat + std::log(l[r]) : kNegInf;
+      // m is in log2 units: lse = ln 2 * m + ln l.
+      pb.lse(b, h, i, 0) =
+          any ? m[r] * 0.6931471805599453f + std::log(l[r]) : kNegInf;
     }
   }
 }
