@@ -196,21 +196,19 @@ HWY_INLINE void SoftmaxBlockFull(DF df, float* HWY_RESTRICT p,
                                  int64_t dvp) {
   const size_t N = hn::Lanes(df);
   constexpr float kLazyRescale = 8.0f;  // as in SoftmaxRowLog2
+  // Raw scores times score_scale (> 0 here, so the max commutes with it):
+  // the scale is applied inside the exponent's argument, not in a pass.
+  const VF vscale = hn::Set(df, score_scale);
   VF vmax[R];
   for (int r = 0; r < R; ++r) {
-    float* prow = p + r * kKeyTile;
-    if (score_scale != 1.0f) {
-      const VF vs = hn::Set(df, score_scale);
-      for (int c = 0; c < C; ++c) {
-        hn::Store(hn::Mul(hn::Load(df, prow + c * N), vs), df, prow + c * N);
-      }
-    }
+    const float* prow = p + r * kKeyTile;
     vmax[r] = hn::Load(df, prow);
     for (int c = 1; c < C; ++c) vmax[r] = hn::Max(vmax[r], hn::Load(df, prow + c * N));
   }
   float m_new[R], alpha[R];
   for (int r = 0; r < R; ++r) {
-    const float tile_max = hn::GetLane(hn::MaxOfLanes(df, vmax[r]));
+    const float tile_max =
+        hn::GetLane(hn::MaxOfLanes(df, vmax[r])) * score_scale;
     m_new[r] = tile_max > m[r] + kLazyRescale ? tile_max : m[r];
   }
   VF vsum[R], vsum_w[R];
@@ -220,7 +218,7 @@ HWY_INLINE void SoftmaxBlockFull(DF df, float* HWY_RESTRICT p,
     vsum[r] = hn::Zero(df);
     vsum_w[r] = hn::Zero(df);
     for (int c = 0; c < C; ++c) {
-      const VF e = Exp2(df, hn::Sub(hn::Load(df, prow + c * N), vm));
+      const VF e = Exp2(df, hn::MulSub(hn::Load(df, prow + c * N), vscale, vm));
       vsum[r] = hn::Add(vsum[r], e);
       if (round_bf16) {
         const VF w = RoundToBFloat16(df, e);
@@ -259,7 +257,7 @@ HWY_INLINE void SoftmaxRows(DF df, float* HWY_RESTRICT p, const int64_t* lo,
                             float* HWY_RESTRICT lw, float* HWY_RESTRICT o,
                             int64_t dvp) {
   constexpr int C = kKeyTile / (HWY_MAX_BYTES / sizeof(float));
-  if (C * hn::Lanes(df) == kKeyTile && rows_valid == R) {
+  if (C * hn::Lanes(df) == kKeyTile && rows_valid == R && score_scale > 0.0f) {
     bool full = true;
     for (int r = 0; r < R; ++r) full = full && lo[r] == 0 && hi[r] == kKeyTile;
     // Full rows with finite scores: m stays finite after the first tile.
