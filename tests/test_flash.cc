@@ -62,20 +62,30 @@ INSTANTIATE_TEST_SUITE_P(Available, Targets,
                          [](const auto& info) { return info.param; });
 
 // Key lengths at tile - 1, tile, tile + 1, 2 tiles + 1; query blocks the
-// same way for G = 1 (Br = kTargetRows) and G = 4 (Br = kTargetRows / 4).
+// same way for G = 1 and G = 4, both for unmasked calls (Br = kTargetRows /
+// G) and for short causal ones (Br = kTargetRows / 4 / G, make_flash_plan).
 TEST(FlashTiles, LengthsAroundTileEdges) {
   std::mt19937 rng(32);
   const auto& sets = option_sets();
   int n = 0;
-  for (int64_t G : {1, 4}) {
-    const int64_t br = kTargetRows / G;
-    for (int64_t Sq : {br - 1, br, br + 1, 2 * br + 1}) {
-      for (int64_t Skv : {kKeyTile - 1, kKeyTile, kKeyTile + 1, 2 * kKeyTile + 1}) {
-        ++n;
-        const Dims d{1, 2 * G, 2, Sq, Skv, 32, 32};
-        const auto& [name, build] = sets[n % sets.size()];
-        check<float>(d, name, build, {n % 2 ? Layout::kBSHD : Layout::kBHSD, false},
-                     rng, Algorithm::kFlash);
+  for (bool banded : {false, true}) {
+    for (int64_t G : {1, 4}) {
+      const int64_t br = (banded ? kTargetRows / 4 : kTargetRows) / G;
+      for (int64_t Sq : {br - 1, br, br + 1, 2 * br + 1}) {
+        for (int64_t Skv : {kKeyTile - 1, kKeyTile, kKeyTile + 1, 2 * kKeyTile + 1}) {
+          ++n;
+          const Dims d{1, 2 * G, 2, Sq, Skv, 32, 32};
+          ASSERT_EQ(kernels::make_flash_plan({1, 2 * G, 2, Sq, Skv, 32, 32}, banded)
+                        .block_positions,
+                    std::min(br, Sq));
+          // Banded: the causal set; otherwise the sets without causal or
+          // window (none, softcap, alibi, masks, bias, key lengths).
+          constexpr int kUnbanded[] = {0, 7, 8, 10, 11, 12, 13};
+          const auto& [name, build] = sets[banded ? 1 : kUnbanded[n % 7]];
+          check<float>(d, name, build,
+                       {n % 2 ? Layout::kBSHD : Layout::kBHSD, false}, rng,
+                       Algorithm::kFlash);
+        }
       }
     }
   }

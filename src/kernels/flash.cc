@@ -69,10 +69,17 @@ auto item_function() {
 
 }  // namespace
 
-FlashPlan make_flash_plan(const detail::Shape& sh) {
+FlashPlan make_flash_plan(const detail::Shape& sh, bool banded) {
   FlashPlan plan;
   const int64_t G = sh.group();
-  plan.block_positions = std::clamp<int64_t>(kTargetRows / G, 1, sh.Sq);
+  // Causal or windowed calls on short sequences get smaller items: less of
+  // the diagonal band computed only to be masked, more items for the
+  // threads. (Measured: S 512 causal 46% -> 53% of peak; unmasked calls
+  // lose with smaller items, so they keep kTargetRows.)
+  const int64_t target = !banded || sh.Sq >= 2048 ? kTargetRows
+                         : sh.Sq >= 1024          ? kTargetRows / 2
+                                                  : kTargetRows / 4;
+  plan.block_positions = std::clamp<int64_t>(target / G, 1, sh.Sq);
   plan.blocks_per_head =
       (sh.Sq + plan.block_positions - 1) / plan.block_positions;
   plan.rows_padded = round_up(G * plan.block_positions, kRowBlock);
@@ -105,7 +112,9 @@ template <class T>
 void flash_attention(const detail::Problem<T>& problem, Workspace* workspace) {
   thread_local Workspace own;  // kept across calls from this thread
   Workspace& ws = workspace != nullptr ? *workspace : own;
-  FlashPlan plan = make_flash_plan(problem.params.shape);
+  const detail::Params& p = problem.params;
+  FlashPlan plan = make_flash_plan(
+      p.shape, p.causal || p.window_left >= 0 || p.window_right >= 0);
   if constexpr (std::is_same_v<T, bfloat16>) plan.bf16_dot = cpu_has_avx512_bf16();
   const int threads = static_cast<int>(std::min<int64_t>(
       util::resolve_threads(problem.params.num_threads), plan.items));

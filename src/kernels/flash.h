@@ -35,7 +35,8 @@ struct FlashPlan {
   bool bf16_dot = false;
 };
 
-FlashPlan make_flash_plan(const detail::Shape& shape);
+// banded: causal or windowed, so short sequences get smaller work items.
+FlashPlan make_flash_plan(const detail::Shape& shape, bool banded = false);
 
 template <class T>
 void flash_attention(const detail::Problem<T>& problem, Workspace* workspace);
