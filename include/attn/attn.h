@@ -7,6 +7,7 @@
 #include "attn/machine.h"
 #include "attn/npy.h"
 #include "attn/options.h"
+#include "attn/rope.h"
 #include "attn/tensor.h"
 #include "attn/types.h"
 #include "attn/simd.h"

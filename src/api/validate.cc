@@ -68,24 +68,11 @@ ByteRange check_view(const std::string& arg, const TensorView<T>& view,
   return {base, base + static_cast<uintptr_t>(last + 1) * sizeof(T)};
 }
 
-// A view written to must not have two indices on one element: with the axes
-// of extent > 1 sorted by stride, each stride must clear the span of the
-// axes inside it.
 template <class T>
 void check_no_self_overlap(const std::string& arg, const TensorView<T>& view) {
-  std::vector<std::pair<int64_t, int64_t>> axes;  // (stride, extent)
-  for (int a = 0; a < 4; ++a) {
-    if (view.extent(a) > 1) axes.emplace_back(view.stride(a), view.extent(a));
-  }
-  std::sort(axes.begin(), axes.end());
-  int64_t span = 0;  // largest offset reachable by the inner axes
-  for (const auto& [stride, extent] : axes) {
-    if (stride <= span) {
-      fail(arg,
-           "strides make distinct elements share memory (an output "
-           "needs non-overlapping strides)");
-    }
-    span += (extent - 1) * stride;
+  if (has_self_overlap(view.extents(), view.strides())) {
+    fail(arg, "strides make distinct elements share memory (an output "
+              "needs non-overlapping strides)");
   }
 }
 
@@ -121,6 +108,22 @@ TensorView<const T> broadcast(const std::string& arg, TensorView<const T> view,
 }
 
 }  // namespace
+
+// With the axes of extent > 1 sorted by stride, each stride must clear the
+// span of the axes inside it; otherwise two indices reach one element.
+bool has_self_overlap(const Extents& extents, const Strides& strides) {
+  std::vector<std::pair<int64_t, int64_t>> axes;  // (stride, extent)
+  for (int a = 0; a < 4; ++a) {
+    if (extents[a] > 1) axes.emplace_back(strides[a], extents[a]);
+  }
+  std::sort(axes.begin(), axes.end());
+  int64_t span = 0;  // largest offset reachable by the inner axes
+  for (const auto& [stride, extent] : axes) {
+    if (stride <= span) return true;
+    span += (extent - 1) * stride;
+  }
+  return false;
+}
 
 std::optional<std::string> why_not(Algorithm algorithm, const Params& p) {
   const Shape& s = p.shape;

@@ -18,6 +18,10 @@ Problem<T> validate(TensorView<const T> q, TensorView<const T> k,
                     TensorView<const T> v, TensorView<T> out,
                     const AttentionOptions& options, TensorView<float> lse);
 
+// Whether a view of these extents and (non-negative) strides reaches one
+// element through two indices: such a view cannot be written to.
+bool has_self_overlap(const Extents& extents, const Strides& strides);
+
 // Why `algorithm` cannot serve `params`, or nullopt when it can. The order
 // of kAutoOrder below is the order kAuto tries them in.
 std::optional<std::string> why_not(Algorithm algorithm, const Params& params);
