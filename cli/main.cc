@@ -7,6 +7,7 @@
 #include <exception>
 
 #include "cli/bench.h"
+#include "cli/kv_memory.h"
 #include "cli/run.h"
 
 int main(int argc, char** argv) {
@@ -24,6 +25,11 @@ int main(int argc, char** argv) {
       "bench", "Measure machine peaks, then time attention against them");
   attn_cli::add_bench_options(*bench, bench_args);
 
+  attn_cli::KvMemoryArgs kv_args;
+  CLI::App* kv = app.add_subcommand(
+      "kv-memory", "KV-cache bytes per model for MHA, GQA and MQA");
+  attn_cli::add_kv_memory_options(*kv, kv_args);
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -32,6 +38,7 @@ int main(int argc, char** argv) {
   try {
     if (*run) return attn_cli::run_command(run_args);
     if (*bench) return attn_cli::bench_command(bench_args);
+    if (*kv) return attn_cli::kv_memory_command(kv_args);
   } catch (const attn::Error& e) {
     std::fprintf(stderr, "attn: error: %s\n", e.what());
     return 2;

@@ -236,6 +236,22 @@ def error_cases(r, rng):
                 f"exit {res.returncode}, stderr: {res.stderr.strip()!r}")
 
 
+def kv_memory(r):
+    res = subprocess.run([r.binary, "kv-memory", "--model", "llama-3.1-8b"],
+                         capture_output=True, text=True, timeout=60)
+    r.check("kv-memory llama-3.1-8b", res.returncode == 0 and "16.00 GiB" in res.stdout,
+            res.stdout + res.stderr)
+    res = subprocess.run([r.binary, "kv-memory", "--model", "nope"],
+                         capture_output=True, text=True, timeout=60)
+    r.check("kv-memory unknown model", res.returncode == 2 and "unknown model" in res.stderr,
+            res.stdout + res.stderr)
+    res = subprocess.run([r.binary, "kv-memory", "--layers", "2", "--q-heads", "6",
+                          "--kv-heads", "4", "--head-dim", "8"],
+                         capture_output=True, text=True, timeout=60)
+    r.check("kv-memory bad heads", res.returncode == 2 and "multiple" in res.stderr,
+            res.stdout + res.stderr)
+
+
 def builtin_example(r):
     res = r.run([])
     r.check("built-in example", res.returncode == 0 and "causal" in res.stdout,
@@ -251,6 +267,7 @@ def main():
     file_format_cases(r, rng)
     error_cases(r, rng)
     builtin_example(r)
+    kv_memory(r)
     print(f"numpy parity: {r.passed} passed, {r.failed} failed")
     sys.exit(1 if r.failed else 0)
 
