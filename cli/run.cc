@@ -85,11 +85,6 @@ attn::TensorView<const T> mask_view(const Array& a, const std::string& path) {
   return {reinterpret_cast<const T*>(a.data.data()), e, st};
 }
 
-void write_npy(const std::string& path, std::span<const float> data,
-               std::vector<int64_t> shape) {
-  attn::npy::save(path, data, shape);
-}
-
 int builtin_example(const RunArgs& args) {
   const int64_t B = 1, H = 8, S = 128, D = 64;
   fmt::print(
@@ -274,8 +269,8 @@ int run_command(const RunArgs& args) {
 
   std::vector<int64_t> out_shape = q.shape;
   out_shape[3] = Dv;
-  if (!args.out.empty()) write_npy(args.out, out, out_shape);
-  if (!args.lse.empty()) write_npy(args.lse, lse, {B, Hq, Sq});
+  if (!args.out.empty()) attn::npy::save(args.out, out, out_shape);
+  if (!args.lse.empty()) attn::npy::save(args.lse, lse, std::vector<int64_t>{B, Hq, Sq});
   fmt::print("attn run: q {} k {} v {} ({}) -> out {} with {} in {:.3f} ms\n",
              shape_str(q.shape), shape_str(k.shape), shape_str(v.shape),
              args.layout, shape_str(out_shape), attn::algorithm_name(ran), ms);

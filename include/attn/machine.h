@@ -26,9 +26,6 @@ double measure_read_bandwidth_gbs(int threads, std::size_t bytes = std::size_t{1
 // (Linux: VmRSS and VmHWM from /proc/self/status; 0 when unavailable).
 std::size_t resident_bytes();
 std::size_t peak_resident_bytes();
-// Resets the peak to the current resident size (Linux /proc/self/clear_refs);
-// false when the system does not support it.
-bool reset_peak_resident_bytes();
 
 // The CPU's model name, for reports.
 std::string cpu_model_name();

@@ -170,17 +170,6 @@ double measure_read_bandwidth_gbs(int threads, std::size_t bytes) {
 std::size_t resident_bytes() { return status_kib("VmRSS:"); }
 std::size_t peak_resident_bytes() { return status_kib("VmHWM:"); }
 
-bool reset_peak_resident_bytes() {
-  std::ofstream out("/proc/self/clear_refs");
-  if (!out) return false;
-  out << "5";
-  out.flush();
-  if (!out) return false;
-  out.close();
-  // Some kernels accept the write but keep the old peak: check it moved.
-  return peak_resident_bytes() <= resident_bytes() + (std::size_t{1} << 20);
-}
-
 std::string cpu_model_name() {
   std::ifstream in("/proc/cpuinfo");
   std::string line;
