@@ -39,7 +39,8 @@ attn::Algorithm parse_algorithm(const std::string& name) {
   if (name == "reference") return attn::Algorithm::kReference;
   if (name == "naive") return attn::Algorithm::kNaive;
   if (name == "flash") return attn::Algorithm::kFlash;
-  throw Error("--algorithm: expected auto, reference, naive or flash, got '" +
+  if (name == "decode") return attn::Algorithm::kDecode;
+  throw Error("--algorithm: expected auto, reference, naive, flash or decode, got '" +
               name + "'");
 }
 
@@ -158,8 +159,8 @@ void add_run_options(CLI::App& cmd, RunArgs& a) {
   cmd.add_option("--key-len", a.key_len,
                  "valid keys per batch entry, int32/int64 .npy [B]");
   cmd.add_option("--algorithm", a.algorithm,
-                 "auto (default), reference, naive or flash")
-      ->check(CLI::IsMember({"auto", "reference", "naive", "flash"}));
+                 "auto (default), reference, naive, flash or decode")
+      ->check(CLI::IsMember({"auto", "reference", "naive", "flash", "decode"}));
   cmd.add_option("--threads", a.threads, "worker threads (0 = all cores)")
       ->check(CLI::NonNegativeNumber);
   cmd.add_option("--out", a.out, "output .npy, float32, in --layout order");

@@ -280,6 +280,39 @@ TEST(Validation, NegativeThreads) {
   expect_error(c, {"options.num_threads", ">= 0"});
 }
 
+TEST(Validation, KvSplits) {
+  Call c;
+  c.options.kv_splits = -2;
+  expect_error(c, {"options.kv_splits", ">= 0"});
+  Call d;
+  d.options.kv_splits = 4;
+  d.options.algorithm = Algorithm::kFlash;
+  expect_error(d, {"options.kv_splits", "decode", "flash"});
+}
+
+TEST(Validation, DecodeNeedsFewQueries) {
+  // Sq = 17 > kDecodeMaxQueries.
+  std::vector<float> qb(17 * 8, 0.5f), ob(17 * 6, NAN);
+  Call c;
+  c.q = TensorView<const float>::bhsd(qb.data(), 1, 1, 17, 8);
+  c.k = TensorView<const float>::bhsd(c.kb.data(), 1, 1, 5, 8);
+  c.v = TensorView<const float>::bhsd(c.vb.data(), 1, 1, 5, 6);
+  c.out = TensorView<float>::bhsd(ob.data(), 1, 1, 17, 6);
+  c.options.algorithm = Algorithm::kDecode;
+  try {
+    c.run();
+    ADD_FAILURE() << "decode accepted Sq = 17";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("Sq must be <= 16"), std::string::npos)
+        << e.what();
+  }
+  for (float x : ob) ASSERT_TRUE(std::isnan(x));
+  c.options.algorithm = Algorithm::kAuto;  // auto picks flash instead
+  c.options.kv_splits = 3;                 // a decode hint, ignored
+  c.run();
+  for (float x : ob) EXPECT_FLOAT_EQ(x, 1.0f);
+}
+
 TEST(Validation, AlibiSlopesHelper) {
   EXPECT_THROW(alibi_slopes(0), Error);
   // Powers of two: 2^(-8 (h+1) / n).

@@ -19,6 +19,8 @@ enum class Algorithm {
   kReference,  // float64 oracle: materialises S and P (docs/semantics.md)
   kNaive,      // float32, materialises S per (batch, head): the baseline
   kFlash,      // tiled online softmax, O(1) memory in Sq and Skv
+  kDecode,     // flash with the keys split across workers and the partial
+               // results merged by log-sum-exp: few queries, many keys
 };
 
 // Which corner of the [Sq, Skv] score matrix the causal diagonal, the window
@@ -54,6 +56,11 @@ struct AttentionOptions {
   float dropout_p = 0.0f;
   uint64_t seed = 0;
   Algorithm algorithm = Algorithm::kAuto;
+  // Decode only: how many chunks the keys are split into (each a multiple
+  // of 64 keys; fewer when there are fewer key tiles). 0 picks from the
+  // shape alone, so results never depend on the thread count. Ignored when
+  // kAuto picks another algorithm; an error with an explicit other one.
+  int kv_splits = 0;
   // Worker threads; 0 uses every core OpenMP reports.
   int num_threads = 0;
   // Scratch for tiled algorithms, reused across calls; null: a per-thread

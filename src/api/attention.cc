@@ -26,8 +26,12 @@ Algorithm run(TensorView<const T> q, TensorView<const T> k,
       kernels::naive_attention(problem);
       return Algorithm::kNaive;
     case Algorithm::kFlash:
-      kernels::flash_attention(problem, options.workspace);
+      kernels::flash_attention(problem, options.workspace, 1);
       return Algorithm::kFlash;
+    case Algorithm::kDecode:
+      kernels::flash_attention(problem, options.workspace,
+                               problem.params.kv_splits);
+      return Algorithm::kDecode;
     case Algorithm::kAuto:
       break;  // validate() never lets these through
   }
@@ -49,6 +53,8 @@ const char* algorithm_name(Algorithm a) {
       return "naive";
     case Algorithm::kFlash:
       return "flash";
+    case Algorithm::kDecode:
+      return "decode";
   }
   return "unknown";
 }

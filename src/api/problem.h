@@ -28,6 +28,10 @@ struct Params {
   float scale = 1.0f;
   bool causal = false;
   int64_t offset = 0;  // Skv - Sq under bottom-right alignment, else 0
+  // KV-cache calls: each batch entry is its own sequence, its queries the
+  // last Sq positions of its key_length(b) keys, so bottom-right alignment
+  // puts query i at position i + key_length(b) - Sq.
+  bool per_sequence_offset = false;
   int64_t window_left = -1, window_right = -1;
   float softcap = 0.0f;
   std::span<const float> alibi_slopes;  // empty or Hq
@@ -36,15 +40,20 @@ struct Params {
   std::span<const int64_t> key_lengths;    // empty or B
   Algorithm algorithm = Algorithm::kAuto;  // never kAuto after validation
   int num_threads = 0;
+  int kv_splits = 0;  // decode: 0 = automatic
 
   int64_t key_length(int64_t b) const {
     return key_lengths.empty() ? shape.Skv : key_lengths[b];
+  }
+  // Query i of batch entry b sits at key position i + offset_of(b).
+  int64_t offset_of(int64_t b) const {
+    return per_sequence_offset ? key_length(b) - shape.Sq : offset;
   }
 
   // Rule 4 of docs/semantics.md: is key j visible to query i?
   bool visible(int64_t b, int64_t h, int64_t i, int64_t j) const {
     if (j >= key_length(b)) return false;
-    const int64_t pos = i + offset;  // query i's position among the keys
+    const int64_t pos = i + offset_of(b);  // query i's position among keys
     if (causal && j > pos) return false;
     // Written as distances so huge windows cannot overflow.
     if (window_left >= 0 && pos - j > window_left) return false;
@@ -63,7 +72,7 @@ struct Params {
       s = cap * std::tanh(s / cap);
     }
     if (!alibi_slopes.empty()) {
-      const int64_t dist = i + offset - j;
+      const int64_t dist = i + offset_of(b) - j;
       s -= static_cast<F>(alibi_slopes[h]) *
            static_cast<F>(dist < 0 ? -dist : dist);
     }

@@ -146,6 +146,13 @@ std::optional<std::string> why_not(Algorithm algorithm, const Params& p) {
                      "naive (S in float32 per thread)");
     case Algorithm::kFlash:
       return std::nullopt;
+    case Algorithm::kDecode:
+      if (s.Sq > kDecodeMaxQueries) {
+        return "decode is for few queries against many keys: Sq must be <= " +
+               std::to_string(kDecodeMaxQueries) + ", got " +
+               std::to_string(s.Sq) + " (flash serves longer ones)";
+      }
+      return std::nullopt;
     case Algorithm::kAuto:
       return "auto is resolved, never run";
   }
@@ -280,6 +287,11 @@ Problem<T> validate(TensorView<const T> q, TensorView<const T> k,
          "must be >= 0 (0 = all cores), got " + std::to_string(o.num_threads));
   }
   pr.num_threads = o.num_threads;
+  if (o.kv_splits < 0) {
+    fail("options.kv_splits", "must be >= 0 (0 = automatic), got " +
+                                  std::to_string(o.kv_splits));
+  }
+  pr.kv_splits = o.kv_splits;
 
   if (o.algorithm == Algorithm::kAuto) {
     pr.algorithm = Algorithm::kAuto;
@@ -304,6 +316,12 @@ Problem<T> validate(TensorView<const T> q, TensorView<const T> k,
                                     " cannot serve this call: " + *reason);
     }
     pr.algorithm = o.algorithm;
+  }
+  if (o.kv_splits > 0 && o.algorithm != Algorithm::kAuto &&
+      o.algorithm != Algorithm::kDecode) {
+    fail("options.kv_splits",
+         std::string("applies to the decode algorithm only, not ") +
+             algorithm_name(o.algorithm));
   }
 
   p.q = q;

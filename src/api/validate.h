@@ -29,8 +29,11 @@ std::optional<std::string> why_not(Algorithm algorithm, const Params& params);
 // their score matrices.
 inline constexpr int64_t kMaxMaterialisedBytes = int64_t{8} << 30;
 
-inline constexpr Algorithm kAutoOrder[] = {Algorithm::kFlash,
-                                           Algorithm::kNaive};
+// Decode serves calls with at most this many query positions.
+inline constexpr int64_t kDecodeMaxQueries = 16;
+
+inline constexpr Algorithm kAutoOrder[] = {
+    Algorithm::kDecode, Algorithm::kFlash, Algorithm::kNaive};
 
 }  // namespace attn::detail
 

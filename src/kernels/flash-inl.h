@@ -47,6 +47,7 @@
 #include "src/kernels/flash.h"
 #include "src/kernels/flash_bf16_dot.h"
 #include "src/kernels/key_range.h"
+#include "src/kernels/kv_source.h"
 
 HWY_BEFORE_NAMESPACE();
 namespace attn::kernels {
@@ -318,6 +319,27 @@ HWY_INLINE void widen_row(const T* src, int64_t n, float* dst) {
   for (int64_t d = 0; d < n; ++d) dst[d] = to_float(src[d]);
 }
 
+// A stored row as float: widened, or for int8 multiplied by its scale.
+template <class E>
+HWY_INLINE void dequant_row(const E* HWY_RESTRICT src, int64_t n, float scale,
+                            float* HWY_RESTRICT dst) {
+  if constexpr (std::is_same_v<E, int8_t>) {
+    const DF df;
+    const hn::RebindToSigned<DF> di;
+    const hn::Rebind<int8_t, DF> d8;
+    const int64_t N = static_cast<int64_t>(hn::Lanes(df));
+    const VF vs = hn::Set(df, scale);
+    int64_t d = 0;
+    for (; d + N <= n; d += N) {
+      const VF x = hn::ConvertTo(df, hn::PromoteTo(di, hn::LoadU(d8, src + d)));
+      hn::StoreU(hn::Mul(x, vs), df, dst + d);
+    }
+    for (; d < n; ++d) dst[d] = static_cast<float>(src[d]) * scale;
+  } else {
+    widen_row(src, n, dst);
+  }
+}
+
 // Packs n bfloat16 values as n/2 pairs (odd n: the last pair's high half is
 // 0) into dst[0], dst[stride], ...; for the vdpbf16ps path.
 template <class T>
@@ -398,10 +420,16 @@ HWY_INLINE void PackKTransposed32(RowOf row, int64_t j_lo, int64_t j_hi,
 #pragma GCC diagnostic pop
 #endif
 
-// One work item; see the file comment. `scratch` is this worker's slice.
-template <class T>
-void FlashItem(const detail::Problem<T>& pb, const FlashPlan& plan,
-               int64_t item, std::byte* scratch) {
+// One work item; see the file comment. Keys and values come from `src`
+// (kv_source.h); pb.k and pb.v are not read. `scratch` is this worker's
+// slice. With plan.splits > 1 the item covers one split of the keys and
+// writes its normalised partial output and lse to `partial` (flash.h)
+// instead of out; merge_partials combines them.
+template <class T, class Src>
+void FlashItem(const detail::Problem<T>& pb, const Src& src,
+               const FlashPlan& plan, int64_t item, std::byte* scratch,
+               float* partial) {
+  using E = typename Src::Element;
   const DF df;
   const size_t N = hn::Lanes(df);
   const detail::Params& p = pb.params;
@@ -409,9 +437,11 @@ void FlashItem(const detail::Problem<T>& pb, const FlashPlan& plan,
   const int64_t G = sh.group(), D = sh.D, Dv = sh.Dv, Dvp = plan.dv_padded;
   const float kNegInf = -std::numeric_limits<float>::infinity();
 
-  const int64_t qblock = item % plan.blocks_per_head;
-  const int64_t kvh = (item / plan.blocks_per_head) % sh.Hkv;
-  const int64_t b = item / (plan.blocks_per_head * sh.Hkv);
+  const int64_t split = item % plan.splits;
+  const int64_t base = item / plan.splits;
+  const int64_t qblock = base % plan.blocks_per_head;
+  const int64_t kvh = (base / plan.blocks_per_head) % sh.Hkv;
+  const int64_t b = base / (plan.blocks_per_head * sh.Hkv);
   const int64_t i0 = qblock * plan.block_positions;
   const int64_t br = std::min(plan.block_positions, sh.Sq - i0);
   const int64_t rows = G * br;
@@ -419,6 +449,9 @@ void FlashItem(const detail::Problem<T>& pb, const FlashPlan& plan,
 
   float* HWY_RESTRICT Q = reinterpret_cast<float*>(scratch + plan.q);
   float* HWY_RESTRICT Kt = reinterpret_cast<float*>(scratch + plan.kt);
+  // K rows widened or dequantised before the transpose (16-bit and int8
+  // keys off the bfloat16 dot path).
+  float* HWY_RESTRICT Kd = reinterpret_cast<float*>(scratch + plan.kd);
   float* HWY_RESTRICT V = reinterpret_cast<float*>(scratch + plan.v);
   float* HWY_RESTRICT S = reinterpret_cast<float*>(scratch + plan.s);
   float* HWY_RESTRICT O = reinterpret_cast<float*>(scratch + plan.o);
@@ -442,7 +475,8 @@ void FlashItem(const detail::Problem<T>& pb, const FlashPlan& plan,
   constexpr float kLog2e = 1.4426950408889634f;
   const float log2_scale = p.scale * kLog2e;
 #if HWY_TARGET == HWY_AVX3 || HWY_TARGET == HWY_AVX3_DL
-  const bool dot = std::is_same_v<T, bfloat16> && plan.bf16_dot && D > 1;
+  const bool dot = std::is_same_v<T, bfloat16> &&
+                   std::is_same_v<E, bfloat16> && plan.bf16_dot && D > 1;
 #else
   const bool dot = false;
 #endif
@@ -492,6 +526,11 @@ void FlashItem(const detail::Problem<T>& pb, const FlashPlan& plan,
     keys_begin = std::min(keys_begin, ranges[ii].begin);
     keys_end = std::max(keys_end, ranges[ii].end);
   }
+  if (plan.splits > 1) {  // this item's split; split_keys is tile aligned,
+    // so every tile lies in one split and rows' ranges need no extra clip
+    keys_begin = std::max(keys_begin, split * plan.split_keys);
+    keys_end = std::min(keys_end, (split + 1) * plan.split_keys);
+  }
 
   for (int64_t j0 = keys_begin / kKeyTile * kKeyTile; j0 < keys_end;
        j0 += kKeyTile) {
@@ -510,37 +549,46 @@ void FlashItem(const detail::Problem<T>& pb, const FlashPlan& plan,
       if (D % 2 == 0) {  // a row of D bfloat16 is D / 2 pairs in memory
         PackKTransposed32(
             [&](int64_t j) {
-              return reinterpret_cast<const float*>(pb.k.row(b, kvh, j0 + j));
+              return reinterpret_cast<const float*>(src.k_row(b, kvh, j0 + j));
             },
             t_begin - j0, bc, pairs, reinterpret_cast<float*>(Kp));
       } else
 #endif
       {
         for (int64_t j = t_begin - j0; j < bc; ++j) {
-          pack_pairs(pb.k.row(b, kvh, j0 + j), D, Kp + j, kKeyTile);
+          pack_pairs(src.k_row(b, kvh, j0 + j), D, Kp + j, kKeyTile);
         }
       }
     } else {
       if (t_begin > j0 || bc < kKeyTile) std::fill(Kt, Kt + D * kKeyTile, 0.0f);
-#if HWY_TARGET == HWY_AVX3 || HWY_TARGET == HWY_AVX3_DL
-      if constexpr (std::is_same_v<T, float>) {
-        PackKTransposed32([&](int64_t j) { return pb.k.row(b, kvh, j0 + j); },
-                          t_begin - j0, bc, D, Kt);
-      } else
-#endif
-      {
+      if constexpr (!std::is_same_v<E, float>) {
         for (int64_t j = t_begin - j0; j < bc; ++j) {
-          const T* krow = pb.k.row(b, kvh, j0 + j);
-          for (int64_t d = 0; d < D; ++d) Kt[d * kKeyTile + j] = to_float(krow[d]);
+          dequant_row(src.k_row(b, kvh, j0 + j), D, src.k_scale(b, kvh, j0 + j),
+                      Kd + j * D);
         }
       }
+      [[maybe_unused]] auto krow = [&](int64_t j) -> const float* {
+        if constexpr (std::is_same_v<E, float>) {
+          return src.k_row(b, kvh, j0 + j);
+        } else {
+          return Kd + j * D;
+        }
+      };
+#if HWY_TARGET == HWY_AVX3 || HWY_TARGET == HWY_AVX3_DL
+      PackKTransposed32(krow, t_begin - j0, bc, D, Kt);
+#else
+      for (int64_t j = t_begin - j0; j < bc; ++j) {
+        const float* row = krow(j);
+        for (int64_t d = 0; d < D; ++d) Kt[d * kKeyTile + j] = row[d];
+      }
+#endif
     }
     if (dot_pv) {  // Vp [ceil(bc / 2), Dvp]: bf16 pairs of keys 2p, 2p + 1
       // Keys outside [t_begin - j0, bc) read as zeros.
       const int64_t first = t_begin - j0;
       [[maybe_unused]] auto vrow = [&](int64_t j) -> const uint16_t* {
         return j >= first && j < bc
-                   ? reinterpret_cast<const uint16_t*>(pb.v.row(b, kvh, j0 + j))
+                   ? reinterpret_cast<const uint16_t*>(src.v_row(b, kvh, j0 + j))
                    : nullptr;
       };
       for (int64_t pr = 0; pr < (bc + 1) / 2; ++pr) {
@@ -552,7 +600,8 @@ void FlashItem(const detail::Problem<T>& pb, const FlashPlan& plan,
       for (int64_t j = 0; j < bc; ++j) {
         float* dst = V + j * Dvp;
         if (j >= t_begin - j0) {
-          widen_row(pb.v.row(b, kvh, j0 + j), Dv, dst);
+          dequant_row(src.v_row(b, kvh, j0 + j), Dv,
+                      src.v_scale(b, kvh, j0 + j), dst);
         } else {
           std::fill(dst, dst + Dv, 0.0f);
         }
@@ -635,19 +684,24 @@ void FlashItem(const detail::Problem<T>& pb, const FlashPlan& plan,
     }
   }
 
-  // Normalise once and write out; lse = m + log l.
+  // Normalise once and write out (or the partial); lse = m + log l.
   for (int64_t r = 0; r < rows; ++r) {
     const int64_t h = kvh * G + r / br, i = i0 + r % br;
-    T* out = pb.out.row(b, h, i);
     const bool any = m[r] != kNegInf && l[r] > 0.0f;
     const float inv = any ? 1.0f / (dot_pv ? lw[r] : l[r]) : 0.0f;
+    // m is in log2 units: lse = ln 2 * m + ln l.
+    const float row_lse =
+        any ? m[r] * 0.6931471805599453f + std::log(l[r]) : kNegInf;
     const float* orow = O + r * Dvp;
-    for (int64_t d = 0; d < Dv; ++d) out[d] = from_float<T>(orow[d] * inv);
-    if (!pb.lse.empty()) {
-      // m is in log2 units: lse = ln 2 * m + ln l.
-      pb.lse(b, h, i, 0) =
-          any ? m[r] * 0.6931471805599453f + std::log(l[r]) : kNegInf;
+    if (plan.splits > 1) {
+      float* po = partial + plan.partial_out(item) + r * Dv;
+      for (int64_t d = 0; d < Dv; ++d) po[d] = orow[d] * inv;
+      partial[plan.partial_lse(item) + r] = row_lse;
+      continue;
     }
+    T* out = pb.out.row(b, h, i);
+    for (int64_t d = 0; d < Dv; ++d) out[d] = from_float<T>(orow[d] * inv);
+    if (!pb.lse.empty()) pb.lse(b, h, i, 0) = row_lse;
   }
 }
 

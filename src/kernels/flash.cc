@@ -1,14 +1,17 @@
 // Flash forward: plan, dispatch and the parallel loop. The algorithm and
 // its per-target SIMD code are in flash-inl.h.
 //
-// Work items are (b, kv head, block of Br query positions), Br chosen so a
-// block holds about kTargetRows rows over the G heads of a GQA group. Items
-// are independent and each computes its rows in a fixed order, so results
-// are the same bits for any thread count. Scratch comes from a Workspace
-// sized before the loop: per worker
-//   Q [rows_padded, D] + Kt [D, kKeyTile] + V [kKeyTile, Dvp]
-//   + S [rows_padded, kKeyTile] + O [rows_padded, Dvp] + m, l + ranges,
-// independent of Sq and Skv.
+// Work items are (b, kv head, block of Br query positions[, key split]), Br
+// chosen so a block holds about kTargetRows rows over the G heads of a GQA
+// group. Items are independent and each computes its rows in a fixed order;
+// split partials are merged in split order; so results are the same bits
+// for any thread count. Scratch comes from a Workspace sized before the
+// loop: per worker
+//   Q [rows_padded, D] + Kt [D, kKeyTile] + Kd [kKeyTile, D]
+//   + V [kKeyTile, Dvp] + S [rows_padded, kKeyTile] + O [rows_padded, Dvp]
+//   + m, l + ranges,
+// independent of Sq and Skv; with splits, one shared buffer of partials
+// (items x rows_padded x (Dv + 1) floats), independent of Skv too.
 
 #undef HWY_TARGET_INCLUDE
 #define HWY_TARGET_INCLUDE "src/kernels/flash.cc"
@@ -22,16 +25,16 @@ namespace attn::kernels {
 namespace HWY_NAMESPACE {
 
 void FlashItemF32(const detail::Problem<float>& p, const FlashPlan& plan,
-                  int64_t item, std::byte* scratch) {
-  FlashItem(p, plan, item, scratch);
+                  int64_t item, std::byte* scratch, float* partial) {
+  FlashItem(p, ViewKV<float>{p.k, p.v}, plan, item, scratch, partial);
 }
 void FlashItemBF16(const detail::Problem<bfloat16>& p, const FlashPlan& plan,
-                   int64_t item, std::byte* scratch) {
-  FlashItem(p, plan, item, scratch);
+                   int64_t item, std::byte* scratch, float* partial) {
+  FlashItem(p, ViewKV<bfloat16>{p.k, p.v}, plan, item, scratch, partial);
 }
 void FlashItemF16(const detail::Problem<float16>& p, const FlashPlan& plan,
-                  int64_t item, std::byte* scratch) {
-  FlashItem(p, plan, item, scratch);
+                  int64_t item, std::byte* scratch, float* partial) {
+  FlashItem(p, ViewKV<float16>{p.k, p.v}, plan, item, scratch, partial);
 }
 
 }  // namespace HWY_NAMESPACE
@@ -40,6 +43,7 @@ HWY_AFTER_NAMESPACE();
 
 #if HWY_ONCE
 #include "attn/machine.h"
+#include "src/kernels/merge.h"
 #include "src/util/parallel.h"
 #include "src/util/workspace_impl.h"
 
@@ -52,6 +56,7 @@ HWY_EXPORT(FlashItemF16);
 namespace {
 
 int64_t round_up(int64_t x, int64_t to) { return (x + to - 1) / to * to; }
+int64_t ceil_div(int64_t x, int64_t y) { return (x + y - 1) / y; }
 
 // The per-target entry point for T, chosen once per call.
 template <class T>
@@ -67,9 +72,40 @@ auto item_function() {
   }
 }
 
+// Combines the splits of every (b, kv head, query block) into out and lse,
+// in split order.
+template <class T>
+void merge_partials(const detail::Problem<T>& pb, const FlashPlan& plan,
+                    const float* partial, Workspace::Impl& ws, int threads) {
+  const detail::Shape& sh = pb.params.shape;
+  const int64_t G = sh.group(), Dv = sh.Dv;
+  const int64_t bases = plan.items / plan.splits;
+  util::ParallelFor(bases, threads, [&](int64_t base, int worker) {
+    float* acc = reinterpret_cast<float*>(ws.slice(worker) + plan.o);
+    const int64_t qblock = base % plan.blocks_per_head;
+    const int64_t kvh = (base / plan.blocks_per_head) % sh.Hkv;
+    const int64_t b = base / (plan.blocks_per_head * sh.Hkv);
+    const int64_t i0 = qblock * plan.block_positions;
+    const int64_t br = std::min(plan.block_positions, sh.Sq - i0);
+    const int64_t first = base * plan.splits;
+    for (int64_t r = 0; r < G * br; ++r) {
+      const float lse = merge_row(
+          plan.splits, Dv,
+          [&](int64_t s) { return partial + plan.partial_out(first + s) + r * Dv; },
+          [&](int64_t s) { return partial[plan.partial_lse(first + s) + r]; },
+          acc);
+      const int64_t h = kvh * G + r / br, i = i0 + r % br;
+      T* out = pb.out.row(b, h, i);
+      for (int64_t d = 0; d < Dv; ++d) out[d] = from_float<T>(acc[d]);
+      if (!pb.lse.empty()) pb.lse(b, h, i, 0) = lse;
+    }
+  });
+}
+
 }  // namespace
 
-FlashPlan make_flash_plan(const detail::Shape& sh, bool banded) {
+FlashPlan make_flash_plan(const detail::Shape& sh, bool banded,
+                          int64_t splits) {
   FlashPlan plan;
   const int64_t G = sh.group();
   // Causal or windowed calls on short sequences get smaller items: less of
@@ -84,7 +120,17 @@ FlashPlan make_flash_plan(const detail::Shape& sh, bool banded) {
       (sh.Sq + plan.block_positions - 1) / plan.block_positions;
   plan.rows_padded = round_up(G * plan.block_positions, kRowBlock);
   plan.dv_padded = round_up(sh.Dv, kDvAlign);
-  plan.items = sh.B * sh.Hkv * plan.blocks_per_head;
+  plan.dv = sh.Dv;
+  const int64_t bases = sh.B * sh.Hkv * plan.blocks_per_head;
+  const int64_t tiles = std::max<int64_t>(1, ceil_div(sh.Skv, kKeyTile));
+  if (splits == 0) {
+    splits = std::clamp<int64_t>(ceil_div(kSplitTargetItems, bases), 1,
+                                 std::max<int64_t>(1, sh.Skv / kMinSplitKeys));
+  }
+  splits = std::clamp<int64_t>(splits, 1, tiles);
+  plan.split_keys = ceil_div(tiles, splits) * kKeyTile;
+  plan.splits = std::max<int64_t>(1, ceil_div(sh.Skv, plan.split_keys));
+  plan.items = bases * plan.splits;
 
   std::size_t at = 0;
   auto take = [&at](std::size_t bytes) {
@@ -96,6 +142,7 @@ FlashPlan make_flash_plan(const detail::Shape& sh, bool banded) {
   const auto rows = static_cast<std::size_t>(plan.rows_padded);
   plan.q = take(rows * sh.D * f);
   plan.kt = take(static_cast<std::size_t>(sh.D) * kKeyTile * f);
+  plan.kd = take(static_cast<std::size_t>(sh.D) * kKeyTile * f);
   plan.v = take(static_cast<std::size_t>(kKeyTile) * plan.dv_padded * f);
   plan.s = take(rows * kKeyTile * f);
   plan.o = take(rows * plan.dv_padded * f);
@@ -109,26 +156,49 @@ FlashPlan make_flash_plan(const detail::Shape& sh, bool banded) {
 }
 
 template <class T>
-void flash_attention(const detail::Problem<T>& problem, Workspace* workspace) {
+void run_flash_items(const detail::Problem<T>& problem, const FlashPlan& plan,
+                     const FlashItemFn& fn, Workspace* workspace) {
   thread_local Workspace own;  // kept across calls from this thread
   Workspace& ws = workspace != nullptr ? *workspace : own;
-  const detail::Params& p = problem.params;
-  FlashPlan plan = make_flash_plan(
-      p.shape, p.causal || p.window_left >= 0 || p.window_right >= 0);
-  if constexpr (std::is_same_v<T, bfloat16>) plan.bf16_dot = cpu_has_avx512_bf16();
   const int threads = static_cast<int>(std::min<int64_t>(
       util::resolve_threads(problem.params.num_threads), plan.items));
-  ws.impl().reserve(threads, plan.bytes);
-  const auto fn = item_function<T>();
   Workspace::Impl& impl = ws.impl();
+  impl.reserve(threads, plan.bytes);
+  float* partial =
+      plan.splits > 1 ? reinterpret_cast<float*>(impl.shared(
+                            plan.partial_floats() * sizeof(float)))
+                      : nullptr;
   util::ParallelFor(plan.items, threads, [&](int64_t item, int worker) {
-    fn(problem, plan, item, impl.slice(worker));
+    fn(item, impl.slice(worker), partial);
   });
+  if (plan.splits > 1) merge_partials(problem, plan, partial, impl, threads);
 }
 
-template void flash_attention(const detail::Problem<float>&, Workspace*);
-template void flash_attention(const detail::Problem<bfloat16>&, Workspace*);
-template void flash_attention(const detail::Problem<float16>&, Workspace*);
+template <class T>
+void flash_attention(const detail::Problem<T>& problem, Workspace* workspace,
+                     int64_t splits) {
+  const detail::Params& p = problem.params;
+  FlashPlan plan = make_flash_plan(
+      p.shape, p.causal || p.window_left >= 0 || p.window_right >= 0, splits);
+  if constexpr (std::is_same_v<T, bfloat16>) plan.bf16_dot = cpu_has_avx512_bf16();
+  const auto fn = item_function<T>();
+  run_flash_items<T>(
+      problem, plan,
+      [&](int64_t item, std::byte* scratch, float* partial) {
+        fn(problem, plan, item, scratch, partial);
+      },
+      workspace);
+}
+
+#define ATTN_INSTANTIATE(T)                                                 \
+  template void flash_attention(const detail::Problem<T>&, Workspace*,     \
+                                int64_t);                                   \
+  template void run_flash_items(const detail::Problem<T>&, const FlashPlan&, \
+                                const FlashItemFn&, Workspace*);
+ATTN_INSTANTIATE(float)
+ATTN_INSTANTIATE(bfloat16)
+ATTN_INSTANTIATE(float16)
+#undef ATTN_INSTANTIATE
 
 }  // namespace attn::kernels
 #endif  // HWY_ONCE

@@ -4,9 +4,11 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 
 #include "attn/workspace.h"
 #include "src/api/problem.h"
+#include "src/kernels/kv_source.h"
 
 namespace attn::kernels {
 
@@ -27,19 +29,63 @@ struct FlashPlan {
   int64_t rows_padded = 0;      // round_up(G * Br, kRowBlock)
   int64_t dv_padded = 0;        // round_up(Dv, kDvAlign)
   // Byte offsets into a worker's scratch slice.
-  std::size_t q = 0, kt = 0, v = 0, s = 0, o = 0, m = 0, l = 0, lw = 0,
-              ranges = 0, pp = 0;
+  std::size_t q = 0, kt = 0, kd = 0, v = 0, s = 0, o = 0, m = 0, l = 0,
+              lw = 0, ranges = 0, pp = 0;
   std::size_t bytes = 0;  // total per worker
-  int64_t items = 0;      // B * Hkv * blocks_per_head
+  // Split-KV (the decode algorithm): the keys are cut into `splits` chunks
+  // of split_keys keys (a multiple of kKeyTile); each (b, kv head, query
+  // block, split) is an item writing a normalised partial result, merged by
+  // log-sum-exp after the loop. splits = 1: items write out directly.
+  int64_t splits = 1;
+  int64_t split_keys = 0;
+  int64_t items = 0;  // B * Hkv * blocks_per_head * splits
+  // Partial results, in one buffer shared by all workers: per item
+  // rows_padded x Dv outputs, then per item rows_padded lse values.
+  std::size_t partial_out(int64_t item) const {
+    return static_cast<std::size_t>(item * rows_padded) * dv;
+  }
+  std::size_t partial_lse(int64_t item) const {
+    return static_cast<std::size_t>(items * rows_padded) * dv +
+           static_cast<std::size_t>(item * rows_padded);
+  }
+  std::size_t partial_floats() const {
+    return splits > 1 ? static_cast<std::size_t>(items * rows_padded) * (dv + 1)
+                      : 0;
+  }
+  int64_t dv = 0;
   // bfloat16 inputs on a CPU with AVX-512 BF16: QK^T on vdpbf16ps.
   bool bf16_dot = false;
 };
 
-// banded: causal or windowed, so short sequences get smaller work items.
-FlashPlan make_flash_plan(const detail::Shape& shape, bool banded = false);
+// Key splits the decode algorithm uses when the caller asks for none
+// (requested = 0): enough items to spread over many cores (about
+// kSplitTargetItems in all), no split under kMinSplitKeys keys. A function
+// of the shape only, so results do not depend on the thread count.
+inline constexpr int64_t kSplitTargetItems = 64;
+inline constexpr int64_t kMinSplitKeys = 512;
 
+// banded: causal or windowed, so short sequences get smaller work items.
+// splits: 1 for the flash algorithm, 0 (automatic) or a count for decode.
+FlashPlan make_flash_plan(const detail::Shape& shape, bool banded = false,
+                          int64_t splits = 1);
+
+// Runs one work item: (item, this worker's scratch, shared partials).
+using FlashItemFn = std::function<void(int64_t, std::byte*, float*)>;
+// The parallel loop over plan.items, then the merge of split partials.
 template <class T>
-void flash_attention(const detail::Problem<T>& problem, Workspace* workspace);
+void run_flash_items(const detail::Problem<T>& problem, const FlashPlan& plan,
+                     const FlashItemFn& fn, Workspace* workspace);
+
+// Keys and values from the views of `problem`. splits as in make_flash_plan.
+template <class T>
+void flash_attention(const detail::Problem<T>& problem, Workspace* workspace,
+                     int64_t splits = 1);
+
+// Keys and values from a KV-cache layer read in place; T is float or E.
+template <class T, class E>
+void flash_attention_paged(const detail::Problem<T>& problem,
+                           const PagedKV<E>& kv, Workspace* workspace,
+                           int64_t splits);
 
 }  // namespace attn::kernels
 

@@ -21,7 +21,7 @@ struct KeyRange {
 // For batch b and query row i. Monotone in i: begin and end never decrease
 // as i grows, so a block of consecutive rows sees one interval of keys.
 inline KeyRange key_range(const detail::Params& p, int64_t b, int64_t i) {
-  const int64_t pos = i + p.offset;  // within [-Sq, Skv + Sq]
+  const int64_t pos = i + p.offset_of(b);  // within [-Sq, Skv + Sq]
   const int64_t n = p.shape.Skv + p.shape.Sq;  // wider than any distance
   int64_t begin = 0, end = p.key_length(b);
   if (p.causal) end = std::min(end, pos + 1);

@@ -13,11 +13,13 @@ std::size_t Workspace::bytes_reserved() const {
   std::size_t total = 0;
   if (!impl_) return 0;  // moved from
   for (const auto& s : impl_->slices) total += s.bytes;
-  return total;
+  return total + impl_->shared_slice.bytes;
 }
 
 void Workspace::release() {
-  if (impl_) impl_->slices.clear();
+  if (!impl_) return;
+  impl_->slices.clear();
+  impl_->shared_slice = {};
 }
 
 }  // namespace attn

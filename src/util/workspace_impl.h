@@ -38,6 +38,20 @@ struct Workspace::Impl {
     }
   }
   std::byte* slice(int worker) { return slices[worker].data.get(); }
+
+  // One buffer of at least `bytes` that all workers of a call share (each
+  // writing its own part), e.g. split-KV partial results. Call before the
+  // parallel loop.
+  std::byte* shared(std::size_t bytes) {
+    bytes = (bytes + 63) / 64 * 64;
+    if (shared_slice.bytes < bytes) {
+      shared_slice.data.reset(static_cast<std::byte*>(
+          ::operator new[](bytes, std::align_val_t(64))));
+      shared_slice.bytes = bytes;
+    }
+    return shared_slice.data.get();
+  }
+  Slice shared_slice;
 };
 
 }  // namespace attn

@@ -1,0 +1,102 @@
+// The flash / decode item reading a KV-cache layer in place (PagedKV): the
+// same FlashItem as flash.cc, instantiated for the cache's element types.
+// Query types: float against every cache type (keys dequantised while
+// packed), or the cache's own 16-bit type.
+#undef HWY_TARGET_INCLUDE
+#define HWY_TARGET_INCLUDE "src/kernels/flash_paged.cc"
+#include "hwy/foreach_target.h"  // IWYU pragma: keep
+// Must come after foreach_target.h.
+#include "hwy/highway.h"
+#include "src/kernels/flash-inl.h"
+
+HWY_BEFORE_NAMESPACE();
+namespace attn::kernels {
+namespace HWY_NAMESPACE {
+
+#define ATTN_PAGED_ITEM(NAME, T, E)                                        \
+  void NAME(const detail::Problem<T>& p, const PagedKV<E>& kv,             \
+            const FlashPlan& plan, int64_t item, std::byte* scratch,       \
+            float* partial) {                                              \
+    FlashItem(p, kv, plan, item, scratch, partial);                        \
+  }
+ATTN_PAGED_ITEM(PagedF32F32, float, float)
+ATTN_PAGED_ITEM(PagedF32BF16, float, bfloat16)
+ATTN_PAGED_ITEM(PagedF32F16, float, float16)
+ATTN_PAGED_ITEM(PagedF32I8, float, int8_t)
+ATTN_PAGED_ITEM(PagedBF16BF16, bfloat16, bfloat16)
+ATTN_PAGED_ITEM(PagedF16F16, float16, float16)
+#undef ATTN_PAGED_ITEM
+
+}  // namespace HWY_NAMESPACE
+}  // namespace attn::kernels
+HWY_AFTER_NAMESPACE();
+
+#if HWY_ONCE
+#include "attn/machine.h"
+
+namespace attn::kernels {
+
+HWY_EXPORT(PagedF32F32);
+HWY_EXPORT(PagedF32BF16);
+HWY_EXPORT(PagedF32F16);
+HWY_EXPORT(PagedF32I8);
+HWY_EXPORT(PagedBF16BF16);
+HWY_EXPORT(PagedF16F16);
+
+namespace {
+
+template <class T, class E>
+auto paged_item_function() {
+  hwy::ChosenTarget& chosen = hwy::GetChosenTarget();
+  if (!chosen.IsInitialized()) chosen.Update(hwy::SupportedTargets());
+  if constexpr (std::is_same_v<T, float> && std::is_same_v<E, float>) {
+    return &HWY_DYNAMIC_DISPATCH(PagedF32F32);
+  } else if constexpr (std::is_same_v<T, float> && std::is_same_v<E, bfloat16>) {
+    return &HWY_DYNAMIC_DISPATCH(PagedF32BF16);
+  } else if constexpr (std::is_same_v<T, float> && std::is_same_v<E, float16>) {
+    return &HWY_DYNAMIC_DISPATCH(PagedF32F16);
+  } else if constexpr (std::is_same_v<T, float> && std::is_same_v<E, int8_t>) {
+    return &HWY_DYNAMIC_DISPATCH(PagedF32I8);
+  } else if constexpr (std::is_same_v<T, bfloat16> && std::is_same_v<E, bfloat16>) {
+    return &HWY_DYNAMIC_DISPATCH(PagedBF16BF16);
+  } else {
+    static_assert(std::is_same_v<T, float16> && std::is_same_v<E, float16>,
+                  "no paged kernel for this query / cache type pair");
+    return &HWY_DYNAMIC_DISPATCH(PagedF16F16);
+  }
+}
+
+}  // namespace
+
+template <class T, class E>
+void flash_attention_paged(const detail::Problem<T>& problem,
+                           const PagedKV<E>& kv, Workspace* workspace,
+                           int64_t splits) {
+  const detail::Params& p = problem.params;
+  FlashPlan plan = make_flash_plan(
+      p.shape, p.causal || p.window_left >= 0 || p.window_right >= 0, splits);
+  if constexpr (std::is_same_v<T, bfloat16>) plan.bf16_dot = cpu_has_avx512_bf16();
+  const auto fn = paged_item_function<T, E>();
+  run_flash_items<T>(
+      problem, plan,
+      [&](int64_t item, std::byte* scratch, float* partial) {
+        fn(problem, kv, plan, item, scratch, partial);
+      },
+      workspace);
+}
+
+template void flash_attention_paged(const detail::Problem<float>&,
+                                    const PagedKV<float>&, Workspace*, int64_t);
+template void flash_attention_paged(const detail::Problem<float>&,
+                                    const PagedKV<bfloat16>&, Workspace*, int64_t);
+template void flash_attention_paged(const detail::Problem<float>&,
+                                    const PagedKV<float16>&, Workspace*, int64_t);
+template void flash_attention_paged(const detail::Problem<float>&,
+                                    const PagedKV<int8_t>&, Workspace*, int64_t);
+template void flash_attention_paged(const detail::Problem<bfloat16>&,
+                                    const PagedKV<bfloat16>&, Workspace*, int64_t);
+template void flash_attention_paged(const detail::Problem<float16>&,
+                                    const PagedKV<float16>&, Workspace*, int64_t);
+
+}  // namespace attn::kernels
+#endif  // HWY_ONCE

@@ -1,0 +1,70 @@
+// Where the tiled kernels read keys and values from. Two sources with one
+// interface, so the flash/decode item is one template:
+//
+//   Element                 the stored type: float, bfloat16, float16, int8_t
+//   k_row(b, h, j)          key j of batch entry b, KV head h: D elements
+//   v_row(b, h, j)          value j: Dv elements
+//   k_scale / v_scale(...)  int8 only: the row's dequantisation scale
+//
+// ViewKV reads a [B, Hkv, Skv, D] view (any strides). PagedKV reads a KV
+// cache layer in place: pools of pages [pages, Hkv, P, D] and a block table
+// per batch entry mapping its P-token blocks to pages (a contiguous cache is
+// the case of one page per sequence), so no key is ever gathered or copied.
+#ifndef ATTN_SRC_KERNELS_KV_SOURCE_H_
+#define ATTN_SRC_KERNELS_KV_SOURCE_H_
+
+#include <cstdint>
+
+#include "attn/tensor.h"
+
+namespace attn::kernels {
+
+template <class E>
+struct ViewKV {
+  using Element = E;
+  TensorView<const E> k, v;
+
+  const E* k_row(int64_t b, int64_t h, int64_t j) const { return k.row(b, h, j); }
+  const E* v_row(int64_t b, int64_t h, int64_t j) const { return v.row(b, h, j); }
+  float k_scale(int64_t, int64_t, int64_t) const { return 1.0f; }
+  float v_scale(int64_t, int64_t, int64_t) const { return 1.0f; }
+};
+
+template <class E>
+struct PagedKV {
+  using Element = E;
+  const E* k = nullptr;  // [pages, Hkv, P, D]
+  const E* v = nullptr;  // [pages, Hkv, P, Dv]
+  const float* k_scales = nullptr;  // [pages, Hkv, P], int8 only
+  const float* v_scales = nullptr;
+  const int32_t* tables = nullptr;  // [B, table_width] page numbers
+  int64_t table_width = 0;
+  int64_t page_size = 0;   // P
+  int page_shift = -1;     // log2(P) when P is a power of two, else -1
+  int64_t Hkv = 0, D = 0, Dv = 0;
+
+  // Row index of (b, h, j) in the [pages * Hkv * P] rows of a pool.
+  int64_t slot(int64_t b, int64_t h, int64_t j) const {
+    int64_t block, within;
+    if (table_width == 1) {  // contiguous: one page per sequence
+      block = 0;
+      within = j;
+    } else if (page_shift >= 0) {
+      block = j >> page_shift;
+      within = j & (page_size - 1);
+    } else {
+      block = j / page_size;
+      within = j % page_size;
+    }
+    const int64_t page = tables[b * table_width + block];
+    return (page * Hkv + h) * page_size + within;
+  }
+  const E* k_row(int64_t b, int64_t h, int64_t j) const { return k + slot(b, h, j) * D; }
+  const E* v_row(int64_t b, int64_t h, int64_t j) const { return v + slot(b, h, j) * Dv; }
+  float k_scale(int64_t b, int64_t h, int64_t j) const { return k_scales[slot(b, h, j)]; }
+  float v_scale(int64_t b, int64_t h, int64_t j) const { return v_scales[slot(b, h, j)]; }
+};
+
+}  // namespace attn::kernels
+
+#endif  // ATTN_SRC_KERNELS_KV_SOURCE_H_

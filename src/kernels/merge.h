@@ -1,0 +1,47 @@
+// Merging partial attention results by log-sum-exp.
+//
+// n partial results of one query row, each over a disjoint set of keys,
+// each normalised over its own keys (o_s) with its log-sum-exp (lse_s),
+// combine into the result over all the keys:
+//   M = max_s lse_s,  w_s = exp(lse_s - M)
+//   out = sum_s w_s o_s / sum_s w_s,   lse = M + log sum_s w_s
+// Parts with lse_s = -inf (no visible key) weigh 0; when every part has
+// -inf the row is 0 with lse -inf (rule 6 of docs/semantics.md). The parts
+// are summed in index order, so the result does not depend on who computed
+// which part.
+#ifndef ATTN_SRC_KERNELS_MERGE_H_
+#define ATTN_SRC_KERNELS_MERGE_H_
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <limits>
+
+namespace attn::kernels {
+
+// part(s) -> const float* to dv values, lse_of(s) -> float. Writes the
+// merged row to acc[0, dv) and returns its lse.
+template <class Part, class LseOf>
+float merge_row(int64_t n, int64_t dv, Part part, LseOf lse_of, float* acc) {
+  const float neg_inf = -std::numeric_limits<float>::infinity();
+  float M = neg_inf;
+  for (int64_t s = 0; s < n; ++s) M = std::max(M, lse_of(s));
+  std::fill(acc, acc + dv, 0.0f);
+  if (M == neg_inf) return neg_inf;
+  float sum = 0.0f;
+  for (int64_t s = 0; s < n; ++s) {
+    const float ls = lse_of(s);
+    if (ls == neg_inf) continue;
+    const float w = std::exp(ls - M);
+    sum += w;
+    const float* o = part(s);
+    for (int64_t d = 0; d < dv; ++d) acc[d] += w * o[d];
+  }
+  const float inv = 1.0f / sum;  // sum >= 1: the part at M has weight 1
+  for (int64_t d = 0; d < dv; ++d) acc[d] *= inv;
+  return M + std::log(sum);
+}
+
+}  // namespace attn::kernels
+
+#endif  // ATTN_SRC_KERNELS_MERGE_H_
