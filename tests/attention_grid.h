@@ -193,6 +193,7 @@ class Case {
   }
 
   const Dims& dims() const { return d_; }
+  TensorView<T> q() { return q_.view; }
   TensorView<T> k() { return k_.view; }
   TensorView<T> v() { return v_.view; }
 

@@ -4,6 +4,7 @@
 
 #include "attn/attention.h"
 #include "attn/error.h"
+#include "attn/kv_cache.h"
 #include "attn/kv_memory.h"
 #include "attn/machine.h"
 #include "attn/npy.h"

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <initializer_list>
 #include <string>
 #include <vector>
 
@@ -107,6 +108,21 @@ TensorView<const T> broadcast(const std::string& arg, TensorView<const T> view,
   return TensorView<const T>(view.data(), full, strides);
 }
 
+// lse, when given: [B, Hq, Sq, 1], writable, clear of the other views.
+void check_lse(const TensorView<float>& lse, const Shape& s,
+               std::initializer_list<std::pair<const char*, ByteRange>> others) {
+  if (lse.empty()) return;
+  const ByteRange rl = check_view("lse", lse);
+  const Extents want{s.B, s.Hq, s.Sq, 1};
+  for (int a = 0; a < 4; ++a) {
+    check_extent("lse", lse.extents(), a, want[a], "[B, Hq, Sq, 1]");
+  }
+  check_no_self_overlap("lse", lse);
+  for (const auto& [name, r] : others) {
+    if (rl.overlaps(r)) fail("lse", std::string("memory overlaps ") + name);
+  }
+}
+
 }  // namespace
 
 // With the axes of extent > 1 sorted by stride, each stride must clear the
@@ -159,62 +175,11 @@ std::optional<std::string> why_not(Algorithm algorithm, const Params& p) {
   return "unknown algorithm";
 }
 
-template <class T>
-Problem<T> validate(TensorView<const T> q, TensorView<const T> k,
-                    TensorView<const T> v, TensorView<T> out,
-                    const AttentionOptions& o, TensorView<float> lse) {
-  Problem<T> p;
-  // Skv may be 0 (an empty KV cache): every row then has no visible key.
-  const ByteRange rq = check_view("q", q);
-  const ByteRange rk = check_view("k", k, /*empty_seq_ok=*/true);
-  const ByteRange rv = check_view("v", v, /*empty_seq_ok=*/true);
-  const ByteRange ro = check_view("out", out);
+namespace {
 
-  Shape& s = p.params.shape;
-  s.B = q.extent(kBatch);
-  s.Hq = q.extent(kHeads);
-  s.Sq = q.extent(kSeq);
-  s.D = q.extent(kDim);
-  s.Hkv = k.extent(kHeads);
-  s.Skv = k.extent(kSeq);
-  s.Dv = v.extent(kDim);
-  check_extent("k", k.extents(), kBatch, s.B, "batch of q");
-  check_extent("k", k.extents(), kDim, s.D, "head dim of q");
-  check_extent("v", v.extents(), kBatch, s.B, "batch of q");
-  check_extent("v", v.extents(), kHeads, s.Hkv, "KV heads of k");
-  check_extent("v", v.extents(), kSeq, s.Skv, "key length of k");
-  if (s.Hq % s.Hkv != 0) {
-    fail("q", "query heads (" + std::to_string(s.Hq) +
-                  ") must be a multiple of the KV heads of k and v (" +
-                  std::to_string(s.Hkv) + ")");
-  }
-  check_extent("out", out.extents(), kBatch, s.B, "batch of q");
-  check_extent("out", out.extents(), kHeads, s.Hq, "query heads of q");
-  check_extent("out", out.extents(), kSeq, s.Sq, "query length of q");
-  check_extent("out", out.extents(), kDim, s.Dv, "head dim of v");
-  check_no_self_overlap("out", out);
-  for (const auto& [name, r] : {std::pair{"q", rq}, {"k", rk}, {"v", rv}}) {
-    if (ro.overlaps(r)) {
-      fail("out", std::string("memory overlaps input ") + name +
-                      " (attention cannot run in place)");
-    }
-  }
-  if (!lse.empty()) {
-    const ByteRange rl = check_view("lse", lse);
-    const Extents want{s.B, s.Hq, s.Sq, 1};
-    for (int a = 0; a < 4; ++a) {
-      check_extent("lse", lse.extents(), a, want[a], "[B, Hq, Sq, 1]");
-    }
-    check_no_self_overlap("lse", lse);
-    for (const auto& [name, r] :
-         {std::pair{"q", rq}, {"k", rk}, {"v", rv}, {"out", ro}}) {
-      if (rl.overlaps(r)) {
-        fail("lse", std::string("memory overlaps ") + name);
-      }
-    }
-  }
-
-  Params& pr = p.params;
+// Every option except the algorithm, against the shape already in pr.
+void resolve_options(const AttentionOptions& o, Params& pr) {
+  const Shape& s = pr.shape;
   const float default_scale = 1.0f / std::sqrt(static_cast<float>(s.D));
   pr.scale = o.scale.value_or(default_scale);
   if (!std::isfinite(pr.scale)) {
@@ -292,11 +257,16 @@ Problem<T> validate(TensorView<const T> q, TensorView<const T> k,
                                   std::to_string(o.kv_splits));
   }
   pr.kv_splits = o.kv_splits;
+}
 
+// The algorithm: the first of `order` that can serve the call under kAuto,
+// else the requested one if it can.
+void choose_algorithm(const AttentionOptions& o,
+                      std::span<const Algorithm> order, Params& pr) {
   if (o.algorithm == Algorithm::kAuto) {
     pr.algorithm = Algorithm::kAuto;
     std::string reasons;
-    for (Algorithm a : kAutoOrder) {
+    for (Algorithm a : order) {
       const auto reason = why_not(a, pr);
       if (!reason) {
         pr.algorithm = a;
@@ -323,6 +293,54 @@ Problem<T> validate(TensorView<const T> q, TensorView<const T> k,
          std::string("applies to the decode algorithm only, not ") +
              algorithm_name(o.algorithm));
   }
+}
+
+}  // namespace
+
+template <class T>
+Problem<T> validate(TensorView<const T> q, TensorView<const T> k,
+                    TensorView<const T> v, TensorView<T> out,
+                    const AttentionOptions& o, TensorView<float> lse) {
+  Problem<T> p;
+  // Skv may be 0 (an empty KV cache): every row then has no visible key.
+  const ByteRange rq = check_view("q", q);
+  const ByteRange rk = check_view("k", k, /*empty_seq_ok=*/true);
+  const ByteRange rv = check_view("v", v, /*empty_seq_ok=*/true);
+  const ByteRange ro = check_view("out", out);
+
+  Shape& s = p.params.shape;
+  s.B = q.extent(kBatch);
+  s.Hq = q.extent(kHeads);
+  s.Sq = q.extent(kSeq);
+  s.D = q.extent(kDim);
+  s.Hkv = k.extent(kHeads);
+  s.Skv = k.extent(kSeq);
+  s.Dv = v.extent(kDim);
+  check_extent("k", k.extents(), kBatch, s.B, "batch of q");
+  check_extent("k", k.extents(), kDim, s.D, "head dim of q");
+  check_extent("v", v.extents(), kBatch, s.B, "batch of q");
+  check_extent("v", v.extents(), kHeads, s.Hkv, "KV heads of k");
+  check_extent("v", v.extents(), kSeq, s.Skv, "key length of k");
+  if (s.Hq % s.Hkv != 0) {
+    fail("q", "query heads (" + std::to_string(s.Hq) +
+                  ") must be a multiple of the KV heads of k and v (" +
+                  std::to_string(s.Hkv) + ")");
+  }
+  check_extent("out", out.extents(), kBatch, s.B, "batch of q");
+  check_extent("out", out.extents(), kHeads, s.Hq, "query heads of q");
+  check_extent("out", out.extents(), kSeq, s.Sq, "query length of q");
+  check_extent("out", out.extents(), kDim, s.Dv, "head dim of v");
+  check_no_self_overlap("out", out);
+  for (const auto& [name, r] : {std::pair{"q", rq}, {"k", rk}, {"v", rv}}) {
+    if (ro.overlaps(r)) {
+      fail("out", std::string("memory overlaps input ") + name +
+                      " (attention cannot run in place)");
+    }
+  }
+  check_lse(lse, s, {{"q", rq}, {"k", rk}, {"v", rv}, {"out", ro}});
+
+  resolve_options(o, p.params);
+  choose_algorithm(o, kAutoOrder, p.params);
 
   p.q = q;
   p.k = k;
@@ -332,10 +350,74 @@ Problem<T> validate(TensorView<const T> q, TensorView<const T> k,
   return p;
 }
 
+
+template <class T>
+Problem<T> validate_cached(TensorView<const T> q, const CacheShape& cache,
+                           std::span<const int64_t> sequence_lengths,
+                           TensorView<T> out, const AttentionOptions& o,
+                           TensorView<float> lse,
+                           std::vector<int64_t>& key_lengths) {
+  Problem<T> p;
+  const ByteRange rq = check_view("q", q);
+  const ByteRange ro = check_view("out", out);
+  Shape& s = p.params.shape;
+  s.B = q.extent(kBatch);
+  s.Hq = q.extent(kHeads);
+  s.Sq = q.extent(kSeq);
+  s.D = q.extent(kDim);
+  s.Hkv = cache.Hkv;
+  s.Dv = cache.Dv;
+  if (static_cast<int64_t>(sequence_lengths.size()) != s.B) {
+    fail("sequences", "expected one sequence id per batch entry of q (" +
+                          std::to_string(s.B) + "), got " +
+                          std::to_string(sequence_lengths.size()));
+  }
+  s.Skv = 0;
+  for (int64_t len : sequence_lengths) s.Skv = std::max(s.Skv, len);
+  check_extent("q", q.extents(), kDim, cache.D, "head dim of the cache");
+  if (s.Hq % s.Hkv != 0) {
+    fail("q", "query heads (" + std::to_string(s.Hq) +
+                  ") must be a multiple of the cache's KV heads (" +
+                  std::to_string(s.Hkv) + ")");
+  }
+  check_extent("out", out.extents(), kBatch, s.B, "batch of q");
+  check_extent("out", out.extents(), kHeads, s.Hq, "query heads of q");
+  check_extent("out", out.extents(), kSeq, s.Sq, "query length of q");
+  check_extent("out", out.extents(), kDim, s.Dv, "value head dim of the cache");
+  check_no_self_overlap("out", out);
+  if (ro.overlaps(rq)) fail("out", "memory overlaps input q");
+  check_lse(lse, s, {{"q", rq}, {"out", ro}});
+
+  Params& pr = p.params;
+  resolve_options(o, pr);
+  key_lengths.assign(sequence_lengths.begin(), sequence_lengths.end());
+  for (size_t b = 0; b < o.key_lengths.size(); ++b) {
+    if (o.key_lengths[b] > sequence_lengths[b]) {
+      fail("options.key_lengths",
+           "entry " + std::to_string(b) + " is " +
+               std::to_string(o.key_lengths[b]) +
+               ", more than the sequence's " +
+               std::to_string(sequence_lengths[b]) + " cached tokens");
+    }
+    key_lengths[b] = o.key_lengths[b];
+  }
+  pr.key_lengths = key_lengths;
+  pr.per_sequence_offset = o.alignment == Alignment::kBottomRight;
+  choose_algorithm(o, kAutoOrder, pr);
+  p.q = q;
+  p.out = out;
+  p.lse = lse;
+  return p;
+}
+
 #define ATTN_INSTANTIATE(T)                                                 \
   template Problem<T> validate<T>(TensorView<const T>, TensorView<const T>, \
                                   TensorView<const T>, TensorView<T>,       \
-                                  const AttentionOptions&, TensorView<float>);
+                                  const AttentionOptions&, TensorView<float>); \
+  template Problem<T> validate_cached<T>(                                   \
+      TensorView<const T>, const CacheShape&, std::span<const int64_t>,     \
+      TensorView<T>, const AttentionOptions&, TensorView<float>,            \
+      std::vector<int64_t>&);
 ATTN_INSTANTIATE(float)
 ATTN_INSTANTIATE(bfloat16)
 ATTN_INSTANTIATE(float16)

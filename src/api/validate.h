@@ -3,7 +3,9 @@
 #define ATTN_SRC_API_VALIDATE_H_
 
 #include <optional>
+#include <span>
 #include <string>
+#include <vector>
 
 #include "attn/options.h"
 #include "attn/tensor.h"
@@ -17,6 +19,22 @@ template <class T>
 Problem<T> validate(TensorView<const T> q, TensorView<const T> k,
                     TensorView<const T> v, TensorView<T> out,
                     const AttentionOptions& options, TensorView<float> lse);
+
+// The part of a KV cache's shape that a call against it is checked with.
+struct CacheShape {
+  int64_t Hkv = 0, D = 0, Dv = 0;
+};
+
+// validate() for attention against a KV cache: batch entry b has
+// sequence_lengths[b] keys (Skv = their maximum), each with its own
+// bottom-right offset. key_lengths receives the per-entry key counts the
+// Problem's params point to (it must outlive the Problem).
+template <class T>
+Problem<T> validate_cached(TensorView<const T> q, const CacheShape& cache,
+                           std::span<const int64_t> sequence_lengths,
+                           TensorView<T> out, const AttentionOptions& options,
+                           TensorView<float> lse,
+                           std::vector<int64_t>& key_lengths);
 
 // Whether a view of these extents and (non-negative) strides reaches one
 // element through two indices: such a view cannot be written to.
