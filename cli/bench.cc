@@ -57,9 +57,10 @@ const std::map<std::string, std::vector<Shape>>& presets() {
 }
 
 const std::map<std::string, std::vector<std::string>> kGroups = {
-    {"quick", {"transformer", "bert-base", "gpt2-small", "llama3-8b", "targets"}},
+    {"quick", {"transformer", "bert-base", "gpt2-small", "llama3-8b", "targets",
+               "decode-quick"}},
     {"full", {"transformer", "bert-base", "gpt2-small", "llama3-8b", "targets",
-              "naive-4096", "long-32k"}},
+              "naive-4096", "long-32k", "decode", "prefill-16k"}},
 };
 
 double now_s() {
@@ -158,8 +159,8 @@ SliceCheck check_slice(const Shape& s, Inputs<T>& in, const attn::AttentionOptio
           slice_error(ref, naive.cview())};
 }
 
-// Median of `repeats` timed calls after one untimed call (fewer when one
-// call takes over a second).
+}  // namespace
+
 double time_ms(int repeats, const std::function<void()>& call) {
   const double t0 = now_s();
   call();
@@ -174,6 +175,8 @@ double time_ms(int repeats, const std::function<void()>& call) {
   std::sort(ms.begin(), ms.end());
   return ms[ms.size() / 2];
 }
+
+namespace {
 
 template <class T>
 Row run_shape(const Shape& s, const BenchArgs& args, double fp32_peak,
@@ -217,6 +220,7 @@ std::string shape_text(const Shape& s) {
 void add_bench_options(CLI::App& cmd, BenchArgs& a) {
   std::string names = "quick (default), full";
   for (const auto& [name, shapes] : presets()) names += ", " + name;
+  for (const std::string& name : decode_preset_names()) names += ", " + name;
   cmd.add_option("--preset", a.presets, "shape groups to run: " + names);
   cmd.add_option("--threads", a.threads, "worker threads (0 = all cores)")
       ->check(CLI::NonNegativeNumber);
@@ -229,12 +233,17 @@ void add_bench_options(CLI::App& cmd, BenchArgs& a) {
 
 int bench_command(const BenchArgs& args) {
   std::vector<Shape> shapes;
+  std::vector<std::string> decode_names;
   for (const std::string& p : args.presets.empty()
                                   ? std::vector<std::string>{"quick"}
                                   : args.presets) {
     std::vector<std::string> names = {p};
     if (auto g = kGroups.find(p); g != kGroups.end()) names = g->second;
     for (const std::string& n : names) {
+      if (is_decode_preset(n)) {
+        decode_names.push_back(n);
+        continue;
+      }
       const auto it = presets().find(n);
       if (it == presets().end()) {
         throw attn::Error("--preset: unknown preset '" + n + "'");
@@ -281,6 +290,9 @@ int bench_command(const BenchArgs& args) {
   const double peak_rss_mib = attn::peak_resident_bytes() / 1048576.0;
   const double bandwidth =
       attn::measure_read_bandwidth_gbs(threads, std::size_t{256} << 20);
+  const DecodeResult decode =
+      run_decode_presets(decode_names, args, fp32_peak, bandwidth);
+  all_ok = all_ok && decode.ok;
   if (args.json) {
     fmt::print("{{\"version\": \"{}\", \"cpu\": \"{}\", \"simd\": \"{}\", "
                "\"threads\": {}, \"fp32_peak_gflops\": {:.2f}, "
@@ -303,6 +315,10 @@ int bench_command(const BenchArgs& args) {
                  r.pct_bf16,
                  std::isnan(r.naive_ms) ? "null" : fmt::format("{:.4f}", r.naive_ms),
                  r.scratch_mib * 1048576.0, r.max_err, r.naive_err, r.ok);
+    }
+    fmt::print("\n], \"kv_rows\": [");
+    for (size_t i = 0; i < decode.json_rows.size(); ++i) {
+      fmt::print("{}\n  {}", i ? "," : "", decode.json_rows[i]);
     }
     fmt::print("\n]}}\n");
   }

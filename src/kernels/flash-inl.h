@@ -43,6 +43,7 @@
 #include <immintrin.h>
 #endif
 
+#include "hwy/cache_control.h"
 #include "hwy/highway.h"
 #include "src/kernels/flash.h"
 #include "src/kernels/flash_bf16_dot.h"
@@ -538,6 +539,19 @@ void FlashItem(const detail::Problem<T>& pb, const Src& src,
     const int64_t t_begin = std::max(j0, keys_begin);
     const int64_t t_end = std::min(j0 + kKeyTile, keys_end);
     const int64_t bc = t_end - j0;  // keys of the tile that matter, from j0
+    // Prefetch the next tile's K and V rows: cache pages hold only a few
+    // tokens of one head each, too little for the hardware prefetcher,
+    // and few-query (decode) items would otherwise wait on every load.
+    {
+      const int64_t next_end = std::min(j0 + 2 * kKeyTile, keys_end);
+      constexpr int64_t kLine = 64 / sizeof(E) > 0 ? 64 / sizeof(E) : 1;
+      for (int64_t j = j0 + kKeyTile; j < next_end; ++j) {
+        const E* kr = src.k_row(b, kvh, j);
+        const E* vr = src.v_row(b, kvh, j);
+        for (int64_t d = 0; d < D; d += kLine) hwy::Prefetch(kr + d);
+        for (int64_t d = 0; d < Dv; d += kLine) hwy::Prefetch(vr + d);
+      }
+    }
 
     // Pack K transposed and V; keys no row sees stay zero so garbage there
     // (padding, unfilled cache) cannot turn into NaN.

@@ -1,0 +1,235 @@
+// `attn bench` rows for generation against a KV cache: one new token per
+// sequence (decode) against 4K / 16K / 128K cached tokens, batch 1 and 8,
+// each cache type, reported as GB/s of KV bytes read against the measured
+// read bandwidth and tokens per second; and chunked prefill (512 new tokens
+// onto a 16K cache), reported as GFLOP/s against the fp32 peak. The cache
+// is paged (16-token pages, as vLLM uses) unless the row says contiguous.
+// Before timing, batch entry 0's output is checked against the float64
+// reference (through the same cache API) with the rule "at most twice
+// naive's error + 1e-6"; int8 rows are checked against the reference on
+// the dequantised cache, which is what the kernel computes with.
+#include <attn/attn.h>
+#include <fmt/core.h>
+
+#include <algorithm>
+#include <cmath>
+#include <map>
+#include <random>
+#include <vector>
+
+#include "cli/bench.h"
+
+namespace attn_cli {
+namespace {
+
+struct DecodeShape {
+  std::string model;
+  int64_t B, Hq, Hkv, D, cached, Sq;
+  attn::CacheType type;
+  int64_t page_size;  // 0 = contiguous
+};
+
+std::vector<DecodeShape> llama_rows(std::initializer_list<int64_t> lengths,
+                                    std::initializer_list<int64_t> batches) {
+  std::vector<DecodeShape> rows;
+  for (int64_t len : lengths)
+    for (int64_t b : batches)
+      for (attn::CacheType t : {attn::CacheType::kFloat32, attn::CacheType::kBFloat16,
+                                attn::CacheType::kFloat16, attn::CacheType::kInt8}) {
+        rows.push_back({"llama3-8b", b, 32, 8, 128, len, 1, t, 16});
+      }
+  return rows;
+}
+
+const std::map<std::string, std::vector<DecodeShape>>& decode_presets() {
+  using attn::CacheType;
+  static const std::map<std::string, std::vector<DecodeShape>> p = {
+      {"decode-quick",
+       {{"llama3-8b", 1, 32, 8, 128, 16384, 1, CacheType::kBFloat16, 16},
+        {"llama3-8b", 1, 32, 8, 128, 16384, 1, CacheType::kInt8, 16}}},
+      {"decode", [] {
+         auto rows = llama_rows({4096, 16384}, {1, 8});
+         rows.push_back({"llama3-8b", 1, 32, 8, 128, 16384, 1, CacheType::kBFloat16, 0});
+         return rows;
+       }()},
+      {"decode-128k", llama_rows({131072}, {1, 8})},
+      {"prefill-16k",
+       {{"llama3-8b", 1, 32, 8, 128, 16384, 512, CacheType::kFloat32, 16},
+        {"llama3-8b", 1, 32, 8, 128, 16384, 512, CacheType::kBFloat16, 16}}},
+  };
+  return p;
+}
+
+std::size_t element_bytes(attn::CacheType t) {
+  return t == attn::CacheType::kFloat32 ? 4 : t == attn::CacheType::kInt8 ? 1 : 2;
+}
+
+// Fills every sequence with `len` tokens of random keys and values, in
+// chunks cut from one random pool (offset per chunk and sequence).
+void fill_cache(attn::KVCache& cache, const std::vector<int64_t>& seqs, int64_t len) {
+  const auto& o = cache.options();
+  const int64_t H = o.num_kv_heads, D = o.head_dim, chunk = 512;
+  const int64_t B = seqs.size();
+  std::mt19937 rng(321);
+  std::normal_distribution<float> normal;
+  std::vector<float> pool((chunk + 97) * H * D);
+  for (float& x : pool) x = normal(rng);
+  std::vector<float> k(B * H * chunk * D), v(k.size());
+  for (int64_t t = 0; t < len; t += chunk) {
+    const int64_t n = std::min(chunk, len - t);
+    for (int64_t b = 0; b < B; ++b) {
+      const int64_t shift = ((t / chunk) * 7 + b * 13) % 97;
+      std::copy_n(pool.begin() + shift * D, H * n * D, k.begin() + b * H * n * D);
+      std::copy_n(pool.begin() + (96 - shift) * D, H * n * D, v.begin() + b * H * n * D);
+    }
+    cache.append(0, seqs, attn::TensorView<const float>::bhsd(k.data(), B, H, n, D),
+                 attn::TensorView<const float>::bhsd(v.data(), B, H, n, D));
+  }
+}
+
+// Max error of batch entry 0 relative to the reference's scale, for one
+// algorithm against the cache.
+double entry0_error(attn::TensorView<const float> q, const attn::KVCache& cache,
+                    int64_t seq, const attn::AttentionOptions& base,
+                    attn::Algorithm algorithm, const std::vector<float>& want) {
+  const int64_t Hq = q.extent(1), Sq = q.extent(2), D = q.extent(3);
+  std::vector<float> out(Hq * Sq * D);
+  attn::AttentionOptions o = base;
+  o.algorithm = algorithm;
+  o.workspace = nullptr;
+  attn::attention(attn::TensorView<const float>(q.data(), {1, Hq, Sq, D}, q.strides()),
+                  cache, 0, std::vector<int64_t>{seq},
+                  attn::TensorView<float>::bhsd(out.data(), 1, Hq, Sq, D), o);
+  if (want.empty()) return 0;
+  double err = 0, scale = 1e-6;
+  for (size_t i = 0; i < out.size(); ++i) {
+    scale = std::max(scale, double(std::fabs(want[i])));
+    err = std::max(err, double(std::fabs(out[i] - want[i])));
+  }
+  return err / scale;
+}
+
+}  // namespace
+
+std::vector<std::string> decode_preset_names() {
+  std::vector<std::string> names;
+  for (const auto& [name, rows] : decode_presets()) names.push_back(name);
+  return names;
+}
+
+bool is_decode_preset(const std::string& name) {
+  return decode_presets().count(name) > 0;
+}
+
+DecodeResult run_decode_presets(const std::vector<std::string>& names,
+                                const BenchArgs& args, double fp32_peak,
+                                double bandwidth_gbs) {
+  DecodeResult result;
+  std::vector<DecodeShape> shapes;
+  for (const std::string& n : names) {
+    const auto& rows = decode_presets().at(n);
+    shapes.insert(shapes.end(), rows.begin(), rows.end());
+  }
+  if (shapes.empty()) return result;
+  if (!args.json) {
+    fmt::print("\nKV cache: decode (GB/s of KV read vs measured {:.1f} GB/s) and "
+               "chunked prefill (GFLOP/s vs fp32 peak); query float32\n",
+               bandwidth_gbs);
+    fmt::print("{:<44} {:<9} {:>9} {:>9} {:>7} {:>10} {:>9} {:>7} {:>10} {:>17}\n",
+               "shape", "cache", "median ms", "KV GB/s", "%bw", "tokens/s",
+               "GFLOP/s", "%fp32", "cache MiB", "err/naive err");
+  }
+  for (const DecodeShape& s : shapes) {
+    attn::KVCacheOptions co;
+    co.num_kv_heads = s.Hkv;
+    co.head_dim = s.D;
+    co.type = s.type;
+    co.max_sequences = s.B;
+    co.max_tokens = s.cached + s.Sq;
+    co.page_size = s.page_size;
+    attn::KVCache cache(co);
+    std::vector<int64_t> seqs;
+    for (int64_t b = 0; b < s.B; ++b) seqs.push_back(cache.add_sequence());
+    fill_cache(cache, seqs, s.cached + s.Sq);  // the Sq new tokens appended last
+    std::vector<float> q(s.B * s.Hq * s.Sq * s.D);
+    std::mt19937 rng(5);
+    std::normal_distribution<float> normal;
+    for (float& x : q) x = normal(rng);
+    const auto qv = attn::TensorView<const float>::bhsd(q.data(), s.B, s.Hq, s.Sq, s.D);
+    std::vector<float> out(q.size());
+    attn::Workspace ws;
+    attn::AttentionOptions o;
+    o.causal = true;  // bottom-right: decode sees everything, prefill is causal
+    o.num_threads = args.threads;
+    o.workspace = &ws;
+    o.algorithm = s.Sq <= 16 ? attn::Algorithm::kDecode : attn::Algorithm::kFlash;
+    auto call = [&] {
+      attn::attention(qv, cache, 0, seqs,
+                      attn::TensorView<float>::bhsd(out.data(), s.B, s.Hq, s.Sq, s.D), o);
+    };
+    call();
+    // Check batch entry 0 (a slice of the queries for prefill rows).
+    const int64_t rows = std::min<int64_t>(s.Sq, 16);
+    const auto q0 = attn::TensorView<const float>(qv.row(0, 0, s.Sq - rows),
+                                                  {1, s.Hq, rows, s.D}, qv.strides());
+    std::vector<float> want(s.Hq * rows * s.D);
+    {
+      attn::AttentionOptions r = o;
+      r.algorithm = attn::Algorithm::kReference;
+      r.workspace = nullptr;
+      // The slice's queries are the last `rows` of the chunk: with the
+      // sequence shortened to end at them, bottom-right alignment holds.
+      attn::attention(q0, cache, 0, std::vector<int64_t>{seqs[0]},
+                      attn::TensorView<float>::bhsd(want.data(), 1, s.Hq, rows, s.D), r);
+    }
+    const double naive_err = entry0_error(q0, cache, seqs[0], o, attn::Algorithm::kNaive, want);
+    std::vector<float> got(s.Hq * rows * s.D);
+    for (int64_t h = 0; h < s.Hq; ++h)
+      for (int64_t i = 0; i < rows; ++i)
+        std::copy_n(&out[((h * s.Sq) + s.Sq - rows + i) * s.D], s.D,
+                    &got[(h * rows + i) * s.D]);
+    double err = 0, scale = 1e-6;
+    for (size_t i = 0; i < got.size(); ++i) {
+      scale = std::max(scale, double(std::fabs(want[i])));
+      err = std::max(err, double(std::fabs(got[i] - want[i])));
+    }
+    err /= scale;
+    const bool ok = err <= 2 * naive_err + 1e-6;
+    result.ok = result.ok && ok;
+
+    const double ms = time_ms(std::max(args.repeats, 20), call);
+    // KV bytes read: every cached token of every sequence, K and V, plus
+    // int8's two scales per token and head.
+    const double tokens = double(s.B) * double(s.cached + s.Sq);
+    double kv_bytes = tokens * s.Hkv * 2.0 * s.D * element_bytes(s.type);
+    if (s.type == attn::CacheType::kInt8) kv_bytes += tokens * s.Hkv * 2.0 * sizeof(float);
+    const double gbs = kv_bytes / (ms * 1e-3) / 1e9;
+    // FLOPs: query i of the chunk sees cached + i + 1 keys.
+    double pairs = 0;
+    for (int64_t i = 0; i < s.Sq; ++i) pairs += double(s.cached + i + 1);
+    const double gflops = 4.0 * s.B * s.Hq * pairs * s.D / (ms * 1e-3) / 1e9;
+    const double tok_s = double(s.B) * s.Sq / (ms * 1e-3);
+    const std::string shape = fmt::format(
+        "{} B{} H{}/{} D{} {} cached{}{}", s.model, s.B, s.Hq, s.Hkv, s.D, s.cached,
+        s.Sq > 1 ? fmt::format(" +{} chunk", s.Sq) : "",
+        s.page_size ? fmt::format(" paged{}", s.page_size) : " contiguous");
+    if (args.json) {
+      result.json_rows.push_back(fmt::format("{{\"shape\": \"{}\", \"cache\": \"{}\", \"median_ms\": {:.4f}, "
+                 "\"kv_gbs\": {:.2f}, \"pct_bandwidth\": {:.2f}, \"tokens_per_s\": {:.1f}, "
+                 "\"gflops\": {:.2f}, \"pct_fp32_peak\": {:.2f}, \"cache_bytes\": {}, "
+                 "\"max_rel_err\": {:.3g}, \"naive_max_rel_err\": {:.3g}, \"ok\": {}}}",
+                 shape, attn::cache_type_name(s.type), ms, gbs,
+                 100 * gbs / bandwidth_gbs, tok_s, gflops, 100 * gflops / fp32_peak,
+                 cache.bytes_used(), err, naive_err, ok));
+    } else {
+      fmt::print("{:<44} {:<9} {:>9.3f} {:>9.1f} {:>6.1f}% {:>10.1f} {:>9.1f} {:>6.1f}% "
+                 "{:>10.0f} {:>17}\n",
+                 shape, attn::cache_type_name(s.type), ms, gbs, 100 * gbs / bandwidth_gbs,
+                 tok_s, gflops, 100 * gflops / fp32_peak, cache.bytes_used() / 1048576.0,
+                 fmt::format("{:.1e}/{:.1e}{}", err, naive_err, ok ? "" : " FAILED"));
+    }
+  }
+  return result;
+}
+
+}  // namespace attn_cli
