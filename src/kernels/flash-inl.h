@@ -315,9 +315,24 @@ HWY_INLINE void PVChunk(DF df, int vecs, const float* p, int64_t keys,
   }
 }
 
+// A row of float, bfloat16 or float16 as float; 16-bit types through
+// Highway's vector conversion (exact).
 template <class T>
-HWY_INLINE void widen_row(const T* src, int64_t n, float* dst) {
-  for (int64_t d = 0; d < n; ++d) dst[d] = to_float(src[d]);
+HWY_INLINE void widen_row(const T* HWY_RESTRICT src, int64_t n,
+                          float* HWY_RESTRICT dst) {
+  int64_t d = 0;
+  if constexpr (!std::is_same_v<T, float>) {
+    using H = std::conditional_t<std::is_same_v<T, bfloat16>, hwy::bfloat16_t,
+                                 hwy::float16_t>;
+    const DF df;
+    const hn::Rebind<H, DF> dh;
+    const int64_t N = static_cast<int64_t>(hn::Lanes(df));
+    const H* hsrc = reinterpret_cast<const H*>(src);
+    for (; d + N <= n; d += N) {
+      hn::StoreU(hn::PromoteTo(df, hn::LoadU(dh, hsrc + d)), df, dst + d);
+    }
+  }
+  for (; d < n; ++d) dst[d] = to_float(src[d]);
 }
 
 // A stored row as float: widened, or for int8 multiplied by its scale.
