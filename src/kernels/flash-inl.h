@@ -317,6 +317,61 @@ HWY_INLINE void PVChunk(DF df, int vecs, const float* p, int64_t keys,
 
 // A row of float, bfloat16 or float16 as float; 16-bit types through
 // Highway's vector conversion (exact).
+// One vector of a stored row as float: float loaded, 16-bit types widened,
+// int8 converted (its scale is applied by the caller).
+template <class E>
+HWY_INLINE VF LoadAsFloat(DF df, const E* HWY_RESTRICT p) {
+  if constexpr (std::is_same_v<E, float>) {
+    return hn::LoadU(df, p);
+  } else if constexpr (std::is_same_v<E, int8_t>) {
+    const hn::Rebind<int8_t, DF> d8;
+    return hn::ConvertTo(df, hn::PromoteTo(hn::RebindToSigned<DF>(), hn::LoadU(d8, p)));
+  } else {
+    using H = std::conditional_t<std::is_same_v<E, bfloat16>, hwy::bfloat16_t,
+                                 hwy::float16_t>;
+    const hn::Rebind<H, DF> dh;
+    return hn::PromoteTo(df, hn::LoadU(dh, reinterpret_cast<const H*>(p)));
+  }
+}
+
+// PVBlock reading V straight from the stored rows (no packed copy), for
+// keys [first, keys): O[r, col ..] += sum_j P[r, j] * V_j[col ..]. Used by
+// items with few rows, which read each V row once; vrows[j] is key j's row.
+template <int R, int C, class E>
+HWY_INLINE void PVRowsBlock(DF df, const float* HWY_RESTRICT p, int64_t first,
+                            int64_t keys, const E* const* vrows, int64_t col,
+                            int64_t dvp, float* HWY_RESTRICT o) {
+  const size_t N = hn::Lanes(df);
+  VF acc[R][C];
+  for (int r = 0; r < R; ++r)
+    for (int c = 0; c < C; ++c) acc[r][c] = hn::Load(df, o + r * dvp + c * N);
+  for (int64_t j = first; j < keys; ++j) {
+    VF vv[C];
+    for (int c = 0; c < C; ++c) vv[c] = LoadAsFloat(df, vrows[j] + col + c * N);
+    for (int r = 0; r < R; ++r) {
+      const VF pv = hn::Set(df, p[r * kKeyTile + j]);
+      for (int c = 0; c < C; ++c) acc[r][c] = hn::MulAdd(pv, vv[c], acc[r][c]);
+    }
+  }
+  for (int r = 0; r < R; ++r)
+    for (int c = 0; c < C; ++c) hn::Store(acc[r][c], df, o + r * dvp + c * N);
+}
+
+template <int R, class E>
+HWY_INLINE void PVRowsChunk(DF df, int vecs, const float* p, int64_t first,
+                            int64_t keys, const E* const* vrows, int64_t col,
+                            int64_t dvp, float* o) {
+  switch (vecs) {
+    case 1: return PVRowsBlock<R, 1>(df, p, first, keys, vrows, col, dvp, o);
+    case 2: return PVRowsBlock<R, 2>(df, p, first, keys, vrows, col, dvp, o);
+#if HWY_MAX_BYTES >= 64
+    case 3: return PVRowsBlock<R, 3>(df, p, first, keys, vrows, col, dvp, o);
+    case 4: return PVRowsBlock<R, 4>(df, p, first, keys, vrows, col, dvp, o);
+#endif
+    default: return;
+  }
+}
+
 template <class T>
 HWY_INLINE void widen_row(const T* HWY_RESTRICT src, int64_t n,
                           float* HWY_RESTRICT dst) {
@@ -500,6 +555,15 @@ void FlashItem(const detail::Problem<T>& pb, const Src& src,
   // to bfloat16 (row sums taken over the rounded values).
   const bool dot_pv = dot && fused;
   const float q_scale = fused && !dot ? log2_scale : 1.0f;
+  // Items of at most 4 rows (decode with G <= 4) run 4-row register blocks
+  // instead of padding to kRowBlock; items of at most 2 blocks read V
+  // straight from its rows, since each V row is used by one or two blocks
+  // only (needs Dv a multiple of the vector, so no row is over-read).
+  const size_t N_lanes = hn::Lanes(df);
+  const bool four_rows = rows <= 4 && !dot;
+  const bool v_direct = !dot_pv && rows <= 2 * kRowBlock &&
+                        Dv % static_cast<int64_t>(N_lanes) == 0;
+  const E* vrows[kKeyTile];
   const float score_scale = fused && dot ? log2_scale : 1.0f;
   const int64_t pairs = (D + 1) / 2;  // dot path: head dim in bf16 pairs
   uint32_t* HWY_RESTRICT Qp = reinterpret_cast<uint32_t*>(Q);
@@ -625,6 +689,8 @@ void FlashItem(const detail::Problem<T>& pb, const Src& src,
         pack_value_pairs(vrow(2 * pr), vrow(2 * pr + 1), Dv, Dvp, Vp + pr * Dvp);
 #endif
       }
+    } else if (v_direct) {
+      for (int64_t j = t_begin - j0; j < bc; ++j) vrows[j] = src.v_row(b, kvh, j0 + j);
     } else {
       for (int64_t j = 0; j < bc; ++j) {
         float* dst = V + j * Dvp;
@@ -639,7 +705,7 @@ void FlashItem(const detail::Problem<T>& pb, const Src& src,
     }
 
     // 1. S = Q Kt; on the fused path each block's softmax follows at once.
-    for (int64_t r = 0; r < rows_padded; r += kRowBlock) {
+    const auto qk_block = [&]<int R>(int64_t r) {
       float* sblock = S + r * kKeyTile;
 #if HWY_TARGET == HWY_AVX3 || HWY_TARGET == HWY_AVX3_DL
       if (dot) {
@@ -648,27 +714,34 @@ void FlashItem(const detail::Problem<T>& pb, const Src& src,
 #endif
       {
         for (int64_t c = 0; c < kKeyTile; c += kVecs * N) {
-          QKBlock<kRowBlock, kVecs>(df, Q + r * D, D, Kt + c, sblock + c);
+          QKBlock<R, kVecs>(df, Q + r * D, D, Kt + c, sblock + c);
         }
       }
-      if (!fused) continue;
-      int64_t lo[kRowBlock], hi[kRowBlock];
-      for (int64_t x = 0; x < kRowBlock; ++x) {
+      if (!fused) return;
+      int64_t lo[R], hi[R];
+      for (int64_t x = 0; x < R; ++x) {
         const KeyRange& kr = ranges[(r + x) % br];
         lo[x] = std::max<int64_t>(kr.begin - j0, 0);
         hi[x] = std::min<int64_t>(kr.end - j0, bc);
       }
-      SoftmaxRows<kRowBlock>(
-          df, sblock, lo, hi,
-          static_cast<int>(std::clamp<int64_t>(rows - r, 0, kRowBlock)),
-          score_scale, dot_pv, m + r, l + r, lw + r, O + r * Dvp, Dvp);
+      SoftmaxRows<R>(df, sblock, lo, hi,
+                     static_cast<int>(std::clamp<int64_t>(rows - r, 0, R)),
+                     score_scale, dot_pv, m + r, l + r, lw + r, O + r * Dvp,
+                     Dvp);
 #if HWY_TARGET == HWY_AVX3 || HWY_TARGET == HWY_AVX3_DL
       if (dot_pv) pack_probability_pairs(sblock, Pp + r * (kKeyTile / 2));
 #endif
+    };
+    if (four_rows) {
+      qk_block.template operator()<4>(0);
+    } else {
+      for (int64_t r = 0; r < rows_padded; r += kRowBlock) {
+        qk_block.template operator()<kRowBlock>(r);
+      }
     }
 
     // 2. Scores, visibility and the online softmax, row by row.
-    for (int64_t r = 0; r < rows_padded && !fused; ++r) {
+    for (int64_t r = 0; r < (four_rows ? 4 : rows_padded) && !fused; ++r) {
       float* HWY_RESTRICT srow = S + r * kKeyTile;
       if (r >= rows) {  // padding rows contribute nothing
         std::fill(srow, srow + kKeyTile, 0.0f);
@@ -696,8 +769,18 @@ void FlashItem(const detail::Problem<T>& pb, const Src& src,
     }
 
     // 3. O += P V.
-    const int64_t vecs_total = Dvp / static_cast<int64_t>(N);
-    for (int64_t r = 0; r < rows_padded; r += kRowBlock) {
+    const int64_t first = t_begin - j0;
+    if constexpr (std::is_same_v<E, int8_t>) {
+      if (v_direct) {  // fold each value row's scale into its probabilities
+        float vscale[kKeyTile];
+        for (int64_t j = first; j < bc; ++j) vscale[j] = src.v_scale(b, kvh, j0 + j);
+        for (int64_t r = 0; r < (four_rows ? 4 : rows_padded); ++r) {
+          for (int64_t j = first; j < bc; ++j) S[r * kKeyTile + j] *= vscale[j];
+        }
+      }
+    }
+    const int64_t vecs_total = (v_direct ? Dv : Dvp) / static_cast<int64_t>(N);
+    const auto pv_block = [&]<int R>(int64_t r) {
       for (int64_t c = 0; c < vecs_total; c += kVecs) {
         const int vecs = static_cast<int>(std::min<int64_t>(kVecs, vecs_total - c));
 #if HWY_TARGET == HWY_AVX3 || HWY_TARGET == HWY_AVX3_DL
@@ -707,8 +790,20 @@ void FlashItem(const detail::Problem<T>& pb, const Src& src,
           continue;
         }
 #endif
-        PVChunk<kRowBlock>(df, vecs, S + r * kKeyTile, bc, V + c * N, Dvp,
-                           O + r * Dvp + c * N);
+        if (v_direct) {
+          PVRowsChunk<R>(df, vecs, S + r * kKeyTile, first, bc, vrows,
+                         c * static_cast<int64_t>(N), Dvp, O + r * Dvp + c * N);
+        } else {
+          PVChunk<R>(df, vecs, S + r * kKeyTile, bc, V + c * N, Dvp,
+                     O + r * Dvp + c * N);
+        }
+      }
+    };
+    if (four_rows) {
+      pv_block.template operator()<4>(0);
+    } else {
+      for (int64_t r = 0; r < rows_padded; r += kRowBlock) {
+        pv_block.template operator()<kRowBlock>(r);
       }
     }
   }

@@ -14,6 +14,7 @@
 #define ATTN_SRC_KERNELS_KV_SOURCE_H_
 
 #include <cstdint>
+#include <type_traits>
 
 #include "attn/tensor.h"
 
@@ -61,8 +62,15 @@ struct PagedKV {
   }
   const E* k_row(int64_t b, int64_t h, int64_t j) const { return k + slot(b, h, j) * D; }
   const E* v_row(int64_t b, int64_t h, int64_t j) const { return v + slot(b, h, j) * Dv; }
-  float k_scale(int64_t b, int64_t h, int64_t j) const { return k_scales[slot(b, h, j)]; }
-  float v_scale(int64_t b, int64_t h, int64_t j) const { return v_scales[slot(b, h, j)]; }
+  // 1 for every type but int8 (whose scale arrays exist only then).
+  float k_scale(int64_t b, int64_t h, int64_t j) const {
+    if constexpr (std::is_same_v<E, int8_t>) return k_scales[slot(b, h, j)];
+    return 1.0f;
+  }
+  float v_scale(int64_t b, int64_t h, int64_t j) const {
+    if constexpr (std::is_same_v<E, int8_t>) return v_scales[slot(b, h, j)];
+    return 1.0f;
+  }
 };
 
 }  // namespace attn::kernels
