@@ -112,6 +112,9 @@ FlashPlan make_flash_plan(const detail::Shape& sh, bool banded,
   // the diagonal band computed only to be masked, more items for the
   // threads. (Measured: S 512 causal 46% -> 53% of peak; unmasked calls
   // lose with smaller items, so they keep kTargetRows.)
+  // A chunk of queries against a much longer cache (chunked prefill) has a
+  // thin band: it keeps full-size items.
+  if (sh.Skv >= 4 * sh.Sq) banded = false;
   const int64_t target = !banded || sh.Sq >= 2048 ? kTargetRows
                          : sh.Sq >= 1024          ? kTargetRows / 2
                                                   : kTargetRows / 4;
