@@ -108,6 +108,21 @@ TensorView<const T> broadcast(const std::string& arg, TensorView<const T> view,
   return TensorView<const T>(view.data(), full, strides);
 }
 
+// Hq a multiple of Hkv; out [B, Hq, Sq, Dv] and writable.
+template <class T>
+void check_group_and_out(const Shape& s, const TensorView<T>& out,
+                         const std::string& kv_heads, const std::string& dv_from) {
+  if (s.Hq % s.Hkv != 0) {
+    fail("q", "query heads (" + std::to_string(s.Hq) + ") must be a multiple of " +
+                  kv_heads + " (" + std::to_string(s.Hkv) + ")");
+  }
+  check_extent("out", out.extents(), kBatch, s.B, "batch of q");
+  check_extent("out", out.extents(), kHeads, s.Hq, "query heads of q");
+  check_extent("out", out.extents(), kSeq, s.Sq, "query length of q");
+  check_extent("out", out.extents(), kDim, s.Dv, dv_from);
+  check_no_self_overlap("out", out);
+}
+
 // lse, when given: [B, Hq, Sq, 1], writable, clear of the other views.
 void check_lse(const TensorView<float>& lse, const Shape& s,
                std::initializer_list<std::pair<const char*, ByteRange>> others) {
@@ -321,16 +336,7 @@ Problem<T> validate(TensorView<const T> q, TensorView<const T> k,
   check_extent("v", v.extents(), kBatch, s.B, "batch of q");
   check_extent("v", v.extents(), kHeads, s.Hkv, "KV heads of k");
   check_extent("v", v.extents(), kSeq, s.Skv, "key length of k");
-  if (s.Hq % s.Hkv != 0) {
-    fail("q", "query heads (" + std::to_string(s.Hq) +
-                  ") must be a multiple of the KV heads of k and v (" +
-                  std::to_string(s.Hkv) + ")");
-  }
-  check_extent("out", out.extents(), kBatch, s.B, "batch of q");
-  check_extent("out", out.extents(), kHeads, s.Hq, "query heads of q");
-  check_extent("out", out.extents(), kSeq, s.Sq, "query length of q");
-  check_extent("out", out.extents(), kDim, s.Dv, "head dim of v");
-  check_no_self_overlap("out", out);
+  check_group_and_out(s, out, "the KV heads of k and v", "head dim of v");
   for (const auto& [name, r] : {std::pair{"q", rq}, {"k", rk}, {"v", rv}}) {
     if (ro.overlaps(r)) {
       fail("out", std::string("memory overlaps input ") + name +
@@ -375,16 +381,7 @@ Problem<T> validate_cached(TensorView<const T> q, const CacheShape& cache,
   s.Skv = 0;
   for (int64_t len : sequence_lengths) s.Skv = std::max(s.Skv, len);
   check_extent("q", q.extents(), kDim, cache.D, "head dim of the cache");
-  if (s.Hq % s.Hkv != 0) {
-    fail("q", "query heads (" + std::to_string(s.Hq) +
-                  ") must be a multiple of the cache's KV heads (" +
-                  std::to_string(s.Hkv) + ")");
-  }
-  check_extent("out", out.extents(), kBatch, s.B, "batch of q");
-  check_extent("out", out.extents(), kHeads, s.Hq, "query heads of q");
-  check_extent("out", out.extents(), kSeq, s.Sq, "query length of q");
-  check_extent("out", out.extents(), kDim, s.Dv, "value head dim of the cache");
-  check_no_self_overlap("out", out);
+  check_group_and_out(s, out, "the cache's KV heads", "value head dim of the cache");
   if (ro.overlaps(rq)) fail("out", "memory overlaps input q");
   check_lse(lse, s, {{"q", rq}, {"out", ro}});
 
