@@ -26,21 +26,15 @@ namespace {
 
 template <class E>
 kernels::PagedKV<E> paged_view(const KVCache::Impl& c, int64_t layer,
-                               std::span<const int64_t> sequences,
-                               std::vector<int32_t>& tables) {
-  // The batch's block-table rows, in batch order.
-  tables.resize(sequences.size() * c.table_width);
-  for (size_t b = 0; b < sequences.size(); ++b) {
-    std::copy_n(c.tables.data() + sequences[b] * c.table_width, c.table_width,
-                tables.data() + b * c.table_width);
-  }
+                               std::span<const int64_t> sequences) {
   const auto& pools = c.layers[layer];
   kernels::PagedKV<E> kv;
   kv.k = reinterpret_cast<const E*>(pools.k.get());
   kv.v = reinterpret_cast<const E*>(pools.v.get());
   kv.k_scales = reinterpret_cast<const float*>(pools.k_scales.get());
   kv.v_scales = reinterpret_cast<const float*>(pools.v_scales.get());
-  kv.tables = tables.data();
+  kv.tables = c.tables.data();
+  kv.sequences = sequences.data();
   kv.table_width = c.table_width;
   kv.page_size = c.page_size;
   kv.page_shift = c.page_shift;
@@ -124,12 +118,11 @@ Algorithm run(TensorView<const T> q, const KVCache& cache, int64_t layer,
     return algorithm;
   }
   const int64_t splits = algorithm == Algorithm::kDecode ? p.params.kv_splits : 1;
-  std::vector<int32_t> tables;
   auto go = [&](auto tag) {
     using E = decltype(tag);
     if constexpr (std::is_same_v<T, float> || std::is_same_v<T, E>) {
       kernels::flash_attention_paged<T, E>(
-          p, paged_view<E>(c, layer, sequences, tables), options.workspace,
+          p, paged_view<E>(c, layer, sequences), options.workspace,
           splits);
     }
   };

@@ -38,7 +38,10 @@ struct PagedKV {
   const E* v = nullptr;  // [pages, Hkv, P, Dv]
   const float* k_scales = nullptr;  // [pages, Hkv, P], int8 only
   const float* v_scales = nullptr;
-  const int32_t* tables = nullptr;  // [B, table_width] page numbers
+  // The cache's block tables [sequences, table_width] (page numbers) and
+  // the sequence id of each batch entry.
+  const int32_t* tables = nullptr;
+  const int64_t* sequences = nullptr;  // [B]
   int64_t table_width = 0;
   int64_t page_size = 0;   // P
   int page_shift = -1;     // log2(P) when P is a power of two, else -1
@@ -57,7 +60,7 @@ struct PagedKV {
       block = j / page_size;
       within = j % page_size;
     }
-    const int64_t page = tables[b * table_width + block];
+    const int64_t page = tables[sequences[b] * table_width + block];
     return (page * Hkv + h) * page_size + within;
   }
   const E* k_row(int64_t b, int64_t h, int64_t j) const { return k + slot(b, h, j) * D; }
