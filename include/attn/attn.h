@@ -9,6 +9,8 @@
 #include "attn/machine.h"
 #include "attn/npy.h"
 #include "attn/options.h"
+#include "attn/pattern.h"
+#include "attn/patterns.h"
 #include "attn/rope.h"
 #include "attn/tensor.h"
 #include "attn/types.h"

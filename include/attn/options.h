@@ -9,6 +9,7 @@
 #include <optional>
 #include <span>
 
+#include "attn/pattern.h"
 #include "attn/tensor.h"
 #include "attn/workspace.h"
 
@@ -48,6 +49,10 @@ struct AttentionOptions {
   TensorView<const bool> mask;
   // Additive mask, broadcastable to [B, Hq, Sq, Skv] the same way.
   TensorView<const float> bias;
+  // A mask and/or score functor (attn/pattern.h, docs/patterns.md), on top
+  // of every rule above; the object it refers to must outlive the call.
+  // Built-in ones: attn/patterns.h.
+  Pattern pattern;
   // Empty, or one valid key count per batch entry, each in [0, Skv]: keys
   // at j >= key_lengths[b] are hidden (padding / variable length).
   std::span<const int64_t> key_lengths;

@@ -9,6 +9,7 @@
 #include <span>
 
 #include "attn/options.h"
+#include "attn/pattern.h"
 #include "attn/tensor.h"
 
 namespace attn::detail {
@@ -38,6 +39,8 @@ struct Params {
   TensorView<const bool> mask;
   TensorView<const float> bias;
   std::span<const int64_t> key_lengths;    // empty or B
+  // Functor mask and score (attn/pattern.h); sees query positions.
+  Pattern pattern;
   Algorithm algorithm = Algorithm::kAuto;  // never kAuto after validation
   int num_threads = 0;
   int kv_splits = 0;  // decode: 0 = automatic
@@ -59,13 +62,22 @@ struct Params {
     if (window_left >= 0 && pos - j > window_left) return false;
     if (window_right >= 0 && j - pos > window_right) return false;
     if (!mask.empty() && !mask(b, h, i, j)) return false;
+    if (!pattern.mask(b, h, pos, j)) return false;
     return true;
   }
 
   // Rules 1-3 of docs/semantics.md on a raw dot product, in the precision of
-  // F (double in the reference, float in the float32 paths).
+  // F (double in the reference, float in the float32 paths), the pattern's
+  // score last.
   template <class F>
   F score(F dot, int64_t b, int64_t h, int64_t i, int64_t j) const {
+    return pattern.score(score_builtin(dot, b, h, i, j), b, h, i + offset_of(b),
+                         j);
+  }
+  // The same without the pattern's score (tiled kernels apply that once per
+  // row of a tile).
+  template <class F>
+  F score_builtin(F dot, int64_t b, int64_t h, int64_t i, int64_t j) const {
     F s = static_cast<F>(scale) * dot;
     if (softcap > 0.0f) {
       const F cap = static_cast<F>(softcap);

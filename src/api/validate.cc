@@ -254,6 +254,11 @@ void resolve_options(const AttentionOptions& o, Params& pr) {
     }
   }
   pr.key_lengths = o.key_lengths;
+  pr.pattern = o.pattern;
+  if (const std::string why = o.pattern.check(s.B, s.Hq, s.Sq, s.Skv);
+      !why.empty()) {
+    fail("options.pattern", why);
+  }
   if (!(o.dropout_p >= 0.0f && o.dropout_p < 1.0f)) {
     fail("options.dropout_p",
          "must be in [0, 1), got " + std::to_string(o.dropout_p));

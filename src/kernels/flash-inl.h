@@ -35,6 +35,7 @@
 #endif
 
 #include <algorithm>
+#include <bit>
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -49,6 +50,7 @@
 #include "src/kernels/flash_bf16_dot.h"
 #include "src/kernels/key_range.h"
 #include "src/kernels/kv_source.h"
+#include "src/kernels/tile_walk.h"
 
 HWY_BEFORE_NAMESPACE();
 namespace attn::kernels {
@@ -118,12 +120,20 @@ HWY_INLINE VF RoundToBFloat16(DF df, VF x) {
   return hn::BitCast(df, rounded);
 }
 
+// The lanes of keys j .. j + N - 1 whose bits are set in `keep`.
+HWY_INLINE hn::Mask<DF> KeepMask(DF df, uint64_t keep, int64_t j) {
+  const uint64_t bits = keep >> j;
+  uint8_t bytes[8];
+  for (int x = 0; x < 8; ++x) bytes[x] = static_cast<uint8_t>(bits >> (8 * x));
+  return hn::LoadMaskBits(df, bytes);
+}
+
 // Online-softmax update of one row of a tile whose scores are in log2 units
-// (Q prescaled by scale * log2(e)): keys outside [lo, hi) are hidden; P =
-// 2^(s - m') replaces the scores in place; m, l and the row of O are
-// updated (l e^(m - m') in log2 units: l 2^(m - m')).
-HWY_INLINE void SoftmaxRowLog2(DF df, float* HWY_RESTRICT srow, int64_t lo,
-                               int64_t hi, float score_scale, bool round_bf16,
+// (Q prescaled by scale * log2(e)): keys whose bit in `keep` is clear are
+// hidden (keep != 0); P = 2^(s - m') replaces the scores in place; m, l and
+// the row of O are updated (l e^(m - m') in log2 units: l 2^(m - m')).
+HWY_INLINE void SoftmaxRowLog2(DF df, float* HWY_RESTRICT srow, uint64_t keep,
+                               float score_scale, bool round_bf16,
                                float& m, float& l, float& lw,
                                float* HWY_RESTRICT orow, int64_t dvp) {
   const size_t N = hn::Lanes(df);
@@ -135,13 +145,10 @@ HWY_INLINE void SoftmaxRowLog2(DF df, float* HWY_RESTRICT srow, int64_t lo,
       hn::Store(hn::Mul(hn::Load(df, srow + j), vs), df, srow + j);
     }
   }
-  if (lo > 0 || hi < kKeyTile) {  // boundary tile for this row: clip
-    const VF vlo = hn::Set(df, static_cast<float>(lo));
-    const VF vhi = hn::Set(df, static_cast<float>(hi));
+  if (keep != ~uint64_t{0}) {  // boundary or masked tile for this row
     for (int64_t j = 0; j < kKeyTile; j += N) {
-      const VF idx = hn::Iota(df, static_cast<float>(j));
-      const VF s = hn::IfThenElse(hn::And(hn::Ge(idx, vlo), hn::Lt(idx, vhi)),
-                                  hn::Load(df, srow + j), neg_inf);
+      const VF s = hn::IfThenElse(KeepMask(df, keep, j), hn::Load(df, srow + j),
+                                  neg_inf);
       hn::Store(s, df, srow + j);
       vmax = hn::Max(vmax, s);
     }
@@ -156,7 +163,7 @@ HWY_INLINE void SoftmaxRowLog2(DF df, float* HWY_RESTRICT srow, int64_t lo,
   constexpr float kLazyRescale = 8.0f;
   const float tile_max = hn::GetLane(hn::MaxOfLanes(df, vmax));
   const float m_new = tile_max > m + kLazyRescale ? tile_max : m;
-  // lo < hi and finite scores make m_new finite; -inf only from -inf input.
+  // A kept key with a finite score makes m_new finite.
   if (m_new == -std::numeric_limits<float>::infinity()) {
     std::fill(srow, srow + kKeyTile, 0.0f);
     return;
@@ -249,19 +256,18 @@ HWY_INLINE void SoftmaxBlockFull(DF df, float* HWY_RESTRICT p,
 }
 
 // The online softmax of the R rows of a block whose scores were just
-// computed (still in L1). rows_valid: rows of the block that are real (the
-// rest are padding and get P = 0).
+// computed (still in L1). keep: per row, the keys it sees (0 for padding
+// rows, which get P = 0).
 template <int R>
-HWY_INLINE void SoftmaxRows(DF df, float* HWY_RESTRICT p, const int64_t* lo,
-                            const int64_t* hi, int rows_valid,
-                            float score_scale, bool round_bf16,
-                            float* HWY_RESTRICT m, float* HWY_RESTRICT l,
-                            float* HWY_RESTRICT lw, float* HWY_RESTRICT o,
-                            int64_t dvp) {
+HWY_INLINE void SoftmaxRows(DF df, float* HWY_RESTRICT p,
+                            const uint64_t* keep, float score_scale,
+                            bool round_bf16, float* HWY_RESTRICT m,
+                            float* HWY_RESTRICT l, float* HWY_RESTRICT lw,
+                            float* HWY_RESTRICT o, int64_t dvp) {
   constexpr int C = kKeyTile / (HWY_MAX_BYTES / sizeof(float));
-  if (C * hn::Lanes(df) == kKeyTile && rows_valid == R && score_scale > 0.0f) {
+  if (C * hn::Lanes(df) == kKeyTile && score_scale > 0.0f) {
     bool full = true;
-    for (int r = 0; r < R; ++r) full = full && lo[r] == 0 && hi[r] == kKeyTile;
+    for (int r = 0; r < R; ++r) full = full && keep[r] == ~uint64_t{0};
     // Full rows with finite scores: m stays finite after the first tile.
     if (full) {
       return SoftmaxBlockFull<R, C>(df, p, score_scale, round_bf16, m, l, lw,
@@ -270,11 +276,11 @@ HWY_INLINE void SoftmaxRows(DF df, float* HWY_RESTRICT p, const int64_t* lo,
   }
   for (int r = 0; r < R; ++r) {
     float* prow = p + r * kKeyTile;
-    if (r >= rows_valid || lo[r] >= hi[r]) {
+    if (keep[r] == 0) {
       std::fill(prow, prow + kKeyTile, 0.0f);
       continue;
     }
-    SoftmaxRowLog2(df, prow, lo[r], hi[r], score_scale, round_bf16, m[r], l[r],
+    SoftmaxRowLog2(df, prow, keep[r], score_scale, round_bf16, m[r], l[r],
                    lw[r], o + r * dvp, dvp);
   }
 }
@@ -532,17 +538,22 @@ void FlashItem(const detail::Problem<T>& pb, const Src& src,
   // PV path, where they are l's terms rounded to bfloat16.
   float* HWY_RESTRICT lw = reinterpret_cast<float*>(scratch + plan.lw);
   KeyRange* ranges = reinterpret_cast<KeyRange*>(scratch + plan.ranges);
+  // Per row, the keys of the current tile it sees (bit j: key j0 + j).
+  uint64_t* HWY_RESTRICT keep = reinterpret_cast<uint64_t*>(scratch + plan.keep);
 
   const bool score_mods =
       p.softcap > 0.0f || !p.alibi_slopes.empty() || !p.bias.empty();
   const bool has_mask = !p.mask.empty();
+  const Pattern& pattern = p.pattern;
+  const bool pattern_score = pattern.has_score();
+  const int64_t pos0 = i0 + p.offset_of(b);  // position of query row i0
   // Plain scores take the fused path: the softmax of each row block right
   // after its QK block, in base 2, with Q prescaled by scale * log2(e)
   // (except on the bfloat16 dot path, where Q stays as stored and the
   // scores are scaled instead). Scores that need per-element rules are
   // finished in scalar code (scale included, so a -inf from the mask is
   // never multiplied) by the row pass, step 2.
-  const bool fused = !score_mods && !has_mask;
+  const bool fused = !score_mods && !has_mask && !pattern_score;
   constexpr float kLog2e = 1.4426950408889634f;
   const float log2_scale = p.scale * kLog2e;
 #if HWY_TARGET == HWY_AVX3 || HWY_TARGET == HWY_AVX3_DL
@@ -612,8 +623,16 @@ void FlashItem(const detail::Problem<T>& pb, const Src& src,
     keys_end = std::min(keys_end, (split + 1) * plan.split_keys);
   }
 
-  for (int64_t j0 = keys_begin / kKeyTile * kKeyTile; j0 < keys_end;
-       j0 += kKeyTile) {
+  // The tiles to visit: every tile of [keys_begin, keys_end) that the
+  // pattern's mask does not hide from all rows (tile_walk.h).
+  TileWalker walk(pattern, b, kvh * G, kvh * G + G, pos0, pos0 + br, keys_begin,
+                  keys_end, kKeyTile);
+  int64_t tile = 0, next_tile = 0;
+  TileKind kind = TileKind::kFull, next_kind = TileKind::kFull;
+  for (bool have = walk.next(tile, kind); have;
+       tile = next_tile, kind = next_kind) {
+    have = walk.next(next_tile, next_kind);
+    const int64_t j0 = tile * kKeyTile;
     // Keys of this tile that some row can see: [t_begin, t_end) absolute.
     const int64_t t_begin = std::max(j0, keys_begin);
     const int64_t t_end = std::min(j0 + kKeyTile, keys_end);
@@ -621,10 +640,11 @@ void FlashItem(const detail::Problem<T>& pb, const Src& src,
     // Prefetch the next tile's K and V rows: cache pages hold only a few
     // tokens of one head each, too little for the hardware prefetcher,
     // and few-query (decode) items would otherwise wait on every load.
-    {
-      const int64_t next_end = std::min(j0 + 2 * kKeyTile, keys_end);
+    if (have) {
+      const int64_t next_j0 = next_tile * kKeyTile;
+      const int64_t next_end = std::min(next_j0 + kKeyTile, keys_end);
       constexpr int64_t kLine = 64 / sizeof(E) > 0 ? 64 / sizeof(E) : 1;
-      for (int64_t j = j0 + kKeyTile; j < next_end; ++j) {
+      for (int64_t j = std::max(next_j0, keys_begin); j < next_end; ++j) {
         const E* kr = src.k_row(b, kvh, j);
         const E* vr = src.v_row(b, kvh, j);
         for (int64_t d = 0; d < D; d += kLine) hwy::Prefetch(kr + d);
@@ -704,6 +724,21 @@ void FlashItem(const detail::Problem<T>& pb, const Src& src,
       }
     }
 
+    // The keys each row sees: its key range, and on tiles the pattern
+    // leaves partial, the pattern's mask; padding rows see none.
+    for (int64_t r = 0; r < rows_padded; ++r) {
+      if (r >= rows) {
+        keep[r] = 0;
+        continue;
+      }
+      const KeyRange& kr = ranges[r % br];
+      keep[r] = key_bits(kr.begin - j0, std::min(kr.end - j0, bc));
+      if (kind == TileKind::kPartial && keep[r] != 0) {
+        keep[r] &= pattern.mask_bits(b, kvh * G + r / br, pos0 + r % br, j0,
+                                     static_cast<int>(bc));
+      }
+    }
+
     // 1. S = Q Kt; on the fused path each block's softmax follows at once.
     const auto qk_block = [&]<int R>(int64_t r) {
       float* sblock = S + r * kKeyTile;
@@ -718,16 +753,8 @@ void FlashItem(const detail::Problem<T>& pb, const Src& src,
         }
       }
       if (!fused) return;
-      int64_t lo[R], hi[R];
-      for (int64_t x = 0; x < R; ++x) {
-        const KeyRange& kr = ranges[(r + x) % br];
-        lo[x] = std::max<int64_t>(kr.begin - j0, 0);
-        hi[x] = std::min<int64_t>(kr.end - j0, bc);
-      }
-      SoftmaxRows<R>(df, sblock, lo, hi,
-                     static_cast<int>(std::clamp<int64_t>(rows - r, 0, R)),
-                     score_scale, dot_pv, m + r, l + r, lw + r, O + r * Dvp,
-                     Dvp);
+      SoftmaxRows<R>(df, sblock, keep + r, score_scale, dot_pv, m + r, l + r,
+                     lw + r, O + r * Dvp, Dvp);
 #if HWY_TARGET == HWY_AVX3 || HWY_TARGET == HWY_AVX3_DL
       if (dot_pv) pack_probability_pairs(sblock, Pp + r * (kKeyTile / 2));
 #endif
@@ -740,31 +767,39 @@ void FlashItem(const detail::Problem<T>& pb, const Src& src,
       }
     }
 
-    // 2. Scores, visibility and the online softmax, row by row.
+    // 2. Scores, visibility and the online softmax, row by row: the score
+    // rules per element (scale first, so a hidden key's -inf is never
+    // multiplied), the pattern's score per row, then into base 2 like the
+    // fused path; hidden keys are cleared from keep.
     for (int64_t r = 0; r < (four_rows ? 4 : rows_padded) && !fused; ++r) {
       float* HWY_RESTRICT srow = S + r * kKeyTile;
-      if (r >= rows) {  // padding rows contribute nothing
+      uint64_t row_keep = keep[r];
+      if (row_keep == 0) {  // padding, or this row sees nothing in this tile
         std::fill(srow, srow + kKeyTile, 0.0f);
         continue;
       }
       const int64_t ii = r % br, h = kvh * G + r / br, i = i0 + ii;
-      const int64_t lo = std::max<int64_t>(ranges[ii].begin - j0, 0);
-      const int64_t hi = std::min<int64_t>(ranges[ii].end - j0, bc);
-      if (lo >= hi) {  // this row sees nothing in this tile
-        std::fill(srow, srow + kKeyTile, 0.0f);
-        continue;
+      const int64_t lo = std::countr_zero(row_keep);
+      const int64_t hi = kKeyTile - std::countl_zero(row_keep);
+      if (score_mods || pattern_score) {
+        for (int64_t j = lo; j < hi; ++j) {
+          srow[j] = p.score_builtin<float>(srow[j], b, h, i, j0 + j);
+        }
+        pattern.score_row(srow + lo, b, h, pos0 + ii, j0 + lo, hi - lo);
+        for (int64_t j = lo; j < hi; ++j) srow[j] *= kLog2e;
+      } else {
+        for (int64_t j = lo; j < hi; ++j) srow[j] *= log2_scale;
       }
-      // The score rules per element, then into base 2 like the fused path.
-      for (int64_t j = lo; j < hi; ++j) {
-        if (has_mask && !p.mask(b, h, i, j0 + j)) {
-          srow[j] = kNegInf;
-        } else if (score_mods) {
-          srow[j] = p.score<float>(srow[j], b, h, i, j0 + j) * kLog2e;
-        } else {
-          srow[j] *= log2_scale;
+      if (has_mask) {
+        for (int64_t j = lo; j < hi; ++j) {
+          if (!p.mask(b, h, i, j0 + j)) row_keep &= ~(uint64_t{1} << j);
+        }
+        if (row_keep == 0) {
+          std::fill(srow, srow + kKeyTile, 0.0f);
+          continue;
         }
       }
-      SoftmaxRowLog2(df, srow, lo, hi, 1.0f, false, m[r], l[r], lw[r],
+      SoftmaxRowLog2(df, srow, row_keep, 1.0f, false, m[r], l[r], lw[r],
                      O + r * Dvp, Dvp);
     }
 

@@ -9,7 +9,7 @@
 // loop: per worker
 //   Q [rows_padded, D] + Kt [D, kKeyTile] + Kd [kKeyTile, D]
 //   + V [kKeyTile, Dvp] + S [rows_padded, kKeyTile] + O [rows_padded, Dvp]
-//   + m, l + ranges,
+//   + m, l + ranges + one 64-bit key mask per row,
 // independent of Sq and Skv; with splits, one shared buffer of partials
 // (items x rows_padded x (Dv + 1) floats), independent of Skv too.
 
@@ -154,6 +154,7 @@ FlashPlan make_flash_plan(const detail::Shape& sh, bool banded,
   plan.lw = take(rows * f);
   plan.ranges = take(plan.block_positions * sizeof(KeyRange));
   plan.pp = take(rows * (kKeyTile / 2) * sizeof(uint32_t));
+  plan.keep = take(rows * sizeof(uint64_t));
   plan.bytes = at;
   return plan;
 }
@@ -181,8 +182,7 @@ template <class T>
 void flash_attention(const detail::Problem<T>& problem, Workspace* workspace,
                      int64_t splits) {
   const detail::Params& p = problem.params;
-  FlashPlan plan = make_flash_plan(
-      p.shape, p.causal || p.window_left >= 0 || p.window_right >= 0, splits);
+  FlashPlan plan = make_flash_plan(p.shape, banded(p), splits);
   if constexpr (std::is_same_v<T, bfloat16>) plan.bf16_dot = cpu_has_avx512_bf16();
   const auto fn = item_function<T>();
   run_flash_items<T>(

@@ -30,7 +30,7 @@ struct FlashPlan {
   int64_t dv_padded = 0;        // round_up(Dv, kDvAlign)
   // Byte offsets into a worker's scratch slice.
   std::size_t q = 0, kt = 0, kd = 0, v = 0, s = 0, o = 0, m = 0, l = 0,
-              lw = 0, ranges = 0, pp = 0;
+              lw = 0, ranges = 0, pp = 0, keep = 0;
   std::size_t bytes = 0;  // total per worker
   // Split-KV (the decode algorithm): the keys are cut into `splits` chunks
   // of split_keys keys (a multiple of kKeyTile); each (b, kv head, query
@@ -64,7 +64,14 @@ struct FlashPlan {
 inline constexpr int64_t kSplitTargetItems = 64;
 inline constexpr int64_t kMinSplitKeys = 512;
 
-// banded: causal or windowed, so short sequences get smaller work items.
+// Whether a call's visible keys form a band (causal, windowed or masked
+// by a pattern), so short sequences get smaller work items.
+inline bool banded(const detail::Params& p) {
+  return p.causal || p.window_left >= 0 || p.window_right >= 0 ||
+         p.pattern.has_mask();
+}
+
+// banded: as above.
 // splits: 1 for the flash algorithm, 0 (automatic) or a count for decode.
 FlashPlan make_flash_plan(const detail::Shape& shape, bool banded = false,
                           int64_t splits = 1);
