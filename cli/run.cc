@@ -163,6 +163,7 @@ void add_run_options(CLI::App& cmd, RunArgs& a) {
       ->check(CLI::IsMember({"auto", "reference", "naive", "flash", "decode"}));
   cmd.add_option("--threads", a.threads, "worker threads (0 = all cores)")
       ->check(CLI::NonNegativeNumber);
+  add_pattern_options(cmd, a.pattern);
   cmd.add_option("--out", a.out, "output .npy, float32, in --layout order");
   cmd.add_option("--lse", a.lse, "log-sum-exp .npy, float32 [B, Hq, Sq]");
 }
@@ -210,6 +211,10 @@ int run_command(const RunArgs& args) {
           args.window + "'");
     }
   }
+  // Documents carry their own causal rule, aligned within each document.
+  PatternHolder pattern;
+  o.pattern = make_pattern(args.pattern, args.causal, pattern);
+  if (args.pattern.name == "documents") o.causal = false;
   o.softcap = args.softcap;
   o.scale = args.scale;
   o.algorithm = algorithm;

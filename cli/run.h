@@ -6,6 +6,8 @@
 #include <optional>
 #include <string>
 
+#include "cli/run_pattern.h"
+
 namespace attn_cli {
 
 struct RunArgs {
@@ -21,6 +23,7 @@ struct RunArgs {
   std::string algorithm = "auto";
   int threads = 0;
   std::string out, lse;
+  PatternArgs pattern;
 };
 
 void add_run_options(CLI::App& cmd, RunArgs& args);

@@ -139,6 +139,7 @@ def parity_cases(r, rng):
          dict(causal=True, align="top-left", window=(9, 3), softcap=2.0, scale=0.4,
               slopes=alibi_slopes(Hq), mask=bool_4d, key_len=[0, 21])),
     ]
+    cases += pattern_cases(r, rng, Hq, Sq, Skv)
     for layout in ("bhsd", "bshd"):
         to_file = (lambda x: x) if layout == "bhsd" else (lambda x: x.transpose(0, 2, 1, 3))
         qp = r.save(f"q_{layout}.npy", np.ascontiguousarray(to_file(q)))
@@ -169,6 +170,57 @@ def parity_cases(r, rng):
                 r.check(label, out.shape == want_out.shape and err <= TOL and
                         same_inf and lse_err <= TOL,
                         f"out rel err {err:.3g}, lse err {lse_err:.3g}, inf match {same_inf}")
+
+
+def pattern_cases(r, rng, Hq, Sq, Skv):
+    """--pattern flags against masks written from the papers' definitions."""
+    def masks(align="bottom-right"):
+        pos = np.arange(Sq)[:, None] + (Skv - Sq if align == "bottom-right" else 0)
+        j = np.arange(Skv)[None, :]
+        return pos, j, np.abs(pos - j)
+
+    pos, j, dist = masks()
+    strided = (j <= pos) & ((dist <= 2) | ((pos - j) % 5 == 0))
+    strided_nc = (dist <= 1) | (dist % 7 == 0)
+    fixed = (j <= pos) & ((pos // 8 == j // 8) | (j % 8 >= 6))
+    dil = [1, 2, 1, 3, 1, 2]
+    glob = [0, 32]
+    longformer = np.zeros((Hq, Sq, Skv), bool)
+    for h in range(Hq):
+        band = (dist % dil[h] == 0) & (dist // dil[h] <= 3)
+        longformer[h] = band | np.isin(pos, glob) | np.isin(j, glob)
+    qb, kb = -(-Sq // 4), -(-Skv // 4)
+    layout = rng.random((Hq, qb, kb)) < 0.4
+    r.save("block_layout.npy", layout)
+    tpos, tj, _ = masks("top-left")
+    block_sparse = layout[:, tpos // 4, tj // 4]
+    cu_q, cu_k = [0, 5, Sq], [0, 20, Skv]
+    r.save("cu_q.npy", np.array(cu_q, np.int32))
+    r.save("cu_k.npy", np.array(cu_k, np.int64))
+    docs = np.zeros((Sq, Skv), bool)
+    for d in range(2):
+        for i in range(cu_q[d], cu_q[d + 1]):
+            last = (i - cu_q[d]) + (cu_k[d + 1] - cu_k[d]) - (cu_q[d + 1] - cu_q[d])
+            for jj in range(cu_k[d], cu_k[d + 1]):
+                docs[i, jj] = jj - cu_k[d] <= last
+    return [
+        ("strided causal", ["--pattern", "strided", "--stride", "5", "--local", "2",
+                            "--causal"], dict(causal=True, mask=strided)),
+        ("strided", ["--pattern", "strided", "--stride", "7", "--local", "1"],
+         dict(mask=strided_nc)),
+        ("fixed causal", ["--pattern", "fixed", "--block", "8", "--summary", "2",
+                          "--causal"], dict(causal=True, mask=fixed)),
+        ("longformer", ["--pattern", "longformer", "--local", "3", "--dilation",
+                        ",".join(map(str, dil)), "--global", "32,0"],
+         dict(mask=longformer[None])),
+        ("block-sparse", ["--pattern", "block-sparse", "--block", "4", "--block-layout",
+                          r.path("block_layout.npy"), "--align", "top-left"],
+         dict(align="top-left", mask=block_sparse[None])),
+        ("documents causal", ["--pattern", "documents", "--cu-seqlens", r.path("cu_q.npy"),
+                              "--cu-seqlens-k", r.path("cu_k.npy"), "--causal",
+                              "--align", "top-left"],
+         dict(align="top-left", mask=docs)),
+    ]
 
 
 def file_format_cases(r, rng):
@@ -227,6 +279,18 @@ def error_cases(r, rng):
         ("unknown algorithm", base + ["--algorithm", "fast"], "--algorithm"),
         ("algorithm without files", ["--algorithm", "naive"], "--algorithm"),
         ("bad layout", base + ["--layout", "sbhd"], "--layout"),
+        ("unknown pattern", base + ["--pattern", "dense"], "--pattern"),
+        ("strided without stride", base + ["--pattern", "strided"], "--stride is required"),
+        ("dilation count", base + ["--pattern", "longformer", "--local", "1",
+                                   "--dilation", "1,2,3"], "one dilation per query head"),
+        ("dilation text", base + ["--pattern", "longformer", "--local", "1",
+                                  "--dilation", "1,x"], "--dilation"),
+        ("layout dtype", base + ["--pattern", "block-sparse", "--block", "2",
+                                 "--block-layout", f64], "--block-layout"),
+        ("layout shape", base + ["--pattern", "block-sparse", "--block", "2",
+                                 "--block-layout", bad_mask], "BlockSparse: layout is"),
+        ("cu_seqlens past keys", base + ["--pattern", "documents", "--cu-seqlens",
+                                         bad_len], "Documents"),
     ]
     for label, args, fragment in cases:
         res = r.run(args)
