@@ -9,6 +9,7 @@
 #include <random>
 #include <set>
 
+#include "attn/block_mask.h"
 #include "attn/patterns.h"
 #include "src/kernels/flash.h"
 #include "src/kernels/tile_walk.h"
@@ -460,6 +461,71 @@ TEST(Patterns, BadParametersAreErrors) {
   expect_error(past_end, "past Skv = 8");
   const Documents unsorted({0, 5, 3});
   expect_error(unsorted, "never decrease");
+}
+
+}  // namespace
+}  // namespace attn::testing
+
+namespace attn::testing {
+namespace {
+
+// Every block's kind against a brute-force count over the block.
+TEST(BlockMaskBuilder, KindsAgreeWithTheMask) {
+  const int64_t S = 700, heads = 3;
+  const Longformer lf(20, {5, 400}, {1, 2, 3}, true);
+  BlockMaskShape shape;
+  shape.heads = heads;
+  shape.q_len = shape.kv_len = S;
+  shape.q_block = 100;
+  shape.kv_block = 64;
+  const BlockMask m = make_block_mask(lf, shape);
+  EXPECT_EQ(m.q_blocks(), 7);
+  EXPECT_EQ(m.kv_blocks(), 11);
+  int64_t visited = 0;
+  for (int64_t h = 0; h < heads; ++h)
+    for (int64_t qb = 0; qb < m.q_blocks(); ++qb)
+      for (int64_t kb = 0; kb < m.kv_blocks(); ++kb) {
+        int64_t on = 0, all = 0;
+        for (int64_t i = qb * 100; i < std::min(S, qb * 100 + 100); ++i)
+          for (int64_t j = kb * 64; j < std::min(S, kb * 64 + 64); ++j, ++all)
+            on += lf.mask(0, h, i, j);
+        const TileKind k = m.kind(0, h, qb, kb);
+        visited += k != TileKind::kEmpty;
+        const TileKind want = on == 0     ? TileKind::kEmpty
+                              : on == all ? TileKind::kFull
+                                          : TileKind::kPartial;
+        EXPECT_EQ(k, want) << "h=" << h << " qb=" << qb << " kb=" << kb;
+      }
+  EXPECT_EQ(visited, m.partial_count() + m.full_count());
+  EXPECT_NEAR(m.density(), double(visited) / (heads * 7 * 11), 1e-12);
+  EXPECT_THROW(m.partial(0, heads, 0), Error);
+  shape.q_block = 0;
+  EXPECT_THROW(make_block_mask(lf, shape), Error);
+}
+
+// The work estimate counts every score of a dense call, and for a sparse
+// pattern at least the visible ones and far fewer than dense.
+TEST(EstimateWork, CountsVisitedTiles) {
+  const int64_t S = 2048, H = 2, D = 16;
+  std::vector<float> x(H * S * D, 0.0f);
+  const auto v = TensorView<const float>::bhsd(x.data(), 1, H, S, D);
+  AttentionOptions o;
+  o.algorithm = Algorithm::kFlash;
+  const WorkEstimate dense = estimate_work(v, v, v, o);
+  EXPECT_EQ(dense.algorithm, Algorithm::kFlash);
+  EXPECT_EQ(dense.scores, H * S * S);
+  const Longformer lf(64, {0}, {1, 2}, true);
+  o.pattern = lf;
+  o.causal = true;
+  const WorkEstimate sparse = estimate_work(v, v, v, o);
+  int64_t visible = 0;
+  for (int64_t h = 0; h < H; ++h)
+    for (int64_t i = 0; i < S; ++i)
+      for (int64_t j = 0; j <= i; ++j) visible += lf.mask(0, h, i, j);
+  EXPECT_GE(sparse.scores, visible);
+  EXPECT_LT(sparse.scores, dense.scores / 4);
+  o.algorithm = Algorithm::kNaive;
+  EXPECT_EQ(estimate_work(v, v, v, o).scores, H * S * S);
 }
 
 }  // namespace

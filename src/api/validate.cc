@@ -108,14 +108,19 @@ TensorView<const T> broadcast(const std::string& arg, TensorView<const T> view,
   return TensorView<const T>(view.data(), full, strides);
 }
 
-// Hq a multiple of Hkv; out [B, Hq, Sq, Dv] and writable.
-template <class T>
-void check_group_and_out(const Shape& s, const TensorView<T>& out,
-                         const std::string& kv_heads, const std::string& dv_from) {
+// Hq a multiple of Hkv.
+void check_group(const Shape& s, const std::string& kv_heads) {
   if (s.Hq % s.Hkv != 0) {
     fail("q", "query heads (" + std::to_string(s.Hq) + ") must be a multiple of " +
                   kv_heads + " (" + std::to_string(s.Hkv) + ")");
   }
+}
+
+// Hq a multiple of Hkv; out [B, Hq, Sq, Dv] and writable.
+template <class T>
+void check_group_and_out(const Shape& s, const TensorView<T>& out,
+                         const std::string& kv_heads, const std::string& dv_from) {
+  check_group(s, kv_heads);
   check_extent("out", out.extents(), kBatch, s.B, "batch of q");
   check_extent("out", out.extents(), kHeads, s.Hq, "query heads of q");
   check_extent("out", out.extents(), kSeq, s.Sq, "query length of q");
@@ -315,20 +320,16 @@ void choose_algorithm(const AttentionOptions& o,
   }
 }
 
-}  // namespace
-
+// The views q, k, v and the shape they make; the byte ranges they span go
+// to ranges[0 .. 2].
 template <class T>
-Problem<T> validate(TensorView<const T> q, TensorView<const T> k,
-                    TensorView<const T> v, TensorView<T> out,
-                    const AttentionOptions& o, TensorView<float> lse) {
-  Problem<T> p;
+Shape check_inputs(TensorView<const T> q, TensorView<const T> k,
+                   TensorView<const T> v, ByteRange* ranges) {
   // Skv may be 0 (an empty KV cache): every row then has no visible key.
-  const ByteRange rq = check_view("q", q);
-  const ByteRange rk = check_view("k", k, /*empty_seq_ok=*/true);
-  const ByteRange rv = check_view("v", v, /*empty_seq_ok=*/true);
-  const ByteRange ro = check_view("out", out);
-
-  Shape& s = p.params.shape;
+  ranges[0] = check_view("q", q);
+  ranges[1] = check_view("k", k, /*empty_seq_ok=*/true);
+  ranges[2] = check_view("v", v, /*empty_seq_ok=*/true);
+  Shape s;
   s.B = q.extent(kBatch);
   s.Hq = q.extent(kHeads);
   s.Sq = q.extent(kSeq);
@@ -341,6 +342,33 @@ Problem<T> validate(TensorView<const T> q, TensorView<const T> k,
   check_extent("v", v.extents(), kBatch, s.B, "batch of q");
   check_extent("v", v.extents(), kHeads, s.Hkv, "KV heads of k");
   check_extent("v", v.extents(), kSeq, s.Skv, "key length of k");
+  check_group(s, "the KV heads of k and v");
+  return s;
+}
+
+}  // namespace
+
+template <class T>
+Params validate_params(TensorView<const T> q, TensorView<const T> k,
+                       TensorView<const T> v, const AttentionOptions& o) {
+  Params p;
+  ByteRange ranges[3];
+  p.shape = check_inputs(q, k, v, ranges);
+  resolve_options(o, p);
+  choose_algorithm(o, kAutoOrder, p);
+  return p;
+}
+
+template <class T>
+Problem<T> validate(TensorView<const T> q, TensorView<const T> k,
+                    TensorView<const T> v, TensorView<T> out,
+                    const AttentionOptions& o, TensorView<float> lse) {
+  Problem<T> p;
+  ByteRange ranges[3];
+  Shape& s = p.params.shape;
+  s = check_inputs(q, k, v, ranges);
+  const ByteRange rq = ranges[0], rk = ranges[1], rv = ranges[2];
+  const ByteRange ro = check_view("out", out);
   check_group_and_out(s, out, "the KV heads of k and v", "head dim of v");
   for (const auto& [name, r] : {std::pair{"q", rq}, {"k", rk}, {"v", rv}}) {
     if (ro.overlaps(r)) {
@@ -416,6 +444,8 @@ Problem<T> validate_cached(TensorView<const T> q, const CacheShape& cache,
   template Problem<T> validate<T>(TensorView<const T>, TensorView<const T>, \
                                   TensorView<const T>, TensorView<T>,       \
                                   const AttentionOptions&, TensorView<float>); \
+  template Params validate_params<T>(TensorView<const T>, TensorView<const T>, \
+                                     TensorView<const T>, const AttentionOptions&); \
   template Problem<T> validate_cached<T>(                                   \
       TensorView<const T>, const CacheShape&, std::span<const int64_t>,     \
       TensorView<T>, const AttentionOptions&, TensorView<float>,            \

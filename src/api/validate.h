@@ -20,6 +20,12 @@ Problem<T> validate(TensorView<const T> q, TensorView<const T> k,
                     TensorView<const T> v, TensorView<T> out,
                     const AttentionOptions& options, TensorView<float> lse);
 
+// validate() without an output: the parameters a call with these inputs
+// and options would run with (for estimates; nothing is written).
+template <class T>
+Params validate_params(TensorView<const T> q, TensorView<const T> k,
+                       TensorView<const T> v, const AttentionOptions& options);
+
 // The part of a KV cache's shape that a call against it is checked with.
 struct CacheShape {
   int64_t Hkv = 0, D = 0, Dv = 0;

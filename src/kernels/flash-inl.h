@@ -514,13 +514,10 @@ void FlashItem(const detail::Problem<T>& pb, const Src& src,
   const int64_t G = sh.group(), D = sh.D, Dv = sh.Dv, Dvp = plan.dv_padded;
   const float kNegInf = -std::numeric_limits<float>::infinity();
 
-  const int64_t split = item % plan.splits;
-  const int64_t base = item / plan.splits;
-  const int64_t qblock = base % plan.blocks_per_head;
-  const int64_t kvh = (base / plan.blocks_per_head) % sh.Hkv;
-  const int64_t b = base / (plan.blocks_per_head * sh.Hkv);
-  const int64_t i0 = qblock * plan.block_positions;
-  const int64_t br = std::min(plan.block_positions, sh.Sq - i0);
+  KeyRange* ranges = reinterpret_cast<KeyRange*>(scratch + plan.ranges);
+  const ItemSpan span = item_span(p, plan, item, ranges);
+  const int64_t b = span.b, kvh = span.kvh, i0 = span.i0, br = span.br;
+  const int64_t keys_begin = span.keys_begin, keys_end = span.keys_end;
   const int64_t rows = G * br;
   const int64_t rows_padded = (rows + kRowBlock - 1) / kRowBlock * kRowBlock;
 
@@ -537,7 +534,6 @@ void FlashItem(const detail::Problem<T>& pb, const Src& src,
   // Sum of the weights PV actually applied: l itself, except on the bf16
   // PV path, where they are l's terms rounded to bfloat16.
   float* HWY_RESTRICT lw = reinterpret_cast<float*>(scratch + plan.lw);
-  KeyRange* ranges = reinterpret_cast<KeyRange*>(scratch + plan.ranges);
   // Per row, the keys of the current tile it sees (bit j: key j0 + j).
   uint64_t* HWY_RESTRICT keep = reinterpret_cast<uint64_t*>(scratch + plan.keep);
 
@@ -608,20 +604,6 @@ void FlashItem(const detail::Problem<T>& pb, const Src& src,
     lw[r] = 0.0f;
   }
   std::fill(O, O + rows_padded * Dvp, 0.0f);
-
-  // Key ranges per position; their union is one interval (key_range.h).
-  int64_t keys_begin = sh.Skv, keys_end = 0;
-  for (int64_t ii = 0; ii < br; ++ii) {
-    ranges[ii] = key_range(p, b, i0 + ii);
-    if (ranges[ii].empty()) continue;
-    keys_begin = std::min(keys_begin, ranges[ii].begin);
-    keys_end = std::max(keys_end, ranges[ii].end);
-  }
-  if (plan.splits > 1) {  // this item's split; split_keys is tile aligned,
-    // so every tile lies in one split and rows' ranges need no extra clip
-    keys_begin = std::max(keys_begin, split * plan.split_keys);
-    keys_end = std::min(keys_end, (split + 1) * plan.split_keys);
-  }
 
   // The tiles to visit: every tile of [keys_begin, keys_end) that the
   // pattern's mask does not hide from all rows (tile_walk.h).

@@ -44,6 +44,7 @@ HWY_AFTER_NAMESPACE();
 #if HWY_ONCE
 #include "attn/machine.h"
 #include "src/kernels/merge.h"
+#include "src/kernels/tile_walk.h"
 #include "src/util/parallel.h"
 #include "src/util/workspace_impl.h"
 
@@ -157,6 +158,28 @@ FlashPlan make_flash_plan(const detail::Shape& sh, bool banded,
   plan.keep = take(rows * sizeof(uint64_t));
   plan.bytes = at;
   return plan;
+}
+
+FlashWork count_flash_work(const detail::Params& p, int64_t splits) {
+  const FlashPlan plan = make_flash_plan(p.shape, banded(p), splits);
+  const int64_t G = p.shape.group();
+  std::vector<KeyRange> ranges(static_cast<size_t>(plan.block_positions));
+  FlashWork work;
+  for (int64_t item = 0; item < plan.items; ++item) {
+    const ItemSpan s = item_span(p, plan, item, ranges.data());
+    const int64_t pos0 = s.i0 + p.offset_of(s.b);
+    TileWalker walk(p.pattern, s.b, s.kvh * G, s.kvh * G + G, pos0, pos0 + s.br,
+                    s.keys_begin, s.keys_end, kKeyTile);
+    int64_t tile = 0;
+    TileKind kind;
+    while (walk.next(tile, kind)) {
+      const int64_t keys = std::min((tile + 1) * kKeyTile, s.keys_end) -
+                           std::max(tile * kKeyTile, s.keys_begin);
+      ++work.tiles;
+      work.scores += G * s.br * keys;
+    }
+  }
+  return work;
 }
 
 template <class T>

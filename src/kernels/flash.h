@@ -8,6 +8,7 @@
 
 #include "attn/workspace.h"
 #include "src/api/problem.h"
+#include "src/kernels/key_range.h"
 #include "src/kernels/kv_source.h"
 
 namespace attn::kernels {
@@ -75,6 +76,47 @@ inline bool banded(const detail::Params& p) {
 // splits: 1 for the flash algorithm, 0 (automatic) or a count for decode.
 FlashPlan make_flash_plan(const detail::Shape& shape, bool banded = false,
                           int64_t splits = 1);
+
+// What one work item covers: batch entry b, KV head kvh, query positions
+// [i0, i0 + br) of the G heads of the group, and the keys [keys_begin,
+// keys_end) some row may see (its split's share with splits); ranges gets
+// each position's key range (key_range.h).
+struct ItemSpan {
+  int64_t b = 0, kvh = 0, i0 = 0, br = 0, keys_begin = 0, keys_end = 0;
+};
+inline ItemSpan item_span(const detail::Params& p, const FlashPlan& plan,
+                          int64_t item, KeyRange* ranges) {
+  const detail::Shape& sh = p.shape;
+  ItemSpan s;
+  const int64_t split = item % plan.splits;
+  const int64_t base = item / plan.splits;
+  s.kvh = (base / plan.blocks_per_head) % sh.Hkv;
+  s.b = base / (plan.blocks_per_head * sh.Hkv);
+  s.i0 = (base % plan.blocks_per_head) * plan.block_positions;
+  s.br = std::min(plan.block_positions, sh.Sq - s.i0);
+  // Key ranges per position; their union is one interval (key_range.h).
+  s.keys_begin = sh.Skv;
+  s.keys_end = 0;
+  for (int64_t ii = 0; ii < s.br; ++ii) {
+    ranges[ii] = key_range(p, s.b, s.i0 + ii);
+    if (ranges[ii].empty()) continue;
+    s.keys_begin = std::min(s.keys_begin, ranges[ii].begin);
+    s.keys_end = std::max(s.keys_end, ranges[ii].end);
+  }
+  if (plan.splits > 1) {  // this item's split; split_keys is tile aligned,
+    // so every tile lies in one split and rows' ranges need no extra clip
+    s.keys_begin = std::max(s.keys_begin, split * plan.split_keys);
+    s.keys_end = std::min(s.keys_end, (split + 1) * plan.split_keys);
+  }
+  return s;
+}
+
+// The tiles the items of a call visit and the scores those tiles hold
+// (rows x keys of the tile some row may see), without computing them.
+struct FlashWork {
+  int64_t tiles = 0, scores = 0;
+};
+FlashWork count_flash_work(const detail::Params& p, int64_t splits);
 
 // Runs one work item: (item, this worker's scratch, shared partials).
 using FlashItemFn = std::function<void(int64_t, std::byte*, float*)>;
