@@ -4,7 +4,7 @@
 // GFLOP/s (4 B Hq Sq Skv (D + Dv) / 2, halved for causal), % of the fp32
 // peak, speed-up over naive where naive fits, and the scratch memory the
 // algorithm held. Every result is checked against the float64 reference on
-// a slice (batch 0, the first GQA group, the last query rows) before it is
+// a slice (batch 0, every head, the last 16 query rows) before it is
 // timed; a row that fails the check is reported and makes the command fail.
 #include "cli/bench.h"
 
@@ -108,12 +108,6 @@ attn::TensorView<T> slice(attn::TensorView<T> v, int64_t h0, int64_t heads,
   return {v.row(0, h0, first), {1, heads, n, v.extent(3)}, v.strides()};
 }
 
-// Max error on the slice against the reference, relative to the slice
-// output's scale, of `out` and of the naive path run on the slice alone.
-struct SliceCheck {
-  double err = 0, naive_err = 0;
-};
-
 template <class T>
 double slice_error(const attn::Tensor<float>& ref, attn::TensorView<const T> got) {
   double err = 0, scale = 1e-6;
@@ -128,13 +122,19 @@ double slice_error(const attn::Tensor<float>& ref, attn::TensorView<const T> got
   return err / scale;
 }
 
+// See check_slice in bench.h.
 template <class T>
-SliceCheck check_slice(const Shape& s, Inputs<T>& in, const attn::AttentionOptions& o) {
-  const int64_t G = s.Hq / s.Hkv, rows = std::min<int64_t>(s.Sq, 16);
-  const int64_t first = s.Sq - rows;  // bottom-right alignment keeps meaning
-  const auto q = slice<const T>(in.q.cview(), 0, G, first, rows);
-  const auto k = slice<const T>(in.k.cview(), 0, 1, 0, s.Skv);
-  const auto v = slice<const T>(in.v.cview(), 0, 1, 0, s.Skv);
+SliceCheck check_rows(attn::TensorView<const T> q_all, attn::TensorView<const T> k_all,
+                      attn::TensorView<const T> v_all, attn::TensorView<const T> out_all,
+                      const attn::AttentionOptions& o) {
+  // Every head: head-dependent options (ALiBi, patterns) keep their meaning.
+  const int64_t Hq = q_all.extent(1), Hkv = k_all.extent(1);
+  const int64_t Sq = q_all.extent(2), Skv = k_all.extent(2), Dv = v_all.extent(3);
+  const int64_t rows = std::min<int64_t>(Sq, 16);
+  const int64_t first = Sq - rows;  // bottom-right alignment keeps meaning
+  const auto q = slice<const T>(q_all, 0, Hq, first, rows);
+  const auto k = slice<const T>(k_all, 0, Hkv, 0, Skv);
+  const auto v = slice<const T>(v_all, 0, Hkv, 0, Skv);
   // The reference runs on the same values widened to float (exact), so its
   // output is rounded to float32, not to T.
   auto widen = [](attn::TensorView<const T> x) {
@@ -147,19 +147,30 @@ SliceCheck check_slice(const Shape& s, Inputs<T>& in, const attn::AttentionOptio
     return w;
   };
   const attn::Tensor<float> qf = widen(q), kf = widen(k), vf = widen(v);
-  attn::Tensor<float> ref(1, G, rows, s.Dv);
-  attn::Tensor<T> naive(1, G, rows, s.Dv);
+  attn::Tensor<float> ref(1, Hq, rows, Dv);
+  attn::Tensor<T> naive(1, Hq, rows, Dv);
   attn::AttentionOptions r = o;
   r.workspace = nullptr;
   r.algorithm = attn::Algorithm::kReference;
   attn::attention(qf.cview(), kf.cview(), vf.cview(), ref.view(), r);
   r.algorithm = attn::Algorithm::kNaive;
   attn::attention(q, k, v, naive.view(), r);
-  return {slice_error(ref, slice<const T>(in.out.cview(), 0, G, first, rows)),
+  return {slice_error(ref, slice<const T>(out_all, 0, Hq, first, rows)),
           slice_error(ref, naive.cview())};
 }
 
+template <class T>
+SliceCheck check_slice(const Shape&, Inputs<T>& in, const attn::AttentionOptions& o) {
+  return check_rows<T>(in.q.cview(), in.k.cview(), in.v.cview(), in.out.cview(), o);
+}
+
 }  // namespace
+
+SliceCheck check_slice(attn::TensorView<const float> q, attn::TensorView<const float> k,
+                       attn::TensorView<const float> v, attn::TensorView<const float> out,
+                       const attn::AttentionOptions& options) {
+  return check_rows<float>(q, k, v, out, options);
+}
 
 double time_ms(int repeats, const std::function<void()>& call) {
   const double t0 = now_s();
@@ -229,6 +240,15 @@ void add_bench_options(CLI::App& cmd, BenchArgs& a) {
   cmd.add_flag("--json", a.json, "print JSON instead of a table");
   cmd.add_flag("--no-naive", a.no_naive, "skip the naive comparison runs");
   cmd.add_option("--simd", a.simd, "force a SIMD target (see attn::available_simd_targets)");
+  cmd.add_flag("--scaling", a.scaling,
+               "time each sparse pattern for S = 1K, 2K, ... (causal, 8 heads, D 64) "
+               "and fit time ~ S^k");
+  cmd.add_option("--scaling-min", a.scaling_min, "--scaling: shortest S")
+      ->check(CLI::Range(int64_t{64}, int64_t{1} << 24));
+  cmd.add_option("--scaling-max", a.scaling_max, "--scaling: longest S")
+      ->check(CLI::Range(int64_t{64}, int64_t{1} << 24));
+  cmd.add_flag("--scaling-all", a.scaling_all,
+               "--scaling: run full causal and fixed past 32K too (slow)");
 }
 
 int bench_command(const BenchArgs& args) {
@@ -253,6 +273,12 @@ int bench_command(const BenchArgs& args) {
   }
   if (!args.simd.empty()) attn::force_simd_target(args.simd);
   const int threads = args.threads;
+  if (args.scaling) {
+    if (!args.presets.empty()) throw attn::Error("--scaling: takes no --preset");
+    const int rc = run_scaling(args, attn::measure_fma_peak_gflops(threads));
+    if (!args.simd.empty()) attn::force_simd_target("");
+    return rc;
+  }
   const double fp32_peak = attn::measure_fma_peak_gflops(threads);
   const double bf16_peak = attn::measure_bf16_dot_peak_gflops(threads);
   const std::string target = attn::active_simd_target();

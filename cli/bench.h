@@ -2,6 +2,8 @@
 #ifndef ATTN_CLI_BENCH_H_
 #define ATTN_CLI_BENCH_H_
 
+#include <attn/attn.h>
+
 #include <CLI/CLI.hpp>
 #include <functional>
 #include <string>
@@ -16,6 +18,10 @@ struct BenchArgs {
   bool json = false;
   bool no_naive = false;
   std::string simd;
+  // --scaling: time per sequence length for each pattern instead.
+  bool scaling = false;
+  int64_t scaling_min = 1024, scaling_max = 131072;
+  bool scaling_all = false;  // also run quadratic patterns past 32K
 };
 
 void add_bench_options(CLI::App& cmd, BenchArgs& args);
@@ -23,6 +29,18 @@ void add_bench_options(CLI::App& cmd, BenchArgs& args);
 // Median of `repeats` timed calls after one untimed call (fewer when one
 // call takes over a second).
 double time_ms(int repeats, const std::function<void()>& call);
+
+// Checks a result before it is timed: the last 16 query rows of every head
+// of batch 0 in `out` against the float64 reference, and the
+// naive path's error on the same rows (both relative to the rows' scale).
+// The project's rule: err <= 2 * naive_err + 1e-6.
+struct SliceCheck {
+  double err = 0, naive_err = 0;
+  bool ok() const { return err <= 2 * naive_err + 1e-6; }
+};
+SliceCheck check_slice(attn::TensorView<const float> q, attn::TensorView<const float> k,
+                       attn::TensorView<const float> v, attn::TensorView<const float> out,
+                       const attn::AttentionOptions& options);
 
 // KV-cache rows (bench_decode.cc): decode and chunked prefill.
 std::vector<std::string> decode_preset_names();
@@ -35,6 +53,9 @@ DecodeResult run_decode_presets(const std::vector<std::string>& names,
                                 const BenchArgs& args, double fp32_peak,
                                 double bandwidth_gbs);
 int bench_command(const BenchArgs& args);
+
+// bench_scaling.cc: the --scaling table.
+int run_scaling(const BenchArgs& args, double fp32_peak);
 
 }  // namespace attn_cli
 

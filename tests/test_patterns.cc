@@ -455,8 +455,8 @@ TEST(Patterns, BadParametersAreErrors) {
   expect_error(big_summary, "summary must be in [0, block = 4]");
   const Longformer dilations(4, {}, {1, 2});
   expect_error(dilations, "one dilation per query head (4)");
-  const BlockSparse wrong(4, 1, 3, 2, std::vector<uint8_t>(6, 1));
-  expect_error(wrong, "expected [1 or 4, 2, 2]");
+  const BlockSparse wrong(4, 1, 2, 3, std::vector<uint8_t>(6, 1));
+  expect_error(wrong, "expected [1 or 4, >= 2, 2]");
   const Documents past_end({0, 4, 9});
   expect_error(past_end, "past Skv = 8");
   const Documents unsorted({0, 5, 3});

@@ -286,8 +286,11 @@ class Longformer {
 
 // Block-sparse attention from a layout: layout[h][qb][kb] (h over 1 or Hq
 // heads) says whether the block of query positions [qb * block, qb * block
-// + block) sees the block of keys [kb * block, kb * block + block).
-// Positions outside the layout see nothing.
+// + block) sees the block of keys [kb * block, kb * block + block). The
+// layout covers every key block (ceil(Skv / block)) and at least
+// ceil(Sq / block) query blocks: query blocks are blocks of positions, so
+// a few queries at the end of a long sequence (bottom-right alignment)
+// use the layout's last rows. Positions outside the layout see nothing.
 class BlockSparse {
  public:
   // layout: heads * q_blocks * kv_blocks values, row-major, nonzero = on.
@@ -335,9 +338,9 @@ class BlockSparse {
     if (block_ < 1) return "BlockSparse: block must be >= 1, got " + str(block_);
     if (!valid_) return "BlockSparse: layout size is not heads x q_blocks x kv_blocks";
     const int64_t qb = (q_len + block_ - 1) / block_, kb = (kv_len + block_ - 1) / block_;
-    if ((heads_ != 1 && heads_ != heads) || q_blocks_ != qb || kv_blocks_ != kb) {
+    if ((heads_ != 1 && heads_ != heads) || q_blocks_ < qb || kv_blocks_ != kb) {
       return "BlockSparse: layout is [" + str(heads_) + ", " + str(q_blocks_) + ", " +
-             str(kv_blocks_) + "], expected [1 or " + str(heads) + ", " + str(qb) +
+             str(kv_blocks_) + "], expected [1 or " + str(heads) + ", >= " + str(qb) +
              ", " + str(kb) + "] for block " + str(block_);
     }
     return {};

@@ -1,0 +1,238 @@
+// `attn bench --scaling`: how the cost of each attention pattern grows with
+// the sequence length. For S = 1K, 2K, ... (causal, batch 1, 8 heads, D 64,
+// float32) it times full causal attention and each sparse pattern, checks
+// each against the float64 reference first (last 16 rows), and prints the
+// median time per S, the exponent k of a least-squares fit time ~ S^k over
+// S >= 4K, GFLOP/s counted over the tiles the kernel visits
+// (attn::estimate_work: 4 * scores * D), that as a share of full causal's
+// GFLOP/s at the same S, and the speed-up over full causal.
+#include <attn/attn.h>
+#include <fmt/core.h>
+
+#include <cmath>
+#include <functional>
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "cli/bench.h"
+
+namespace attn_cli {
+namespace {
+
+constexpr int64_t kHeads = 8, kDim = 64;
+
+// One pattern of the table: a name, the longest S it runs at by default
+// (quadratic ones stop early), and how to set up options for a length.
+struct Column {
+  std::string name;
+  int64_t max_len;
+  // Fills options for length S; `keep` owns what they point to.
+  std::function<void(int64_t S, attn::AttentionOptions&, std::shared_ptr<void>& keep)>
+      setup;
+};
+
+// BigBird-style layout: window of one block each side, one global block,
+// two random blocks per block row (examples/bigbird.cc).
+std::vector<uint8_t> bigbird(int64_t n) {
+  std::vector<uint8_t> l(static_cast<size_t>(n * n), 0);
+  std::mt19937 rng(5);
+  std::uniform_int_distribution<int64_t> pick(0, n - 1);
+  for (int64_t q = 0; q < n; ++q) {
+    for (int64_t k = std::max<int64_t>(0, q - 1); k <= std::min(n - 1, q + 1); ++k) {
+      l[q * n + k] = 1;
+    }
+    l[q * n + pick(rng)] = l[q * n + pick(rng)] = 1;
+    l[q * n] = l[q] = 1;  // block 0 is global
+  }
+  return l;
+}
+
+std::vector<Column> columns() {
+  using Keep = std::shared_ptr<void>;
+  return {
+      {"full", 32768, [](int64_t, attn::AttentionOptions&, Keep&) {}},
+      {"window512", 1 << 30,
+       [](int64_t, attn::AttentionOptions& o, Keep&) { o.window_left = 512; }},
+      {"longformer", 1 << 30,
+       [](int64_t, attn::AttentionOptions& o, Keep& keep) {
+         // 128 keys back, dilation 1, 1, 1, 1, 2, 2, 4, 4; 8 global tokens.
+         auto p = std::make_shared<attn::Longformer>(
+             128, std::vector<int64_t>{0, 1, 2, 3, 4, 5, 6, 7},
+             std::vector<int64_t>{1, 1, 1, 1, 2, 2, 4, 4}, true);
+         o.pattern = *p;
+         keep = p;
+       }},
+      {"strided", 1 << 30,
+       [](int64_t S, attn::AttentionOptions& o, Keep& keep) {
+         // Fixed budget: 256 local keys and 64 strided ones per query.
+         auto p = std::make_shared<attn::SparseStrided>(
+             attn::SparseStrided{std::max<int64_t>(S / 64, 1), 256, true});
+         o.pattern = *p;
+         keep = p;
+       }},
+      {"bigbird", 1 << 30,
+       [](int64_t S, attn::AttentionOptions& o, Keep& keep) {
+         const int64_t n = (S + 63) / 64;
+         auto p = std::make_shared<attn::BlockSparse>(64, 1, n, n, bigbird(n));
+         o.pattern = *p;
+         keep = p;
+       }},
+      {"documents", 1 << 30,
+       [](int64_t S, attn::AttentionOptions& o, Keep& keep) {
+         std::vector<int64_t> cu;  // documents of 2048 tokens
+         for (int64_t t = 0; t < S; t += 2048) cu.push_back(t);
+         cu.push_back(S);
+         auto p = std::make_shared<attn::Documents>(cu, std::vector<int64_t>{}, true);
+         o.pattern = *p;
+         keep = p;
+       }},
+      {"fixed", 32768,
+       [](int64_t, attn::AttentionOptions& o, Keep& keep) {
+         // Not a fixed budget: every query sees 8 of every 128 keys.
+         auto p = std::make_shared<attn::SparseFixed>(attn::SparseFixed{128, 8, true});
+         o.pattern = *p;
+         keep = p;
+       }},
+  };
+}
+
+struct Cell {
+  double ms = NAN, gflops = NAN;
+  bool ok = true;
+};
+
+// Least-squares slope of log(ms) against log(S) over the cells with S >= 4K.
+double fitted_exponent(const std::vector<int64_t>& lens, const std::vector<Cell>& cells) {
+  double n = 0, sx = 0, sy = 0, sxx = 0, sxy = 0;
+  for (size_t i = 0; i < lens.size(); ++i) {
+    if (lens[i] < 4096 || std::isnan(cells[i].ms)) continue;
+    const double x = std::log(double(lens[i])), y = std::log(cells[i].ms);
+    n += 1;
+    sx += x;
+    sy += y;
+    sxx += x * x;
+    sxy += x * y;
+  }
+  if (n < 2) return NAN;
+  return (n * sxy - sx * sy) / (n * sxx - sx * sx);
+}
+
+std::string cell_text(double x, const char* fmt_spec) {
+  return std::isnan(x) ? std::string("-") : fmt::format(fmt::runtime(fmt_spec), x);
+}
+
+}  // namespace
+
+int run_scaling(const BenchArgs& args, double fp32_peak) {
+  std::vector<int64_t> lens;
+  for (int64_t S = args.scaling_min; S <= args.scaling_max; S *= 2) lens.push_back(S);
+  const std::vector<Column> cols = columns();
+  std::vector<std::vector<Cell>> cells(cols.size(), std::vector<Cell>(lens.size()));
+  bool all_ok = true;
+  attn::Workspace ws;
+  for (size_t si = 0; si < lens.size(); ++si) {
+    const int64_t S = lens[si];
+    attn::Tensor<float> q(1, kHeads, S, kDim), k(1, kHeads, S, kDim),
+        v(1, kHeads, S, kDim), out(1, kHeads, S, kDim);
+    std::mt19937 rng(11);
+    std::normal_distribution<float> normal;
+    for (auto* t : {&q, &k, &v}) {
+      for (int64_t i = 0; i < t->numel(); ++i) t->data()[i] = normal(rng);
+    }
+    for (size_t c = 0; c < cols.size(); ++c) {
+      if (S > cols[c].max_len && !args.scaling_all) continue;
+      attn::AttentionOptions o;
+      std::shared_ptr<void> keep;
+      cols[c].setup(S, o, keep);
+      o.causal = true;
+      o.num_threads = args.threads;
+      o.workspace = &ws;
+      o.algorithm = attn::Algorithm::kFlash;
+      auto call = [&] {
+        attn::attention(q.cview(), k.cview(), v.cview(), out.view(), o);
+      };
+      call();
+      const SliceCheck check = check_slice(q.cview(), k.cview(), v.cview(), out.cview(), o);
+      Cell& cell = cells[c][si];
+      cell.ok = check.ok();
+      all_ok = all_ok && cell.ok;
+      cell.ms = time_ms(args.repeats, call);
+      const attn::WorkEstimate work = attn::estimate_work(q.cview(), k.cview(), v.cview(), o);
+      cell.gflops = 4.0 * double(work.scores) * kDim / (cell.ms * 1e-3) / 1e9;
+      if (!cell.ok) {
+        fmt::print(stderr, "attn bench --scaling: {} at S={} disagrees with the "
+                           "reference: error {:.2e}, naive {:.2e}\n",
+                   cols[c].name, S, check.err, check.naive_err);
+      }
+    }
+  }
+
+  if (args.json) {
+    fmt::print("{{\"scaling\": {{\"heads\": {}, \"head_dim\": {}, \"causal\": true, "
+               "\"fp32_peak_gflops\": {:.2f}, \"patterns\": [",
+               kHeads, kDim, fp32_peak);
+    for (size_t c = 0; c < cols.size(); ++c) {
+      fmt::print("{}\n  {{\"name\": \"{}\", \"exponent\": {}, \"rows\": [", c ? "," : "",
+                 cols[c].name, cell_text(fitted_exponent(lens, cells[c]), "{:.4f}"));
+      bool first = true;
+      for (size_t si = 0; si < lens.size(); ++si) {
+        const Cell& x = cells[c][si];
+        if (std::isnan(x.ms)) continue;
+        fmt::print("{}{{\"S\": {}, \"median_ms\": {:.4f}, \"gflops_visited\": {:.2f}, "
+                   "\"ok\": {}}}",
+                   first ? "" : ", ", lens[si], x.ms, x.gflops, x.ok);
+        first = false;
+      }
+      fmt::print("]}}");
+    }
+    fmt::print("\n]}}}}\n");
+    return all_ok ? 0 : 1;
+  }
+
+  fmt::print("scaling: causal, B1 H{} D{} float32, flash; median ms per S "
+             "(each checked against the reference first)\n",
+             kHeads, kDim);
+  fmt::print("{:<24}", "S");
+  for (const Column& c : cols) fmt::print(" {:>11}", c.name);
+  fmt::print("\n");
+  for (size_t si = 0; si < lens.size(); ++si) {
+    fmt::print("{:<24}", lens[si]);
+    for (size_t c = 0; c < cols.size(); ++c) {
+      const Cell& x = cells[c][si];
+      fmt::print(" {:>11}", cell_text(x.ms, "{:.2f}") + (x.ok ? "" : "!"));
+    }
+    fmt::print("\n");
+  }
+  fmt::print("{:<24}", "exponent (S >= 4K)");
+  for (size_t c = 0; c < cols.size(); ++c) {
+    fmt::print(" {:>11}", cell_text(fitted_exponent(lens, cells[c]), "{:.3f}"));
+  }
+  fmt::print("\n");
+  // Per-pattern figures at the longest S full causal ran at.
+  size_t at = 0;
+  for (size_t si = 0; si < lens.size(); ++si) {
+    if (!std::isnan(cells[0][si].ms)) at = si;
+  }
+  fmt::print("{:<24}", fmt::format("GFLOP/s visited, S={}", lens[at]));
+  for (size_t c = 0; c < cols.size(); ++c) {
+    fmt::print(" {:>11}", cell_text(cells[c][at].gflops, "{:.1f}"));
+  }
+  fmt::print("\n{:<24}", "% of full's GFLOP/s");
+  for (size_t c = 0; c < cols.size(); ++c) {
+    fmt::print(" {:>11}", cell_text(100.0 * cells[c][at].gflops / cells[0][at].gflops,
+                                    "{:.1f}%"));
+  }
+  fmt::print("\n{:<24}", "speed-up over full");
+  for (size_t c = 0; c < cols.size(); ++c) {
+    fmt::print(" {:>11}", cell_text(cells[0][at].ms / cells[c][at].ms, "{:.1f}x"));
+  }
+  fmt::print("\nfp32 FMA peak {:.1f} GFLOP/s; GFLOP/s count 4 * D per score in the "
+             "tiles the kernel visits (attn::estimate_work)\n",
+             fp32_peak);
+  if (!all_ok) fmt::print(stderr, "attn bench --scaling: a result disagreed\n");
+  return all_ok ? 0 : 1;
+}
+
+}  // namespace attn_cli
