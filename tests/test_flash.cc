@@ -78,7 +78,9 @@ TEST(FlashTiles, LengthsAroundTileEdges) {
           const Dims d{1, 2 * G, 2, Sq, Skv, 32, 32};
           // A thin band (Skv >= 4 Sq, chunked prefill) keeps full items.
           const int64_t want = Skv >= 4 * Sq ? kTargetRows / G : br;
-          ASSERT_EQ(kernels::make_flash_plan({1, 2 * G, 2, Sq, Skv, 32, 32}, banded)
+          ASSERT_EQ(kernels::make_flash_plan({1, 2 * G, 2, Sq, Skv, 32, 32},
+                                             banded ? kernels::Band::kWide
+                                                    : kernels::Band::kNone)
                         .block_positions,
                     std::min(want, Sq));
           // Banded: the causal set; otherwise the sets without causal or

@@ -105,7 +105,7 @@ void merge_partials(const detail::Problem<T>& pb, const FlashPlan& plan,
 
 }  // namespace
 
-FlashPlan make_flash_plan(const detail::Shape& sh, bool banded,
+FlashPlan make_flash_plan(const detail::Shape& sh, Band band,
                           int64_t splits) {
   FlashPlan plan;
   const int64_t G = sh.group();
@@ -115,10 +115,11 @@ FlashPlan make_flash_plan(const detail::Shape& sh, bool banded,
   // lose with smaller items, so they keep kTargetRows.)
   // A chunk of queries against a much longer cache (chunked prefill) has a
   // thin band: it keeps full-size items.
-  if (sh.Skv >= 4 * sh.Sq) banded = false;
-  const int64_t target = !banded || sh.Sq >= 2048 ? kTargetRows
-                         : sh.Sq >= 1024          ? kTargetRows / 2
-                                                  : kTargetRows / 4;
+  if (sh.Skv >= 4 * sh.Sq) band = Band::kNone;
+  int64_t target = band == Band::kNone || sh.Sq >= 2048 ? kTargetRows
+                   : sh.Sq >= 1024                      ? kTargetRows / 2
+                                                        : kTargetRows / 4;
+  if (band == Band::kNarrow) target = std::min(target, kNarrowRows);
   plan.block_positions = std::clamp<int64_t>(target / G, 1, sh.Sq);
   plan.blocks_per_head =
       (sh.Sq + plan.block_positions - 1) / plan.block_positions;
@@ -161,7 +162,7 @@ FlashPlan make_flash_plan(const detail::Shape& sh, bool banded,
 }
 
 FlashWork count_flash_work(const detail::Params& p, int64_t splits) {
-  const FlashPlan plan = make_flash_plan(p.shape, banded(p), splits);
+  const FlashPlan plan = make_flash_plan(p.shape, band(p), splits);
   const int64_t G = p.shape.group();
   std::vector<KeyRange> ranges(static_cast<size_t>(plan.block_positions));
   FlashWork work;
@@ -205,7 +206,7 @@ template <class T>
 void flash_attention(const detail::Problem<T>& problem, Workspace* workspace,
                      int64_t splits) {
   const detail::Params& p = problem.params;
-  FlashPlan plan = make_flash_plan(p.shape, banded(p), splits);
+  FlashPlan plan = make_flash_plan(p.shape, band(p), splits);
   if constexpr (std::is_same_v<T, bfloat16>) plan.bf16_dot = cpu_has_avx512_bf16();
   const auto fn = item_function<T>();
   run_flash_items<T>(

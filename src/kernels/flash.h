@@ -65,16 +65,26 @@ struct FlashPlan {
 inline constexpr int64_t kSplitTargetItems = 64;
 inline constexpr int64_t kMinSplitKeys = 512;
 
-// Whether a call's visible keys form a band (causal, windowed or masked
-// by a pattern), so short sequences get smaller work items.
-inline bool banded(const detail::Params& p) {
-  return p.causal || p.window_left >= 0 || p.window_right >= 0 ||
-         p.pattern.has_mask();
+// Which keys a call's rows see, for sizing work items: all of them
+// (kNone); a band along the diagonal (causal, or a window wider than a
+// quarter of the queries); or a narrow band or a sparse pattern (kNarrow),
+// where smaller items visit fewer keys each.
+enum class Band { kNone, kWide, kNarrow };
+inline Band band(const detail::Params& p) {
+  const bool narrow_window = p.window_left >= 0 && p.window_left <= p.shape.Sq / 4;
+  if (narrow_window || p.pattern.has_mask()) return Band::kNarrow;
+  const bool wide = p.causal || p.window_left >= 0 || p.window_right >= 0;
+  return wide ? Band::kWide : Band::kNone;
 }
 
-// banded: as above.
-// splits: 1 for the flash algorithm, 0 (automatic) or a count for decode.
-FlashPlan make_flash_plan(const detail::Shape& shape, bool banded = false,
+// Rows per work item for narrow bands on long sequences (measured at S 16K,
+// window 512: 384 rows 9.1x faster than full causal, 128 rows 12.0x, 64
+// rows 12.8x but 20% slower on dense tiles).
+inline constexpr int64_t kNarrowRows = 128;
+
+// band: as above. splits: 1 for the flash algorithm, 0 (automatic) or a
+// count for decode.
+FlashPlan make_flash_plan(const detail::Shape& shape, Band band = Band::kNone,
                           int64_t splits = 1);
 
 // What one work item covers: batch entry b, KV head kvh, query positions
