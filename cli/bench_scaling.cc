@@ -5,7 +5,8 @@
 // median time per S, the exponent k of a least-squares fit time ~ S^k over
 // S >= 4K, GFLOP/s counted over the tiles the kernel visits
 // (attn::estimate_work: 4 * scores * D), that as a share of full causal's
-// GFLOP/s at the same S, and the speed-up over full causal.
+// GFLOP/s at the same S, and the speed-up over full causal. The last
+// column is causal linear attention (attn::linear_attention).
 #include <attn/attn.h>
 #include <fmt/core.h>
 
@@ -28,6 +29,7 @@ constexpr int64_t kHeads = 8, kDim = 64;
 struct Column {
   std::string name;
   int64_t max_len;
+  bool linear = false;  // linear attention (attn/linear.h) instead
   // Fills options for length S; `keep` owns what they point to.
   std::function<void(int64_t S, attn::AttentionOptions&, std::shared_ptr<void>& keep)>
       setup;
@@ -52,10 +54,10 @@ std::vector<uint8_t> bigbird(int64_t n) {
 std::vector<Column> columns() {
   using Keep = std::shared_ptr<void>;
   return {
-      {"full", 32768, [](int64_t, attn::AttentionOptions&, Keep&) {}},
-      {"window512", 1 << 30,
+      {"full", 32768, false, [](int64_t, attn::AttentionOptions&, Keep&) {}},
+      {"window512", 1 << 30, false,
        [](int64_t, attn::AttentionOptions& o, Keep&) { o.window_left = 512; }},
-      {"longformer", 1 << 30,
+      {"longformer", 1 << 30, false,
        [](int64_t, attn::AttentionOptions& o, Keep& keep) {
          // 128 keys back, dilation 1, 1, 1, 1, 2, 2, 4, 4; 8 global tokens.
          auto p = std::make_shared<attn::Longformer>(
@@ -64,7 +66,7 @@ std::vector<Column> columns() {
          o.pattern = *p;
          keep = p;
        }},
-      {"strided", 1 << 30,
+      {"strided", 1 << 30, false,
        [](int64_t S, attn::AttentionOptions& o, Keep& keep) {
          // Fixed budget: 256 local keys and 64 strided ones per query.
          auto p = std::make_shared<attn::SparseStrided>(
@@ -72,14 +74,14 @@ std::vector<Column> columns() {
          o.pattern = *p;
          keep = p;
        }},
-      {"bigbird", 1 << 30,
+      {"bigbird", 1 << 30, false,
        [](int64_t S, attn::AttentionOptions& o, Keep& keep) {
          const int64_t n = (S + 63) / 64;
          auto p = std::make_shared<attn::BlockSparse>(64, 1, n, n, bigbird(n));
          o.pattern = *p;
          keep = p;
        }},
-      {"documents", 1 << 30,
+      {"documents", 1 << 30, false,
        [](int64_t S, attn::AttentionOptions& o, Keep& keep) {
          std::vector<int64_t> cu;  // documents of 2048 tokens
          for (int64_t t = 0; t < S; t += 2048) cu.push_back(t);
@@ -88,14 +90,50 @@ std::vector<Column> columns() {
          o.pattern = *p;
          keep = p;
        }},
-      {"fixed", 32768,
+      {"fixed", 32768, false,
        [](int64_t, attn::AttentionOptions& o, Keep& keep) {
          // Not a fixed budget: every query sees 8 of every 128 keys.
          auto p = std::make_shared<attn::SparseFixed>(attn::SparseFixed{128, 8, true});
          o.pattern = *p;
          keep = p;
        }},
+      {"linear", 1 << 30, true, [](int64_t, attn::AttentionOptions&, Keep&) {}},
   };
+}
+
+// Linear attention, causal (elu + 1): checked on the first 256 positions,
+// which depend on nothing after them, against the reference and naive.
+SliceCheck check_linear(const attn::Tensor<float>& q, const attn::Tensor<float>& k,
+                        const attn::Tensor<float>& v, const attn::Tensor<float>& out) {
+  const int64_t n = std::min<int64_t>(q.view().extent(2), 256);
+  const auto head = [n](attn::TensorView<const float> x) {
+    return attn::TensorView<const float>(x.data(), {1, kHeads, n, kDim}, x.strides());
+  };
+  attn::Tensor<float> ref(1, kHeads, n, kDim), naive(1, kHeads, n, kDim);
+  attn::LinearOptions o;
+  o.causal = true;
+  o.algorithm = attn::LinearAlgorithm::kReference;
+  attn::linear_attention(head(q.cview()), head(k.cview()), head(v.cview()), ref.view(), o);
+  o.algorithm = attn::LinearAlgorithm::kNaive;
+  attn::linear_attention(head(q.cview()), head(k.cview()), head(v.cview()), naive.view(), o);
+  const auto err = [&](attn::TensorView<const float> x) {
+    double e = 0, scale = 1e-6;
+    for (int64_t h = 0; h < kHeads; ++h)
+      for (int64_t i = 0; i < n; ++i)
+        for (int64_t d = 0; d < kDim; ++d) {
+          scale = std::max(scale, double(std::fabs(ref.cview()(0, h, i, d))));
+          e = std::max(e, double(std::fabs(x(0, h, i, d) - ref.cview()(0, h, i, d))));
+        }
+    return e / scale;
+  };
+  return {err(head(out.cview())), err(naive.cview())};
+}
+
+// FLOPs of causal linear attention per position and head (linear.cc): the
+// state read (2 D Dv) and update (2 D Dv), the segment totals (2 D Dv) and
+// the chunk's own keys (64 (D + Dv) on average).
+double linear_flops(int64_t S) {
+  return double(S) * kHeads * (6.0 * kDim * kDim + 64.0 * 2 * kDim);
 }
 
 struct Cell {
@@ -150,17 +188,30 @@ int run_scaling(const BenchArgs& args, double fp32_peak) {
       o.num_threads = args.threads;
       o.workspace = &ws;
       o.algorithm = attn::Algorithm::kFlash;
+      attn::LinearOptions lo;
+      lo.causal = true;
+      lo.num_threads = args.threads;
       auto call = [&] {
-        attn::attention(q.cview(), k.cview(), v.cview(), out.view(), o);
+        if (cols[c].linear) {
+          attn::linear_attention(q.cview(), k.cview(), v.cview(), out.view(), lo);
+        } else {
+          attn::attention(q.cview(), k.cview(), v.cview(), out.view(), o);
+        }
       };
       call();
-      const SliceCheck check = check_slice(q.cview(), k.cview(), v.cview(), out.cview(), o);
+      const SliceCheck check =
+          cols[c].linear ? check_linear(q, k, v, out)
+                         : check_slice(q.cview(), k.cview(), v.cview(), out.cview(), o);
       Cell& cell = cells[c][si];
       cell.ok = check.ok();
       all_ok = all_ok && cell.ok;
       cell.ms = time_ms(args.repeats, call);
-      const attn::WorkEstimate work = attn::estimate_work(q.cview(), k.cview(), v.cview(), o);
-      cell.gflops = 4.0 * double(work.scores) * kDim / (cell.ms * 1e-3) / 1e9;
+      const double flops =
+          cols[c].linear
+              ? linear_flops(S)
+              : 4.0 * double(attn::estimate_work(q.cview(), k.cview(), v.cview(), o).scores) *
+                    kDim;
+      cell.gflops = flops / (cell.ms * 1e-3) / 1e9;
       if (!cell.ok) {
         fmt::print(stderr, "attn bench --scaling: {} at S={} disagrees with the "
                            "reference: error {:.2e}, naive {:.2e}\n",
@@ -229,7 +280,8 @@ int run_scaling(const BenchArgs& args, double fp32_peak) {
     fmt::print(" {:>11}", cell_text(cells[0][at].ms / cells[c][at].ms, "{:.1f}x"));
   }
   fmt::print("\nfp32 FMA peak {:.1f} GFLOP/s; GFLOP/s count 4 * D per score in the "
-             "tiles the kernel visits (attn::estimate_work)\n",
+             "tiles the kernel visits (attn::estimate_work); linear: elu + 1, "
+             "6 D Dv + 128 D per position and head\n",
              fp32_peak);
   if (!all_ok) fmt::print(stderr, "attn bench --scaling: a result disagreed\n");
   return all_ok ? 0 : 1;

@@ -7,6 +7,7 @@
 #include "attn/error.h"
 #include "attn/kv_cache.h"
 #include "attn/kv_memory.h"
+#include "attn/linear.h"
 #include "attn/machine.h"
 #include "attn/npy.h"
 #include "attn/options.h"

@@ -20,9 +20,24 @@ constexpr const char* kAxisName[4] = {"batch", "heads", "seq", "dim"};
 // Extents and strides above this would let offset arithmetic overflow.
 constexpr int64_t kMaxExtent = int64_t{1} << 40;
 
+// The public function whose arguments are being checked, for messages.
+thread_local const char* entry_point = "attn::attention";
+
 [[noreturn]] void fail(const std::string& arg, const std::string& what) {
-  throw Error("attn::attention: " + arg + ": " + what);
+  throw Error(std::string(entry_point) + ": " + arg + ": " + what);
 }
+
+// Sets entry_point for the duration of one check.
+class EntryPoint {
+ public:
+  explicit EntryPoint(const char* name) : saved_(entry_point) { entry_point = name; }
+  ~EntryPoint() { entry_point = saved_; }
+  EntryPoint(const EntryPoint&) = delete;
+  EntryPoint& operator=(const EntryPoint&) = delete;
+
+ private:
+  const char* saved_;
+};
 
 std::string shape_str(const Extents& e) {
   return "[" + std::to_string(e[0]) + ", " + std::to_string(e[1]) + ", " +
@@ -360,22 +375,33 @@ Params validate_params(TensorView<const T> q, TensorView<const T> k,
 }
 
 template <class T>
+Shape validate_views(TensorView<const T> q, TensorView<const T> k,
+                     TensorView<const T> v, TensorView<T> out, const char* entry) {
+  const EntryPoint named(entry);
+  ByteRange ranges[3];
+  const Shape s = check_inputs(q, k, v, ranges);
+  const ByteRange ro = check_view("out", out);
+  check_group_and_out(s, out, "the KV heads of k and v", "head dim of v");
+  const char* names[3] = {"q", "k", "v"};
+  for (int x = 0; x < 3; ++x) {
+    if (ro.overlaps(ranges[x])) {
+      fail("out", std::string("memory overlaps input ") + names[x] +
+                      " (attention cannot run in place)");
+    }
+  }
+  return s;
+}
+
+template <class T>
 Problem<T> validate(TensorView<const T> q, TensorView<const T> k,
                     TensorView<const T> v, TensorView<T> out,
                     const AttentionOptions& o, TensorView<float> lse) {
   Problem<T> p;
-  ByteRange ranges[3];
   Shape& s = p.params.shape;
-  s = check_inputs(q, k, v, ranges);
-  const ByteRange rq = ranges[0], rk = ranges[1], rv = ranges[2];
-  const ByteRange ro = check_view("out", out);
-  check_group_and_out(s, out, "the KV heads of k and v", "head dim of v");
-  for (const auto& [name, r] : {std::pair{"q", rq}, {"k", rk}, {"v", rv}}) {
-    if (ro.overlaps(r)) {
-      fail("out", std::string("memory overlaps input ") + name +
-                      " (attention cannot run in place)");
-    }
-  }
+  s = validate_views(q, k, v, out, "attn::attention");
+  // Their byte ranges again (views already checked), for lse's overlaps.
+  const ByteRange rq = check_view("q", q), rk = check_view("k", k, true),
+                  rv = check_view("v", v, true), ro = check_view("out", out);
   check_lse(lse, s, {{"q", rq}, {"k", rk}, {"v", rv}, {"out", ro}});
 
   resolve_options(o, p.params);
@@ -444,6 +470,8 @@ Problem<T> validate_cached(TensorView<const T> q, const CacheShape& cache,
   template Problem<T> validate<T>(TensorView<const T>, TensorView<const T>, \
                                   TensorView<const T>, TensorView<T>,       \
                                   const AttentionOptions&, TensorView<float>); \
+  template Shape validate_views<T>(TensorView<const T>, TensorView<const T>, \
+                                   TensorView<const T>, TensorView<T>, const char*); \
   template Params validate_params<T>(TensorView<const T>, TensorView<const T>, \
                                      TensorView<const T>, const AttentionOptions&); \
   template Problem<T> validate_cached<T>(                                   \

@@ -1,0 +1,206 @@
+// attn::linear_attention and attn::LinearState: validate, then run the
+// chosen algorithm (src/kernels/linear.cc, src/reference/linear_reference.cc).
+#include "attn/linear.h"
+
+#include <cmath>
+#include <string>
+#include <vector>
+
+#include "attn/error.h"
+#include "src/api/validate.h"
+#include "src/kernels/linear.h"
+#include "src/reference/linear_reference.h"
+
+namespace attn {
+namespace {
+
+// Largest head dim a custom feature map may get (phi_row's buffer).
+constexpr int64_t kMaxCustomDim = 1024;
+
+void check_options(const LinearOptions& o, int64_t D, const std::string& fn) {
+  const auto fail = [&](const std::string& arg, const std::string& what) {
+    throw Error(fn + ": " + arg + ": " + what);
+  };
+  if (o.feature_map != FeatureMap::kEluPlusOne && o.feature_map != FeatureMap::kRelu &&
+      o.feature_map != FeatureMap::kCustom) {
+    fail("options.feature_map", "must be kEluPlusOne, kRelu or kCustom");
+  }
+  if (o.feature_map == FeatureMap::kCustom) {
+    if (o.custom == nullptr) fail("options.custom", "kCustom needs a feature function");
+    if (D > kMaxCustomDim) {
+      fail("options.custom", "custom feature maps take head dims up to " +
+                                 std::to_string(kMaxCustomDim) + ", got " +
+                                 std::to_string(D));
+    }
+  } else if (o.custom != nullptr) {
+    fail("options.custom", "given, but options.feature_map is not kCustom");
+  }
+  if (!(o.eps >= 0.0f) || !std::isfinite(o.eps)) {
+    fail("options.eps", "must be finite and >= 0, got " + std::to_string(o.eps));
+  }
+  if (o.num_threads < 0) {
+    fail("options.num_threads", "must be >= 0 (0 = all cores), got " +
+                                    std::to_string(o.num_threads));
+  }
+}
+
+template <class T>
+kernels::LinearProblem<T> make_problem(const LinearOptions& o, const detail::Shape& s) {
+  kernels::LinearProblem<T> p;
+  p.shape = s;
+  p.causal = o.causal;
+  p.map = o.feature_map;
+  p.custom = o.custom;
+  p.custom_context = o.custom_context;
+  p.eps = o.eps;
+  p.num_threads = o.num_threads;
+  return p;
+}
+
+template <class T>
+LinearAlgorithm run(TensorView<const T> q, TensorView<const T> k, TensorView<const T> v,
+                    TensorView<T> out, const LinearOptions& o) {
+  const char* fn = "attn::linear_attention";
+  const detail::Shape s = detail::validate_views(q, k, v, out, fn);
+  check_options(o, s.D, fn);
+  if (o.causal && s.Sq != s.Skv) {
+    throw Error(std::string(fn) + ": q: causal linear attention needs as many queries "
+                "as keys (Sq " + std::to_string(s.Sq) + ", Skv " + std::to_string(s.Skv) +
+                "); continue a sequence with attn::LinearState");
+  }
+  kernels::LinearProblem<T> p = make_problem<T>(o, s);
+  p.q = q;
+  p.k = k;
+  p.v = v;
+  p.out = out;
+  switch (o.algorithm) {
+    case LinearAlgorithm::kReference:
+      reference::linear_attention(p);
+      return LinearAlgorithm::kReference;
+    case LinearAlgorithm::kNaive:
+      kernels::linear_naive(p);
+      return LinearAlgorithm::kNaive;
+    case LinearAlgorithm::kAuto:
+    case LinearAlgorithm::kChunked:
+      kernels::linear_chunked(p, nullptr);
+      return LinearAlgorithm::kChunked;
+  }
+  throw Error(std::string(fn) + ": options.algorithm: unknown value");
+}
+
+}  // namespace
+
+const char* linear_algorithm_name(LinearAlgorithm a) {
+  switch (a) {
+    case LinearAlgorithm::kAuto:
+      return "auto";
+    case LinearAlgorithm::kReference:
+      return "reference";
+    case LinearAlgorithm::kNaive:
+      return "naive";
+    case LinearAlgorithm::kChunked:
+      return "chunked";
+  }
+  return "unknown";
+}
+
+LinearAlgorithm linear_attention(TensorView<const float> q, TensorView<const float> k,
+                                 TensorView<const float> v, TensorView<float> out,
+                                 const LinearOptions& options) {
+  return run(q, k, v, out, options);
+}
+LinearAlgorithm linear_attention(TensorView<const bfloat16> q,
+                                 TensorView<const bfloat16> k,
+                                 TensorView<const bfloat16> v, TensorView<bfloat16> out,
+                                 const LinearOptions& options) {
+  return run(q, k, v, out, options);
+}
+LinearAlgorithm linear_attention(TensorView<const float16> q,
+                                 TensorView<const float16> k,
+                                 TensorView<const float16> v, TensorView<float16> out,
+                                 const LinearOptions& options) {
+  return run(q, k, v, out, options);
+}
+
+struct LinearState::Impl {
+  int64_t B, Hkv, D, Dv, length = 0;
+  LinearOptions options;
+  std::vector<float> state;  // B * Hkv blocks of D * Dv + D
+  Workspace workspace;
+};
+
+LinearState::LinearState(int64_t batch, int64_t kv_heads, int64_t head_dim,
+                         int64_t value_dim, const LinearOptions& options) {
+  const std::string fn = "attn::LinearState";
+  const auto check = [&](const char* arg, int64_t x) {
+    if (x < 1 || x > (int64_t{1} << 20)) {
+      throw Error(fn + ": " + arg + ": must be in [1, 2^20], got " + std::to_string(x));
+    }
+  };
+  check("batch", batch);
+  check("kv_heads", kv_heads);
+  check("head_dim", head_dim);
+  check("value_dim", value_dim);
+  check_options(options, head_dim, fn);
+  const double floats = double(batch) * kv_heads * head_dim * (value_dim + 1);
+  if (floats > double(int64_t{1} << 32)) {
+    throw Error(fn + ": the state would need " + std::to_string(floats * 4 / (1 << 30)) +
+                " GiB");
+  }
+  impl_ = std::make_unique<Impl>();
+  impl_->B = batch;
+  impl_->Hkv = kv_heads;
+  impl_->D = head_dim;
+  impl_->Dv = value_dim;
+  impl_->options = options;
+  impl_->options.causal = true;
+  impl_->state.assign(static_cast<size_t>(floats), 0.0f);
+}
+
+LinearState::~LinearState() = default;
+LinearState::LinearState(LinearState&&) noexcept = default;
+LinearState& LinearState::operator=(LinearState&&) noexcept = default;
+
+void LinearState::append(TensorView<const float> q, TensorView<const float> k,
+                         TensorView<const float> v, TensorView<float> out) {
+  const char* fn = "attn::LinearState::append";
+  const detail::Shape s = detail::validate_views(q, k, v, out, fn);
+  const Impl& m = *impl_;
+  const auto expect = [&](const char* arg, const char* what, int64_t got, int64_t want) {
+    if (got != want) {
+      throw Error(std::string(fn) + ": " + arg + ": expected " + what + " " +
+                  std::to_string(want) + " (the state's), got " + std::to_string(got));
+    }
+  };
+  expect("q", "batch", s.B, m.B);
+  expect("k", "KV heads", s.Hkv, m.Hkv);
+  expect("q", "head dim", s.D, m.D);
+  expect("v", "value head dim", s.Dv, m.Dv);
+  expect("k", "new tokens (as many as q's)", s.Skv, s.Sq);
+  kernels::LinearProblem<float> p = make_problem<float>(m.options, s);
+  p.q = q;
+  p.k = k;
+  p.v = v;
+  p.out = out;
+  kernels::linear_chunked(p, &impl_->workspace, impl_->state.data());
+  impl_->length += s.Sq;
+}
+
+int64_t LinearState::length() const { return impl_->length; }
+
+void LinearState::reset() {
+  std::fill(impl_->state.begin(), impl_->state.end(), 0.0f);
+  impl_->length = 0;
+}
+
+const float* LinearState::state(int64_t b, int64_t kv_head) const {
+  const Impl& m = *impl_;
+  if (b < 0 || b >= m.B || kv_head < 0 || kv_head >= m.Hkv) {
+    throw Error("attn::LinearState::state: (b, kv_head) = (" + std::to_string(b) + ", " +
+                std::to_string(kv_head) + ") outside [" + std::to_string(m.B) + ", " +
+                std::to_string(m.Hkv) + ")");
+  }
+  return m.state.data() + (b * m.Hkv + kv_head) * m.D * (m.Dv + 1);
+}
+
+}  // namespace attn

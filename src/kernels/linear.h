@@ -1,0 +1,67 @@
+// Linear attention kernels (attn/linear.h): the quadratic float32 twin
+// (naive) and the O(S D Dv) chunked algorithm. See linear.cc.
+#ifndef ATTN_SRC_KERNELS_LINEAR_H_
+#define ATTN_SRC_KERNELS_LINEAR_H_
+
+#include <cmath>
+#include <cstdint>
+
+#include "attn/linear.h"
+#include "attn/tensor.h"
+#include "attn/workspace.h"
+#include "src/api/problem.h"
+
+namespace attn::kernels {
+
+// A validated linear attention call. Causal calls have Sq == Skv, or
+// continue a LinearState (then query i and key i are the same new token).
+template <class T>
+struct LinearProblem {
+  detail::Shape shape;
+  bool causal = false;
+  FeatureMap map = FeatureMap::kEluPlusOne;
+  FeatureFn custom = nullptr;
+  const void* custom_context = nullptr;
+  float eps = 0.0f;
+  int num_threads = 0;
+  TensorView<const T> q, k, v;
+  TensorView<T> out;
+};
+
+// phi on one row in the precision of F: the reference's double version of
+// the built-in maps (custom maps run in float and are widened).
+template <class F, class T>
+void phi_row(const LinearProblem<T>& p, const float* x, F* y, int64_t n) {
+  switch (p.map) {
+    case FeatureMap::kEluPlusOne:
+      for (int64_t d = 0; d < n; ++d) {
+        const F v = static_cast<F>(x[d]);
+        y[d] = v > 0 ? v + 1 : std::exp(v);
+      }
+      return;
+    case FeatureMap::kRelu:
+      for (int64_t d = 0; d < n; ++d) y[d] = x[d] > 0 ? static_cast<F>(x[d]) : F(0);
+      return;
+    case FeatureMap::kCustom: {
+      float tmp[1024];  // validation bounds custom maps to D <= 1024
+      p.custom(x, tmp, n, p.custom_context);
+      for (int64_t d = 0; d < n; ++d) y[d] = static_cast<F>(tmp[d]);
+      return;
+    }
+  }
+}
+
+// Quadratic float32: per (b, h), A = phi(Q) phi(K)^T (causal: j <= i), out
+// = A V / rowsum(A).
+template <class T>
+void linear_naive(const LinearProblem<T>& p);
+
+// Chunked: see linear.cc. state: null, or B * Hkv blocks of D * Dv + D
+// floats (S then z) to continue from and to update (causal only).
+template <class T>
+void linear_chunked(const LinearProblem<T>& p, Workspace* workspace,
+                    float* state = nullptr);
+
+}  // namespace attn::kernels
+
+#endif  // ATTN_SRC_KERNELS_LINEAR_H_

@@ -1,0 +1,21 @@
+// The float64 reference of linear attention (attn/linear.h).
+#ifndef ATTN_SRC_REFERENCE_LINEAR_REFERENCE_H_
+#define ATTN_SRC_REFERENCE_LINEAR_REFERENCE_H_
+
+#include <vector>
+
+#include "src/kernels/linear.h"
+
+namespace attn::reference {
+
+// out, contiguous [B, Hq, Sq, Dv], in float64 from the inputs as stored.
+template <class T>
+std::vector<double> linear_attention_f64(const kernels::LinearProblem<T>& p);
+
+// The public LinearAlgorithm::kReference: the above rounded into p.out.
+template <class T>
+void linear_attention(const kernels::LinearProblem<T>& p);
+
+}  // namespace attn::reference
+
+#endif  // ATTN_SRC_REFERENCE_LINEAR_REFERENCE_H_
