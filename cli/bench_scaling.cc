@@ -129,11 +129,12 @@ SliceCheck check_linear(const attn::Tensor<float>& q, const attn::Tensor<float>&
   return {err(head(out.cview())), err(naive.cview())};
 }
 
-// FLOPs of causal linear attention per position and head (linear.cc): the
-// state read (2 D Dv) and update (2 D Dv), the segment totals (2 D Dv) and
-// the chunk's own keys (64 (D + Dv) on average).
+// FLOPs causal linear attention executes per position and head
+// (linear.cc, chunk C = 64): the segment totals, the state read and its
+// update (2 D Dv each), the chunk's scores phi(Q) phi(K)^T (2 C D) and their
+// product with V (2 C Dv).
 double linear_flops(int64_t S) {
-  return double(S) * kHeads * (6.0 * kDim * kDim + 64.0 * 2 * kDim);
+  return double(S) * kHeads * (6.0 * kDim * kDim + 2.0 * 64 * (kDim + kDim));
 }
 
 struct Cell {
@@ -281,7 +282,7 @@ int run_scaling(const BenchArgs& args, double fp32_peak) {
   }
   fmt::print("\nfp32 FMA peak {:.1f} GFLOP/s; GFLOP/s count 4 * D per score in the "
              "tiles the kernel visits (attn::estimate_work); linear: elu + 1, "
-             "6 D Dv + 128 D per position and head\n",
+             "6 D Dv + 128 (D + Dv) per position and head as executed\n",
              fp32_peak);
   if (!all_ok) fmt::print(stderr, "attn bench --scaling: a result disagreed\n");
   return all_ok ? 0 : 1;

@@ -8,8 +8,9 @@
 //
 // keys(i) = every key (non-causal) or j <= i (causal). A row whose
 // denominator is 0 gives 0. GQA as in attn::attention: query head h reads
-// KV head h / (Hq / Hkv). Shapes as attn::attention; causal calls need Sq ==
-// Skv (continue a sequence with LinearState instead). docs/linear.md.
+// KV head h / (Hq / Hkv). Shapes as attn::attention with D <= 1024; causal
+// calls need Sq == Skv (continue a sequence with LinearState instead).
+// docs/linear.md.
 #ifndef ATTN_LINEAR_H_
 #define ATTN_LINEAR_H_
 

@@ -14,8 +14,8 @@
 namespace attn {
 namespace {
 
-// Largest head dim a custom feature map may get (phi_row's buffer).
-constexpr int64_t kMaxCustomDim = 1024;
+// Largest head dim of q and k (the kernels' per-row buffers).
+constexpr int64_t kMaxDim = 1024;
 
 void check_options(const LinearOptions& o, int64_t D, const std::string& fn) {
   const auto fail = [&](const std::string& arg, const std::string& what) {
@@ -25,13 +25,12 @@ void check_options(const LinearOptions& o, int64_t D, const std::string& fn) {
       o.feature_map != FeatureMap::kCustom) {
     fail("options.feature_map", "must be kEluPlusOne, kRelu or kCustom");
   }
+  if (D > kMaxDim) {
+    fail("q", "linear attention takes head dims up to " + std::to_string(kMaxDim) +
+                  ", got " + std::to_string(D));
+  }
   if (o.feature_map == FeatureMap::kCustom) {
     if (o.custom == nullptr) fail("options.custom", "kCustom needs a feature function");
-    if (D > kMaxCustomDim) {
-      fail("options.custom", "custom feature maps take head dims up to " +
-                                 std::to_string(kMaxCustomDim) + ", got " +
-                                 std::to_string(D));
-    }
   } else if (o.custom != nullptr) {
     fail("options.custom", "given, but options.feature_map is not kCustom");
   }

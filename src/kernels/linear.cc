@@ -39,12 +39,13 @@ inline constexpr int64_t kLinearSegments = 16;
 // Segments and per-worker scratch (float offsets) of one call.
 struct LinearPlan {
   int64_t chunk = kLinearChunk, seg_len = 0, segments = 0;
-  int64_t state_floats = 0;  // D * Dv + D
-  // Per-worker scratch: S, z (a segment's running state), phi(K) [C, D],
-  // phi(K)^T [D, C], V [C, Dv], phi(Q) [C, D], A row [C], num row [Dv],
-  // one widened input row [max(D, Dv)].
-  int64_t s = 0, z = 0, phik = 0, phikt = 0, v = 0, phiq = 0, a = 0, num = 0,
-          row = 0, floats = 0;
+  int64_t state_floats = 0;  // D * Dv + D: S, then z, as stored
+  int64_t dvp = 0;           // Dv padded to a multiple of 16 in scratch
+  // Per-worker scratch (Dv padded with zeros): S [D, Dvp], z [D] (a
+  // segment's running state), phi(K)^T [D, C], V [C, Dvp], phi(Q) [C, D],
+  // A [C, C], NUM [C, Dvp], one widened input row [max(D, Dv)].
+  int64_t s = 0, z = 0, phikt = 0, v = 0, phiq = 0, a = 0, num = 0, row = 0,
+          floats = 0;
 };
 
 }  // namespace attn::kernels
@@ -55,19 +56,6 @@ namespace attn::kernels {
 namespace HWY_NAMESPACE {
 namespace hn = hwy::HWY_NAMESPACE;
 using DF = hn::ScalableTag<float>;
-
-// y[0, n) += a * x[0, n).
-HWY_INLINE void Axpy(float a, const float* HWY_RESTRICT x, float* HWY_RESTRICT y,
-                     int64_t n) {
-  const DF df;
-  const int64_t N = static_cast<int64_t>(hn::Lanes(df));
-  const auto va = hn::Set(df, a);
-  int64_t i = 0;
-  for (; i + N <= n; i += N) {
-    hn::StoreU(hn::MulAdd(va, hn::LoadU(df, x + i), hn::LoadU(df, y + i)), df, y + i);
-  }
-  for (; i < n; ++i) y[i] += a * x[i];
-}
 
 // sum a[i] b[i] in a fixed order: lanes, then the tail.
 HWY_INLINE float Dot(const float* HWY_RESTRICT a, const float* HWY_RESTRICT b,
@@ -80,6 +68,64 @@ HWY_INLINE float Dot(const float* HWY_RESTRICT a, const float* HWY_RESTRICT b,
   float sum = hn::GetLane(hn::SumOfLanes(df, acc));
   for (; i < n; ++i) sum += a[i] * b[i];
   return sum;
+}
+
+// Register block of the products below: up to kRows rows x kVecs vectors.
+constexpr int kRows = 4;
+constexpr int kVecs = HWY_MAX_BYTES >= 64 ? 4 : 2;
+
+// C[r, c0 .. c0 + V*N) += sum_{k < K} A[r * lda + k] * B[k * ldb + c0 ..]
+// for R rows: A's elements broadcast, B's rows the vector axis.
+template <int R, int V>
+HWY_INLINE void ProductBlock(const float* HWY_RESTRICT A, int64_t lda, int64_t K,
+                             const float* HWY_RESTRICT B, int64_t ldb,
+                             float* HWY_RESTRICT C, int64_t ldc) {
+  const DF df;
+  const size_t N = hn::Lanes(df);
+  hn::Vec<DF> acc[R][V];
+  for (int r = 0; r < R; ++r)
+    for (int v = 0; v < V; ++v) acc[r][v] = hn::LoadU(df, C + r * ldc + v * N);
+  for (int64_t k = 0; k < K; ++k) {
+    hn::Vec<DF> b[V];
+    for (int v = 0; v < V; ++v) b[v] = hn::LoadU(df, B + k * ldb + v * N);
+    for (int r = 0; r < R; ++r) {
+      const auto a = hn::Set(df, A[r * lda + k]);
+      for (int v = 0; v < V; ++v) acc[r][v] = hn::MulAdd(a, b[v], acc[r][v]);
+    }
+  }
+  for (int r = 0; r < R; ++r)
+    for (int v = 0; v < V; ++v) hn::StoreU(acc[r][v], df, C + r * ldc + v * N);
+}
+
+template <int R>
+HWY_INLINE void ProductRows(const float* A, int64_t lda, int64_t K, const float* B,
+                            int64_t ldb, float* C, int64_t ldc, int64_t vecs) {
+  const int64_t N = static_cast<int64_t>(hn::Lanes(DF()));
+  for (int64_t c = 0; c < vecs; c += kVecs) {
+    const int64_t col = c * N;
+    switch (std::min<int64_t>(kVecs, vecs - c)) {
+      case 1: ProductBlock<R, 1>(A, lda, K, B + col, ldb, C + col, ldc); break;
+      case 2: ProductBlock<R, 2>(A, lda, K, B + col, ldb, C + col, ldc); break;
+#if HWY_MAX_BYTES >= 64
+      case 3: ProductBlock<R, 3>(A, lda, K, B + col, ldb, C + col, ldc); break;
+      case 4: ProductBlock<R, 4>(A, lda, K, B + col, ldb, C + col, ldc); break;
+#endif
+      default: break;
+    }
+  }
+}
+
+// C[M, cols] += A[M, K] B[K, cols], row-major with leading dims lda, ldb,
+// ldc; cols a multiple of the vector length.
+HWY_INLINE void Product(const float* A, int64_t lda, int64_t M, int64_t K,
+                        const float* B, int64_t ldb, float* C, int64_t ldc,
+                        int64_t cols) {
+  const int64_t vecs = cols / static_cast<int64_t>(hn::Lanes(DF()));
+  int64_t r = 0;
+  for (; r + kRows <= M; r += kRows) {
+    ProductRows<kRows>(A + r * lda, lda, K, B, ldb, C + r * ldc, ldc, vecs);
+  }
+  for (; r < M; ++r) ProductRows<1>(A + r * lda, lda, K, B, ldb, C + r * ldc, ldc, vecs);
 }
 
 // A stored row of n elements as float.
@@ -123,22 +169,59 @@ HWY_INLINE void Phi(const LinearProblem<T>& p, const float* HWY_RESTRICT x,
   }
 }
 
-// Pass 1: totals of keys [j0, j1) of (b, kvh) into st (D * Dv + D floats).
+// Loads keys and values [c0, c0 + n) of (b, kvh): phi(K)^T into phikt [D,
+// C] and V into v [C, Dvp] (padding columns zero); adds colsum phi(K) to z.
+template <class T>
+void LoadChunk(const LinearProblem<T>& p, const LinearPlan& plan, int64_t b,
+               int64_t kvh, int64_t c0, int64_t n, float* phikt, float* V, float* z,
+               float* row) {
+  const int64_t D = p.shape.D, Dv = p.shape.Dv, C = plan.chunk, Dvp = plan.dvp;
+  float phik[1024 + 16];  // one key's features; D <= 1024 checked at the API
+  for (int64_t jj = 0; jj < n; ++jj) {
+    Phi(p, Widen(p.k.row(b, kvh, c0 + jj), D, row), phik, D);
+    for (int64_t d = 0; d < D; ++d) {
+      phikt[d * C + jj] = phik[d];
+      z[d] += phik[d];
+    }
+    const float* v = Widen(p.v.row(b, kvh, c0 + jj), Dv, row);
+    std::copy(v, v + Dv, V + jj * Dvp);
+    std::fill(V + jj * Dvp + Dv, V + (jj + 1) * Dvp, 0.0f);
+  }
+  for (int64_t d = 0; d < D && n < C; ++d) std::fill(phikt + d * C + n, phikt + (d + 1) * C, 0.0f);
+}
+
+// S (padded [D, Dvp], z [D]) from and to the stored form (D * Dv + D).
+HWY_INLINE void UnpackState(const float* st, int64_t D, int64_t Dv, int64_t Dvp,
+                            float* S, float* z) {
+  for (int64_t d = 0; d < D; ++d) {
+    std::copy(st + d * Dv, st + (d + 1) * Dv, S + d * Dvp);
+    std::fill(S + d * Dvp + Dv, S + (d + 1) * Dvp, 0.0f);
+  }
+  std::copy(st + D * Dv, st + D * Dv + D, z);
+}
+HWY_INLINE void PackState(const float* S, const float* z, int64_t D, int64_t Dv,
+                          int64_t Dvp, float* st) {
+  for (int64_t d = 0; d < D; ++d) std::copy(S + d * Dvp, S + d * Dvp + Dv, st + d * Dv);
+  std::copy(z, z + D, st + D * Dv);
+}
+
+// Pass 1: totals of keys [j0, j1) of (b, kvh) into st (stored form).
 template <class T>
 void SegmentTotals(const LinearProblem<T>& p, const LinearPlan& plan, int64_t b,
                    int64_t kvh, int64_t j0, int64_t j1, float* st, float* scratch) {
-  const int64_t D = p.shape.D, Dv = p.shape.Dv;
-  float* S = st;
-  float* z = st + D * Dv;
-  std::fill(st, st + plan.state_floats, 0.0f);
-  float* phik = scratch + plan.phik;
-  float* row = scratch + plan.row;
-  for (int64_t j = j0; j < j1; ++j) {
-    Phi(p, Widen(p.k.row(b, kvh, j), D, row), phik, D);
-    const float* v = Widen(p.v.row(b, kvh, j), Dv, row);
-    for (int64_t d = 0; d < D; ++d) Axpy(phik[d], v, S + d * Dv, Dv);
-    Axpy(1.0f, phik, z, D);
+  const int64_t D = p.shape.D, Dv = p.shape.Dv, Dvp = plan.dvp, C = plan.chunk;
+  float* S = scratch + plan.s;
+  float* z = scratch + plan.z;
+  std::fill(S, S + D * Dvp, 0.0f);
+  std::fill(z, z + D, 0.0f);
+  for (int64_t c0 = j0; c0 < j1; c0 += C) {
+    const int64_t n = std::min(C, j1 - c0);
+    LoadChunk(p, plan, b, kvh, c0, n, scratch + plan.phikt, scratch + plan.v, z,
+              scratch + plan.row);
+    // S += phi(K)^T V.
+    Product(scratch + plan.phikt, C, D, n, scratch + plan.v, Dvp, S, Dvp, Dvp);
   }
+  PackState(S, z, D, Dv, Dvp, st);
 }
 
 // Writes out row i of head h from num [Dv] and den.
@@ -152,80 +235,74 @@ HWY_INLINE void WriteRow(const LinearProblem<T>& p, int64_t b, int64_t h, int64_
 }
 
 // Pass 3, causal: keys and queries [j0, j1) of (b, kvh) from the state
-// st_in; the final state goes to st_out when not null.
+// st_in (stored form).
 template <class T>
 void CausalSegment(const LinearProblem<T>& p, const LinearPlan& plan, int64_t b,
                    int64_t kvh, int64_t j0, int64_t j1, const float* st_in,
-                   float* st_out, float* scratch) {
-  const int64_t D = p.shape.D, Dv = p.shape.Dv, G = p.shape.group(), C = plan.chunk;
+                   float* scratch) {
+  const int64_t D = p.shape.D, Dv = p.shape.Dv, G = p.shape.group(), C = plan.chunk,
+                Dvp = plan.dvp;
   float* S = scratch + plan.s;
   float* z = scratch + plan.z;
-  float* phik = scratch + plan.phik;
   float* phikt = scratch + plan.phikt;
   float* V = scratch + plan.v;
   float* phiq = scratch + plan.phiq;
-  float* a = scratch + plan.a;
+  float* A = scratch + plan.a;
   float* num = scratch + plan.num;
   float* row = scratch + plan.row;
-  std::copy(st_in, st_in + D * Dv, S);
-  std::copy(st_in + D * Dv, st_in + D * Dv + D, z);
+  UnpackState(st_in, D, Dv, Dvp, S, z);
+  float z_chunk[1024];  // z before this chunk's keys
   for (int64_t c0 = j0; c0 < j1; c0 += C) {
     const int64_t n = std::min(C, j1 - c0);
-    for (int64_t jj = 0; jj < n; ++jj) {
-      Phi(p, Widen(p.k.row(b, kvh, c0 + jj), D, row), phik + jj * D, D);
-      const float* v = Widen(p.v.row(b, kvh, c0 + jj), Dv, row);
-      std::copy(v, v + Dv, V + jj * Dv);
-      for (int64_t d = 0; d < D; ++d) phikt[d * C + jj] = phik[jj * D + d];
-    }
+    std::copy(z, z + D, z_chunk);
+    LoadChunk(p, plan, b, kvh, c0, n, phikt, V, z, row);
     for (int64_t g = 0; g < G; ++g) {
       const int64_t h = kvh * G + g;
       for (int64_t ii = 0; ii < n; ++ii) {
-        float* q = phiq + ii * D;
-        Phi(p, Widen(p.q.row(b, h, c0 + ii), D, row), q, D);
-        // Keys before the chunk, through the state.
-        std::fill(num, num + Dv, 0.0f);
-        for (int64_t d = 0; d < D; ++d) Axpy(q[d], S + d * Dv, num, Dv);
-        float den = Dot(q, z, D);
-        // Keys of the chunk up to this query.
-        std::fill(a, a + ii + 1, 0.0f);
-        for (int64_t d = 0; d < D; ++d) Axpy(q[d], phikt + d * C, a, ii + 1);
-        for (int64_t jj = 0; jj <= ii; ++jj) {
-          Axpy(a[jj], V + jj * Dv, num, Dv);
-          den += a[jj];
-        }
-        WriteRow(p, b, h, c0 + ii, num, den);
+        Phi(p, Widen(p.q.row(b, h, c0 + ii), D, row), phiq + ii * D, D);
+      }
+      // NUM = phi(Q) S: the keys before the chunk.
+      std::fill(num, num + n * Dvp, 0.0f);
+      Product(phiq, D, n, D, S, Dvp, num, Dvp, Dvp);
+      // A = phi(Q) phi(K)^T, lower triangle kept: the chunk's own keys.
+      std::fill(A, A + n * C, 0.0f);
+      Product(phiq, D, n, D, phikt, C, A, C, C);
+      for (int64_t ii = 0; ii < n; ++ii) std::fill(A + ii * C + ii + 1, A + (ii + 1) * C, 0.0f);
+      Product(A, C, n, n, V, Dvp, num, Dvp, Dvp);
+      for (int64_t ii = 0; ii < n; ++ii) {
+        float den = Dot(phiq + ii * D, z_chunk, D);
+        for (int64_t jj = 0; jj <= ii; ++jj) den += A[ii * C + jj];
+        WriteRow(p, b, h, c0 + ii, num + ii * Dvp, den);
       }
     }
-    for (int64_t jj = 0; jj < n; ++jj) {
-      for (int64_t d = 0; d < D; ++d) Axpy(phik[jj * D + d], V + jj * Dv, S + d * Dv, Dv);
-      Axpy(1.0f, phik + jj * D, z, D);
-    }
-  }
-  if (st_out != nullptr) {
-    std::copy(S, S + D * Dv, st_out);
-    std::copy(z, z + D, st_out + D * Dv);
+    // S += phi(K)^T V.
+    Product(phikt, C, D, n, V, Dvp, S, Dvp, Dvp);
   }
 }
 
-// Pass 3, non-causal: queries [i0, i1) of every head of group kvh against
-// the total state st.
+// Pass 3, non-causal: queries [i0, i1) (at most one chunk) of every head of
+// group kvh against the total state st (stored form).
 template <class T>
 void NonCausalRows(const LinearProblem<T>& p, const LinearPlan& plan, int64_t b,
                    int64_t kvh, int64_t i0, int64_t i1, const float* st,
                    float* scratch) {
-  const int64_t D = p.shape.D, Dv = p.shape.Dv, G = p.shape.group();
-  const float* S = st;
-  const float* z = st + D * Dv;
-  float* q = scratch + plan.phiq;
+  const int64_t D = p.shape.D, Dv = p.shape.Dv, G = p.shape.group(), Dvp = plan.dvp;
+  float* S = scratch + plan.s;
+  float* z = scratch + plan.z;
+  float* phiq = scratch + plan.phiq;
   float* num = scratch + plan.num;
   float* row = scratch + plan.row;
+  UnpackState(st, D, Dv, Dvp, S, z);
+  const int64_t n = i1 - i0;
   for (int64_t g = 0; g < G; ++g) {
     const int64_t h = kvh * G + g;
-    for (int64_t i = i0; i < i1; ++i) {
-      Phi(p, Widen(p.q.row(b, h, i), D, row), q, D);
-      std::fill(num, num + Dv, 0.0f);
-      for (int64_t d = 0; d < D; ++d) Axpy(q[d], S + d * Dv, num, Dv);
-      WriteRow(p, b, h, i, num, Dot(q, z, D));
+    for (int64_t ii = 0; ii < n; ++ii) {
+      Phi(p, Widen(p.q.row(b, h, i0 + ii), D, row), phiq + ii * D, D);
+    }
+    std::fill(num, num + n * Dvp, 0.0f);
+    Product(phiq, D, n, D, S, Dvp, num, Dvp, Dvp);
+    for (int64_t ii = 0; ii < n; ++ii) {
+      WriteRow(p, b, h, i0 + ii, num + ii * Dvp, Dot(phiq + ii * D, z, D));
     }
   }
 }
@@ -238,8 +315,8 @@ void NonCausalRows(const LinearProblem<T>& p, const LinearPlan& plan, int64_t b,
   }                                                                               \
   void Causal##Suffix(const LinearProblem<T>& p, const LinearPlan& plan,          \
                       int64_t b, int64_t kvh, int64_t j0, int64_t j1,             \
-                      const float* st_in, float* st_out, float* scratch) {        \
-    CausalSegment(p, plan, b, kvh, j0, j1, st_in, st_out, scratch);               \
+                      const float* st_in, float* scratch) {                       \
+    CausalSegment(p, plan, b, kvh, j0, j1, st_in, scratch);                       \
   }                                                                               \
   void Rows##Suffix(const LinearProblem<T>& p, const LinearPlan& plan, int64_t b, \
                     int64_t kvh, int64_t i0, int64_t i1, const float* st,         \
@@ -296,20 +373,20 @@ LinearPlan make_plan(const detail::Shape& sh) {
   plan.seg_len = std::max(C, (per + C - 1) / C * C);
   plan.segments = std::max<int64_t>(1, (sh.Skv + plan.seg_len - 1) / plan.seg_len);
   plan.state_floats = sh.D * sh.Dv + sh.D;
+  plan.dvp = (sh.Dv + 15) / 16 * 16;
   int64_t at = 0;
   auto take = [&at](int64_t n) {
     const int64_t o = at;
     at += (n + 15) / 16 * 16;  // 64-byte steps
     return o;
   };
-  plan.s = take(sh.D * sh.Dv);
+  plan.s = take(sh.D * plan.dvp);
   plan.z = take(sh.D);
-  plan.phik = take(C * sh.D);
   plan.phikt = take(sh.D * C);
-  plan.v = take(C * sh.Dv);
+  plan.v = take(C * plan.dvp);
   plan.phiq = take(C * sh.D);
-  plan.a = take(C);
-  plan.num = take(sh.Dv);
+  plan.a = take(C * C);
+  plan.num = take(C * plan.dvp);
   plan.row = take(std::max(sh.D, sh.Dv));
   plan.floats = at;
   return plan;
@@ -386,7 +463,7 @@ void linear_chunked(const LinearProblem<T>& p, Workspace* workspace, float* stat
   util::ParallelFor(heads * nseg, threads, [&](int64_t item, int worker) {
     const int64_t bh = item / nseg, seg = item % nseg;
     const auto [j0, j1] = seg_keys(seg);
-    causal_fn(p, plan, bh / sh.Hkv, bh % sh.Hkv, j0, j1, block(bh, seg), nullptr,
+    causal_fn(p, plan, bh / sh.Hkv, bh % sh.Hkv, j0, j1, block(bh, seg),
               scratch(worker));
   });
   if (state != nullptr) {

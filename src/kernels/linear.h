@@ -43,7 +43,7 @@ void phi_row(const LinearProblem<T>& p, const float* x, F* y, int64_t n) {
       for (int64_t d = 0; d < n; ++d) y[d] = x[d] > 0 ? static_cast<F>(x[d]) : F(0);
       return;
     case FeatureMap::kCustom: {
-      float tmp[1024];  // validation bounds custom maps to D <= 1024
+      float tmp[1024];  // validation bounds D to 1024
       p.custom(x, tmp, n, p.custom_context);
       for (int64_t d = 0; d < n; ++d) y[d] = static_cast<F>(tmp[d]);
       return;
