@@ -530,3 +530,29 @@ TEST(EstimateWork, CountsVisitedTiles) {
 
 }  // namespace
 }  // namespace attn::testing
+
+namespace attn::testing {
+namespace {
+
+// SparseStrided runs as window + residue classes: its work follows the
+// pattern (S * local + S^2 / stride), not the tile walk's near-dense cover.
+TEST(EstimateWork, StridedRunsOnResidueClasses) {
+  const int64_t S = 4096, H = 2, D = 16;
+  std::vector<float> x(H * S * D, 0.0f);
+  const auto v = TensorView<const float>::bhsd(x.data(), 1, H, S, D);
+  const SparseStrided p{S / 16, 64, true};
+  AttentionOptions o;
+  o.pattern = p;
+  const WorkEstimate w = estimate_work(v, v, v, o);
+  int64_t visible = 0;
+  for (int64_t i = 0; i < S; ++i)
+    for (int64_t j = 0; j <= i; ++j) visible += p.mask(0, 0, i, j);
+  EXPECT_GE(w.scores, H * visible);
+  EXPECT_LT(w.scores, 4 * H * visible);
+  std::vector<int64_t> lens = {S};
+  o.key_lengths = lens;  // not eligible: the tile walk's cover
+  EXPECT_GT(estimate_work(v, v, v, o).scores, 4 * w.scores);
+}
+
+}  // namespace
+}  // namespace attn::testing

@@ -84,6 +84,7 @@ concept HasMaskBits = requires(const F& f, int64_t x, int n) {
 }  // namespace pattern_detail
 
 class Pattern;
+struct SparseStrided;  // attn/patterns.h
 namespace pattern_detail {
 template <class F>
 concept Functor =
@@ -107,7 +108,11 @@ class Pattern {
         classify_(pattern_detail::HasMask<F> && pattern_detail::HasClassify<F>
                       ? &classify_of<F>
                       : nullptr),
-        check_(pattern_detail::HasCheck<F> ? &check_of<F> : nullptr) {}
+        check_(pattern_detail::HasCheck<F> ? &check_of<F> : nullptr) {
+    // attention() runs this one as a window plus attention within residue
+    // classes on strided views (dense tiles) when the call allows.
+    if constexpr (std::is_same_v<F, SparseStrided>) strided_ = &f;
+  }
   // A pattern must outlive the calls that use it: no temporaries.
   template <class F>
     requires(pattern_detail::Functor<F>)
@@ -117,6 +122,8 @@ class Pattern {
   bool has_mask() const { return mask_ != nullptr; }
   bool has_score() const { return score_ != nullptr; }
   bool has_classify() const { return classify_ != nullptr; }
+  // The SparseStrided this refers to, if it is one.
+  const SparseStrided* strided() const { return strided_; }
 
   bool mask(int64_t b, int64_t h, int64_t i, int64_t j) const {
     return mask_ == nullptr || mask_(self_, b, h, i, j);
@@ -234,6 +241,7 @@ class Pattern {
                         int64_t, int64_t) = nullptr;
   std::string (*check_)(const void*, int64_t, int64_t, int64_t,
                         int64_t) = nullptr;
+  const SparseStrided* strided_ = nullptr;
 };
 
 }  // namespace attn

@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "attn/version.h"
+#include "src/api/strided.h"
 #include "src/api/validate.h"
 #include "src/kernels/flash.h"
 #include "src/kernels/naive.h"
@@ -18,6 +19,9 @@ Algorithm run(TensorView<const T> q, TensorView<const T> k,
               const AttentionOptions& options, TensorView<float> lse) {
   const detail::Problem<T> problem =
       detail::validate(q, k, v, out, options, lse);
+  if constexpr (std::is_same_v<T, float>) {
+    if (detail::strided_attention(problem, options)) return Algorithm::kFlash;
+  }
   switch (problem.params.algorithm) {
     case Algorithm::kReference:
       reference::attention(problem);

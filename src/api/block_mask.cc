@@ -6,6 +6,7 @@
 #include <string>
 
 #include "attn/error.h"
+#include "src/api/strided.h"
 #include "src/api/validate.h"
 #include "src/kernels/flash.h"
 #include "src/kernels/tile_walk.h"
@@ -31,8 +32,11 @@ WorkEstimate estimate(TensorView<const T> q, TensorView<const T> k,
   WorkEstimate w;
   w.algorithm = p.algorithm;
   if (p.algorithm == Algorithm::kFlash || p.algorithm == Algorithm::kDecode) {
-    const kernels::FlashWork f = kernels::count_flash_work(
-        p, p.algorithm == Algorithm::kFlash ? 1 : p.kv_splits);
+    kernels::FlashWork f = std::is_same_v<T, float> ? detail::strided_work(p)
+                                                    : kernels::FlashWork{-1, -1};
+    if (f.tiles < 0) {
+      f = kernels::count_flash_work(p, p.algorithm == Algorithm::kFlash ? 1 : p.kv_splits);
+    }
     w.tiles = f.tiles;
     w.scores = f.scores;
   } else {  // materialising algorithms compute every score
