@@ -10,6 +10,7 @@
 #include <set>
 
 #include "attn/block_mask.h"
+#include "attn/kv_cache.h"
 #include "attn/patterns.h"
 #include "src/kernels/flash.h"
 #include "src/kernels/tile_walk.h"
@@ -552,6 +553,61 @@ TEST(EstimateWork, StridedRunsOnResidueClasses) {
   std::vector<int64_t> lens = {S};
   o.key_lengths = lens;  // not eligible: the tile walk's cover
   EXPECT_GT(estimate_work(v, v, v, o).scores, 4 * w.scores);
+}
+
+}  // namespace
+}  // namespace attn::testing
+
+namespace attn::testing {
+namespace {
+
+// Against a paged KV cache, a pattern sees each sequence's own positions:
+// two sequences of different lengths batched equal each one alone through
+// plain views (tested against the reference above), for decode and flash.
+TEST(CachePatterns, EachSequenceAtItsOwnPositions) {
+  std::mt19937 rng(80);
+  const int64_t Hq = 4, Hkv = 2, D = 32, Sq = 3;
+  const std::vector<int64_t> lens = {200, 77};
+  KVCacheOptions co;
+  co.num_kv_heads = Hkv;
+  co.head_dim = D;
+  co.max_sequences = 2;
+  co.max_tokens = 256;
+  co.page_size = 16;
+  KVCache cache(co);
+  const std::vector<int64_t> seqs = {cache.add_sequence(), cache.add_sequence()};
+  std::vector<Buffer<float>> ks, vs;
+  for (size_t s = 0; s < 2; ++s) {
+    ks.push_back(make_buffer<float>(1, Hkv, lens[s], D, Layout::kBHSD));
+    vs.push_back(make_buffer<float>(1, Hkv, lens[s], D, Layout::kBHSD));
+    fill_normal(ks[s].view, rng);
+    fill_normal(vs[s].view, rng);
+    const int64_t one[] = {seqs[s]};
+    cache.append(0, one, TensorView<const float>(ks[s].view), TensorView<const float>(vs[s].view));
+  }
+  Buffer<float> q = make_buffer<float>(2, Hq, Sq, D, Layout::kBHSD);
+  fill_normal(q.view, rng);
+  const Longformer lf(9, {0, 70}, {1, 2, 1, 3}, true);
+  AttentionOptions o;
+  o.pattern = lf;
+  for (Algorithm a : {Algorithm::kDecode, Algorithm::kFlash}) {
+    o.algorithm = a;
+    Buffer<float> out = make_buffer<float>(2, Hq, Sq, D, Layout::kBHSD);
+    poison(out.storage);
+    attention(TensorView<const float>(q.view), cache, 0, seqs, out.view, o);
+    for (int64_t s = 0; s < 2; ++s) {
+      const TensorView<const float> qs(q.view.row(s, 0, 0), {1, Hq, Sq, D}, q.view.strides());
+      Buffer<float> alone = make_buffer<float>(1, Hq, Sq, D, Layout::kBHSD);
+      attention(qs, TensorView<const float>(ks[s].view), TensorView<const float>(vs[s].view),
+                alone.view, o);
+      for (int64_t h = 0; h < Hq; ++h)
+        for (int64_t i = 0; i < Sq; ++i)
+          for (int64_t d = 0; d < D; ++d) {
+            ASSERT_NEAR(out.view(s, h, i, d), alone.view(0, h, i, d), 1e-6)
+                << algorithm_name(a) << " seq " << s << " h " << h << " i " << i;
+          }
+    }
+  }
 }
 
 }  // namespace
