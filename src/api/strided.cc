@@ -49,8 +49,9 @@ std::optional<StridedPlan> plan_strided(const Params& p) {
   }
   StridedPlan plan{sh.Sq, sp->stride, sp->local, sp->local / sp->stride + 1,
                    sp->causal || p.causal, {}};
-  // Classes of one or two members: the tile walk does as well.
-  if (plan.S < 2 * plan.stride) return std::nullopt;
+  // Classes of one or two members: the tile walk does as well. (Value
+  // heads beyond 1024 would overflow the merge's row buffer.)
+  if (plan.S < 2 * plan.stride || sh.Dv > 1024) return std::nullopt;
   const int64_t rem = plan.S % plan.stride;
   for (const StridedPlan::Group g : {StridedPlan::Group{0, rem, plan.S / plan.stride + 1},
                                      StridedPlan::Group{rem, plan.stride, plan.S / plan.stride}}) {
@@ -110,10 +111,16 @@ bool strided_attention(const Problem<float>& pb, const AttentionOptions& options
   base.bias = {};
 
   const int parts = causal ? 2 : 3;  // window, left classes, (right classes)
-  std::vector<float> lse(static_cast<size_t>(parts * G * S));
-  std::vector<float> class_out(static_cast<size_t>((parts - 1) * G * S * Dv));
-  const auto lse_part = [&](int part) { return lse.data() + part * G * S; };
-  const auto out_part = [&](int part) { return class_out.data() + (part - 1) * G * S * Dv; };
+  // Kept across calls from this thread: fresh pages cost more to touch than
+  // the class attention itself.
+  thread_local std::vector<float> buffer;
+  const size_t lse_floats = static_cast<size_t>(parts * G * S);
+  const size_t need = lse_floats + static_cast<size_t>((parts - 1) * G * S * Dv);
+  if (buffer.size() < need) buffer.resize(need);
+  float* const lse = buffer.data();
+  float* const class_out = lse + lse_floats;
+  const auto lse_part = [&](int part) { return lse + part * G * S; };
+  const auto out_part = [&](int part) { return class_out + (part - 1) * G * S * Dv; };
 
   for (int64_t b = 0; b < sh.B; ++b) {
     for (int64_t kvh = 0; kvh < sh.Hkv; ++kvh) {
@@ -135,7 +142,7 @@ bool strided_attention(const Problem<float>& pb, const AttentionOptions& options
                 TensorView<float>(lse_part(0), {1, G, S, 1}, {0, S, 1, 1}));
 
       // 2, 3. The classes: residues [r0, r1) have n positions each.
-      std::fill(lse.begin() + G * S, lse.end(), neg_inf);
+      std::fill(lse_part(1), lse + lse_floats, neg_inf);
       for (const auto& [r0, r1, n] : plan->groups) {
         const auto cls = [&](auto view, int64_t first, int64_t rows) {
           // [residues, heads, rows, dim]: residue r, class member a is
@@ -169,18 +176,21 @@ bool strided_attention(const Problem<float>& pb, const AttentionOptions& options
         }
       }
 
-      // 4. Merge in part order.
-      util::ParallelFor(G, p.num_threads, [&](int64_t g, int) {
-        std::vector<float> acc(static_cast<size_t>(Dv));
-        for (int64_t i = 0; i < S; ++i) {
+      // 4. Merge in part order, in blocks of rows.
+      constexpr int64_t kRowsPerBlock = 256;
+      const int64_t blocks = (S + kRowsPerBlock - 1) / kRowsPerBlock;
+      util::ParallelFor(G * blocks, p.num_threads, [&](int64_t item, int) {
+        const int64_t g = item / blocks, i0 = item % blocks * kRowsPerBlock;
+        float acc[1024];  // Dv <= 1024 here (checked below)
+        for (int64_t i = i0; i < std::min(S, i0 + kRowsPerBlock); ++i) {
           float* row = out.row(0, g, i);
           const float merged = kernels::merge_row(
               parts, Dv,
               [&](int64_t part) -> const float* {
                 return part == 0 ? row : out_part(int(part)) + (g * S + i) * Dv;
               },
-              [&](int64_t part) { return lse_part(int(part))[g * S + i]; }, acc.data());
-          std::copy(acc.begin(), acc.end(), row);
+              [&](int64_t part) { return lse_part(int(part))[g * S + i]; }, acc);
+          std::copy(acc, acc + Dv, row);
           if (!pb.lse.empty()) pb.lse(b, kvh * G + g, i, 0) = merged;
         }
       });

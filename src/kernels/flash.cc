@@ -106,7 +106,7 @@ void merge_partials(const detail::Problem<T>& pb, const FlashPlan& plan,
 }  // namespace
 
 FlashPlan make_flash_plan(const detail::Shape& sh, Band band,
-                          int64_t splits) {
+                          int64_t splits, int64_t narrow) {
   FlashPlan plan;
   const int64_t G = sh.group();
   // Causal or windowed calls on short sequences get smaller items: less of
@@ -119,7 +119,7 @@ FlashPlan make_flash_plan(const detail::Shape& sh, Band band,
   int64_t target = band == Band::kNone || sh.Sq >= 2048 ? kTargetRows
                    : sh.Sq >= 1024                      ? kTargetRows / 2
                                                         : kTargetRows / 4;
-  if (band == Band::kNarrow) target = std::min(target, kNarrowRows);
+  if (band == Band::kNarrow) target = std::min(target, narrow);
   plan.block_positions = std::clamp<int64_t>(target / G, 1, sh.Sq);
   plan.blocks_per_head =
       (sh.Sq + plan.block_positions - 1) / plan.block_positions;
@@ -162,7 +162,7 @@ FlashPlan make_flash_plan(const detail::Shape& sh, Band band,
 }
 
 FlashWork count_flash_work(const detail::Params& p, int64_t splits) {
-  const FlashPlan plan = make_flash_plan(p.shape, band(p), splits);
+  const FlashPlan plan = make_flash_plan(p, splits);
   const int64_t G = p.shape.group();
   std::vector<KeyRange> ranges(static_cast<size_t>(plan.block_positions));
   FlashWork work;
@@ -206,7 +206,7 @@ template <class T>
 void flash_attention(const detail::Problem<T>& problem, Workspace* workspace,
                      int64_t splits) {
   const detail::Params& p = problem.params;
-  FlashPlan plan = make_flash_plan(p.shape, band(p), splits);
+  FlashPlan plan = make_flash_plan(p, splits);
   if constexpr (std::is_same_v<T, bfloat16>) plan.bf16_dot = cpu_has_avx512_bf16();
   const auto fn = item_function<T>();
   run_flash_items<T>(

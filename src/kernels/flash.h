@@ -77,15 +77,24 @@ inline Band band(const detail::Params& p) {
   return wide ? Band::kWide : Band::kNone;
 }
 
-// Rows per work item for narrow bands on long sequences (measured at S 16K,
-// window 512: 384 rows 9.1x faster than full causal, 128 rows 12.0x, 64
-// rows 12.8x but 20% slower on dense tiles).
+// Rows per work item for narrow bands on long sequences: a band of w keys
+// costs about (rows + w + 64) keys per row, so smaller items waste less,
+// while items under 64 rows lose on the tiles they do compute (measured at
+// S 16K, window 512: 384 rows 9.1x faster than full causal, 128 rows
+// 12.0x, 64 rows 12.8x). Windows get about w / 4 rows, patterns 128.
 inline constexpr int64_t kNarrowRows = 128;
+inline int64_t narrow_rows(const detail::Params& p) {
+  if (p.window_left < 0) return kNarrowRows;
+  return std::clamp<int64_t>(p.window_left / 4 / 32 * 32, 64, kNarrowRows);
+}
 
 // band: as above. splits: 1 for the flash algorithm, 0 (automatic) or a
-// count for decode.
+// count for decode. narrow: rows per item for Band::kNarrow.
 FlashPlan make_flash_plan(const detail::Shape& shape, Band band = Band::kNone,
-                          int64_t splits = 1);
+                          int64_t splits = 1, int64_t narrow = kNarrowRows);
+inline FlashPlan make_flash_plan(const detail::Params& p, int64_t splits) {
+  return make_flash_plan(p.shape, band(p), splits, narrow_rows(p));
+}
 
 // What one work item covers: batch entry b, KV head kvh, query positions
 // [i0, i0 + br) of the G heads of the group, and the keys [keys_begin,

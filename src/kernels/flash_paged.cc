@@ -73,7 +73,7 @@ void flash_attention_paged(const detail::Problem<T>& problem,
                            const PagedKV<E>& kv, Workspace* workspace,
                            int64_t splits) {
   const detail::Params& p = problem.params;
-  FlashPlan plan = make_flash_plan(p.shape, band(p), splits);
+  FlashPlan plan = make_flash_plan(p, splits);
   if constexpr (std::is_same_v<T, bfloat16>) plan.bf16_dot = cpu_has_avx512_bf16();
   const auto fn = paged_item_function<T, E>();
   run_flash_items<T>(
