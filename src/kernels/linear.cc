@@ -74,17 +74,20 @@ HWY_INLINE float Dot(const float* HWY_RESTRICT a, const float* HWY_RESTRICT b,
 constexpr int kRows = 4;
 constexpr int kVecs = HWY_MAX_BYTES >= 64 ? 4 : 2;
 
-// C[r, c0 .. c0 + V*N) += sum_{k < K} A[r * lda + k] * B[k * ldb + c0 ..]
-// for R rows: A's elements broadcast, B's rows the vector axis.
+// C[r, c0 .. c0 + V*N) (+)= sum_{k < K} A[r * lda + k] * B[k * ldb + c0 ..]
+// for R rows: A's elements broadcast, B's rows the vector axis. add:
+// accumulate into C, else overwrite it.
 template <int R, int V>
 HWY_INLINE void ProductBlock(const float* HWY_RESTRICT A, int64_t lda, int64_t K,
                              const float* HWY_RESTRICT B, int64_t ldb,
-                             float* HWY_RESTRICT C, int64_t ldc) {
+                             float* HWY_RESTRICT C, int64_t ldc, bool add) {
   const DF df;
   const size_t N = hn::Lanes(df);
   hn::Vec<DF> acc[R][V];
   for (int r = 0; r < R; ++r)
-    for (int v = 0; v < V; ++v) acc[r][v] = hn::LoadU(df, C + r * ldc + v * N);
+    for (int v = 0; v < V; ++v) {
+      acc[r][v] = add ? hn::LoadU(df, C + r * ldc + v * N) : hn::Zero(df);
+    }
   for (int64_t k = 0; k < K; ++k) {
     hn::Vec<DF> b[V];
     for (int v = 0; v < V; ++v) b[v] = hn::LoadU(df, B + k * ldb + v * N);
@@ -99,33 +102,55 @@ HWY_INLINE void ProductBlock(const float* HWY_RESTRICT A, int64_t lda, int64_t K
 
 template <int R>
 HWY_INLINE void ProductRows(const float* A, int64_t lda, int64_t K, const float* B,
-                            int64_t ldb, float* C, int64_t ldc, int64_t vecs) {
+                            int64_t ldb, float* C, int64_t ldc, int64_t vecs,
+                            bool add) {
   const int64_t N = static_cast<int64_t>(hn::Lanes(DF()));
   for (int64_t c = 0; c < vecs; c += kVecs) {
     const int64_t col = c * N;
     switch (std::min<int64_t>(kVecs, vecs - c)) {
-      case 1: ProductBlock<R, 1>(A, lda, K, B + col, ldb, C + col, ldc); break;
-      case 2: ProductBlock<R, 2>(A, lda, K, B + col, ldb, C + col, ldc); break;
+      case 1: ProductBlock<R, 1>(A, lda, K, B + col, ldb, C + col, ldc, add); break;
+      case 2: ProductBlock<R, 2>(A, lda, K, B + col, ldb, C + col, ldc, add); break;
 #if HWY_MAX_BYTES >= 64
-      case 3: ProductBlock<R, 3>(A, lda, K, B + col, ldb, C + col, ldc); break;
-      case 4: ProductBlock<R, 4>(A, lda, K, B + col, ldb, C + col, ldc); break;
+      case 3: ProductBlock<R, 3>(A, lda, K, B + col, ldb, C + col, ldc, add); break;
+      case 4: ProductBlock<R, 4>(A, lda, K, B + col, ldb, C + col, ldc, add); break;
 #endif
       default: break;
     }
   }
 }
 
-// C[M, cols] += A[M, K] B[K, cols], row-major with leading dims lda, ldb,
-// ldc; cols a multiple of the vector length.
+// C[M, cols] (+)= A[M, K] B[K, cols], row-major with leading dims lda,
+// ldb, ldc; cols a multiple of the vector length; add: accumulate.
 HWY_INLINE void Product(const float* A, int64_t lda, int64_t M, int64_t K,
                         const float* B, int64_t ldb, float* C, int64_t ldc,
-                        int64_t cols) {
+                        int64_t cols, bool add = true) {
   const int64_t vecs = cols / static_cast<int64_t>(hn::Lanes(DF()));
   int64_t r = 0;
   for (; r + kRows <= M; r += kRows) {
-    ProductRows<kRows>(A + r * lda, lda, K, B, ldb, C + r * ldc, ldc, vecs);
+    ProductRows<kRows>(A + r * lda, lda, K, B, ldb, C + r * ldc, ldc, vecs, add);
   }
-  for (; r < M; ++r) ProductRows<1>(A + r * lda, lda, K, B, ldb, C + r * ldc, ldc, vecs);
+  for (; r < M; ++r) {
+    ProductRows<1>(A + r * lda, lda, K, B, ldb, C + r * ldc, ldc, vecs, add);
+  }
+}
+
+// C[M, cols] += tril(A)[M, M] B[M, cols]: row r takes A[r, 0 .. r] only.
+// Blocks of kRows rows run K = (last row of the block) + 1 keys with the
+// block's small upper triangle of A cleared, so A's upper part is never
+// read.
+HWY_INLINE void LowerProduct(float* A, int64_t lda, int64_t M, const float* B,
+                             int64_t ldb, float* C, int64_t ldc, int64_t cols) {
+  const int64_t vecs = cols / static_cast<int64_t>(hn::Lanes(DF()));
+  int64_t r = 0;
+  for (; r + kRows <= M; r += kRows) {
+    for (int64_t x = 0; x < kRows; ++x) {
+      for (int64_t y = x + 1; y < kRows; ++y) A[(r + x) * lda + r + y] = 0.0f;
+    }
+    ProductRows<kRows>(A + r * lda, lda, r + kRows, B, ldb, C + r * ldc, ldc, vecs, true);
+  }
+  for (; r < M; ++r) {
+    ProductRows<1>(A + r * lda, lda, r + 1, B, ldb, C + r * ldc, ldc, vecs, true);
+  }
 }
 
 // A stored row of n elements as float.
@@ -262,13 +287,10 @@ void CausalSegment(const LinearProblem<T>& p, const LinearPlan& plan, int64_t b,
         Phi(p, Widen(p.q.row(b, h, c0 + ii), D, row), phiq + ii * D, D);
       }
       // NUM = phi(Q) S: the keys before the chunk.
-      std::fill(num, num + n * Dvp, 0.0f);
-      Product(phiq, D, n, D, S, Dvp, num, Dvp, Dvp);
-      // A = phi(Q) phi(K)^T, lower triangle kept: the chunk's own keys.
-      std::fill(A, A + n * C, 0.0f);
-      Product(phiq, D, n, D, phikt, C, A, C, C);
-      for (int64_t ii = 0; ii < n; ++ii) std::fill(A + ii * C + ii + 1, A + (ii + 1) * C, 0.0f);
-      Product(A, C, n, n, V, Dvp, num, Dvp, Dvp);
+      Product(phiq, D, n, D, S, Dvp, num, Dvp, Dvp, /*add=*/false);
+      // A = phi(Q) phi(K)^T, its lower triangle: the chunk's own keys.
+      Product(phiq, D, n, D, phikt, C, A, C, C, /*add=*/false);
+      LowerProduct(A, C, n, V, Dvp, num, Dvp, Dvp);
       for (int64_t ii = 0; ii < n; ++ii) {
         float den = Dot(phiq + ii * D, z_chunk, D);
         for (int64_t jj = 0; jj <= ii; ++jj) den += A[ii * C + jj];
@@ -299,8 +321,7 @@ void NonCausalRows(const LinearProblem<T>& p, const LinearPlan& plan, int64_t b,
     for (int64_t ii = 0; ii < n; ++ii) {
       Phi(p, Widen(p.q.row(b, h, i0 + ii), D, row), phiq + ii * D, D);
     }
-    std::fill(num, num + n * Dvp, 0.0f);
-    Product(phiq, D, n, D, S, Dvp, num, Dvp, Dvp);
+    Product(phiq, D, n, D, S, Dvp, num, Dvp, Dvp, /*add=*/false);
     for (int64_t ii = 0; ii < n; ++ii) {
       WriteRow(p, b, h, i0 + ii, num + ii * Dvp, Dot(phiq + ii * D, z, D));
     }
