@@ -86,6 +86,56 @@ attn::TensorView<const T> mask_view(const Array& a, const std::string& path) {
   return {reinterpret_cast<const T*>(a.data.data()), e, st};
 }
 
+// --linear: linear attention (attn/linear.h) on the inputs; no lse.
+int run_linear(const RunArgs& args, const Input& q, const Input& k, const Input& v,
+               bool bshd) {
+  const auto refuse = [](bool given, const std::string& flag) {
+    if (given) throw Error(flag + ": does not apply to --linear");
+  };
+  refuse(!args.window.empty(), "--window");
+  refuse(args.softcap != 0.0f, "--softcap");
+  refuse(args.scale.has_value(), "--scale");
+  refuse(args.alibi || !args.alibi_slopes.empty(), "--alibi");
+  refuse(!args.mask.empty(), "--mask");
+  refuse(!args.key_len.empty(), "--key-len");
+  refuse(!args.pattern.name.empty(), "--pattern");
+  refuse(!args.lse.empty(), "--lse");
+  refuse(args.align != "bottom-right", "--align");
+  attn::LinearOptions o;
+  o.causal = args.causal;
+  o.feature_map = args.feature_map == "relu" ? attn::FeatureMap::kRelu
+                                             : attn::FeatureMap::kEluPlusOne;
+  o.num_threads = args.threads;
+  if (args.algorithm == "reference") {
+    o.algorithm = attn::LinearAlgorithm::kReference;
+  } else if (args.algorithm == "naive") {
+    o.algorithm = attn::LinearAlgorithm::kNaive;
+  } else if (args.algorithm == "chunked") {
+    o.algorithm = attn::LinearAlgorithm::kChunked;
+  } else if (args.algorithm != "auto") {
+    throw Error("--algorithm: with --linear, expected auto, reference, naive or "
+                "chunked, got '" + args.algorithm + "'");
+  }
+  const int64_t B = q.view.extent(attn::kBatch), Hq = q.view.extent(attn::kHeads),
+                Sq = q.view.extent(attn::kSeq), Dv = v.view.extent(attn::kDim);
+  std::vector<float> out(B * Hq * Sq * Dv);
+  const auto out_view = bshd ? attn::TensorView<float>::bshd(out.data(), B, Sq, Hq, Dv)
+                             : attn::TensorView<float>::bhsd(out.data(), B, Hq, Sq, Dv);
+  const double t0 = now_ms();
+  const attn::LinearAlgorithm ran =
+      attn::linear_attention(attn::TensorView<const float>(q.view),
+                             attn::TensorView<const float>(k.view),
+                             attn::TensorView<const float>(v.view), out_view, o);
+  const double ms = now_ms() - t0;
+  std::vector<int64_t> out_shape = q.shape;
+  out_shape[3] = Dv;
+  if (!args.out.empty()) attn::npy::save(args.out, out, out_shape);
+  fmt::print("attn run --linear: q {} k {} v {} ({}) -> out {} with {} in {:.3f} ms\n",
+             shape_str(q.shape), shape_str(k.shape), shape_str(v.shape), args.layout,
+             shape_str(out_shape), attn::linear_algorithm_name(ran), ms);
+  return 0;
+}
+
 int builtin_example(const RunArgs& args) {
   const int64_t B = 1, H = 8, S = 128, D = 64;
   fmt::print(
@@ -159,18 +209,26 @@ void add_run_options(CLI::App& cmd, RunArgs& a) {
   cmd.add_option("--key-len", a.key_len,
                  "valid keys per batch entry, int32/int64 .npy [B]");
   cmd.add_option("--algorithm", a.algorithm,
-                 "auto (default), reference, naive, flash or decode")
-      ->check(CLI::IsMember({"auto", "reference", "naive", "flash", "decode"}));
+                 "auto (default), reference, naive, flash or decode; with --linear "
+                 "auto, reference, naive or chunked")
+      ->check(CLI::IsMember({"auto", "reference", "naive", "flash", "decode", "chunked"}));
   cmd.add_option("--threads", a.threads, "worker threads (0 = all cores)")
       ->check(CLI::NonNegativeNumber);
   add_pattern_options(cmd, a.pattern);
+  cmd.add_flag("--linear", a.linear,
+               "linear attention (docs/linear.md) instead of softmax; with --causal, "
+               "--feature-map, --algorithm auto|reference|naive|chunked");
+  cmd.add_option("--feature-map", a.feature_map, "--linear: elu (elu + 1) or relu")
+      ->check(CLI::IsMember({"elu", "relu"}));
   cmd.add_option("--out", a.out, "output .npy, float32, in --layout order");
   cmd.add_option("--lse", a.lse, "log-sum-exp .npy, float32 [B, Hq, Sq]");
 }
 
 int run_command(const RunArgs& args) {
-  const attn::Algorithm algorithm = parse_algorithm(args.algorithm);
+  const attn::Algorithm algorithm =
+      args.linear ? attn::Algorithm::kAuto : parse_algorithm(args.algorithm);
   if (args.q.empty() && args.k.empty() && args.v.empty()) {
+    if (args.linear) throw Error("--linear: give --q, --k and --v");
     if (algorithm != attn::Algorithm::kAuto) {
       throw Error(
           "--algorithm: the built-in example runs reference and "
@@ -187,6 +245,7 @@ int run_command(const RunArgs& args) {
   Input q = read_qkv("--q", args.q, bshd);
   Input k = read_qkv("--k", args.k, bshd);
   Input v = read_qkv("--v", args.v, bshd);
+  if (args.linear) return run_linear(args, q, k, v, bshd);
 
   attn::AttentionOptions o;
   o.causal = args.causal;

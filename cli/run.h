@@ -24,6 +24,8 @@ struct RunArgs {
   int threads = 0;
   std::string out, lse;
   PatternArgs pattern;
+  bool linear = false;             // --linear: linear attention
+  std::string feature_map = "elu";  // or "relu"
 };
 
 void add_run_options(CLI::App& cmd, RunArgs& args);

@@ -223,6 +223,44 @@ def pattern_cases(r, rng, Hq, Sq, Skv):
     ]
 
 
+def linear_cases(r, rng):
+    """--linear against linear attention in float64 NumPy (Katharopoulos et
+    al.: phi(q) . phi(k) in place of exp(q . k))."""
+    B, Hq, Hkv, S, D, Dv = 2, 4, 2, 70, 16, 8
+    q = rng.standard_normal((B, Hq, S, D)).astype(np.float32)
+    k = rng.standard_normal((B, Hkv, S, D)).astype(np.float32)
+    v = rng.standard_normal((B, Hkv, S, Dv)).astype(np.float32)
+    qp, kp, vp = (r.save(f"lin_{n}.npy", x) for n, x in (("q", q), ("k", k), ("v", v)))
+    maps = {"elu": lambda x: np.where(x > 0, x + 1, np.exp(np.minimum(x, 0))),
+            "relu": lambda x: np.maximum(x, 0)}
+    for fmap in ("elu", "relu"):
+        for causal in (False, True):
+            phi = maps[fmap]
+            fq = phi(q.astype(np.float64))
+            fk = np.repeat(phi(k.astype(np.float64)), Hq // Hkv, axis=1)
+            vv = np.repeat(v.astype(np.float64), Hq // Hkv, axis=1)
+            a = np.einsum("bhid,bhjd->bhij", fq, fk)
+            if causal:
+                a = np.tril(a)
+            den = a.sum(-1, keepdims=True)
+            want = np.einsum("bhij,bhjd->bhid", a, vv) / np.where(den != 0, den, 1)
+            want = np.where(den != 0, want, 0)
+            for algorithm in ("auto", "reference", "naive", "chunked"):
+                label = f"linear {fmap}{' causal' if causal else ''} [{algorithm}]"
+                out_p = r.path("lin_out.npy")
+                if os.path.exists(out_p):
+                    os.remove(out_p)
+                res = r.run(["--q", qp, "--k", kp, "--v", vp, "--linear", "--feature-map",
+                             fmap, "--algorithm", algorithm, "--out", out_p] +
+                            (["--causal"] if causal else []))
+                if res.returncode != 0:
+                    r.check(label, False, f"exit {res.returncode}: {res.stderr.strip()}")
+                    continue
+                out = np.load(out_p)
+                err = np.abs(out - want).max() / max(np.abs(want).max(), 1e-6)
+                r.check(label, out.shape == want.shape and err <= TOL, f"rel err {err:.3g}")
+
+
 def file_format_cases(r, rng):
     """Inputs as NumPy writes them in other forms read the same."""
     q = rng.standard_normal((1, 2, 5, 4)).astype(np.float32)
@@ -289,6 +327,13 @@ def error_cases(r, rng):
                                  "--block-layout", f64], "--block-layout"),
         ("layout shape", base + ["--pattern", "block-sparse", "--block", "2",
                                  "--block-layout", bad_mask], "BlockSparse: layout is"),
+        ("linear with a window", base + ["--linear", "--window", "3,0"],
+         "--window: does not apply to --linear"),
+        ("linear with flash", base + ["--linear", "--algorithm", "flash"],
+         "with --linear, expected auto"),
+        ("linear causal lengths", base + ["--linear", "--causal"],
+         "causal linear attention needs as many queries"),
+        ("linear feature map", base + ["--linear", "--feature-map", "tanh"], "--feature-map"),
         ("cu_seqlens past keys", base + ["--pattern", "documents", "--cu-seqlens",
                                          bad_len], "Documents"),
     ]
@@ -328,6 +373,7 @@ def main():
     r = Runner(sys.argv[1], sys.argv[2])
     rng = np.random.default_rng(20240601)
     parity_cases(r, rng)
+    linear_cases(r, rng)
     file_format_cases(r, rng)
     error_cases(r, rng)
     builtin_example(r)

@@ -58,13 +58,8 @@ struct LinearCase {
     fill_normal(v.view, rng);
   }
   std::vector<double> reference(const LinearOptions& o) {
-    kernels::LinearProblem<T> p;
-    p.shape = {d.B, d.Hq, d.Hkv, d.Sq, d.Skv, d.D, d.Dv};
-    p.causal = o.causal;
-    p.map = o.feature_map;
-    p.custom = o.custom;
-    p.custom_context = o.custom_context;
-    p.eps = o.eps;
+    kernels::LinearProblem<T> p = kernels::make_linear_problem<T>(
+        o, {d.B, d.Hq, d.Hkv, d.Sq, d.Skv, d.D, d.Dv});
     p.q = q.view;
     p.k = k.view;
     p.v = v.view;

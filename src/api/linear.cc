@@ -44,19 +44,6 @@ void check_options(const LinearOptions& o, int64_t D, const std::string& fn) {
 }
 
 template <class T>
-kernels::LinearProblem<T> make_problem(const LinearOptions& o, const detail::Shape& s) {
-  kernels::LinearProblem<T> p;
-  p.shape = s;
-  p.causal = o.causal;
-  p.map = o.feature_map;
-  p.custom = o.custom;
-  p.custom_context = o.custom_context;
-  p.eps = o.eps;
-  p.num_threads = o.num_threads;
-  return p;
-}
-
-template <class T>
 LinearAlgorithm run(TensorView<const T> q, TensorView<const T> k, TensorView<const T> v,
                     TensorView<T> out, const LinearOptions& o) {
   const char* fn = "attn::linear_attention";
@@ -67,7 +54,7 @@ LinearAlgorithm run(TensorView<const T> q, TensorView<const T> k, TensorView<con
                 "as keys (Sq " + std::to_string(s.Sq) + ", Skv " + std::to_string(s.Skv) +
                 "); continue a sequence with attn::LinearState");
   }
-  kernels::LinearProblem<T> p = make_problem<T>(o, s);
+  kernels::LinearProblem<T> p = kernels::make_linear_problem<T>(o, s);
   p.q = q;
   p.k = k;
   p.v = v;
@@ -176,7 +163,7 @@ void LinearState::append(TensorView<const float> q, TensorView<const float> k,
   expect("q", "head dim", s.D, m.D);
   expect("v", "value head dim", s.Dv, m.Dv);
   expect("k", "new tokens (as many as q's)", s.Skv, s.Sq);
-  kernels::LinearProblem<float> p = make_problem<float>(m.options, s);
+  kernels::LinearProblem<float> p = kernels::make_linear_problem<float>(m.options, s);
   p.q = q;
   p.k = k;
   p.v = v;

@@ -28,6 +28,20 @@ struct LinearProblem {
   TensorView<T> out;
 };
 
+// The problem for options and a shape (views still to be set).
+template <class T>
+LinearProblem<T> make_linear_problem(const LinearOptions& o, const detail::Shape& s) {
+  LinearProblem<T> p;
+  p.shape = s;
+  p.causal = o.causal;
+  p.map = o.feature_map;
+  p.custom = o.custom;
+  p.custom_context = o.custom_context;
+  p.eps = o.eps;
+  p.num_threads = o.num_threads;
+  return p;
+}
+
 // phi on one row in the precision of F: the reference's double version of
 // the built-in maps (custom maps run in float and are widened).
 template <class F, class T>
