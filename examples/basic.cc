@@ -9,15 +9,12 @@
 #include <random>
 #include <vector>
 
+#include "common.h"
+
 int main() {
   const int64_t B = 1, S = 16, Hq = 8, Hkv = 2, D = 64;
   std::mt19937 rng(42);
-  std::normal_distribution<float> normal;
-  auto random_buffer = [&](int64_t n) {
-    std::vector<float> x(n);
-    for (float& e : x) e = normal(rng);
-    return x;
-  };
+  auto random_buffer = [&](int64_t n) { return example::random_buffer(n, rng); };
   std::vector<float> q = random_buffer(B * S * Hq * D);
   std::vector<float> k = random_buffer(B * S * Hkv * D);
   std::vector<float> v = random_buffer(B * S * Hkv * D);

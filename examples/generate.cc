@@ -12,15 +12,12 @@
 #include <random>
 #include <vector>
 
+#include "common.h"
+
 int main() {
   const int64_t Hq = 8, Hkv = 2, D = 64, prompt = 40, steps = 8;
   std::mt19937 rng(7);
-  std::normal_distribution<float> normal;
-  auto random_buffer = [&](int64_t n) {
-    std::vector<float> x(n);
-    for (float& e : x) e = normal(rng);
-    return x;
-  };
+  auto random_buffer = [&](int64_t n) { return example::random_buffer(n, rng); };
   using View = attn::TensorView<const float>;
 
   attn::KVCacheOptions co;
