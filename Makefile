@@ -5,7 +5,7 @@
 # Everything goes through the CMake presets in CMakePresets.json.
 
 JOBS ?= 2
-FUZZ_SECONDS ?= 60
+FUZZ_SECONDS ?= 30
 BUILD := build
 
 .PHONY: all deps build run test test-release test-asan fuzz debug clean format
@@ -35,20 +35,23 @@ test-asan: deps
 	cmake --build --preset asan -j $(JOBS)
 	ctest --preset asan -j $(JOBS)
 
-# libFuzzer on the .npy reader for a bounded time, starting from the seed
-# files in tests/fuzz/corpus (written by NumPy). A crash prints the log's
-# tail and fails the target.
+# libFuzzer on each file reader (.npy, safetensors) for a bounded time,
+# starting from the seed files in tests/fuzz/corpus (.npy, written by NumPy)
+# and tests/fuzz/corpus-safetensors (written by a Python script). A crash
+# prints the log's tail and fails the target.
 fuzz: deps
 	cmake --preset fuzz
 	cmake --build --preset fuzz -j $(JOBS)
-	rm -rf $(BUILD)/fuzz/corpus-run && mkdir -p $(BUILD)/fuzz/corpus-run
-	cp tests/fuzz/corpus/* $(BUILD)/fuzz/corpus-run/
-	@echo "fuzz: npy_fuzz for $(FUZZ_SECONDS) s (log: $(BUILD)/fuzz/fuzz.log)"
-	@$(BUILD)/fuzz/tests/fuzz/npy_fuzz -max_total_time=$(FUZZ_SECONDS) \
-	  -max_len=4096 -timeout=10 -print_final_stats=1 \
-	  $(BUILD)/fuzz/corpus-run > $(BUILD)/fuzz/fuzz.log 2>&1 \
-	  || { tail -n 60 $(BUILD)/fuzz/fuzz.log; echo "fuzz: FAILED"; exit 1; }
-	@grep -E '^(Done|stat::number_of_executed_units|stat::peak_rss_mb)' $(BUILD)/fuzz/fuzz.log
+	@set -e; for reader in npy safetensors; do \
+	  corpus=tests/fuzz/corpus; [ $$reader = npy ] || corpus=tests/fuzz/corpus-$$reader; \
+	  run=$(BUILD)/fuzz/corpus-run-$$reader; log=$(BUILD)/fuzz/$$reader-fuzz.log; \
+	  rm -rf $$run && mkdir -p $$run && cp $$corpus/* $$run/; \
+	  echo "fuzz: $${reader}_fuzz for $(FUZZ_SECONDS) s (log: $$log)"; \
+	  $(BUILD)/fuzz/tests/fuzz/$${reader}_fuzz -max_total_time=$(FUZZ_SECONDS) \
+	    -max_len=4096 -timeout=10 -print_final_stats=1 $$run > $$log 2>&1 \
+	    || { tail -n 60 $$log; echo "fuzz: $$reader FAILED"; exit 1; }; \
+	  grep -E '^(Done|stat::number_of_executed_units|stat::peak_rss_mb)' $$log; \
+	done
 
 debug: deps
 	cmake --preset debug

@@ -14,6 +14,7 @@
 #include "attn/pattern.h"
 #include "attn/patterns.h"
 #include "attn/rope.h"
+#include "attn/safetensors.h"
 #include "attn/tensor.h"
 #include "attn/types.h"
 #include "attn/simd.h"

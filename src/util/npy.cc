@@ -18,6 +18,7 @@
 #include <optional>
 
 #include "attn/types.h"
+#include "src/util/file_io.h"
 
 namespace attn::npy {
 namespace {
@@ -410,16 +411,8 @@ Array parse(std::span<const std::byte> file, const std::string& name) {
 }
 
 Array load(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) fail(path, "cannot open for reading");
-  in.seekg(0, std::ios::end);
-  const std::streamoff size = in.tellg();
-  if (size < 0) fail(path, "cannot determine its size");
-  in.seekg(0, std::ios::beg);
-  std::vector<std::byte> bytes(static_cast<std::size_t>(size));
-  if (!in.read(reinterpret_cast<char*>(bytes.data()), size)) {
-    fail(path, "read failed");
-  }
+  const std::vector<std::byte> bytes =
+      util::read_file(path, "npy file '" + path + "'");
   return parse(bytes, path);
 }
 
@@ -464,12 +457,7 @@ std::vector<std::byte> serialize(const Array& array) {
 }
 
 void save(const std::string& path, const Array& array) {
-  const std::vector<std::byte> bytes = serialize(array);
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  if (!out) fail(path, "cannot open for writing");
-  out.write(reinterpret_cast<const char*>(bytes.data()),
-            static_cast<std::streamsize>(bytes.size()));
-  if (!out) fail(path, "write failed");
+  util::write_file(path, serialize(array), "npy file '" + path + "'");
 }
 
 void save(const std::string& path, std::span<const float> data,
