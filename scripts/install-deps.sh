@@ -11,8 +11,10 @@ packages=(
   libhwy-dev                          # SIMD with run-time dispatch
   libcli11-dev libfmt-dev             # command-line tool
   nlohmann-json3-dev                  # safetensors headers
+  libopenblas-openmp-dev              # projections (BLAS, OpenMP threads)
   clang libclang-rt-14-dev            # libFuzzer targets
   python3 python3-numpy               # independent NumPy check of attn run
+  python3-torch                       # PyTorch parity of the nn modules
 )
 
 missing=()

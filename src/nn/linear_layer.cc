@@ -1,0 +1,131 @@
+// Linear projections through BLAS (OpenBLAS from Debian, found by FindBLAS):
+//   y[r, o] = sum_i x[r, i] * W[o, i] + b[o]     (x W^T + b, torch layout)
+// One SGEMM over all rows (SGEMV for a single row: decoding is a
+// matrix-vector product and memory bound). The CBLAS prototypes are
+// declared here rather than taken from a header: Debian installs several
+// cblas.h variants and the ABI is the standard one.
+#include <algorithm>
+#include <cstring>
+
+#include "attn/nn.h"
+#include "src/nn/rows.h"
+
+extern "C" {
+enum CblasOrderT { kCblasRowMajor = 101 };
+enum CblasTransposeT { kCblasNoTrans = 111, kCblasTrans = 112 };
+void cblas_sgemm(int order, int trans_a, int trans_b, int m, int n, int k,
+                 float alpha, const float* a, int lda, const float* b, int ldb,
+                 float beta, float* c, int ldc);
+void cblas_sgemv(int order, int trans, int m, int n, float alpha,
+                 const float* a, int lda, const float* x, int incx, float beta,
+                 float* y, int incy);
+}
+
+namespace attn::nn {
+namespace detail {
+
+void fail(const std::string& where, const std::string& what) {
+  throw Error(where + ": " + what);
+}
+
+template <class T>
+void check_rows(const TensorView<T>& x, const char* where, const char* name,
+                int64_t features, int64_t batch, int64_t seq) {
+  const std::string w = std::string(where) + ": " + name;
+  if (x.empty() && x.numel() != 0) fail(w, "is empty");
+  if (x.extent(1) != 1) {
+    fail(w, "must be [B, 1, S, E] (extent 1 on axis 1), got extent " +
+                std::to_string(x.extent(1)));
+  }
+  if (x.extent(3) != features) {
+    fail(w, "must have " + std::to_string(features) + " features, got " +
+                std::to_string(x.extent(3)));
+  }
+  if (batch >= 0 && x.extent(0) != batch) {
+    fail(w, "must have batch " + std::to_string(batch) + ", got " +
+                std::to_string(x.extent(0)));
+  }
+  if (seq >= 0 && x.extent(2) != seq) {
+    fail(w, "must have " + std::to_string(seq) + " rows, got " +
+                std::to_string(x.extent(2)));
+  }
+  for (int a = 0; a < 4; ++a) {
+    if (x.stride(a) < 0) fail(w, "strides must be >= 0");
+  }
+  if (features > 1 && x.stride(3) != 1) fail(w, "feature stride must be 1");
+  if (x.extent(2) > 1 && x.stride(2) < features) {
+    fail(w, "row stride must be >= the feature count (rows overlap)");
+  }
+  if (x.extent(2) == 1 && x.extent(0) > 1 && x.stride(0) < features) {
+    fail(w, "batch stride must be >= the feature count (rows overlap)");
+  }
+  if (x.numel() > 0 && x.data() == nullptr) fail(w, "has no data");
+}
+
+template void check_rows(const TensorView<float>&, const char*, const char*,
+                         int64_t, int64_t, int64_t);
+template void check_rows(const TensorView<const float>&, const char*,
+                         const char*, int64_t, int64_t, int64_t);
+
+}  // namespace detail
+
+void linear_rows(const float* x, int64_t rows, int64_t ldx, const float* w,
+                 int64_t in, int64_t out, const float* bias, float* y,
+                 int64_t ldy, bool accumulate) {
+  if (rows <= 0 || out <= 0) return;
+  if (in == 0) {
+    for (int64_t r = 0; r < rows; ++r) {
+      float* yr = y + r * ldy;
+      if (!accumulate) std::fill(yr, yr + out, 0.0f);
+    }
+  } else if (rows == 1) {
+    // beta = 0 may keep a NaN already in y (0 * NaN) in some OpenBLAS
+    // versions: clear explicitly.
+    if (!accumulate) std::fill(y, y + out, 0.0f);
+    cblas_sgemv(kCblasRowMajor, kCblasNoTrans, static_cast<int>(out),
+                static_cast<int>(in), 1.0f, w, static_cast<int>(in), x, 1,
+                1.0f, y, 1);
+  } else {
+    cblas_sgemm(kCblasRowMajor, kCblasNoTrans, kCblasTrans,
+                static_cast<int>(rows), static_cast<int>(out),
+                static_cast<int>(in), 1.0f, x, static_cast<int>(ldx), w,
+                static_cast<int>(in), accumulate ? 1.0f : 0.0f, y,
+                static_cast<int>(ldy));
+  }
+  if (bias != nullptr) {
+    for (int64_t r = 0; r < rows; ++r) {
+      float* yr = y + r * ldy;
+      for (int64_t o = 0; o < out; ++o) yr[o] += bias[o];
+    }
+  }
+}
+
+Linear::Linear(int64_t in, int64_t out, bool with_bias)
+    : in_features(in), out_features(out) {
+  if (in < 0 || out < 0) detail::fail("nn::Linear", "sizes must be >= 0");
+  weight.assign(static_cast<size_t>(in * out), 0.0f);
+  if (with_bias) bias.assign(static_cast<size_t>(out), 0.0f);
+}
+
+void Linear::forward(TensorView<const float> x, TensorView<float> y,
+                     bool accumulate) const {
+  const char* where = "nn::Linear::forward";
+  if (weight.size() != static_cast<size_t>(in_features * out_features)) {
+    detail::fail(where, "weight must hold out_features * in_features = " +
+                            std::to_string(in_features * out_features) +
+                            " floats, has " + std::to_string(weight.size()));
+  }
+  if (!bias.empty() && bias.size() != static_cast<size_t>(out_features)) {
+    detail::fail(where, "bias must be empty or hold out_features floats");
+  }
+  detail::check_rows(x, where, "x", in_features);
+  detail::check_rows(y, where, "y", out_features, x.extent(0), x.extent(2));
+  const float* b = bias.empty() ? nullptr : bias.data();
+  detail::for_each_block(x, y, [&](const float* xr, int64_t ldx, float* yr,
+                                    int64_t ldy, int64_t rows) {
+    linear_rows(xr, rows, ldx, weight.data(), in_features, out_features, b,
+                yr, ldy, accumulate);
+  });
+}
+
+}  // namespace attn::nn

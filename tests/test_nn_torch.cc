@@ -1,0 +1,326 @@
+// attn::nn against PyTorch: tests/torch_parity.py writes random weights,
+// inputs and torch's outputs (ctest runs it first, as a fixture); each test
+// loads one case, runs attn::nn and requires (a missing file fails)
+//   max |attn - torch| <= 1e-5 * max |torch|      (float32 both sides).
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdlib>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "attn/nn.h"
+#include "attn/safetensors.h"
+
+namespace attn::nn {
+namespace {
+
+constexpr double kTolerance = 1e-5;
+
+class TorchCase {
+ public:
+  explicit TorchCase(const std::string& name) : name_(name) {
+    // ctest writes the file with tests/torch_parity.py first (a fixture);
+    // ATTN_TORCH_PARITY points elsewhere.
+    const char* env = std::getenv("ATTN_TORCH_PARITY");
+    file_ = safetensors::File::load(env != nullptr ? env
+                                                   : ATTN_TORCH_PARITY_FILE);
+    meta_ = nlohmann::json::parse(file_.metadata().at(name));
+  }
+  std::vector<float> get(const std::string& t) const {
+    return file_.to_float(name_ + "/" + t);
+  }
+  // Copies rows [r0, r0 + n) of a [rows, cols] tensor.
+  std::vector<float> rows(const std::string& t, int64_t r0, int64_t n) const {
+    const std::vector<float> all = get(t);
+    const int64_t cols = file_.info(name_ + "/" + t).shape.back();
+    return {all.begin() + r0 * cols, all.begin() + (r0 + n) * cols};
+  }
+  int64_t i(const char* k) const { return meta_.at(k).get<int64_t>(); }
+  const nlohmann::json& meta() const { return meta_; }
+
+ private:
+  std::string name_;
+  safetensors::File file_;
+  nlohmann::json meta_;
+};
+
+TensorView<float> rows_view(std::vector<float>& v, int64_t B, int64_t S,
+                            int64_t E) {
+  EXPECT_EQ(v.size(), static_cast<size_t>(B * S * E));
+  return TensorView<float>::bhsd(v.data(), B, 1, S, E);
+}
+
+void expect_close(const std::vector<float>& got,
+                  const std::vector<float>& want, const std::string& what) {
+  ASSERT_EQ(got.size(), want.size()) << what;
+  double err = 0, scale = 0;
+  for (size_t i = 0; i < got.size(); ++i) {
+    ASSERT_TRUE(std::isfinite(got[i])) << what << " element " << i;
+    err = std::max(err, std::abs(double(got[i]) - want[i]));
+    scale = std::max(scale, std::abs(double(want[i])));
+  }
+  ASSERT_GT(scale, 0.0) << what;
+  EXPECT_LE(err, kTolerance * scale)
+      << what << ": max abs error " << err << ", output scale " << scale
+      << " (relative " << err / scale << ")";
+}
+
+// torch.nn.MultiheadAttention's fused in_proj [3E, E] into q_proj and
+// kv_proj (the same rows, contiguous).
+void load_in_proj(const TorchCase& c, const std::string& prefix,
+                  MultiHeadAttention& m, int64_t E) {
+  m.q_proj.weight = c.rows(prefix + "in_proj_weight", 0, E);
+  m.kv_proj.weight = c.rows(prefix + "in_proj_weight", E, 2 * E);
+  const std::vector<float> b = c.get(prefix + "in_proj_bias");
+  m.q_proj.bias.assign(b.begin(), b.begin() + E);
+  m.kv_proj.bias.assign(b.begin() + E, b.end());
+  m.o_proj.weight = c.get(prefix + "out_proj.weight");
+  m.o_proj.bias = c.get(prefix + "out_proj.bias");
+}
+
+std::vector<float> poisoned(size_t n) {
+  return std::vector<float>(n, std::nanf(""));
+}
+
+TEST(TorchParity, MultiheadAttentionSelf) {
+  TorchCase c("mha_self");
+  const int64_t E = c.i("E"), H = c.i("H"), B = c.i("B"), S = c.i("S");
+  const auto lengths = c.meta().at("lengths").get<std::vector<int64_t>>();
+  MultiHeadAttention m({.d_model = E, .num_heads = H});
+  load_in_proj(c, "", m, E);
+  std::vector<float> x = c.get("x");
+  const TensorView<const float> xv = rows_view(x, B, S, E);
+
+  std::vector<float> out = poisoned(x.size());
+  m.forward(xv, rows_view(out, B, S, E), {.key_lengths = lengths});
+  expect_close(out, c.get("out_pad"), "key_padding_mask as key lengths");
+
+  // The same padding as a boolean mask [B, 1, 1, S] broadcast over heads
+  // and rows.
+  std::vector<uint8_t> keep(static_cast<size_t>(B * S));
+  for (int64_t b = 0; b < B; ++b) {
+    for (int64_t j = 0; j < S; ++j) keep[b * S + j] = j < lengths[b];
+  }
+  const TensorView<const bool> mask(reinterpret_cast<const bool*>(keep.data()),
+                                    {B, 1, 1, S}, {S, 0, 0, 1});
+  out = poisoned(x.size());
+  m.forward(xv, rows_view(out, B, S, E), {.mask = mask});
+  expect_close(out, c.get("out_pad"), "key_padding_mask as a boolean mask");
+
+  // Causal attn_mask: the module's causal flag.
+  AttentionConfig causal{.d_model = E, .num_heads = H, .causal = true};
+  MultiHeadAttention mc(causal);
+  load_in_proj(c, "", mc, E);
+  out = poisoned(x.size());
+  mc.forward(xv, rows_view(out, B, S, E));
+  expect_close(out, c.get("out_causal"), "causal attn_mask");
+
+  // Additive float attn_mask [S, S] broadcast over batch and heads, with the
+  // padding.
+  std::vector<float> bias = c.get("bias");
+  const TensorView<const float> bv(bias.data(), {1, 1, S, S}, {0, 0, S, 1});
+  out = poisoned(x.size());
+  m.forward(xv, rows_view(out, B, S, E),
+            {.key_lengths = lengths, .bias = bv});
+  expect_close(out, c.get("out_bias"), "additive attn_mask + padding");
+}
+
+TEST(TorchParity, MultiheadAttentionCross) {
+  TorchCase c("mha_cross");
+  const int64_t E = c.i("E"), H = c.i("H"), B = c.i("B"), S = c.i("S"),
+                L = c.i("L"), KD = c.i("KD");
+  MultiHeadAttention m({.d_model = E, .num_heads = H, .kv_dim = KD});
+  m.q_proj.weight = c.get("q_proj_weight");
+  m.kv_proj.weight = c.get("k_proj_weight");
+  const std::vector<float> wv = c.get("v_proj_weight");
+  m.kv_proj.weight.insert(m.kv_proj.weight.end(), wv.begin(), wv.end());
+  const std::vector<float> b = c.get("in_proj_bias");
+  m.q_proj.bias.assign(b.begin(), b.begin() + E);
+  m.kv_proj.bias.assign(b.begin() + E, b.end());
+  m.o_proj.weight = c.get("out_proj.weight");
+  m.o_proj.bias = c.get("out_proj.bias");
+
+  std::vector<float> x = c.get("x"), mem = c.get("memory");
+  const std::vector<float> keepf = c.get("keep");
+  std::vector<uint8_t> keep(keepf.begin(), keepf.end());
+  const TensorView<const bool> mask(reinterpret_cast<const bool*>(keep.data()),
+                                    {B, 1, 1, L}, {L, 0, 0, 1});
+  std::vector<float> out = poisoned(x.size());
+  m.forward(rows_view(x, B, S, E), rows_view(out, B, S, E),
+            {.memory = rows_view(mem, B, L, KD), .mask = mask});
+  expect_close(out, c.get("out"), "cross-attention from memory");
+
+  // Projected once, as a decoder does across steps.
+  const MemoryKV kv = m.project_memory(rows_view(mem, B, L, KD));
+  out = poisoned(x.size());
+  m.forward(rows_view(x, B, S, E), rows_view(out, B, S, E),
+            {.memory_kv = &kv, .mask = mask});
+  expect_close(out, c.get("out"), "cross-attention from memory_kv");
+}
+
+void run_encoder_case(const char* name) {
+  TorchCase c(name);
+  const int64_t E = c.i("E"), H = c.i("H"), F = c.i("F"), B = c.i("B"),
+                S = c.i("S");
+  const auto lengths = c.meta().at("lengths").get<std::vector<int64_t>>();
+  const bool norm_first = c.meta().at("norm_first").get<bool>();
+  const std::string act = c.meta().at("activation").get<std::string>();
+  BlockConfig cfg;
+  cfg.attention = {.d_model = E, .num_heads = H};
+  cfg.mlp = {.d_model = E, .hidden = F,
+             .activation = act == "gelu" ? Activation::kGelu : Activation::kRelu};
+  cfg.pre_norm = norm_first;
+  TransformerBlock block(cfg);
+  load_in_proj(c, "self_attn.", block.self_attn, E);
+  block.mlp.up.weight = c.get("linear1.weight");
+  block.mlp.up.bias = c.get("linear1.bias");
+  block.mlp.down.weight = c.get("linear2.weight");
+  block.mlp.down.bias = c.get("linear2.bias");
+  block.attn_norm.weight = c.get("norm1.weight");
+  block.attn_norm.bias = c.get("norm1.bias");
+  block.mlp_norm.weight = c.get("norm2.weight");
+  block.mlp_norm.bias = c.get("norm2.bias");
+  std::vector<float> x = c.get("x");
+  block.forward(rows_view(x, B, S, E), {.self = {.key_lengths = lengths}});
+  expect_close(x, c.get("out"), name);
+}
+
+TEST(TorchParity, TransformerEncoderLayerPostNormGelu) {
+  run_encoder_case("encoder_post_gelu");
+}
+
+TEST(TorchParity, TransformerEncoderLayerPreNormRelu) {
+  run_encoder_case("encoder_pre_relu");
+}
+
+TEST(TorchParity, TransformerDecoderLayer) {
+  TorchCase c("decoder_layer");
+  const int64_t E = c.i("E"), H = c.i("H"), F = c.i("F"), B = c.i("B"),
+                S = c.i("S"), L = c.i("L");
+  const auto mem_lengths =
+      c.meta().at("mem_lengths").get<std::vector<int64_t>>();
+  BlockConfig cfg;
+  cfg.attention = {.d_model = E, .num_heads = H, .causal = true};
+  cfg.cross = AttentionConfig{.d_model = E, .num_heads = H};
+  cfg.mlp = {.d_model = E, .hidden = F, .activation = Activation::kRelu};
+  cfg.pre_norm = false;
+  TransformerBlock block(cfg);
+  load_in_proj(c, "self_attn.", block.self_attn, E);
+  load_in_proj(c, "multihead_attn.", *block.cross_attn, E);
+  block.mlp.up.weight = c.get("linear1.weight");
+  block.mlp.up.bias = c.get("linear1.bias");
+  block.mlp.down.weight = c.get("linear2.weight");
+  block.mlp.down.bias = c.get("linear2.bias");
+  block.attn_norm.weight = c.get("norm1.weight");
+  block.attn_norm.bias = c.get("norm1.bias");
+  block.cross_norm.weight = c.get("norm2.weight");
+  block.cross_norm.bias = c.get("norm2.bias");
+  block.mlp_norm.weight = c.get("norm3.weight");
+  block.mlp_norm.bias = c.get("norm3.bias");
+  std::vector<float> x = c.get("x"), mem = c.get("memory");
+  block.forward(rows_view(x, B, S, E),
+                {.cross = {.memory = rows_view(mem, B, L, E),
+                           .key_lengths = mem_lengths}});
+  expect_close(x, c.get("out"), "decoder layer");
+}
+
+TransformerBlock llama_block(const TorchCase& c) {
+  const int64_t E = c.i("E"), H = c.i("H"), KVH = c.i("KVH"), D = c.i("D"),
+                F = c.i("F");
+  BlockConfig cfg;
+  cfg.attention = {.d_model = E, .num_heads = H, .num_kv_heads = KVH,
+                   .head_dim = D, .qkv_bias = false, .out_bias = false,
+                   .causal = true, .position = Position::kRope};
+  cfg.attention.rope.theta = c.meta().at("theta").get<double>();
+  cfg.mlp = {.d_model = E, .hidden = F, .activation = Activation::kSilu,
+             .gated = true, .bias = false};
+  cfg.norm = NormKind::kRMSNorm;
+  cfg.norm_eps = c.meta().at("eps").get<float>();
+  TransformerBlock block(cfg);
+  block.attn_norm.weight = c.get("input_layernorm.weight");
+  block.mlp_norm.weight = c.get("post_attention_layernorm.weight");
+  block.self_attn.q_proj.weight = c.get("self_attn.q_proj.weight");
+  block.self_attn.kv_proj.weight = c.get("self_attn.k_proj.weight");
+  const std::vector<float> wv = c.get("self_attn.v_proj.weight");
+  auto& kvw = block.self_attn.kv_proj.weight;
+  kvw.insert(kvw.end(), wv.begin(), wv.end());
+  block.self_attn.o_proj.weight = c.get("self_attn.o_proj.weight");
+  block.mlp.up.weight = c.get("mlp.gate_proj.weight");
+  const std::vector<float> up = c.get("mlp.up_proj.weight");
+  block.mlp.up.weight.insert(block.mlp.up.weight.end(), up.begin(), up.end());
+  block.mlp.down.weight = c.get("mlp.down_proj.weight");
+  return block;
+}
+
+TEST(TorchParity, LlamaBlockPrefill) {
+  TorchCase c("llama_block");
+  const int64_t E = c.i("E"), B = c.i("B"), S = c.i("S");
+  const TransformerBlock block = llama_block(c);
+  std::vector<float> x = c.get("x");
+  block.forward(rows_view(x, B, S, E));
+  expect_close(x, c.get("out"), "llama block prefill");
+}
+
+// Prefill of a prefix through the KV cache, then the rest one token at a
+// time: every step's rows must match torch's full causal forward.
+TEST(TorchParity, LlamaBlockDecodesThroughCache) {
+  TorchCase c("llama_block");
+  const int64_t E = c.i("E"), B = c.i("B"), S = c.i("S"), KVH = c.i("KVH"),
+                D = c.i("D");
+  const TransformerBlock block = llama_block(c);
+  KVCache cache({.num_kv_heads = KVH, .head_dim = D, .max_sequences = B,
+                 .max_tokens = S, .page_size = 8});
+  std::vector<int64_t> seqs;
+  for (int64_t b = 0; b < B; ++b) seqs.push_back(cache.add_sequence());
+  const std::vector<float> x = c.get("x");
+  std::vector<float> got(x.size(), std::nanf(""));
+  const int64_t prefix = S - 4;
+  int64_t done = 0;
+  for (int64_t n : {prefix, int64_t{1}, int64_t{2}, int64_t{1}}) {
+    std::vector<float> chunk(static_cast<size_t>(B * n * E));
+    for (int64_t b = 0; b < B; ++b) {
+      std::copy_n(x.begin() + (b * S + done) * E, n * E,
+                  chunk.begin() + b * n * E);
+    }
+    block.forward(rows_view(chunk, B, n, E),
+                  {.self = {.cache = &cache, .sequences = seqs}});
+    for (int64_t b = 0; b < B; ++b) {
+      std::copy_n(chunk.begin() + b * n * E, n * E,
+                  got.begin() + (b * S + done) * E);
+    }
+    done += n;
+  }
+  ASSERT_EQ(done, S);
+  expect_close(got, c.get("out"), "llama block through the cache");
+}
+
+TEST(TorchParity, T5Buckets) {
+  TorchCase c("t5_buckets");
+  const int64_t first = c.i("first");
+  const std::vector<float> bi = c.get("bidirectional"),
+                           uni = c.get("unidirectional");
+  for (size_t k = 0; k < bi.size(); ++k) {
+    const int64_t rel = first + static_cast<int64_t>(k);
+    EXPECT_EQ(t5_bucket(rel, {32, 128, true}), static_cast<int64_t>(bi[k]))
+        << "relative position " << rel;
+    EXPECT_EQ(t5_bucket(rel, {32, 128, false}), static_cast<int64_t>(uni[k]))
+        << "relative position " << rel;
+  }
+}
+
+TEST(TorchParity, SinusoidalPositions) {
+  TorchCase c("sinusoidal");
+  const std::vector<float> want = c.get("table");
+  const std::vector<float> got = sinusoidal_positions(c.i("P"), c.i("E"));
+  // torch's table is computed in float32 (angles up to 49 rad): its own
+  // error is ~1e-5 absolute, ours ~1e-7.
+  ASSERT_EQ(got.size(), want.size());
+  for (size_t i = 0; i < got.size(); ++i) {
+    EXPECT_NEAR(got[i], want[i], 2e-5) << "element " << i;
+  }
+}
+
+}  // namespace
+}  // namespace attn::nn
