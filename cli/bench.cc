@@ -247,6 +247,14 @@ void add_bench_options(CLI::App& cmd, BenchArgs& a) {
       ->check(CLI::Range(int64_t{64}, int64_t{1} << 24));
   cmd.add_option("--scaling-max", a.scaling_max, "--scaling: longest S")
       ->check(CLI::Range(int64_t{64}, int64_t{1} << 24));
+  cmd.add_flag("--model", a.model,
+               "time one BERT-base and one Llama-3-8B-like layer (prefill and "
+               "decode) with the time split by part; uses all cores");
+  cmd.add_option("--model-tokens", a.model_tokens, "--model: prefill tokens")
+      ->capture_default_str();
+  cmd.add_option("--model-context", a.model_context,
+                 "--model: KV cache tokens before decode")
+      ->capture_default_str();
   cmd.add_flag("--scaling-all", a.scaling_all,
                "--scaling: run full causal and fixed past 32K too (slow)");
 }
@@ -273,6 +281,14 @@ int bench_command(const BenchArgs& args) {
   }
   if (!args.simd.empty()) attn::force_simd_target(args.simd);
   const int threads = args.threads;
+  if (args.model) {
+    if (args.scaling || !args.presets.empty() || args.json) {
+      throw attn::Error("--model: takes no --scaling, --preset or --json");
+    }
+    const int rc = run_model_bench(args);
+    if (!args.simd.empty()) attn::force_simd_target("");
+    return rc;
+  }
   if (args.scaling) {
     if (!args.presets.empty()) throw attn::Error("--scaling: takes no --preset");
     const int rc = run_scaling(args, attn::measure_fma_peak_gflops(threads));

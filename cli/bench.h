@@ -22,6 +22,9 @@ struct BenchArgs {
   bool scaling = false;
   int64_t scaling_min = 1024, scaling_max = 131072;
   bool scaling_all = false;  // also run quadratic patterns past 32K
+  // --model: transformer layers (bench_model.cc).
+  bool model = false;
+  int64_t model_tokens = 512, model_context = 4096;
 };
 
 void add_bench_options(CLI::App& cmd, BenchArgs& args);
@@ -56,6 +59,9 @@ int bench_command(const BenchArgs& args);
 
 // bench_scaling.cc: the --scaling table.
 int run_scaling(const BenchArgs& args, double fp32_peak);
+
+// bench_model.cc: the --model table (BERT-base and Llama-3-8B-like layers).
+int run_model_bench(const BenchArgs& args);
 
 }  // namespace attn_cli
 
