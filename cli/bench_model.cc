@@ -101,7 +101,9 @@ struct Row {
 // call time_ms made.
 Row time_layer(const std::string& name, int64_t tokens, int repeats,
                const std::function<void(Profile*)>& forward) {
-  Row r{name, tokens};
+  Row r;
+  r.name = name;
+  r.tokens = tokens;
   Profile total;
   int calls = 0;
   r.ms = time_ms(repeats, [&] {
@@ -172,7 +174,8 @@ int run_model_bench(const BenchArgs& args) {
     std::copy_n(qkv.begin() + q.numel(), k.numel(), k.data());
     std::copy_n(qkv.begin() + 2 * q.numel(), v.numel(), v.data());
     attn::Workspace ws;
-    attn::AttentionOptions opt{.workspace = &ws};
+    attn::AttentionOptions opt;
+    opt.workspace = &ws;
     flash_ms = time_ms(args.repeats, [&] {
       attn::attention(q.cview(), k.cview(), v.cview(), o.view(), opt);
     });
@@ -185,9 +188,13 @@ int run_model_bench(const BenchArgs& args) {
     TransformerBlock b(cfg);
     randomize(b);
     const int64_t E = 4096, steps = std::max(args.repeats, 3) + 2;
-    attn::KVCache cache({.num_kv_heads = 8, .head_dim = 128, .max_sequences = 3,
-                         .max_tokens = std::max(S, ctx) + 2 * steps + 2,
-                         .page_size = 64});
+    attn::KVCacheOptions co;
+    co.num_kv_heads = 8;
+    co.head_dim = 128;
+    co.max_sequences = 3;
+    co.max_tokens = std::max(S, ctx) + 2 * steps + 2;
+    co.page_size = 64;
+    attn::KVCache cache(co);
     // Prefill S tokens into a fresh sequence.
     std::vector<float> x0(static_cast<size_t>(S * E)), x, ref;
     fill(x0, 1.0f, 11);

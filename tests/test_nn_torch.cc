@@ -270,8 +270,13 @@ TEST(TorchParity, LlamaBlockDecodesThroughCache) {
   const int64_t E = c.i("E"), B = c.i("B"), S = c.i("S"), KVH = c.i("KVH"),
                 D = c.i("D");
   const TransformerBlock block = llama_block(c);
-  KVCache cache({.num_kv_heads = KVH, .head_dim = D, .max_sequences = B,
-                 .max_tokens = S, .page_size = 8});
+  KVCacheOptions co;
+  co.num_kv_heads = KVH;
+  co.head_dim = D;
+  co.max_sequences = B;
+  co.max_tokens = S;
+  co.page_size = 8;
+  KVCache cache(co);
   std::vector<int64_t> seqs;
   for (int64_t b = 0; b < B; ++b) seqs.push_back(cache.add_sequence());
   const std::vector<float> x = c.get("x");

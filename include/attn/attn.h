@@ -9,6 +9,7 @@
 #include "attn/kv_memory.h"
 #include "attn/linear.h"
 #include "attn/machine.h"
+#include "attn/model.h"
 #include "attn/nn.h"
 #include "attn/npy.h"
 #include "attn/options.h"

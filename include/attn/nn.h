@@ -151,10 +151,10 @@ struct AttentionConfig {
   bool out_bias = true;
   bool causal = false;       // decoder self-attention (bottom-right)
   int64_t window_left = -1;  // sliding window, as in AttentionOptions
-  std::optional<float> scale;  // unset: 1 / sqrt(D); T5 uses 1
+  std::optional<float> scale{};  // unset: 1 / sqrt(D); T5 uses 1
   Position position = Position::kNone;
-  RopeOptions rope;  // kRope
-  T5Buckets t5;      // kT5
+  RopeOptions rope{};  // kRope
+  T5Buckets t5{};      // kT5
 };
 
 // Keys and values of an encoder's output projected once for a decoder's
@@ -171,21 +171,21 @@ struct MemoryKV {
 struct AttentionInputs {
   // Cross-attention: keys and values from `memory` [B, 1, L, kv_dim], or
   // from `memory_kv` (already projected). Neither: self-attention.
-  TensorView<const float> memory;
+  TensorView<const float> memory{};
   const MemoryKV* memory_kv = nullptr;
   // Padding: valid key count per batch entry (keys past it are hidden).
-  std::span<const int64_t> key_lengths;
+  std::span<const int64_t> key_lengths{};
   // Masks broadcastable to [B, Hq, Sq, Skv], as in AttentionOptions
   // (boolean: true = visible; bias: added to the scores).
-  TensorView<const bool> mask;
-  TensorView<const float> bias;
+  TensorView<const bool> mask{};
+  TensorView<const float> bias{};
   // Incremental decoding (self-attention only): the new tokens' keys and
   // values are appended to `layer` of `sequences` (one per batch entry),
   // and the queries attend to everything stored; positions continue from
   // each sequence's length. The cache must not rotate keys itself.
   KVCache* cache = nullptr;
   int64_t layer = 0;
-  std::span<const int64_t> sequences;
+  std::span<const int64_t> sequences{};
   // Without a cache: the position of row 0 (RoPE, T5), e.g. for chunks.
   int64_t position_offset = 0;
   Algorithm algorithm = Algorithm::kAuto;
@@ -226,9 +226,9 @@ class MultiHeadAttention {
 };
 
 struct BlockConfig {
-  AttentionConfig attention;            // self-attention
-  std::optional<AttentionConfig> cross;  // encoder-decoder's decoder
-  MlpConfig mlp;
+  AttentionConfig attention{};            // self-attention
+  std::optional<AttentionConfig> cross{};  // encoder-decoder's decoder
+  MlpConfig mlp{};
   NormKind norm = NormKind::kLayerNorm;
   float norm_eps = 1e-5f;
   bool norm_bias = true;  // LayerNorm with bias
@@ -240,8 +240,8 @@ struct BlockConfig {
 
 // Inputs of a block: self-attention's, plus the cross-attention's memory.
 struct BlockInputs {
-  AttentionInputs self;
-  AttentionInputs cross;
+  AttentionInputs self{};
+  AttentionInputs cross{};
 };
 
 class TransformerBlock {
