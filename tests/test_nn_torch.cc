@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "attn/model.h"
 #include "attn/nn.h"
 #include "attn/safetensors.h"
 
@@ -18,14 +19,17 @@ namespace {
 
 constexpr double kTolerance = 1e-5;
 
+// ctest writes the directory with tests/torch_parity.py first (a fixture);
+// ATTN_TORCH_PARITY points elsewhere.
+std::string parity_dir() {
+  const char* env = std::getenv("ATTN_TORCH_PARITY");
+  return env != nullptr ? env : ATTN_TORCH_PARITY_DIR;
+}
+
 class TorchCase {
  public:
   explicit TorchCase(const std::string& name) : name_(name) {
-    // ctest writes the file with tests/torch_parity.py first (a fixture);
-    // ATTN_TORCH_PARITY points elsewhere.
-    const char* env = std::getenv("ATTN_TORCH_PARITY");
-    file_ = safetensors::File::load(env != nullptr ? env
-                                                   : ATTN_TORCH_PARITY_FILE);
+    file_ = safetensors::File::load(parity_dir() + "/cases.safetensors");
     meta_ = nlohmann::json::parse(file_.metadata().at(name));
   }
   std::vector<float> get(const std::string& t) const {
@@ -324,6 +328,126 @@ TEST(TorchParity, SinusoidalPositions) {
   ASSERT_EQ(got.size(), want.size());
   for (size_t i = 0; i < got.size(); ++i) {
     EXPECT_NEAR(got[i], want[i], 2e-5) << "element " << i;
+  }
+}
+
+std::vector<int64_t> ids_of(const std::vector<float>& v) {
+  return {v.begin(), v.end()};
+}
+
+TransformerModel load_checkpoint(const std::string& name) {
+  const std::string dir = parity_dir() + "/" + name;
+  const std::vector<std::string> weights{dir + "/model.safetensors"};
+  return load_model(dir + "/config.json", weights);
+}
+
+TEST(TorchParity, Gpt2Checkpoint) {
+  TorchCase c("gpt2");
+  const int64_t B = c.i("B"), S = c.i("S"), V = c.i("V"), E = c.i("E");
+  const TransformerModel m = load_checkpoint("gpt2");
+  const std::vector<int64_t> ids = ids_of(c.get("ids"));
+  std::vector<float> hidden = poisoned(static_cast<size_t>(B * S * E)),
+                     logits = poisoned(static_cast<size_t>(B * S * V));
+  m.forward(ids, rows_view(hidden, B, S, E));
+  m.logits(rows_view(hidden, B, S, E), rows_view(logits, B, S, V));
+  expect_close(logits, c.get("logits"), "gpt2 logits");
+
+  // Greedy generation through the KV cache against torch's full recompute.
+  const std::vector<std::vector<int64_t>> prompt{
+      std::vector<int64_t>(ids.begin(), ids.begin() + S)};
+  const auto out = generate(m, prompt, {.max_new_tokens = c.i("new")});
+  EXPECT_EQ(out.at(0), ids_of(c.get("greedy")));
+}
+
+TEST(TorchParity, BertCheckpointWithPadding) {
+  TorchCase c("bert");
+  const int64_t B = c.i("B"), S = c.i("S"), E = c.i("E");
+  const auto lengths = c.meta().at("lengths").get<std::vector<int64_t>>();
+  const TransformerModel m = load_checkpoint("bert");
+  const std::vector<int64_t> ids = ids_of(c.get("ids")),
+                             types = ids_of(c.get("types"));
+  std::vector<float> hidden = poisoned(static_cast<size_t>(B * S * E));
+  m.forward(ids, rows_view(hidden, B, S, E),
+            {.token_types = types, .key_lengths = lengths});
+  expect_close(hidden, c.get("hidden"), "bert hidden states");
+}
+
+TEST(TorchParity, LlamaCheckpointBf16) {
+  TorchCase c("llama");
+  const int64_t B = c.i("B"), S = c.i("S"), V = c.i("V"), E = c.i("E");
+  const TransformerModel m = load_checkpoint("llama");
+  const std::vector<int64_t> ids = ids_of(c.get("ids"));
+  std::vector<float> hidden = poisoned(static_cast<size_t>(B * S * E)),
+                     logits = poisoned(static_cast<size_t>(B * S * V));
+  m.forward(ids, rows_view(hidden, B, S, E));
+  m.logits(rows_view(hidden, B, S, E), rows_view(logits, B, S, V));
+  expect_close(logits, c.get("logits"), "llama logits");
+}
+
+TEST(TorchParity, VitPatchEmbeddingAndEncoder) {
+  TorchCase c("vit");
+  const int64_t C = c.i("C"), I = c.i("I"), P = c.i("P"), E = c.i("E"),
+                H = c.i("H"), F = c.i("F"), B = c.i("B"), L = c.i("L");
+  PatchEmbedding pe({.image_size = I, .patch_size = P, .channels = C,
+                     .d_model = E});
+  pe.proj.weight = c.get("conv.weight");
+  pe.proj.bias = c.get("conv.bias");
+  pe.class_token = c.get("cls");
+  pe.positions = c.get("pos");
+  ModelConfig mc;
+  mc.num_layers = L;
+  mc.block.attention = {.d_model = E, .num_heads = H};
+  mc.block.mlp = {.d_model = E, .hidden = F};
+  mc.block.norm_eps = 1e-5f;
+  mc.lm_head = false;
+  TransformerModel m(mc);
+  m.final_norm->eps = 1e-6f;
+  for (int64_t l = 0; l < L; ++l) {
+    const std::string p = "layers." + std::to_string(l) + ".";
+    TransformerBlock& b = m.layers[l];
+    load_in_proj(c, p + "self_attn.", b.self_attn, E);
+    b.mlp.up.weight = c.get(p + "linear1.weight");
+    b.mlp.up.bias = c.get(p + "linear1.bias");
+    b.mlp.down.weight = c.get(p + "linear2.weight");
+    b.mlp.down.bias = c.get(p + "linear2.bias");
+    b.attn_norm.weight = c.get(p + "norm1.weight");
+    b.attn_norm.bias = c.get(p + "norm1.bias");
+    b.mlp_norm.weight = c.get(p + "norm2.weight");
+    b.mlp_norm.bias = c.get(p + "norm2.bias");
+  }
+  m.final_norm->weight = c.get("norm.weight");
+  m.final_norm->bias = c.get("norm.bias");
+  std::vector<float> images = c.get("images");
+  const TensorView<const float> iv =
+      TensorView<const float>::bhsd(images.data(), B, C, I, I);
+  std::vector<float> x = poisoned(static_cast<size_t>(B * pe.tokens() * E));
+  pe.forward(iv, rows_view(x, B, pe.tokens(), E));
+  expect_close(x, c.get("embedded"), "vit patch embedding");
+  m.forward_embeddings(rows_view(x, B, pe.tokens(), E));
+  expect_close(x, c.get("out"), "vit encoder");
+}
+
+TEST(TorchParity, T5RelativeAttention) {
+  TorchCase c("t5_attention");
+  const int64_t E = c.i("E"), H = c.i("H"), D = c.i("D"), B = c.i("B"),
+                S = c.i("S");
+  for (const bool bidirectional : {true, false}) {
+    const std::string n = bidirectional ? "bi" : "causal";
+    AttentionConfig ac{.d_model = E, .num_heads = H, .head_dim = D,
+                       .qkv_bias = false, .out_bias = false,
+                       .causal = !bidirectional, .scale = 1.0f,
+                       .position = Position::kT5};
+    ac.t5 = {c.i("NB"), c.i("MD"), bidirectional};
+    MultiHeadAttention m(ac);
+    m.q_proj.weight = c.get("q");
+    m.kv_proj.weight = c.get("k");
+    const std::vector<float> wv = c.get("v");
+    m.kv_proj.weight.insert(m.kv_proj.weight.end(), wv.begin(), wv.end());
+    m.o_proj.weight = c.get("o");
+    m.relative_bias = c.get(n + ".table");
+    std::vector<float> x = c.get("x"), out = poisoned(x.size());
+    m.forward(rows_view(x, B, S, E), rows_view(out, B, S, E));
+    expect_close(out, c.get(n + ".out"), "t5 attention " + n);
   }
 }
 
