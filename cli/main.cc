@@ -7,6 +7,7 @@
 #include <exception>
 
 #include "cli/bench.h"
+#include "cli/generate.h"
 #include "cli/kv_memory.h"
 #include "cli/run.h"
 
@@ -30,6 +31,11 @@ int main(int argc, char** argv) {
       "kv-memory", "KV-cache bytes per model for MHA, GQA and MQA");
   attn_cli::add_kv_memory_options(*kv, kv_args);
 
+  attn_cli::GenerateArgs gen_args;
+  CLI::App* gen = app.add_subcommand(
+      "generate", "Continue token ids with a BERT/GPT-2/Llama checkpoint");
+  attn_cli::add_generate_options(*gen, gen_args);
+
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -39,6 +45,7 @@ int main(int argc, char** argv) {
     if (*run) return attn_cli::run_command(run_args);
     if (*bench) return attn_cli::bench_command(bench_args);
     if (*kv) return attn_cli::kv_memory_command(kv_args);
+    if (*gen) return attn_cli::generate_command(gen_args);
   } catch (const attn::Error& e) {
     std::fprintf(stderr, "attn: error: %s\n", e.what());
     return 2;
