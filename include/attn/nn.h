@@ -19,6 +19,7 @@
 #include <cstdint>
 #include <optional>
 #include <span>
+#include <string>
 #include <vector>
 
 #include "attn/kv_cache.h"
@@ -57,6 +58,13 @@ struct Linear {
 void linear_rows(const float* x, int64_t rows, int64_t ldx, const float* w,
                  int64_t in, int64_t out, const float* bias, float* y,
                  int64_t ldy, bool accumulate);
+
+// The BLAS library the projections run on: its build configuration and the
+// kernel family it picked for this CPU (e.g. "OpenBLAS 0.3.21 ... | core
+// Haswell"). OpenBLAS 0.3.21 picks its AVX2 kernels on AMD Zen 4; setting
+// OPENBLAS_CORETYPE=SkylakeX in the environment before the process starts
+// selects the AVX-512 ones (docs/models.md).
+std::string blas_info();
 
 enum class NormKind {
   kLayerNorm,  // (x - mean) / sqrt(var + eps) * weight + bias (biased var)

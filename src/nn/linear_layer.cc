@@ -16,6 +16,8 @@ enum CblasTransposeT { kCblasNoTrans = 111, kCblasTrans = 112 };
 void cblas_sgemm(int order, int trans_a, int trans_b, int m, int n, int k,
                  float alpha, const float* a, int lda, const float* b, int ldb,
                  float beta, float* c, int ldc);
+char* openblas_get_config(void);
+char* openblas_get_corename(void);
 void cblas_sgemv(int order, int trans, int m, int n, float alpha,
                  const float* a, int lda, const float* x, int incx, float beta,
                  float* y, int incy);
@@ -98,6 +100,10 @@ void linear_rows(const float* x, int64_t rows, int64_t ldx, const float* w,
       for (int64_t o = 0; o < out; ++o) yr[o] += bias[o];
     }
   }
+}
+
+std::string blas_info() {
+  return std::string(openblas_get_config()) + " | core " + openblas_get_corename();
 }
 
 Linear::Linear(int64_t in, int64_t out, bool with_bias)
