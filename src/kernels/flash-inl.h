@@ -494,6 +494,64 @@ HWY_INLINE void PackKTransposed32(RowOf row, int64_t j_lo, int64_t j_hi,
     for (int64_t d = 0; d < dim; ++d) kt[d * kKeyTile + j] = load32(krow + d);
   }
 }
+
+// Scores of 4 rows against the keys of a tile read straight from their
+// rows, for items of at most 4 rows (decode): packing K transposed costs
+// more than the products when only 4 rows share it (measured: a third of
+// a float32 decode step). For each group of 4 keys, 16 dot products
+// acc[4m + r] = q_r . k_m accumulate over D / 16 vectors, then one
+// reduction tree (30 shuffles, 15 adds) leaves lane 4r + m = q_r . k_m:
+// quarter r of the vector is row r's 4 scores, stored at once.
+//   q [4, dim] (rows past the item's are zero), krows[j]: key j's row or
+//   null (a key no row sees: score 0), s [4, kKeyTile]; dim % 16 == 0.
+HWY_INLINE void QKRowsDirect4(const float* HWY_RESTRICT q, int64_t dim,
+                              const float* const* krows, int64_t keys,
+                              float* HWY_RESTRICT s) {
+  for (int64_t j = 0; j < kKeyTile; j += 4) {
+    if (j >= keys || (!krows[j] && !krows[j + 1] && !krows[j + 2] && !krows[j + 3])) {
+      for (int r = 0; r < 4; ++r) _mm_storeu_ps(s + r * kKeyTile + j, _mm_setzero_ps());
+      continue;
+    }
+    __m512 a[16];
+    for (int x = 0; x < 16; ++x) a[x] = _mm512_setzero_ps();
+    const float* k[4];
+    for (int m = 0; m < 4; ++m) k[m] = j + m < keys ? krows[j + m] : nullptr;
+    for (int64_t d = 0; d < dim; d += 16) {
+      __m512 kv[4], qv[4];
+      for (int m = 0; m < 4; ++m) {
+        kv[m] = k[m] ? _mm512_loadu_ps(k[m] + d) : _mm512_setzero_ps();
+      }
+      for (int r = 0; r < 4; ++r) qv[r] = _mm512_loadu_ps(q + r * dim + d);
+      for (int m = 0; m < 4; ++m) {
+        for (int r = 0; r < 4; ++r) a[4 * m + r] = _mm512_fmadd_ps(qv[r], kv[m], a[4 * m + r]);
+      }
+    }
+    // 16 vectors -> 8: halves of 256 bits.
+    __m512 b[8];
+    for (int i = 0; i < 8; ++i) {
+      b[i] = _mm512_add_ps(_mm512_shuffle_f32x4(a[2 * i], a[2 * i + 1], 0x44),
+                           _mm512_shuffle_f32x4(a[2 * i], a[2 * i + 1], 0xEE));
+    }
+    // 8 -> 4: quarter t of c[i] sums to acc[4i + t].
+    __m512 c[4];
+    for (int i = 0; i < 4; ++i) {
+      c[i] = _mm512_add_ps(_mm512_shuffle_f32x4(b[2 * i], b[2 * i + 1], 0x88),
+                           _mm512_shuffle_f32x4(b[2 * i], b[2 * i + 1], 0xDD));
+    }
+    // Within quarters: 4 lanes of each of c[0..3] -> one lane each.
+    const __m512 d0 = _mm512_add_ps(_mm512_unpacklo_ps(c[0], c[1]),
+                                    _mm512_unpackhi_ps(c[0], c[1]));
+    const __m512 d1 = _mm512_add_ps(_mm512_unpacklo_ps(c[2], c[3]),
+                                    _mm512_unpackhi_ps(c[2], c[3]));
+    const __m512 e = _mm512_add_ps(
+        _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(d0), _mm512_castps_pd(d1))),
+        _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(d0), _mm512_castps_pd(d1))));
+    _mm_storeu_ps(s + 0 * kKeyTile + j, _mm512_extractf32x4_ps(e, 0));
+    _mm_storeu_ps(s + 1 * kKeyTile + j, _mm512_extractf32x4_ps(e, 1));
+    _mm_storeu_ps(s + 2 * kKeyTile + j, _mm512_extractf32x4_ps(e, 2));
+    _mm_storeu_ps(s + 3 * kKeyTile + j, _mm512_extractf32x4_ps(e, 3));
+  }
+}
 #pragma GCC diagnostic pop
 #endif
 
@@ -571,6 +629,14 @@ void FlashItem(const detail::Problem<T>& pb, const Src& src,
   const bool v_direct = !dot_pv && rows <= 2 * kRowBlock &&
                         Dv % static_cast<int64_t>(N_lanes) == 0;
   const E* vrows[kKeyTile];
+  // Float32 K and at most 4 rows: scores straight from the K rows
+  // (QKRowsDirect4), no transposed copy of the tile.
+#if HWY_TARGET == HWY_AVX3 || HWY_TARGET == HWY_AVX3_DL
+  const bool k_direct = std::is_same_v<E, float> && four_rows && D % 16 == 0;
+#else
+  const bool k_direct = false;
+#endif
+  [[maybe_unused]] const float* krows[kKeyTile];
   const float score_scale = fused && dot ? log2_scale : 1.0f;
   const int64_t pairs = (D + 1) / 2;  // dot path: head dim in bf16 pairs
   uint32_t* HWY_RESTRICT Qp = reinterpret_cast<uint32_t*>(Q);
@@ -654,6 +720,12 @@ void FlashItem(const detail::Problem<T>& pb, const Src& src,
           pack_pairs(src.k_row(b, kvh, j0 + j), D, Kp + j, kKeyTile);
         }
       }
+    } else if (k_direct) {
+      if constexpr (std::is_same_v<E, float>) {
+        for (int64_t j = 0; j < kKeyTile; ++j) {
+          krows[j] = j >= t_begin - j0 && j < bc ? src.k_row(b, kvh, j0 + j) : nullptr;
+        }
+      }
     } else {
       if (t_begin > j0 || bc < kKeyTile) std::fill(Kt, Kt + D * kKeyTile, 0.0f);
       if constexpr (!std::is_same_v<E, float>) {
@@ -727,6 +799,8 @@ void FlashItem(const detail::Problem<T>& pb, const Src& src,
 #if HWY_TARGET == HWY_AVX3 || HWY_TARGET == HWY_AVX3_DL
       if (dot) {
         qk_block_bf16_dot(Qp + r * pairs, pairs, Kp, sblock);
+      } else if (k_direct) {
+        QKRowsDirect4(Q + r * D, D, krows, bc, sblock);
       } else
 #endif
       {
