@@ -54,7 +54,7 @@ void expect_error(F&& f, const std::string& fragment) {
 TEST(NnLinear, MatchesLoopsOnStridedViewsOneRowAndAccumulation) {
   std::mt19937 rng(1);
   for (const auto [B, S, in, out] :
-       {std::array<int64_t, 4>{1, 1, 7, 5}, {3, 1, 16, 9}, {2, 13, 33, 17},
+       {std::array<int64_t, 4>{1, 1, 7, 5}, {3, 1, 16, 9}, {2, 13, 33, 17}, {2, 2, 37, 11}, {1, 4, 20, 6},
         {4, 5, 1, 3}}) {
     Linear l(in, out, true);
     l.weight = randn(l.weight.size(), rng);

@@ -1,13 +1,14 @@
 // Linear projections through BLAS (OpenBLAS from Debian, found by FindBLAS):
 //   y[r, o] = sum_i x[r, i] * W[o, i] + b[o]     (x W^T + b, torch layout)
-// One SGEMM over all rows (SGEMV for a single row: decoding is a
-// matrix-vector product and memory bound). The CBLAS prototypes are
+// One SGEMM over all rows; up to 4 rows (decoding: matrix-vector products,
+// memory bound) go to src/kernels/gemv.cc instead. The CBLAS prototypes are
 // declared here rather than taken from a header: Debian installs several
 // cblas.h variants and the ABI is the standard one.
 #include <algorithm>
 #include <cstring>
 
 #include "attn/nn.h"
+#include "src/kernels/gemv.h"
 #include "src/nn/rows.h"
 
 extern "C" {
@@ -18,9 +19,6 @@ void cblas_sgemm(int order, int trans_a, int trans_b, int m, int n, int k,
                  float beta, float* c, int ldc);
 char* openblas_get_config(void);
 char* openblas_get_corename(void);
-void cblas_sgemv(int order, int trans, int m, int n, float alpha,
-                 const float* a, int lda, const float* x, int incx, float beta,
-                 float* y, int incy);
 }
 
 namespace attn::nn {
@@ -80,13 +78,11 @@ void linear_rows(const float* x, int64_t rows, int64_t ldx, const float* w,
       float* yr = y + r * ldy;
       if (!accumulate) std::fill(yr, yr + out, 0.0f);
     }
-  } else if (rows == 1) {
-    // beta = 0 may keep a NaN already in y (0 * NaN) in some OpenBLAS
-    // versions: clear explicitly.
-    if (!accumulate) std::fill(y, y + out, 0.0f);
-    cblas_sgemv(kCblasRowMajor, kCblasNoTrans, static_cast<int>(out),
-                static_cast<int>(in), 1.0f, w, static_cast<int>(in), x, 1,
-                1.0f, y, 1);
+  } else if (rows <= kernels::kGemvMaxRows) {
+    // Decode steps: memory bound; our kernel streams W once for all rows
+    // (faster than OpenBLAS's sgemv here: src/kernels/gemv.cc).
+    kernels::gemv_rows(x, rows, ldx, w, in, out, bias, y, ldy, accumulate);
+    return;
   } else {
     cblas_sgemm(kCblasRowMajor, kCblasNoTrans, kCblasTrans,
                 static_cast<int>(rows), static_cast<int>(out),
