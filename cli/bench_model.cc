@@ -65,12 +65,20 @@ BlockConfig bert_base() {
 
 BlockConfig llama3_8b() {
   BlockConfig c;
-  c.attention = {.d_model = 4096, .num_heads = 32, .num_kv_heads = 8,
-                 .head_dim = 128, .qkv_bias = false, .out_bias = false,
-                 .causal = true, .position = Position::kRope};
+  c.attention = {.d_model = 4096,
+                 .num_heads = 32,
+                 .num_kv_heads = 8,
+                 .head_dim = 128,
+                 .qkv_bias = false,
+                 .out_bias = false,
+                 .causal = true,
+                 .position = Position::kRope};
   c.attention.rope.theta = 500000.0;
-  c.mlp = {.d_model = 4096, .hidden = 14336, .activation = Activation::kSilu,
-           .gated = true, .bias = false};
+  c.mlp = {.d_model = 4096,
+           .hidden = 14336,
+           .activation = Activation::kSilu,
+           .gated = true,
+           .bias = false};
   c.norm = NormKind::kRMSNorm;
   return c;
 }
@@ -123,14 +131,17 @@ Row time_layer(const std::string& name, int64_t tokens, int repeats,
 }
 
 void print_row(const Row& r) {
-  const double sum = r.split.projections + r.split.attention + r.split.mlp +
-                     r.split.other;
+  const double sum =
+      r.split.projections + r.split.attention + r.split.mlp + r.split.other;
   auto pct = [&](double v) { return sum > 0 ? 100.0 * v / sum : 0.0; };
-  fmt::print("{:<28} {:>6} {:>10.2f} {:>10.1f}   {:>6.2f} {:>4.0f}%  {:>6.2f} {:>4.0f}%  "
-             "{:>6.2f} {:>4.0f}%  {:>6.2f} {:>4.0f}%   {:.1e}\n",
-             r.name, r.tokens, r.ms, r.tokens / (r.ms * 1e-3), r.split.projections,
-             pct(r.split.projections), r.split.attention, pct(r.split.attention),
-             r.split.mlp, pct(r.split.mlp), r.split.other, pct(r.split.other), r.check);
+  fmt::print(
+      "{:<28} {:>6} {:>10.2f} {:>10.1f}   {:>6.2f} {:>4.0f}%  {:>6.2f} "
+      "{:>4.0f}%  "
+      "{:>6.2f} {:>4.0f}%  {:>6.2f} {:>4.0f}%   {:.1e}\n",
+      r.name, r.tokens, r.ms, r.tokens / (r.ms * 1e-3), r.split.projections,
+      pct(r.split.projections), r.split.attention, pct(r.split.attention),
+      r.split.mlp, pct(r.split.mlp), r.split.other, pct(r.split.other),
+      r.check);
 }
 
 }  // namespace
@@ -140,19 +151,23 @@ int run_model_bench(const BenchArgs& args) {
   if (S < 1) throw attn::Error("--model-tokens: must be >= 1");
   if (ctx < 1) throw attn::Error("--model-context: must be >= 1");
   bool ok = true;
-  fmt::print("attn bench --model on {} | SIMD {} | all cores | float32, random "
-             "weights | BLAS: {}\n",
-             attn::cpu_model_name(), attn::active_simd_target(), attn::nn::blas_info());
+  fmt::print(
+      "attn bench --model on {} | SIMD {} | all cores | float32, random "
+      "weights | BLAS: {}\n",
+      attn::cpu_model_name(), attn::active_simd_target(),
+      attn::nn::blas_info());
   const std::string blas = attn::nn::blas_info();
   if ((blas.find("core Haswell") != std::string::npos ||
        blas.find("core Zen") != std::string::npos) &&
       attn::active_simd_target().find("AVX3") != std::string::npos) {
-    fmt::print("note: OpenBLAS runs its AVX2 kernels on this AVX-512 CPU; "
-               "OPENBLAS_CORETYPE=SkylakeX selects the AVX-512 ones\n");
+    fmt::print(
+        "note: OpenBLAS runs its AVX2 kernels on this AVX-512 CPU; "
+        "OPENBLAS_CORETYPE=SkylakeX selects the AVX-512 ones\n");
   }
-  fmt::print("{:<28} {:>6} {:>10} {:>10}   {:>12}  {:>12}  {:>12}  {:>12}   {}\n",
-             "layer", "tokens", "ms", "tokens/s", "projections", "attention",
-             "mlp", "other", "check");
+  fmt::print(
+      "{:<28} {:>6} {:>10} {:>10}   {:>12}  {:>12}  {:>12}  {:>12}   {}\n",
+      "layer", "tokens", "ms", "tokens/s", "projections", "attention", "mlp",
+      "other", "check");
   std::vector<Row> rows;
 
   // --- BERT-base, prefill -------------------------------------------------
@@ -169,10 +184,11 @@ int run_model_bench(const BenchArgs& args) {
     b.forward(view(ref), {.self = {.algorithm = attn::Algorithm::kNaive}});
     x = x0;
     b.forward(view(x));
-    Row r = time_layer("bert-base layer prefill", S, args.repeats, [&](Profile* p) {
-      x = x0;
-      b.forward(view(x), {.self = {.profile = p}});
-    });
+    Row r =
+        time_layer("bert-base layer prefill", S, args.repeats, [&](Profile* p) {
+          x = x0;
+          b.forward(view(x), {.self = {.profile = p}});
+        });
     r.check = max_rel_diff(x, ref);
     bert_attention_ms = r.split.attention;
     rows.push_back(r);
@@ -193,16 +209,18 @@ int run_model_bench(const BenchArgs& args) {
     });
     // The same kernel on the layer's layout: q and ctx as [S, 12 * 64]
     // rows, k and v interleaved in [S, 2 * 12 * 64] rows (BSHD strides).
-    std::vector<float> qr(static_cast<size_t>(S * 768)), kvr(static_cast<size_t>(S * 1536)),
-        cr(qr.size());
+    std::vector<float> qr(static_cast<size_t>(S * 768)),
+        kvr(static_cast<size_t>(S * 1536)), cr(qr.size());
     fill(qr, 1.0f, 8);
     fill(kvr, 1.0f, 9);
     using CV = attn::TensorView<const float>;
     const CV qv(qr.data(), {1, 12, S, 64}, {S * 768, 64, 768, 1});
     const CV kv(kvr.data(), {1, 12, S, 64}, {S * 1536, 64, 1536, 1});
     const CV vv(kvr.data() + 768, {1, 12, S, 64}, {S * 1536, 64, 1536, 1});
-    const attn::TensorView<float> cv(cr.data(), {1, 12, S, 64}, {S * 768, 64, 768, 1});
-    flash_layout_ms = time_ms(args.repeats, [&] { attn::attention(qv, kv, vv, cv, opt); });
+    const attn::TensorView<float> cv(cr.data(), {1, 12, S, 64},
+                                     {S * 768, 64, 768, 1});
+    flash_layout_ms =
+        time_ms(args.repeats, [&] { attn::attention(qv, kv, vv, cv, opt); });
   }
 
   // --- Llama-3-8B-like: prefill, then decode against a long cache ---------
@@ -245,7 +263,8 @@ int run_model_bench(const BenchArgs& args) {
     {
       std::vector<float> kv(static_cast<size_t>(8 * ctx * 128));
       fill(kv, 1.0f, 12);
-      const auto t = attn::TensorView<const float>::bhsd(kv.data(), 1, 8, ctx, 128);
+      const auto t =
+          attn::TensorView<const float>::bhsd(kv.data(), 1, 8, ctx, 128);
       cache.append(0, std::vector<int64_t>{seq}, t, t);
     }
     // Check: one step with naive attention on a fork, the same step with
@@ -257,7 +276,8 @@ int run_model_bench(const BenchArgs& args) {
       a = tok;
       c = tok;
       const std::vector<int64_t> s1{f1}, s2{f2};
-      b.forward(view(a, 1), {.self = {.cache = &cache, .sequences = s1,
+      b.forward(view(a, 1), {.self = {.cache = &cache,
+                                      .sequences = s1,
                                       .algorithm = attn::Algorithm::kNaive}});
       b.forward(view(c, 1), {.self = {.cache = &cache, .sequences = s2}});
       cache.free_sequence(f1);
@@ -267,20 +287,20 @@ int run_model_bench(const BenchArgs& args) {
     // The bandwidth just before and after the decode rows (the higher
     // one: this machine is shared and its bandwidth drifts).
     bandwidth = attn::measure_read_bandwidth_gbs(0, std::size_t{256} << 20);
-    Row r = time_layer(fmt::format("llama-3-8b layer decode @{}", ctx), 1,
-                       steps - 2, [&](Profile* p) {
-                         x = tok;
-                         b.forward(view(x, 1), {.self = {.cache = &cache,
-                                                         .sequences = s,
-                                                         .profile = p}});
-                       });
+    Row r = time_layer(
+        fmt::format("llama-3-8b layer decode @{}", ctx), 1, steps - 2,
+        [&](Profile* p) {
+          x = tok;
+          b.forward(view(x, 1),
+                    {.self = {.cache = &cache, .sequences = s, .profile = p}});
+        });
     r.check = max_rel_diff(c, a);
-    bandwidth =
-        std::max(bandwidth, attn::measure_read_bandwidth_gbs(0, std::size_t{256} << 20));
+    bandwidth = std::max(
+        bandwidth, attn::measure_read_bandwidth_gbs(0, std::size_t{256} << 20));
     rows.push_back(r);
     const double weights = 4.0 * (b.self_attn.q_proj.weight.size() +
-                                   b.self_attn.kv_proj.weight.size() +
-                                   b.self_attn.o_proj.weight.size());
+                                  b.self_attn.kv_proj.weight.size() +
+                                  b.self_attn.o_proj.weight.size());
     const double kv_bytes = 2.0 * 4.0 * 8 * 128 * double(ctx);
     decode_bytes = weights + kv_bytes;
     decode_proj_attn_ms = r.split.projections + r.split.attention;
@@ -290,23 +310,28 @@ int run_model_bench(const BenchArgs& args) {
     print_row(r);
     if (!(r.check <= kCheckTolerance)) {
       ok = false;
-      fmt::print("  CHECK FAILED: {} differs from its naive-attention run by "
-                 "{:.2e} of the output scale\n", r.name, r.check);
+      fmt::print(
+          "  CHECK FAILED: {} differs from its naive-attention run by "
+          "{:.2e} of the output scale\n",
+          r.name, r.check);
     }
   }
-  fmt::print("\nbert-base attention part {:.2f} ms vs stand-alone flash {:.2f} ms "
-             "on contiguous [1, 12, {}, 64]: {:.2f}x (target <= 1.10); the stand-alone "
-             "kernel on the layer's BSHD layout: {:.2f} ms ({:.2f}x)\n",
-             bert_attention_ms, flash_ms, S,
-             flash_ms > 0 ? bert_attention_ms / flash_ms : 0.0, flash_layout_ms,
-             flash_ms > 0 ? flash_layout_ms / flash_ms : 0.0);
+  fmt::print(
+      "\nbert-base attention part {:.2f} ms vs stand-alone flash {:.2f} ms "
+      "on contiguous [1, 12, {}, 64]: {:.2f}x (target <= 1.10); the "
+      "stand-alone "
+      "kernel on the layer's BSHD layout: {:.2f} ms ({:.2f}x)\n",
+      bert_attention_ms, flash_ms, S,
+      flash_ms > 0 ? bert_attention_ms / flash_ms : 0.0, flash_layout_ms,
+      flash_ms > 0 ? flash_layout_ms / flash_ms : 0.0);
   const double gbs = decode_bytes / (decode_proj_attn_ms * 1e-3) / 1e9;
-  fmt::print("llama decode projections + attention: {:.1f} MB (Q/K/V/O weights + "
-             "K/V of {} tokens) in {:.2f} ms = {:.1f} GB/s, {:.0f}% of measured "
-             "read bandwidth {:.1f} GB/s, the higher of two measurements around "
-             "the decode rows (target >= 70%)\n",
-             decode_bytes / 1e6, ctx, decode_proj_attn_ms, gbs,
-             100.0 * gbs / bandwidth, bandwidth);
+  fmt::print(
+      "llama decode projections + attention: {:.1f} MB (Q/K/V/O weights + "
+      "K/V of {} tokens) in {:.2f} ms = {:.1f} GB/s, {:.0f}% of measured "
+      "read bandwidth {:.1f} GB/s, the higher of two measurements around "
+      "the decode rows (target >= 70%)\n",
+      decode_bytes / 1e6, ctx, decode_proj_attn_ms, gbs,
+      100.0 * gbs / bandwidth, bandwidth);
   return ok ? 0 : 1;
 }
 

@@ -12,19 +12,24 @@
 namespace attn_cli {
 
 void add_generate_options(CLI::App& cmd, GenerateArgs& a) {
-  cmd.add_option("--config", a.config, "the checkpoint's config.json")->required();
+  cmd.add_option("--config", a.config, "the checkpoint's config.json")
+      ->required();
   cmd.add_option("--weights", a.weights, "its safetensors files (every shard)")
       ->required();
   cmd.add_option("--prompt", a.prompts,
                  "token ids, comma-separated; repeat for a batch")
       ->required();
-  cmd.add_option("--max-new-tokens", a.max_new_tokens, "tokens to add per prompt")
+  cmd.add_option("--max-new-tokens", a.max_new_tokens,
+                 "tokens to add per prompt")
       ->capture_default_str();
-  cmd.add_option("--temperature", a.temperature, "0 = greedy")->capture_default_str();
+  cmd.add_option("--temperature", a.temperature, "0 = greedy")
+      ->capture_default_str();
   cmd.add_option("--top-k", a.top_k, "0 = no limit")->capture_default_str();
-  cmd.add_option("--top-p", a.top_p, "nucleus mass, 1 = no limit")->capture_default_str();
+  cmd.add_option("--top-p", a.top_p, "nucleus mass, 1 = no limit")
+      ->capture_default_str();
   cmd.add_option("--seed", a.seed, "sampling seed")->capture_default_str();
-  cmd.add_option("--eos", a.eos, "stop after this id (-1: never)")->capture_default_str();
+  cmd.add_option("--eos", a.eos, "stop after this id (-1: never)")
+      ->capture_default_str();
 }
 
 namespace {
@@ -42,7 +47,8 @@ std::vector<int64_t> parse_ids(const std::string& text) {
       used = 0;
     }
     if (used == 0 || used != item.size()) {
-      throw attn::Error("--prompt: \"" + text + "\" is not a comma-separated list of ids");
+      throw attn::Error("--prompt: \"" + text +
+                        "\" is not a comma-separated list of ids");
     }
     ids.push_back(v);
   }
@@ -56,7 +62,8 @@ int generate_command(const GenerateArgs& a) {
   std::vector<std::vector<int64_t>> prompts;
   for (const std::string& p : a.prompts) prompts.push_back(parse_ids(p));
   const auto t0 = std::chrono::steady_clock::now();
-  const attn::nn::TransformerModel model = attn::nn::load_model(a.config, a.weights);
+  const attn::nn::TransformerModel model =
+      attn::nn::load_model(a.config, a.weights);
   const auto t1 = std::chrono::steady_clock::now();
   attn::nn::GenerateOptions o;
   o.max_new_tokens = a.max_new_tokens;
@@ -68,13 +75,16 @@ int generate_command(const GenerateArgs& a) {
   for (size_t i = 0; i < out.size(); ++i) {
     produced += static_cast<int64_t>(out[i].size());
     std::string ids;
-    for (int64_t t : out[i]) ids += (ids.empty() ? "" : ",") + std::to_string(t);
+    for (int64_t t : out[i])
+      ids += (ids.empty() ? "" : ",") + std::to_string(t);
     fmt::print("{}\n", ids);
   }
   const double load_s = std::chrono::duration<double>(t1 - t0).count();
   const double gen_s = std::chrono::duration<double>(t2 - t1).count();
-  fmt::print(stderr, "loaded in {:.2f} s; {} tokens in {:.3f} s ({:.1f} tokens/s incl. "
-             "prefill)\n", load_s, produced, gen_s, produced / std::max(gen_s, 1e-9));
+  fmt::print(stderr,
+             "loaded in {:.2f} s; {} tokens in {:.3f} s ({:.1f} tokens/s incl. "
+             "prefill)\n",
+             load_s, produced, gen_s, produced / std::max(gen_s, 1e-9));
   return 0;
 }
 

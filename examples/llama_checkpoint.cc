@@ -7,6 +7,7 @@
 // in one decode step) equals recomputing the whole sequence for every new
 // token, prompt by prompt.
 #include <attn/attn.h>
+#include <unistd.h>
 
 #include <cstdio>
 #include <filesystem>
@@ -14,8 +15,6 @@
 #include <random>
 #include <string>
 #include <vector>
-
-#include <unistd.h>
 
 #include "common.h"
 
@@ -34,7 +33,8 @@ int main() {
   std::mt19937 rng(3);
   std::vector<std::vector<float>> store;
   std::vector<attn::safetensors::Entry> entries;
-  auto add = [&](const std::string& name, std::vector<int64_t> shape, float scale) {
+  auto add = [&](const std::string& name, std::vector<int64_t> shape,
+                 float scale) {
     int64_t n = 1;
     for (int64_t s : shape) n *= s;
     store.push_back(example::random_buffer(n, rng));
@@ -80,7 +80,8 @@ int main() {
       const int64_t n = static_cast<int64_t>(seq.size());
       std::vector<float> h(n * E), logits(V);
       model.forward(seq, attn::TensorView<float>::bhsd(h.data(), 1, 1, n, E));
-      model.logits(attn::TensorView<const float>::bhsd(h.data() + (n - 1) * E, 1, 1, 1, E),
+      model.logits(attn::TensorView<const float>::bhsd(h.data() + (n - 1) * E,
+                                                       1, 1, 1, E),
                    attn::TensorView<float>::bhsd(logits.data(), 1, 1, 1, V));
       seq.push_back(nn::sample(logits, {}, 0));
     }
@@ -88,14 +89,18 @@ int main() {
     ok = ok && want == greedy[i];
     std::printf("prompt %zu greedy :", i);
     for (int64_t t : greedy[i]) std::printf(" %lld", static_cast<long long>(t));
-    std::printf("%s\n", want == greedy[i] ? "" : "   MISMATCH with recomputation");
+    std::printf("%s\n",
+                want == greedy[i] ? "" : "   MISMATCH with recomputation");
   }
   const auto sampled = nn::generate(
       model, prompts,
-      {.max_new_tokens = 10, .sampling = {.temperature = 0.8f, .top_k = 20, .top_p = 0.9f, .seed = 7}});
+      {.max_new_tokens = 10,
+       .sampling = {
+           .temperature = 0.8f, .top_k = 20, .top_p = 0.9f, .seed = 7}});
   for (size_t i = 0; i < prompts.size(); ++i) {
     std::printf("prompt %zu sampled:", i);
-    for (int64_t t : sampled[i]) std::printf(" %lld", static_cast<long long>(t));
+    for (int64_t t : sampled[i])
+      std::printf(" %lld", static_cast<long long>(t));
     std::printf("\n");
   }
   std::printf("%s\n", ok ? "ok" : "FAILED");

@@ -25,8 +25,7 @@ std::vector<float> randn(size_t n, std::mt19937& rng, float s = 1.0f) {
   return v;
 }
 
-TensorView<float> rows(std::vector<float>& v, int64_t B, int64_t S,
-                       int64_t E) {
+TensorView<float> rows(std::vector<float>& v, int64_t B, int64_t S, int64_t E) {
   return TensorView<float>::bhsd(v.data(), B, 1, S, E);
 }
 
@@ -53,9 +52,12 @@ void expect_error(F&& f, const std::string& fragment) {
 
 TEST(NnLinear, MatchesLoopsOnStridedViewsOneRowAndAccumulation) {
   std::mt19937 rng(1);
-  for (const auto [B, S, in, out] :
-       {std::array<int64_t, 4>{1, 1, 7, 5}, {3, 1, 16, 9}, {2, 13, 33, 17}, {2, 2, 37, 11}, {1, 4, 20, 6},
-        {4, 5, 1, 3}}) {
+  for (const auto [B, S, in, out] : {std::array<int64_t, 4>{1, 1, 7, 5},
+                                     {3, 1, 16, 9},
+                                     {2, 13, 33, 17},
+                                     {2, 2, 37, 11},
+                                     {1, 4, 20, 6},
+                                     {4, 5, 1, 3}}) {
     Linear l(in, out, true);
     l.weight = randn(l.weight.size(), rng);
     l.bias = randn(l.bias.size(), rng);
@@ -65,7 +67,8 @@ TEST(NnLinear, MatchesLoopsOnStridedViewsOneRowAndAccumulation) {
     std::vector<float> y(static_cast<size_t>(B * (S * ldy + 4)), std::nanf(""));
     const TensorView<const float> xv(x.data(), {B, 1, S, in},
                                      {S * ldx + 5, 0, ldx, 1});
-    const TensorView<float> yv(y.data(), {B, 1, S, out}, {S * ldy + 4, 0, ldy, 1});
+    const TensorView<float> yv(y.data(), {B, 1, S, out},
+                               {S * ldy + 4, 0, ldy, 1});
     for (const bool accumulate : {false, true}) {
       std::vector<double> want;
       std::vector<float> got;
@@ -124,7 +127,8 @@ TEST(NnNorm, LayerNormAndRmsNormMatchTheirFormulas) {
       double mean = 0, sq = 0;
       for (int64_t c = 0; c < E; ++c) mean += x[s * E + c];
       mean = kind == NormKind::kLayerNorm ? mean / E : 0.0;
-      for (int64_t c = 0; c < E; ++c) sq += (x[s * E + c] - mean) * (x[s * E + c] - mean);
+      for (int64_t c = 0; c < E; ++c)
+        sq += (x[s * E + c] - mean) * (x[s * E + c] - mean);
       const double r = 1 / std::sqrt(sq / E + 1e-5);
       for (int64_t c = 0; c < E; ++c) {
         want.push_back((x[s * E + c] - mean) * r * n.weight[c] +
@@ -154,7 +158,8 @@ std::vector<double> mha_by_parts(const MultiHeadAttention& m,
     for (int64_t r = 0; r < B * S; ++r) {
       for (int64_t o = 0; o < l.out_features; ++o) {
         double acc = l.bias.empty() ? 0.0 : l.bias[o];
-        for (int64_t i = 0; i < E; ++i) acc += double(x[r * E + i]) * l.weight[o * E + i];
+        for (int64_t i = 0; i < E; ++i)
+          acc += double(x[r * E + i]) * l.weight[o * E + i];
         y[r * l.out_features + o] = static_cast<float>(acc);
       }
     }
@@ -172,10 +177,14 @@ std::vector<double> mha_by_parts(const MultiHeadAttention& m,
     slopes = alibi_slopes(Hq);
     o.alibi_slopes = slopes;
   }
-  attention(TensorView<const float>(q.data(), {B, Hq, S, D}, {S * Hq * D, D, Hq * D, 1}),
-            TensorView<const float>(kv.data(), {B, Hkv, S, D}, {S * W, D, W, 1}),
-            TensorView<const float>(kv.data() + Hkv * D, {B, Hkv, S, D}, {S * W, D, W, 1}),
-            TensorView<float>(ctx.data(), {B, Hq, S, D}, {S * Hq * D, D, Hq * D, 1}), o);
+  attention(
+      TensorView<const float>(q.data(), {B, Hq, S, D},
+                              {S * Hq * D, D, Hq * D, 1}),
+      TensorView<const float>(kv.data(), {B, Hkv, S, D}, {S * W, D, W, 1}),
+      TensorView<const float>(kv.data() + Hkv * D, {B, Hkv, S, D},
+                              {S * W, D, W, 1}),
+      TensorView<float>(ctx.data(), {B, Hq, S, D}, {S * Hq * D, D, Hq * D, 1}),
+      o);
   std::vector<double> out;
   for (int64_t r = 0; r < B * S; ++r) {
     for (int64_t e = 0; e < E; ++e) {
@@ -206,14 +215,34 @@ TEST(NnMultiHeadAttention, MatchesItsCompositionOverConfigs) {
   };
   const Case cases[] = {
       {"mha", {.d_model = 24, .num_heads = 3}, 2, 9},
-      {"gqa causal odd D", {.d_model = 20, .num_heads = 4, .num_kv_heads = 2,
-                            .head_dim = 7, .causal = true}, 2, 70},
-      {"mqa alibi", {.d_model = 16, .num_heads = 4, .num_kv_heads = 1,
-                     .causal = true, .position = Position::kAlibi}, 1, 65},
-      {"window", {.d_model = 16, .num_heads = 2, .causal = true,
-                  .window_left = 5}, 2, 33},
-      {"no bias, scale", {.d_model = 16, .num_heads = 2, .qkv_bias = false,
-                          .out_bias = false, .scale = 0.3f}, 1, 1},
+      {"gqa causal odd D",
+       {.d_model = 20,
+        .num_heads = 4,
+        .num_kv_heads = 2,
+        .head_dim = 7,
+        .causal = true},
+       2,
+       70},
+      {"mqa alibi",
+       {.d_model = 16,
+        .num_heads = 4,
+        .num_kv_heads = 1,
+        .causal = true,
+        .position = Position::kAlibi},
+       1,
+       65},
+      {"window",
+       {.d_model = 16, .num_heads = 2, .causal = true, .window_left = 5},
+       2,
+       33},
+      {"no bias, scale",
+       {.d_model = 16,
+        .num_heads = 2,
+        .qkv_bias = false,
+        .out_bias = false,
+        .scale = 0.3f},
+       1,
+       1},
   };
   for (const Case& k : cases) {
     MultiHeadAttention m(k.c);
@@ -229,7 +258,8 @@ TEST(NnMultiHeadAttention, MatchesItsCompositionOverConfigs) {
 TEST(NnMultiHeadAttention, GqaEqualsMhaWithRepeatedKvWeights) {
   std::mt19937 rng(4);
   const int64_t E = 32, H = 4, KVH = 2, D = 8, B = 2, S = 17;
-  MultiHeadAttention g({.d_model = E, .num_heads = H, .num_kv_heads = KVH, .causal = true});
+  MultiHeadAttention g(
+      {.d_model = E, .num_heads = H, .num_kv_heads = KVH, .causal = true});
   randomize(g, rng);
   MultiHeadAttention m({.d_model = E, .num_heads = H, .causal = true});
   m.q_proj = g.q_proj;
@@ -259,10 +289,13 @@ TEST(NnMultiHeadAttention, GqaEqualsMhaWithRepeatedKvWeights) {
 TEST(NnMultiHeadAttention, CacheDecodingEqualsPrefill) {
   std::mt19937 rng(5);
   const int64_t E = 24, B = 2, S = 40;
-  for (const Position pos : {Position::kNone, Position::kRope, Position::kAlibi,
-                             Position::kT5}) {
-    AttentionConfig c{.d_model = E, .num_heads = 6, .num_kv_heads = 3,
-                      .causal = true, .position = pos};
+  for (const Position pos :
+       {Position::kNone, Position::kRope, Position::kAlibi, Position::kT5}) {
+    AttentionConfig c{.d_model = E,
+                      .num_heads = 6,
+                      .num_kv_heads = 3,
+                      .causal = true,
+                      .position = pos};
     c.t5 = {16, 20, false};
     MultiHeadAttention m(c);
     randomize(m, rng);
@@ -279,15 +312,18 @@ TEST(NnMultiHeadAttention, CacheDecodingEqualsPrefill) {
     const std::vector<int64_t> seqs{cache.add_sequence(), cache.add_sequence()};
     std::vector<float> got(x.size(), std::nanf(""));
     int64_t done = 0;
-    for (const int64_t n : {int64_t{23}, int64_t{1}, int64_t{9}, int64_t{1}, int64_t{6}}) {
+    for (const int64_t n :
+         {int64_t{23}, int64_t{1}, int64_t{9}, int64_t{1}, int64_t{6}}) {
       std::vector<float> xs(static_cast<size_t>(B * n * E)), ys(xs.size());
       for (int64_t b = 0; b < B; ++b) {
-        std::copy_n(x.begin() + (b * S + done) * E, n * E, xs.begin() + b * n * E);
+        std::copy_n(x.begin() + (b * S + done) * E, n * E,
+                    xs.begin() + b * n * E);
       }
       m.forward(rows(xs, B, n, E), rows(ys, B, n, E),
                 {.cache = &cache, .sequences = seqs});
       for (int64_t b = 0; b < B; ++b) {
-        std::copy_n(ys.begin() + b * n * E, n * E, got.begin() + (b * S + done) * E);
+        std::copy_n(ys.begin() + b * n * E, n * E,
+                    got.begin() + (b * S + done) * E);
       }
       done += n;
     }
@@ -298,23 +334,25 @@ TEST(NnMultiHeadAttention, CacheDecodingEqualsPrefill) {
 }
 
 TEST(NnMultiHeadAttention, RejectsBadArguments) {
-  expect_error([] { MultiHeadAttention({.d_model = 8, .num_heads = 3, .num_kv_heads = 2}); },
-               "num_kv_heads must divide num_heads");
+  expect_error(
+      [] {
+        MultiHeadAttention({.d_model = 8, .num_heads = 3, .num_kv_heads = 2});
+      },
+      "num_kv_heads must divide num_heads");
   expect_error([] { MultiHeadAttention({.d_model = 10, .num_heads = 4}); },
                "head_dim unset");
   MultiHeadAttention m({.d_model = 8, .num_heads = 2});
   std::vector<float> x(16), mem(24);
   expect_error([&] { m.forward(rows(x, 1, 2, 8), rows(x, 1, 2, 8)); },
                "out may alias x only with accumulate");
-  expect_error(
-      [&] {
-        m.forward(rows(x, 1, 2, 8), rows(mem, 1, 3, 8));
-      },
-      "out: must have 2 rows");
+  expect_error([&] { m.forward(rows(x, 1, 2, 8), rows(mem, 1, 3, 8)); },
+               "out: must have 2 rows");
   const MemoryKV kv = m.project_memory(rows(mem, 1, 3, 8));
   std::vector<float> x2(32), out2(32);
   expect_error(
-      [&] { m.forward(rows(x2, 2, 2, 8), rows(out2, 2, 2, 8), {.memory_kv = &kv}); },
+      [&] {
+        m.forward(rows(x2, 2, 2, 8), rows(out2, 2, 2, 8), {.memory_kv = &kv});
+      },
       "memory_kv was not projected");
   KVCacheOptions co;
   co.num_kv_heads = 2;
@@ -325,7 +363,10 @@ TEST(NnMultiHeadAttention, RejectsBadArguments) {
   const std::vector<int64_t> seq{cache.add_sequence()};
   std::vector<float> out(16);
   expect_error(
-      [&] { m.forward(rows(x, 1, 2, 8), rows(out, 1, 2, 8), {.cache = &cache, .sequences = seq}); },
+      [&] {
+        m.forward(rows(x, 1, 2, 8), rows(out, 1, 2, 8),
+                  {.cache = &cache, .sequences = seq});
+      },
       "must not rotate keys");
 }
 
@@ -333,27 +374,35 @@ TEST(NnSample, GreedyTopKTopPAndTheDistribution) {
   const std::vector<float> logits{0.5f, 2.0f, 2.0f, -1.0f, 1.0f};
   EXPECT_EQ(sample(logits, {}, 0), 1);  // argmax, lowest id on ties
   for (uint64_t step = 0; step < 50; ++step) {
-    EXPECT_EQ(sample(logits, {.temperature = 1.0f, .top_k = 1, .seed = 9}, step), 1);
-    const int64_t t = sample(logits, {.temperature = 1.0f, .top_k = 2, .seed = 9}, step);
+    EXPECT_EQ(
+        sample(logits, {.temperature = 1.0f, .top_k = 1, .seed = 9}, step), 1);
+    const int64_t t =
+        sample(logits, {.temperature = 1.0f, .top_k = 2, .seed = 9}, step);
     EXPECT_TRUE(t == 1 || t == 2);
-    EXPECT_EQ(sample(logits, {.temperature = 1.0f, .top_p = 0.01f, .seed = 9}, step), 1);
+    EXPECT_EQ(
+        sample(logits, {.temperature = 1.0f, .top_p = 0.01f, .seed = 9}, step),
+        1);
   }
   // Frequencies over many steps within 5 sigma of softmax(logits / T).
   const float T = 0.7f;
   const int n = 20000;
   std::vector<int> count(logits.size());
-  for (int s = 0; s < n; ++s) ++count[sample(logits, {.temperature = T, .seed = 3}, s)];
+  for (int s = 0; s < n; ++s)
+    ++count[sample(logits, {.temperature = T, .seed = 3}, s)];
   double z = 0;
   for (float l : logits) z += std::exp(l / T);
   for (size_t v = 0; v < logits.size(); ++v) {
     const double p = std::exp(logits[v] / T) / z;
-    EXPECT_NEAR(count[v], n * p, 5 * std::sqrt(n * p * (1 - p)) + 1) << "id " << v;
+    EXPECT_NEAR(count[v], n * p, 5 * std::sqrt(n * p * (1 - p)) + 1)
+        << "id " << v;
   }
   // Deterministic in (seed, step).
   EXPECT_EQ(sample(logits, {.temperature = 1.0f, .seed = 4}, 7),
             sample(logits, {.temperature = 1.0f, .seed = 4}, 7));
-  expect_error([&] { sample(logits, {.temperature = -1.0f}, 0); }, "temperature");
-  expect_error([&] { sample(logits, {.temperature = 1.0f, .top_p = 0.0f}, 0); }, "top_p");
+  expect_error([&] { sample(logits, {.temperature = -1.0f}, 0); },
+               "temperature");
+  expect_error([&] { sample(logits, {.temperature = 1.0f, .top_p = 0.0f}, 0); },
+               "top_p");
   expect_error([&] { sample({}, {}, 0); }, "logits is empty");
 }
 
@@ -361,10 +410,16 @@ ModelConfig tiny_decoder(Position pos) {
   ModelConfig c;
   c.vocab_size = 23;
   c.num_layers = 2;
-  c.block.attention = {.d_model = 16, .num_heads = 4, .num_kv_heads = 2,
-                       .causal = true, .position = pos};
-  c.block.mlp = {.d_model = 16, .hidden = 24, .activation = Activation::kSilu,
-                 .gated = true, .bias = false};
+  c.block.attention = {.d_model = 16,
+                       .num_heads = 4,
+                       .num_kv_heads = 2,
+                       .causal = true,
+                       .position = pos};
+  c.block.mlp = {.d_model = 16,
+                 .hidden = 24,
+                 .activation = Activation::kSilu,
+                 .gated = true,
+                 .bias = false};
   c.block.norm = NormKind::kRMSNorm;
   c.block.norm_bias = false;
   return c;
@@ -372,7 +427,8 @@ ModelConfig tiny_decoder(Position pos) {
 
 void randomize(TransformerModel& m, std::mt19937& rng) {
   m.token_embedding.weight = randn(m.token_embedding.weight.size(), rng);
-  m.position_embedding.weight = randn(m.position_embedding.weight.size(), rng, 0.3f);
+  m.position_embedding.weight =
+      randn(m.position_embedding.weight.size(), rng, 0.3f);
   for (TransformerBlock& b : m.layers) {
     randomize(b.self_attn, rng);
     if (b.cross_attn) randomize(*b.cross_attn, rng);
@@ -389,7 +445,8 @@ std::vector<int64_t> greedy_by_recompute(const TransformerModel& m,
   std::vector<int64_t> out;
   for (int64_t t = 0; t < n; ++t) {
     const int64_t L = static_cast<int64_t>(seq.size());
-    std::vector<float> h(static_cast<size_t>(L * E)), logits(static_cast<size_t>(V));
+    std::vector<float> h(static_cast<size_t>(L * E)),
+        logits(static_cast<size_t>(V));
     m.forward(seq, rows(h, 1, L, E));
     m.logits(TensorView<const float>::bhsd(h.data() + (L - 1) * E, 1, 1, 1, E),
              rows(logits, 1, 1, V));
@@ -404,20 +461,25 @@ TEST(NnGenerate, BatchedPromptsOfMixedLengthsEqualEachAlone) {
   for (const Position pos : {Position::kRope, Position::kAlibi}) {
     TransformerModel m(tiny_decoder(pos));
     randomize(m, rng);
-    const std::vector<std::vector<int64_t>> prompts{{1, 2, 3, 4, 5, 6, 7}, {9}, {4, 4, 8}};
+    const std::vector<std::vector<int64_t>> prompts{
+        {1, 2, 3, 4, 5, 6, 7}, {9}, {4, 4, 8}};
     const auto batched = generate(m, prompts, {.max_new_tokens = 6});
     for (size_t i = 0; i < prompts.size(); ++i) {
-      EXPECT_EQ(batched[i], greedy_by_recompute(m, prompts[i], 6)) << "prompt " << i;
+      EXPECT_EQ(batched[i], greedy_by_recompute(m, prompts[i], 6))
+          << "prompt " << i;
     }
     // Sampled: same seed, same tokens; a user cache gets its sequences back.
     KVCache cache = m.make_cache(3, 16, 4);
-    const GenerateOptions o{.max_new_tokens = 5,
-                            .sampling = {.temperature = 0.9f, .top_k = 5, .top_p = 0.9f, .seed = 11}};
+    const GenerateOptions o{
+        .max_new_tokens = 5,
+        .sampling = {
+            .temperature = 0.9f, .top_k = 5, .top_p = 0.9f, .seed = 11}};
     EXPECT_EQ(generate(m, prompts, o, &cache), generate(m, prompts, o));
     EXPECT_EQ(cache.num_sequences(), 0);
     // eos stops a prompt early.
     const int64_t first = batched[0][0];
-    const auto stopped = generate(m, prompts, {.max_new_tokens = 6, .eos = first});
+    const auto stopped =
+        generate(m, prompts, {.max_new_tokens = 6, .eos = first});
     EXPECT_EQ(stopped[0], std::vector<int64_t>{first});
   }
 }
@@ -428,18 +490,28 @@ TEST(NnGenerate, EncoderDecoderEqualsRecomputation) {
   ModelConfig enc;
   enc.vocab_size = 19;
   enc.num_layers = 2;
-  enc.block.attention = {.d_model = 16, .num_heads = 2, .qkv_bias = false,
-                         .out_bias = false, .scale = 1.0f, .position = Position::kT5};
+  enc.block.attention = {.d_model = 16,
+                         .num_heads = 2,
+                         .qkv_bias = false,
+                         .out_bias = false,
+                         .scale = 1.0f,
+                         .position = Position::kT5};
   enc.block.attention.t5 = {8, 16, true};
-  enc.block.mlp = {.d_model = 16, .hidden = 32, .activation = Activation::kRelu, .bias = false};
+  enc.block.mlp = {.d_model = 16,
+                   .hidden = 32,
+                   .activation = Activation::kRelu,
+                   .bias = false};
   enc.block.norm = NormKind::kRMSNorm;
   enc.block.norm_bias = false;
   enc.lm_head = false;
   ModelConfig dec = enc;
   dec.block.attention.causal = true;
   dec.block.attention.t5.bidirectional = false;
-  dec.block.cross = AttentionConfig{.d_model = 16, .num_heads = 2, .qkv_bias = false,
-                                    .out_bias = false, .scale = 1.0f};
+  dec.block.cross = AttentionConfig{.d_model = 16,
+                                    .num_heads = 2,
+                                    .qkv_bias = false,
+                                    .out_bias = false,
+                                    .scale = 1.0f};
   dec.lm_head = true;
   dec.tied_lm_head = true;
   dec.logit_scale = 0.25f;
@@ -447,7 +519,8 @@ TEST(NnGenerate, EncoderDecoderEqualsRecomputation) {
   randomize(m.encoder, rng);
   randomize(m.decoder, rng);
   m.decoder.token_embedding.weight = m.encoder.token_embedding.weight;
-  const std::vector<std::vector<int64_t>> inputs{{3, 1, 4, 1, 5, 9, 2, 6}, {7, 7}};
+  const std::vector<std::vector<int64_t>> inputs{{3, 1, 4, 1, 5, 9, 2, 6},
+                                                 {7, 7}};
   const auto got = generate(m, inputs, 0, {.max_new_tokens = 5});
   for (size_t i = 0; i < inputs.size(); ++i) {
     const int64_t L = static_cast<int64_t>(inputs[i].size()), E = 16, V = 19;
@@ -458,8 +531,9 @@ TEST(NnGenerate, EncoderDecoderEqualsRecomputation) {
       const int64_t n = static_cast<int64_t>(seq.size());
       std::vector<float> h(static_cast<size_t>(n * E)), logits(V);
       m.decoder.forward(seq, rows(h, 1, n, E), {.memory = rows(mem, 1, L, E)});
-      m.decoder.logits(TensorView<const float>::bhsd(h.data() + (n - 1) * E, 1, 1, 1, E),
-                       rows(logits, 1, 1, V));
+      m.decoder.logits(
+          TensorView<const float>::bhsd(h.data() + (n - 1) * E, 1, 1, 1, E),
+          rows(logits, 1, 1, V));
       want.push_back(sample(logits, {}, 0));
       seq.push_back(want.back());
     }
@@ -474,31 +548,38 @@ TEST(NnModel, RejectsBadTokensAndPositions) {
   TransformerModel m(c);
   std::vector<float> h(5 * 16);
   const std::vector<int64_t> bad{1, 2, 23};
-  expect_error([&] { m.forward(bad, rows(h, 1, 3, 16)); }, "tokens[2] = 23 is outside [0, 23)");
+  expect_error([&] { m.forward(bad, rows(h, 1, 3, 16)); },
+               "tokens[2] = 23 is outside [0, 23)");
   const std::vector<int64_t> five{1, 2, 3, 4, 5};
-  expect_error([&] { m.forward(five, rows(h, 1, 5, 16)); }, "exceed max_positions 4");
-  expect_error([&] { m.forward(five, rows(h, 1, 4, 16)); }, "tokens must hold B * S = 4");
+  expect_error([&] { m.forward(five, rows(h, 1, 5, 16)); },
+               "exceed max_positions 4");
+  expect_error([&] { m.forward(five, rows(h, 1, 4, 16)); },
+               "tokens must hold B * S = 4");
 }
 
 TEST(NnCheckpoint, ConfigErrorsNameTheKey) {
   expect_error([] { config_from_json("{"); }, "config.json: not valid JSON");
   expect_error([] { config_from_json(R"({"model_type": "opt"})"); },
                "model_type \"opt\" is not supported");
-  expect_error([] { config_from_json(R"({"model_type": "gpt2", "n_embd": 8})"); },
-               "missing \"vocab_size\"");
+  expect_error(
+      [] { config_from_json(R"({"model_type": "gpt2", "n_embd": 8})"); },
+      "missing \"vocab_size\"");
   expect_error(
       [] {
-        config_from_json(R"({"model_type": "llama", "hidden_size": 8, "vocab_size": 4,
+        config_from_json(
+            R"({"model_type": "llama", "hidden_size": 8, "vocab_size": 4,
           "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 4,
           "rope_scaling": {"rope_type": "yarn"}})");
       },
       "rope_scaling type \"yarn\"");
-  expect_error([] { config_from_json(R"({"model_type": "bert", "hidden_size": "8"})"); },
-               "\"hidden_size\" must be an integer");
+  expect_error(
+      [] { config_from_json(R"({"model_type": "bert", "hidden_size": "8"})"); },
+      "\"hidden_size\" must be an integer");
   Family f;
   const ModelConfig c = config_from_json(
       R"({"model_type": "gpt2", "vocab_size": 10, "n_positions": 8, "n_embd": 8,
-          "n_layer": 1, "n_head": 2})", &f);
+          "n_layer": 1, "n_head": 2})",
+      &f);
   EXPECT_EQ(f, Family::kGpt2);
   EXPECT_EQ(c.block.mlp.hidden, 32);
   EXPECT_TRUE(c.tied_lm_head);
@@ -512,18 +593,21 @@ TEST(NnCheckpoint, MissingAndMisshapenTensorsAreErrors) {
   std::vector<float> wte(80), wpe(7 * 8);
   const std::vector<safetensors::Entry> entries{{"wte.weight", {10, 8}, wte},
                                                 {"wpe.weight", {7, 8}, wpe}};
-  const safetensors::File f = safetensors::File::parse(safetensors::serialize(entries), "gpt2");
+  const safetensors::File f =
+      safetensors::File::parse(safetensors::serialize(entries), "gpt2");
   const safetensors::File* files[] = {&f};
   expect_error([&] { load_weights(m, Family::kGpt2, files); }, "wpe.weight");
   const std::vector<safetensors::Entry> only{{"wte.weight", {10, 8}, wte}};
-  const safetensors::File g = safetensors::File::parse(safetensors::serialize(only), "gpt2");
+  const safetensors::File g =
+      safetensors::File::parse(safetensors::serialize(only), "gpt2");
   const safetensors::File* files2[] = {&g};
   expect_error([&] { load_weights(m, Family::kGpt2, files2); },
                "the checkpoint has no tensor \"wpe.weight\"");
 }
 
 TEST(NnPatchEmbedding, RejectsWrongImages) {
-  PatchEmbedding p({.image_size = 8, .patch_size = 4, .channels = 3, .d_model = 4});
+  PatchEmbedding p(
+      {.image_size = 8, .patch_size = 4, .channels = 3, .d_model = 4});
   EXPECT_EQ(p.tokens(), 5);
   std::vector<float> img(2 * 3 * 8 * 8), out(2 * 5 * 4);
   expect_error(

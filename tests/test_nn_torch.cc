@@ -56,8 +56,8 @@ TensorView<float> rows_view(std::vector<float>& v, int64_t B, int64_t S,
   return TensorView<float>::bhsd(v.data(), B, 1, S, E);
 }
 
-void expect_close(const std::vector<float>& got,
-                  const std::vector<float>& want, const std::string& what) {
+void expect_close(const std::vector<float>& got, const std::vector<float>& want,
+                  const std::string& what) {
   ASSERT_EQ(got.size(), want.size()) << what;
   double err = 0, scale = 0;
   for (size_t i = 0; i < got.size(); ++i) {
@@ -126,8 +126,7 @@ TEST(TorchParity, MultiheadAttentionSelf) {
   std::vector<float> bias = c.get("bias");
   const TensorView<const float> bv(bias.data(), {1, 1, S, S}, {0, 0, S, 1});
   out = poisoned(x.size());
-  m.forward(xv, rows_view(out, B, S, E),
-            {.key_lengths = lengths, .bias = bv});
+  m.forward(xv, rows_view(out, B, S, E), {.key_lengths = lengths, .bias = bv});
   expect_close(out, c.get("out_bias"), "additive attn_mask + padding");
 }
 
@@ -173,8 +172,10 @@ void run_encoder_case(const char* name) {
   const std::string act = c.meta().at("activation").get<std::string>();
   BlockConfig cfg;
   cfg.attention = {.d_model = E, .num_heads = H};
-  cfg.mlp = {.d_model = E, .hidden = F,
-             .activation = act == "gelu" ? Activation::kGelu : Activation::kRelu};
+  cfg.mlp = {
+      .d_model = E,
+      .hidden = F,
+      .activation = act == "gelu" ? Activation::kGelu : Activation::kRelu};
   cfg.pre_norm = norm_first;
   TransformerBlock block(cfg);
   load_in_proj(c, "self_attn.", block.self_attn, E);
@@ -234,12 +235,20 @@ TransformerBlock llama_block(const TorchCase& c) {
   const int64_t E = c.i("E"), H = c.i("H"), KVH = c.i("KVH"), D = c.i("D"),
                 F = c.i("F");
   BlockConfig cfg;
-  cfg.attention = {.d_model = E, .num_heads = H, .num_kv_heads = KVH,
-                   .head_dim = D, .qkv_bias = false, .out_bias = false,
-                   .causal = true, .position = Position::kRope};
+  cfg.attention = {.d_model = E,
+                   .num_heads = H,
+                   .num_kv_heads = KVH,
+                   .head_dim = D,
+                   .qkv_bias = false,
+                   .out_bias = false,
+                   .causal = true,
+                   .position = Position::kRope};
   cfg.attention.rope.theta = c.meta().at("theta").get<double>();
-  cfg.mlp = {.d_model = E, .hidden = F, .activation = Activation::kSilu,
-             .gated = true, .bias = false};
+  cfg.mlp = {.d_model = E,
+             .hidden = F,
+             .activation = Activation::kSilu,
+             .gated = true,
+             .bias = false};
   cfg.norm = NormKind::kRMSNorm;
   cfg.norm_eps = c.meta().at("eps").get<float>();
   TransformerBlock block(cfg);
@@ -341,16 +350,23 @@ TransformerModel load_checkpoint(const std::string& name) {
   return load_model(dir + "/config.json", weights);
 }
 
-TEST(TorchParity, Gpt2Checkpoint) {
-  TorchCase c("gpt2");
+// The case's "ids" [B, S] through the model, then its logits [B, S, V].
+std::vector<float> checkpoint_logits(const TorchCase& c,
+                                     const TransformerModel& m) {
   const int64_t B = c.i("B"), S = c.i("S"), V = c.i("V"), E = c.i("E");
-  const TransformerModel m = load_checkpoint("gpt2");
-  const std::vector<int64_t> ids = ids_of(c.get("ids"));
   std::vector<float> hidden = poisoned(static_cast<size_t>(B * S * E)),
                      logits = poisoned(static_cast<size_t>(B * S * V));
-  m.forward(ids, rows_view(hidden, B, S, E));
+  m.forward(ids_of(c.get("ids")), rows_view(hidden, B, S, E));
   m.logits(rows_view(hidden, B, S, E), rows_view(logits, B, S, V));
-  expect_close(logits, c.get("logits"), "gpt2 logits");
+  return logits;
+}
+
+TEST(TorchParity, Gpt2Checkpoint) {
+  TorchCase c("gpt2");
+  const TransformerModel m = load_checkpoint("gpt2");
+  expect_close(checkpoint_logits(c, m), c.get("logits"), "gpt2 logits");
+  const int64_t S = c.i("S");
+  const std::vector<int64_t> ids = ids_of(c.get("ids"));
 
   // Greedy generation through the KV cache against torch's full recompute.
   const std::vector<std::vector<int64_t>> prompt{
@@ -374,22 +390,16 @@ TEST(TorchParity, BertCheckpointWithPadding) {
 
 TEST(TorchParity, LlamaCheckpointBf16) {
   TorchCase c("llama");
-  const int64_t B = c.i("B"), S = c.i("S"), V = c.i("V"), E = c.i("E");
   const TransformerModel m = load_checkpoint("llama");
-  const std::vector<int64_t> ids = ids_of(c.get("ids"));
-  std::vector<float> hidden = poisoned(static_cast<size_t>(B * S * E)),
-                     logits = poisoned(static_cast<size_t>(B * S * V));
-  m.forward(ids, rows_view(hidden, B, S, E));
-  m.logits(rows_view(hidden, B, S, E), rows_view(logits, B, S, V));
-  expect_close(logits, c.get("logits"), "llama logits");
+  expect_close(checkpoint_logits(c, m), c.get("logits"), "llama logits");
 }
 
 TEST(TorchParity, VitPatchEmbeddingAndEncoder) {
   TorchCase c("vit");
   const int64_t C = c.i("C"), I = c.i("I"), P = c.i("P"), E = c.i("E"),
                 H = c.i("H"), F = c.i("F"), B = c.i("B"), L = c.i("L");
-  PatchEmbedding pe({.image_size = I, .patch_size = P, .channels = C,
-                     .d_model = E});
+  PatchEmbedding pe(
+      {.image_size = I, .patch_size = P, .channels = C, .d_model = E});
   pe.proj.weight = c.get("conv.weight");
   pe.proj.bias = c.get("conv.bias");
   pe.class_token = c.get("cls");
@@ -433,9 +443,13 @@ TEST(TorchParity, T5RelativeAttention) {
                 S = c.i("S");
   for (const bool bidirectional : {true, false}) {
     const std::string n = bidirectional ? "bi" : "causal";
-    AttentionConfig ac{.d_model = E, .num_heads = H, .head_dim = D,
-                       .qkv_bias = false, .out_bias = false,
-                       .causal = !bidirectional, .scale = 1.0f,
+    AttentionConfig ac{.d_model = E,
+                       .num_heads = H,
+                       .head_dim = D,
+                       .qkv_bias = false,
+                       .out_bias = false,
+                       .causal = !bidirectional,
+                       .scale = 1.0f,
                        .position = Position::kT5};
     ac.t5 = {c.i("NB"), c.i("MD"), bidirectional};
     MultiHeadAttention m(ac);

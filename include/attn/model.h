@@ -41,7 +41,8 @@ enum class AbsolutePosition {
 struct ModelConfig {
   int64_t vocab_size = 0;
   int64_t num_layers = 0;
-  BlockConfig block{};  // every layer's shape (d_model = block.attention.d_model)
+  BlockConfig
+      block{};  // every layer's shape (d_model = block.attention.d_model)
   AbsolutePosition absolute = AbsolutePosition::kNone;
   int64_t max_positions = 0;    // table rows for kLearned / kSinusoidal
   int64_t type_vocab_size = 0;  // BERT's token types; 0 = none

@@ -157,8 +157,8 @@ struct AttentionConfig {
   int64_t kv_dim = 0;        // width of the keys' input (memory); 0 = E
   bool qkv_bias = true;
   bool out_bias = true;
-  bool causal = false;       // decoder self-attention (bottom-right)
-  int64_t window_left = -1;  // sliding window, as in AttentionOptions
+  bool causal = false;           // decoder self-attention (bottom-right)
+  int64_t window_left = -1;      // sliding window, as in AttentionOptions
   std::optional<float> scale{};  // unset: 1 / sqrt(D); T5 uses 1
   Position position = Position::kNone;
   RopeOptions rope{};  // kRope
@@ -234,7 +234,7 @@ class MultiHeadAttention {
 };
 
 struct BlockConfig {
-  AttentionConfig attention{};            // self-attention
+  AttentionConfig attention{};             // self-attention
   std::optional<AttentionConfig> cross{};  // encoder-decoder's decoder
   MlpConfig mlp{};
   NormKind norm = NormKind::kLayerNorm;

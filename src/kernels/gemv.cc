@@ -43,20 +43,22 @@ HWY_INLINE void DotRows(const float* HWY_RESTRICT x, int64_t ldx,
   if (i < in) {
     const auto mask = hn::FirstN(df, static_cast<size_t>(in - i));
     VF xv[R];
-    for (int r = 0; r < R; ++r) xv[r] = hn::MaskedLoad(mask, df, x + r * ldx + i);
+    for (int r = 0; r < R; ++r)
+      xv[r] = hn::MaskedLoad(mask, df, x + r * ldx + i);
     for (int m = 0; m < M; ++m) {
       const VF wv = hn::MaskedLoad(mask, df, w + (o + m) * in + i);
       for (int r = 0; r < R; ++r) acc[m][r] = hn::MulAdd(wv, xv[r], acc[m][r]);
     }
   }
   for (int m = 0; m < M; ++m)
-    for (int r = 0; r < R; ++r) dots[m][r] = hn::GetLane(hn::SumOfLanes(df, acc[m][r]));
+    for (int r = 0; r < R; ++r)
+      dots[m][r] = hn::GetLane(hn::SumOfLanes(df, acc[m][r]));
 }
 
 template <int R>
 void GemvBlock(const float* x, int64_t ldx, const float* w, int64_t in,
-               int64_t o0, int64_t o1, const float* bias, float* y,
-               int64_t ldy, bool accumulate) {
+               int64_t o0, int64_t o1, const float* bias, float* y, int64_t ldy,
+               bool accumulate) {
   auto put = [&](int64_t o, int r, float v) {
     if (bias != nullptr) v += bias[o];
     float& dst = y[r * ldy + o];
@@ -76,14 +78,18 @@ void GemvBlock(const float* x, int64_t ldx, const float* w, int64_t in,
   }
 }
 
-void Gemv(const float* x, int64_t rows, int64_t ldx, const float* w,
-          int64_t in, int64_t o0, int64_t o1, const float* bias, float* y,
-          int64_t ldy, bool accumulate) {
+void Gemv(const float* x, int64_t rows, int64_t ldx, const float* w, int64_t in,
+          int64_t o0, int64_t o1, const float* bias, float* y, int64_t ldy,
+          bool accumulate) {
   switch (rows) {
-    case 1: return GemvBlock<1>(x, ldx, w, in, o0, o1, bias, y, ldy, accumulate);
-    case 2: return GemvBlock<2>(x, ldx, w, in, o0, o1, bias, y, ldy, accumulate);
-    case 3: return GemvBlock<3>(x, ldx, w, in, o0, o1, bias, y, ldy, accumulate);
-    default: return GemvBlock<4>(x, ldx, w, in, o0, o1, bias, y, ldy, accumulate);
+    case 1:
+      return GemvBlock<1>(x, ldx, w, in, o0, o1, bias, y, ldy, accumulate);
+    case 2:
+      return GemvBlock<2>(x, ldx, w, in, o0, o1, bias, y, ldy, accumulate);
+    case 3:
+      return GemvBlock<3>(x, ldx, w, in, o0, o1, bias, y, ldy, accumulate);
+    default:
+      return GemvBlock<4>(x, ldx, w, in, o0, o1, bias, y, ldy, accumulate);
   }
 }
 
@@ -102,7 +108,8 @@ void gemv_rows(const float* x, int64_t rows, int64_t ldx, const float* w,
                int64_t in, int64_t out, const float* bias, float* y,
                int64_t ldy, bool accumulate) {
   // Outputs per task: a multiple of 4, about 256 KiB of W.
-  const int64_t block = std::max<int64_t>(4, (65536 / std::max<int64_t>(in, 1)) / 4 * 4);
+  const int64_t block =
+      std::max<int64_t>(4, (65536 / std::max<int64_t>(in, 1)) / 4 * 4);
   const int64_t tasks = (out + block - 1) / block;
   const auto kernel = HWY_DYNAMIC_DISPATCH(Gemv);
   util::ParallelFor(tasks, 0, [&](int64_t t, int) {

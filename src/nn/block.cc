@@ -32,11 +32,12 @@ void TransformerBlock::forward(TensorView<float> x,
   const int64_t E = config_.attention.d_model;
   if (E <= 0) detail::fail(where, "the block is not configured");
   detail::check_rows(x, where, "x", E);
-  const bool has_memory = !in.cross.memory.empty() ||
-                          in.cross.memory_kv != nullptr;
+  const bool has_memory =
+      !in.cross.memory.empty() || in.cross.memory_kv != nullptr;
   if (cross_attn && !has_memory) {
-    detail::fail(where, "inputs.cross: this block cross-attends and needs "
-                        "memory or memory_kv");
+    detail::fail(where,
+                 "inputs.cross: this block cross-attends and needs "
+                 "memory or memory_kv");
   }
   if (!cross_attn && has_memory) {
     detail::fail(where, "inputs.cross: this block has no cross-attention");

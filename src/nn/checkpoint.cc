@@ -20,7 +20,8 @@ using nlohmann::json;
   throw Error("config.json: " + what);
 }
 
-int64_t get_int(const json& j, const char* key, std::optional<int64_t> def = {}) {
+int64_t get_int(const json& j, const char* key,
+                std::optional<int64_t> def = {}) {
   const auto it = j.find(key);
   if (it == j.end() || it->is_null()) {
     if (def) return *def;
@@ -37,27 +38,31 @@ int64_t get_int(const json& j, const char* key, std::optional<int64_t> def = {})
 double get_number(const json& j, const char* key, double def) {
   const auto it = j.find(key);
   if (it == j.end() || it->is_null()) return def;
-  if (!it->is_number()) config_fail(std::string("\"") + key + "\" must be a number");
+  if (!it->is_number())
+    config_fail(std::string("\"") + key + "\" must be a number");
   return it->get<double>();
 }
 
 bool get_bool(const json& j, const char* key, bool def) {
   const auto it = j.find(key);
   if (it == j.end() || it->is_null()) return def;
-  if (!it->is_boolean()) config_fail(std::string("\"") + key + "\" must be a boolean");
+  if (!it->is_boolean())
+    config_fail(std::string("\"") + key + "\" must be a boolean");
   return it->get<bool>();
 }
 
 std::string get_string(const json& j, const char* key, const std::string& def) {
   const auto it = j.find(key);
   if (it == j.end() || it->is_null()) return def;
-  if (!it->is_string()) config_fail(std::string("\"") + key + "\" must be a string");
+  if (!it->is_string())
+    config_fail(std::string("\"") + key + "\" must be a string");
   return it->get<std::string>();
 }
 
 Activation activation_of(const std::string& name) {
   if (name == "gelu") return Activation::kGelu;
-  if (name == "gelu_new" || name == "gelu_pytorch_tanh" || name == "gelu_fast") {
+  if (name == "gelu_new" || name == "gelu_pytorch_tanh" ||
+      name == "gelu_fast") {
     return Activation::kGeluTanh;
   }
   if (name == "relu") return Activation::kRelu;
@@ -79,9 +84,12 @@ ModelConfig bert_config(const json& j) {
   c.embedding_norm = true;
   c.final_norm = false;
   c.lm_head = false;
-  c.block.attention = {.d_model = E, .num_heads = get_int(j, "num_attention_heads")};
-  c.block.mlp = {.d_model = E, .hidden = get_int(j, "intermediate_size"),
-                 .activation = activation_of(get_string(j, "hidden_act", "gelu"))};
+  c.block.attention = {.d_model = E,
+                       .num_heads = get_int(j, "num_attention_heads")};
+  c.block.mlp = {
+      .d_model = E,
+      .hidden = get_int(j, "intermediate_size"),
+      .activation = activation_of(get_string(j, "hidden_act", "gelu"))};
   c.block.norm = NormKind::kLayerNorm;
   c.block.norm_eps = static_cast<float>(get_number(j, "layer_norm_eps", 1e-12));
   c.block.pre_norm = false;
@@ -101,12 +109,14 @@ ModelConfig gpt2_config(const json& j) {
   c.max_positions = get_int(j, "n_positions");
   c.absolute = AbsolutePosition::kLearned;
   c.tied_lm_head = true;
-  c.block.attention = {.d_model = E, .num_heads = get_int(j, "n_head"),
-                       .causal = true};
-  c.block.mlp = {.d_model = E, .hidden = get_int(j, "n_inner", 4 * E),
+  c.block.attention = {
+      .d_model = E, .num_heads = get_int(j, "n_head"), .causal = true};
+  c.block.mlp = {.d_model = E,
+                 .hidden = get_int(j, "n_inner", 4 * E),
                  .activation = activation_of(
                      get_string(j, "activation_function", "gelu_new"))};
-  c.block.norm_eps = static_cast<float>(get_number(j, "layer_norm_epsilon", 1e-5));
+  c.block.norm_eps =
+      static_cast<float>(get_number(j, "layer_norm_epsilon", 1e-5));
   c.block.pre_norm = true;
   return c;
 }
@@ -116,37 +126,47 @@ ModelConfig llama_config(const json& j) {
     config_fail("\"sliding_window\" is not supported");
   }
   ModelConfig c;
-  const int64_t E = get_int(j, "hidden_size"), H = get_int(j, "num_attention_heads");
+  const int64_t E = get_int(j, "hidden_size"),
+                H = get_int(j, "num_attention_heads");
   if (H == 0) config_fail("\"num_attention_heads\" must be > 0");
   c.vocab_size = get_int(j, "vocab_size");
   c.num_layers = get_int(j, "num_hidden_layers");
   c.tied_lm_head = get_bool(j, "tie_word_embeddings", false);
   const bool attention_bias = get_bool(j, "attention_bias", false);
-  c.block.attention = {.d_model = E, .num_heads = H,
+  c.block.attention = {.d_model = E,
+                       .num_heads = H,
                        .num_kv_heads = get_int(j, "num_key_value_heads", H),
                        .head_dim = get_int(j, "head_dim", E / H),
-                       .qkv_bias = attention_bias, .out_bias = attention_bias,
-                       .causal = true, .position = Position::kRope};
+                       .qkv_bias = attention_bias,
+                       .out_bias = attention_bias,
+                       .causal = true,
+                       .position = Position::kRope};
   RopeOptions& r = c.block.attention.rope;
   r.theta = get_number(j, "rope_theta", 10000.0);
   if (j.contains("rope_scaling") && !j["rope_scaling"].is_null()) {
     const json& s = j["rope_scaling"];
     if (!s.is_object()) config_fail("\"rope_scaling\" must be an object");
-    const std::string type = get_string(s, "rope_type", get_string(s, "type", ""));
+    const std::string type =
+        get_string(s, "rope_type", get_string(s, "type", ""));
     if (type != "llama3") {
-      config_fail("rope_scaling type \"" + type + "\" is not supported (llama3 is)");
+      config_fail("rope_scaling type \"" + type +
+                  "\" is not supported (llama3 is)");
     }
     RopeScaling sc;
     sc.factor = get_number(s, "factor", sc.factor);
     sc.low_freq_factor = get_number(s, "low_freq_factor", sc.low_freq_factor);
-    sc.high_freq_factor = get_number(s, "high_freq_factor", sc.high_freq_factor);
-    sc.original_max_positions =
-        get_int(s, "original_max_position_embeddings", sc.original_max_positions);
+    sc.high_freq_factor =
+        get_number(s, "high_freq_factor", sc.high_freq_factor);
+    sc.original_max_positions = get_int(s, "original_max_position_embeddings",
+                                        sc.original_max_positions);
     r.scaling = sc;
   }
-  c.block.mlp = {.d_model = E, .hidden = get_int(j, "intermediate_size"),
-                 .activation = activation_of(get_string(j, "hidden_act", "silu")),
-                 .gated = true, .bias = get_bool(j, "mlp_bias", false)};
+  c.block.mlp = {
+      .d_model = E,
+      .hidden = get_int(j, "intermediate_size"),
+      .activation = activation_of(get_string(j, "hidden_act", "silu")),
+      .gated = true,
+      .bias = get_bool(j, "mlp_bias", false)};
   c.block.norm = NormKind::kRMSNorm;
   c.block.norm_eps = static_cast<float>(get_number(j, "rms_norm_eps", 1e-6));
   c.block.pre_norm = true;
@@ -156,13 +176,15 @@ ModelConfig llama_config(const json& j) {
 // Tensor lookup over several files, remembering what was taken.
 class Source {
  public:
-  explicit Source(std::span<const safetensors::File* const> files) : files_(files) {
+  explicit Source(std::span<const safetensors::File* const> files)
+      : files_(files) {
     for (const safetensors::File* f : files) {
-      if (f == nullptr) detail::fail("nn::load_weights", "files holds a null file");
+      if (f == nullptr)
+        detail::fail("nn::load_weights", "files holds a null file");
       for (const std::string& n : f->names()) {
         if (!owner_.emplace(n, f).second) {
-          detail::fail("nn::load_weights", "tensor \"" + n +
-                                               "\" appears in two files");
+          detail::fail("nn::load_weights",
+                       "tensor \"" + n + "\" appears in two files");
         }
       }
     }
@@ -171,7 +193,8 @@ class Source {
   std::vector<float> take(const std::string& name, std::vector<int64_t> shape) {
     const auto it = owner_.find(name);
     if (it == owner_.end()) {
-      detail::fail("nn::load_weights", "the checkpoint has no tensor \"" + name + "\"");
+      detail::fail("nn::load_weights",
+                   "the checkpoint has no tensor \"" + name + "\"");
     }
     used_.insert(name);
     return it->second->to_float(name, shape);
@@ -214,8 +237,10 @@ std::vector<float> concat(std::vector<float> a, const std::vector<float>& b) {
   return a;
 }
 
-void load_norm(Source& src, const std::string& name, Norm& n, bool old_names = false) {
-  const bool gamma = old_names && !src.has(name + ".weight") && src.has(name + ".gamma");
+void load_norm(Source& src, const std::string& name, Norm& n,
+               bool old_names = false) {
+  const bool gamma =
+      old_names && !src.has(name + ".weight") && src.has(name + ".gamma");
   n.weight = src.take(name + (gamma ? ".gamma" : ".weight"), {n.dim});
   if (n.kind == NormKind::kLayerNorm) {
     n.bias = src.take(name + (gamma ? ".beta" : ".bias"), {n.dim});
@@ -223,14 +248,16 @@ void load_norm(Source& src, const std::string& name, Norm& n, bool old_names = f
 }
 
 void load_bert(TransformerModel& m, Source& src) {
-  const std::string p = src.prefix({"", "bert."}, "embeddings.word_embeddings.weight");
+  const std::string p =
+      src.prefix({"", "bert."}, "embeddings.word_embeddings.weight");
   const int64_t E = m.d_model();
   const ModelConfig& c = m.config();
-  m.token_embedding.weight = src.take(p + "embeddings.word_embeddings.weight", {c.vocab_size, E});
-  m.position_embedding.weight =
-      src.take(p + "embeddings.position_embeddings.weight", {c.max_positions, E});
-  m.type_embedding.weight =
-      src.take(p + "embeddings.token_type_embeddings.weight", {c.type_vocab_size, E});
+  m.token_embedding.weight =
+      src.take(p + "embeddings.word_embeddings.weight", {c.vocab_size, E});
+  m.position_embedding.weight = src.take(
+      p + "embeddings.position_embeddings.weight", {c.max_positions, E});
+  m.type_embedding.weight = src.take(
+      p + "embeddings.token_type_embeddings.weight", {c.type_vocab_size, E});
   load_norm(src, p + "embeddings.LayerNorm", *m.embedding_norm, true);
   const int64_t F = c.block.mlp.hidden;
   for (size_t l = 0; l < m.layers.size(); ++l) {
@@ -239,8 +266,9 @@ void load_bert(TransformerModel& m, Source& src) {
     MultiHeadAttention& a = b.self_attn;
     a.q_proj.weight = src.take(q + "attention.self.query.weight", {E, E});
     a.q_proj.bias = src.take(q + "attention.self.query.bias", {E});
-    a.kv_proj.weight = concat(src.take(q + "attention.self.key.weight", {E, E}),
-                              src.take(q + "attention.self.value.weight", {E, E}));
+    a.kv_proj.weight =
+        concat(src.take(q + "attention.self.key.weight", {E, E}),
+               src.take(q + "attention.self.value.weight", {E, E}));
     a.kv_proj.bias = concat(src.take(q + "attention.self.key.bias", {E}),
                             src.take(q + "attention.self.value.bias", {E}));
     a.o_proj.weight = src.take(q + "attention.output.dense.weight", {E, E});
@@ -260,12 +288,14 @@ void load_gpt2(TransformerModel& m, Source& src) {
   const ModelConfig& c = m.config();
   const int64_t F = c.block.mlp.hidden;
   m.token_embedding.weight = src.take(p + "wte.weight", {c.vocab_size, E});
-  m.position_embedding.weight = src.take(p + "wpe.weight", {c.max_positions, E});
+  m.position_embedding.weight =
+      src.take(p + "wpe.weight", {c.max_positions, E});
   for (size_t l = 0; l < m.layers.size(); ++l) {
     TransformerBlock& b = m.layers[l];
     const std::string q = p + "h." + std::to_string(l) + ".";
     load_norm(src, q + "ln_1", b.attn_norm);
-    const std::vector<float> w = src.take_transposed(q + "attn.c_attn.weight", 3 * E, E);
+    const std::vector<float> w =
+        src.take_transposed(q + "attn.c_attn.weight", 3 * E, E);
     const std::vector<float> bias = src.take(q + "attn.c_attn.bias", {3 * E});
     MultiHeadAttention& a = b.self_attn;
     a.q_proj.weight.assign(w.begin(), w.begin() + E * E);
@@ -291,15 +321,17 @@ void load_llama(TransformerModel& m, Source& src) {
   const AttentionConfig& ac = c.block.attention;
   const int64_t D = m.layers.empty() ? 0 : m.layers[0].self_attn.head_dim();
   const int64_t Hq = ac.num_heads, Hkv = ac.num_kv_heads;
-  m.token_embedding.weight = src.take(p + "embed_tokens.weight", {c.vocab_size, E});
+  m.token_embedding.weight =
+      src.take(p + "embed_tokens.weight", {c.vocab_size, E});
   for (size_t l = 0; l < m.layers.size(); ++l) {
     TransformerBlock& b = m.layers[l];
     const std::string q = p + "layers." + std::to_string(l) + ".";
     load_norm(src, q + "input_layernorm", b.attn_norm);
     MultiHeadAttention& a = b.self_attn;
     a.q_proj.weight = src.take(q + "self_attn.q_proj.weight", {Hq * D, E});
-    a.kv_proj.weight = concat(src.take(q + "self_attn.k_proj.weight", {Hkv * D, E}),
-                              src.take(q + "self_attn.v_proj.weight", {Hkv * D, E}));
+    a.kv_proj.weight =
+        concat(src.take(q + "self_attn.k_proj.weight", {Hkv * D, E}),
+               src.take(q + "self_attn.v_proj.weight", {Hkv * D, E}));
     a.o_proj.weight = src.take(q + "self_attn.o_proj.weight", {E, Hq * D});
     if (ac.qkv_bias) {
       a.q_proj.bias = src.take(q + "self_attn.q_proj.bias", {Hq * D});
@@ -318,7 +350,8 @@ void load_llama(TransformerModel& m, Source& src) {
     }
   }
   load_norm(src, p + "norm", *m.final_norm);
-  if (!c.tied_lm_head) m.lm_head.weight = src.take("lm_head.weight", {c.vocab_size, E});
+  if (!c.tied_lm_head)
+    m.lm_head.weight = src.take("lm_head.weight", {c.vocab_size, E});
 }
 
 }  // namespace
@@ -344,20 +377,28 @@ ModelConfig config_from_json(const std::string& text, Family* family) {
     f = Family::kLlama;
     c = llama_config(j);
   } else {
-    config_fail("model_type \"" + type + "\" is not supported (bert, gpt2, llama, "
+    config_fail("model_type \"" + type +
+                "\" is not supported (bert, gpt2, llama, "
                 "mistral are)");
   }
   if (family != nullptr) *family = f;
   return c;
 }
 
-std::vector<std::string> load_weights(TransformerModel& model, Family family,
-                                      std::span<const safetensors::File* const> files) {
+std::vector<std::string> load_weights(
+    TransformerModel& model, Family family,
+    std::span<const safetensors::File* const> files) {
   Source src(files);
   switch (family) {
-    case Family::kBert: load_bert(model, src); break;
-    case Family::kGpt2: load_gpt2(model, src); break;
-    case Family::kLlama: load_llama(model, src); break;
+    case Family::kBert:
+      load_bert(model, src);
+      break;
+    case Family::kGpt2:
+      load_gpt2(model, src);
+      break;
+    case Family::kLlama:
+      load_llama(model, src);
+      break;
   }
   return src.unused();
 }
@@ -367,10 +408,13 @@ TransformerModel load_model(const std::string& config_path,
   const std::vector<std::byte> bytes = util::read_file(config_path, "config");
   Family family;
   const ModelConfig c = config_from_json(
-      std::string(reinterpret_cast<const char*>(bytes.data()), bytes.size()), &family);
-  if (weight_paths.empty()) detail::fail("nn::load_model", "weight_paths is empty");
+      std::string(reinterpret_cast<const char*>(bytes.data()), bytes.size()),
+      &family);
+  if (weight_paths.empty())
+    detail::fail("nn::load_model", "weight_paths is empty");
   std::vector<safetensors::File> files;
-  for (const std::string& p : weight_paths) files.push_back(safetensors::File::load(p));
+  for (const std::string& p : weight_paths)
+    files.push_back(safetensors::File::load(p));
   std::vector<const safetensors::File*> ptrs;
   for (const auto& f : files) ptrs.push_back(&f);
   TransformerModel m(c);

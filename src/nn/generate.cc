@@ -108,7 +108,8 @@ std::vector<std::vector<int64_t>> generate(
     const GenerateOptions& options, KVCache* cache) {
   const char* where = "nn::generate";
   check_sampling(options.sampling, where);
-  if (options.max_new_tokens < 0) detail::fail(where, "max_new_tokens must be >= 0");
+  if (options.max_new_tokens < 0)
+    detail::fail(where, "max_new_tokens must be >= 0");
   if (!model.config().lm_head) detail::fail(where, "the model has no LM head");
   const int64_t n = static_cast<int64_t>(prompts.size());
   int64_t longest = 0;
@@ -116,7 +117,8 @@ std::vector<std::vector<int64_t>> generate(
     if (prompts[i].empty()) {
       detail::fail(where, "prompts[" + std::to_string(i) + "] is empty");
     }
-    longest = std::max<int64_t>(longest, static_cast<int64_t>(prompts[i].size()));
+    longest =
+        std::max<int64_t>(longest, static_cast<int64_t>(prompts[i].size()));
   }
   std::vector<std::vector<int64_t>> result(static_cast<size_t>(n));
   if (n == 0 || options.max_new_tokens == 0) return result;
@@ -148,9 +150,9 @@ std::vector<std::vector<int64_t>> generate(
     model.forward(prompts[i],
                   TensorView<float>::bhsd(hidden.data(), 1, 1, L, E),
                   {.cache = cache, .sequences = one});
-    model.logits(TensorView<const float>::bhsd(hidden.data() + (L - 1) * E, 1,
-                                               1, 1, E),
-                 TensorView<float>::bhsd(logits.data(), 1, 1, 1, V));
+    model.logits(
+        TensorView<const float>::bhsd(hidden.data() + (L - 1) * E, 1, 1, 1, E),
+        TensorView<float>::bhsd(logits.data(), 1, 1, 1, V));
     draw(i, logits.data());
   }
   auto done = [&](int64_t i) {
@@ -184,7 +186,8 @@ std::vector<std::vector<int64_t>> generate(
     const GenerateOptions& options) {
   const char* where = "nn::generate";
   check_sampling(options.sampling, where);
-  if (options.max_new_tokens < 0) detail::fail(where, "max_new_tokens must be >= 0");
+  if (options.max_new_tokens < 0)
+    detail::fail(where, "max_new_tokens must be >= 0");
   const TransformerModel& enc = model.encoder;
   const TransformerModel& dec = model.decoder;
   if (!dec.config().lm_head) detail::fail(where, "the decoder has no LM head");
@@ -199,7 +202,8 @@ std::vector<std::vector<int64_t>> generate(
       logits(static_cast<size_t>(V));
   for (size_t i = 0; i < inputs.size(); ++i) {
     const int64_t L = static_cast<int64_t>(inputs[i].size());
-    if (L == 0) detail::fail(where, "inputs[" + std::to_string(i) + "] is empty");
+    if (L == 0)
+      detail::fail(where, "inputs[" + std::to_string(i) + "] is empty");
     memory.resize(static_cast<size_t>(L * E));
     const auto mem = TensorView<float>::bhsd(memory.data(), 1, 1, L, E);
     enc.forward(inputs[i], mem);

@@ -29,10 +29,13 @@ namespace {
 
 std::size_t element_size(CacheType t) {
   switch (t) {
-    case CacheType::kFloat32: return 4;
+    case CacheType::kFloat32:
+      return 4;
     case CacheType::kBFloat16:
-    case CacheType::kFloat16: return 2;
-    case CacheType::kInt8: return 1;
+    case CacheType::kFloat16:
+      return 2;
+    case CacheType::kInt8:
+      return 1;
   }
   return 0;
 }
@@ -49,7 +52,8 @@ KVCache::Impl::Buffer allocate(uint64_t bytes) {
 // a * b, or an error naming what overflowed.
 uint64_t mul(uint64_t a, uint64_t b) {
   uint64_t r;
-  if (__builtin_mul_overflow(a, b, &r)) fail("KVCache", "cache size overflows 64 bits");
+  if (__builtin_mul_overflow(a, b, &r))
+    fail("KVCache", "cache size overflows 64 bits");
   return r;
 }
 
@@ -62,7 +66,8 @@ float store_row(const float* x, int64_t n, E* dst) {
     const float scale = amax / 127.0f;
     const float inv = amax > 0.0f ? 127.0f / amax : 0.0f;
     for (int64_t d = 0; d < n; ++d) {
-      dst[d] = static_cast<int8_t>(std::clamp(std::nearbyint(x[d] * inv), -127.0f, 127.0f));
+      dst[d] = static_cast<int8_t>(
+          std::clamp(std::nearbyint(x[d] * inv), -127.0f, 127.0f));
     }
     return scale;
   } else {
@@ -85,10 +90,14 @@ void load_row(const E* src, int64_t n, float scale, float* x) {
 template <class F>
 decltype(auto) with_element(CacheType t, F&& f) {
   switch (t) {
-    case CacheType::kBFloat16: return f(bfloat16{});
-    case CacheType::kFloat16: return f(float16{});
-    case CacheType::kInt8: return f(int8_t{});
-    case CacheType::kFloat32: break;
+    case CacheType::kBFloat16:
+      return f(bfloat16{});
+    case CacheType::kFloat16:
+      return f(float16{});
+    case CacheType::kInt8:
+      return f(int8_t{});
+    case CacheType::kFloat32:
+      break;
   }
   return f(float{});
 }
@@ -109,14 +118,16 @@ void check_layer(const KVCache::Impl& c, const char* where, int64_t layer) {
 template <class T>
 void check_rows(const char* where, const std::string& arg,
                 const TensorView<T>& x, const Extents& want) {
-  if (x.data() == nullptr && x.numel() > 0) fail(where, arg + ": data pointer is null");
+  if (x.data() == nullptr && x.numel() > 0)
+    fail(where, arg + ": data pointer is null");
   for (int a = 0; a < 4; ++a) {
     if (x.extent(a) != want[a]) {
       fail(where, arg + ": expected shape [" + std::to_string(want[0]) + ", " +
                       std::to_string(want[1]) + ", " + std::to_string(want[2]) +
                       ", " + std::to_string(want[3]) + "], got [" +
-                      std::to_string(x.extent(0)) + ", " + std::to_string(x.extent(1)) +
-                      ", " + std::to_string(x.extent(2)) + ", " +
+                      std::to_string(x.extent(0)) + ", " +
+                      std::to_string(x.extent(1)) + ", " +
+                      std::to_string(x.extent(2)) + ", " +
                       std::to_string(x.extent(3)) + "]");
     }
     if (x.stride(a) < 0) fail(where, arg + ": strides must be >= 0");
@@ -162,9 +173,8 @@ int32_t copy_page(KVCache::Impl& c, int32_t from) {
 }
 
 template <class T>
-void append_impl(KVCache::Impl& c, int64_t layer,
-                 std::span<const int64_t> seqs, TensorView<const T> k,
-                 TensorView<const T> v) {
+void append_impl(KVCache::Impl& c, int64_t layer, std::span<const int64_t> seqs,
+                 TensorView<const T> k, TensorView<const T> v) {
   const char* where = "append";
   check_layer(c, where, layer);
   if (seqs.empty()) fail(where, "sequences: expected at least one id");
@@ -173,7 +183,8 @@ void append_impl(KVCache::Impl& c, int64_t layer,
     check_sequence(c, where, seqs[b]);
     for (int64_t e = 0; e < b; ++e) {
       if (seqs[e] == seqs[b]) {
-        fail(where, "sequences: id " + std::to_string(seqs[b]) + " listed twice");
+        fail(where,
+             "sequences: id " + std::to_string(seqs[b]) + " listed twice");
       }
     }
   }
@@ -211,7 +222,8 @@ void append_impl(KVCache::Impl& c, int64_t layer,
     if (len + n > c.options.max_tokens) {
       fail(where, "sequence " + std::to_string(seq) + " layer " +
                       std::to_string(layer) + ": " + std::to_string(len) +
-                      " tokens + " + std::to_string(n) + " new exceed max_tokens = " +
+                      " tokens + " + std::to_string(n) +
+                      " new exceed max_tokens = " +
                       std::to_string(c.options.max_tokens));
     }
     const int64_t first = len / P, last = (len + n - 1) / P;
@@ -268,7 +280,8 @@ void append_impl(KVCache::Impl& c, int64_t layer,
         for (int64_t t = 0; t < n; ++t) {
           const int64_t pos = len + t;
           const int64_t r = c.row(table[pos / P], h, pos % P);
-          const float sk = store_row(kf.data() + (h * n + t) * c.D, c.D, kpool + r * c.D);
+          const float sk =
+              store_row(kf.data() + (h * n + t) * c.D, c.D, kpool + r * c.D);
           for (int64_t d = 0; d < c.Dv; ++d) row[d] = to_float(v(b, h, t, d));
           const float sv = store_row(row.data(), c.Dv, vpool + r * c.Dv);
           if (ks != nullptr) {
@@ -299,8 +312,8 @@ KVCache::KVCache(const KVCacheOptions& options)
   const char* where = "KVCache";
   auto positive = [&](const char* name, int64_t x) {
     if (x < 1 || x > (int64_t{1} << 40)) {
-      fail(where, std::string("options.") + name + " must be in [1, 2^40], got " +
-                      std::to_string(x));
+      fail(where, std::string("options.") + name +
+                      " must be in [1, 2^40], got " + std::to_string(x));
     }
   };
   positive("num_layers", o.num_layers);
@@ -322,8 +335,10 @@ KVCache::KVCache(const KVCacheOptions& options)
                     std::to_string(o.page_size));
   }
   if (o.num_pages < 0) {
-    fail(where, "options.num_pages must be >= 0 (0 = enough for every "
-                "sequence), got " + std::to_string(o.num_pages));
+    fail(where,
+         "options.num_pages must be >= 0 (0 = enough for every "
+         "sequence), got " +
+             std::to_string(o.num_pages));
   }
   if (o.rope) {
     const int64_t r = o.rope->rotary_dim == 0 ? o.head_dim : o.rope->rotary_dim;
@@ -347,7 +362,8 @@ KVCache::KVCache(const KVCacheOptions& options)
     if (o.num_pages == 0) o.num_pages = mul(o.max_sequences, c.table_width);
   }
   if (o.num_pages > (int64_t{1} << 31) - 1) {
-    fail(where, "options.num_pages must be < 2^31, got " + std::to_string(o.num_pages));
+    fail(where, "options.num_pages must be < 2^31, got " +
+                    std::to_string(o.num_pages));
   }
   if ((c.page_size & (c.page_size - 1)) == 0) {
     c.page_shift = std::countr_zero(static_cast<uint64_t>(c.page_size));
@@ -381,11 +397,12 @@ KVCache& KVCache::operator=(KVCache&&) noexcept = default;
 int64_t KVCache::add_sequence() {
   Impl& c = *impl_;
   if (c.live == c.options.max_sequences) {
-    fail("add_sequence", "all max_sequences = " +
-                             std::to_string(c.options.max_sequences) +
-                             " sequences are alive; free one first");
+    fail("add_sequence",
+         "all max_sequences = " + std::to_string(c.options.max_sequences) +
+             " sequences are alive; free one first");
   }
-  const int64_t seq = std::find(c.alive.begin(), c.alive.end(), 0) - c.alive.begin();
+  const int64_t seq =
+      std::find(c.alive.begin(), c.alive.end(), 0) - c.alive.begin();
   c.alive[seq] = 1;
   ++c.live;
   return seq;
@@ -395,8 +412,9 @@ int64_t KVCache::fork(int64_t sequence) {
   Impl& c = *impl_;
   check_sequence(c, "fork", sequence);
   if (c.live == c.options.max_sequences) {
-    fail("fork", "all max_sequences = " + std::to_string(c.options.max_sequences) +
-                     " sequences are alive; free one first");
+    fail("fork",
+         "all max_sequences = " + std::to_string(c.options.max_sequences) +
+             " sequences are alive; free one first");
   }
   const int64_t seq = add_sequence();
   c.pages_held[seq] = c.pages_held[sequence];
@@ -430,7 +448,8 @@ void KVCache::append(int64_t layer, std::span<const int64_t> sequences,
   append_impl(*impl_, layer, sequences, k, v);
 }
 void KVCache::append(int64_t layer, std::span<const int64_t> sequences,
-                     TensorView<const bfloat16> k, TensorView<const bfloat16> v) {
+                     TensorView<const bfloat16> k,
+                     TensorView<const bfloat16> v) {
   append_impl(*impl_, layer, sequences, k, v);
 }
 void KVCache::append(int64_t layer, std::span<const int64_t> sequences,
@@ -491,10 +510,11 @@ uint64_t KVCache::bytes_reserved() const {
   const Impl& c = *impl_;
   return static_cast<uint64_t>(c.options.num_pages) * c.page_bytes() *
              c.options.num_layers +
-         c.tables.size() * sizeof(int32_t) + c.refcount.size() * sizeof(int32_t) +
+         c.tables.size() * sizeof(int32_t) +
+         c.refcount.size() * sizeof(int32_t) +
          c.free_pages.capacity() * sizeof(int32_t) +
-         c.lengths.size() * sizeof(int64_t) + c.pages_held.size() * sizeof(int64_t) +
-         c.alive.size();
+         c.lengths.size() * sizeof(int64_t) +
+         c.pages_held.size() * sizeof(int64_t) + c.alive.size();
 }
 
 }  // namespace attn

@@ -114,7 +114,8 @@ void Mlp::forward(TensorView<const float> x, TensorView<float> y,
   if (E <= 0) detail::fail(where, "the MLP is not configured");
   if (up.in_features != E || up.out_features != (config_.gated ? 2 : 1) * F ||
       down.in_features != F || down.out_features != E ||
-      up.weight.size() != static_cast<size_t>(up.in_features * up.out_features) ||
+      up.weight.size() !=
+          static_cast<size_t>(up.in_features * up.out_features) ||
       down.weight.size() !=
           static_cast<size_t>(down.in_features * down.out_features)) {
     detail::fail(where, "up / down weights do not match the config");
@@ -126,26 +127,27 @@ void Mlp::forward(TensorView<const float> x, TensorView<float> y,
   }
   detail::Timer timer(profile ? &profile->mlp : nullptr);
   const int64_t W = up.out_features;
-  detail::for_each_block(x, y, [&](const float* xr, int64_t ldx, float* yr,
-                                   int64_t ldy, int64_t rows) {
-    hidden_.resize(static_cast<size_t>(rows * W));
-    float* h = hidden_.data();
-    linear_rows(xr, rows, ldx, up.weight.data(), E, W,
-                up.bias.empty() ? nullptr : up.bias.data(), h, W, false);
-    const int64_t per = rows_per_task(W);
-    util::ParallelFor((rows + per - 1) / per, 0, [&](int64_t t, int) {
-      for (int64_t r = t * per; r < std::min(rows, (t + 1) * per); ++r) {
-        float* hr = h + r * W;
-        activate(config_.activation, hr, F);
-        if (config_.gated) {
-          for (int64_t f = 0; f < F; ++f) hr[f] *= hr[F + f];
-        }
-      }
-    });
-    linear_rows(h, rows, W, down.weight.data(), F, E,
-                down.bias.empty() ? nullptr : down.bias.data(), yr, ldy,
-                accumulate);
-  });
+  detail::for_each_block(
+      x, y,
+      [&](const float* xr, int64_t ldx, float* yr, int64_t ldy, int64_t rows) {
+        hidden_.resize(static_cast<size_t>(rows * W));
+        float* h = hidden_.data();
+        linear_rows(xr, rows, ldx, up.weight.data(), E, W,
+                    up.bias.empty() ? nullptr : up.bias.data(), h, W, false);
+        const int64_t per = rows_per_task(W);
+        util::ParallelFor((rows + per - 1) / per, 0, [&](int64_t t, int) {
+          for (int64_t r = t * per; r < std::min(rows, (t + 1) * per); ++r) {
+            float* hr = h + r * W;
+            activate(config_.activation, hr, F);
+            if (config_.gated) {
+              for (int64_t f = 0; f < F; ++f) hr[f] *= hr[F + f];
+            }
+          }
+        });
+        linear_rows(h, rows, W, down.weight.data(), F, E,
+                    down.bias.empty() ? nullptr : down.bias.data(), yr, ldy,
+                    accumulate);
+      });
 }
 
 int64_t t5_bucket(int64_t relative_position, const T5Buckets& t) {
@@ -163,10 +165,10 @@ int64_t t5_bucket(int64_t relative_position, const T5Buckets& t) {
   const float ratio = static_cast<float>(n) / static_cast<float>(max_exact);
   const float denom = static_cast<float>(
       std::log(static_cast<double>(t.max_distance) / max_exact));
-  const float scaled = std::log(ratio) / denom *
-                       static_cast<float>(buckets - max_exact);
-  const int64_t large = std::min<int64_t>(
-      max_exact + static_cast<int64_t>(scaled), buckets - 1);
+  const float scaled =
+      std::log(ratio) / denom * static_cast<float>(buckets - max_exact);
+  const int64_t large =
+      std::min<int64_t>(max_exact + static_cast<int64_t>(scaled), buckets - 1);
   return result + large;
 }
 

@@ -99,7 +99,8 @@ void linear_rows(const float* x, int64_t rows, int64_t ldx, const float* w,
 }
 
 std::string blas_info() {
-  return std::string(openblas_get_config()) + " | core " + openblas_get_corename();
+  return std::string(openblas_get_config()) + " | core " +
+         openblas_get_corename();
 }
 
 Linear::Linear(int64_t in, int64_t out, bool with_bias)
@@ -123,11 +124,12 @@ void Linear::forward(TensorView<const float> x, TensorView<float> y,
   detail::check_rows(x, where, "x", in_features);
   detail::check_rows(y, where, "y", out_features, x.extent(0), x.extent(2));
   const float* b = bias.empty() ? nullptr : bias.data();
-  detail::for_each_block(x, y, [&](const float* xr, int64_t ldx, float* yr,
-                                    int64_t ldy, int64_t rows) {
-    linear_rows(xr, rows, ldx, weight.data(), in_features, out_features, b,
-                yr, ldy, accumulate);
-  });
+  detail::for_each_block(
+      x, y,
+      [&](const float* xr, int64_t ldx, float* yr, int64_t ldy, int64_t rows) {
+        linear_rows(xr, rows, ldx, weight.data(), in_features, out_features, b,
+                    yr, ldy, accumulate);
+      });
 }
 
 }  // namespace attn::nn

@@ -1,9 +1,10 @@
 // nn::TransformerModel, the ViT patch embedding and the KV cache they use.
 //   hidden = tok[id] + pos[p] (+ type[t]) -> [norm] -> blocks -> [norm]
 //   logits = hidden W_head^T (W_head = tok when tied) * logit_scale
+#include "attn/model.h"
+
 #include <algorithm>
 
-#include "attn/model.h"
 #include "src/nn/rows.h"
 
 namespace attn::nn {
@@ -31,8 +32,9 @@ TransformerModel::TransformerModel(const ModelConfig& c) : config_(c) {
   if (E <= 0) detail::fail(where, "block.attention.d_model must be > 0");
   if (c.vocab_size < 0 || c.num_layers < 0 || c.max_positions < 0 ||
       c.type_vocab_size < 0) {
-    detail::fail(where, "vocab_size, num_layers, max_positions and "
-                        "type_vocab_size must be >= 0");
+    detail::fail(where,
+                 "vocab_size, num_layers, max_positions and "
+                 "type_vocab_size must be >= 0");
   }
   if (c.absolute != AbsolutePosition::kNone && c.max_positions == 0) {
     detail::fail(where, "absolute positions need max_positions > 0");
@@ -49,7 +51,8 @@ TransformerModel::TransformerModel(const ModelConfig& c) : config_(c) {
   }
   if (c.type_vocab_size > 0) type_embedding = Embedding(c.type_vocab_size, E);
   if (c.embedding_norm) {
-    embedding_norm.emplace(c.block.norm, E, c.block.norm_eps, c.block.norm_bias);
+    embedding_norm.emplace(c.block.norm, E, c.block.norm_eps,
+                           c.block.norm_bias);
   }
   layers.reserve(static_cast<size_t>(c.num_layers));
   for (int64_t l = 0; l < c.num_layers; ++l) layers.emplace_back(c.block);
@@ -74,8 +77,9 @@ void TransformerModel::forward(std::span<const int64_t> tokens,
     detail::fail(where, "token_types must be empty or match tokens");
   }
   if (in.cache != nullptr && in.sequences.size() != static_cast<size_t>(B)) {
-    detail::fail(where, "sequences must name one cache sequence per batch "
-                        "entry");
+    detail::fail(where,
+                 "sequences must name one cache sequence per batch "
+                 "entry");
   }
   check_table(token_embedding, where, "token_embedding");
   check_table(position_embedding, where, "position_embedding");
@@ -95,7 +99,8 @@ void TransformerModel::forward(std::span<const int64_t> tokens,
   }
   std::vector<int64_t> start(static_cast<size_t>(B), 0);
   if (in.cache != nullptr) {
-    for (int64_t b = 0; b < B; ++b) start[b] = in.cache->length(in.sequences[b], 0);
+    for (int64_t b = 0; b < B; ++b)
+      start[b] = in.cache->length(in.sequences[b], 0);
   }
   if (config_.absolute != AbsolutePosition::kNone) {
     for (int64_t b = 0; b < B; ++b) {
@@ -184,15 +189,17 @@ void TransformerModel::logits(TensorView<const float> hidden,
     }
     w = lm_head.weight.data();
   }
-  detail::for_each_block(hidden, out, [&](const float* x, int64_t ldx,
-                                          float* y, int64_t ldy, int64_t n) {
-    linear_rows(x, n, ldx, w, E, V, nullptr, y, ldy, false);
-    if (config_.logit_scale != 1.0f) {
-      for (int64_t r = 0; r < n; ++r) {
-        for (int64_t v = 0; v < V; ++v) y[r * ldy + v] *= config_.logit_scale;
-      }
-    }
-  });
+  detail::for_each_block(
+      hidden, out,
+      [&](const float* x, int64_t ldx, float* y, int64_t ldy, int64_t n) {
+        linear_rows(x, n, ldx, w, E, V, nullptr, y, ldy, false);
+        if (config_.logit_scale != 1.0f) {
+          for (int64_t r = 0; r < n; ++r) {
+            for (int64_t v = 0; v < V; ++v)
+              y[r * ldy + v] *= config_.logit_scale;
+          }
+        }
+      });
 }
 
 KVCache TransformerModel::make_cache(int64_t max_sequences, int64_t max_tokens,
@@ -227,8 +234,9 @@ PatchEmbedding::PatchEmbedding(const PatchEmbeddingConfig& c) : config_(c) {
   const char* where = "nn::PatchEmbedding";
   if (c.patch_size <= 0 || c.image_size <= 0 || c.channels <= 0 ||
       c.d_model <= 0) {
-    detail::fail(where, "image_size, patch_size, channels and d_model must be "
-                        "> 0");
+    detail::fail(where,
+                 "image_size, patch_size, channels and d_model must be "
+                 "> 0");
   }
   if (c.image_size % c.patch_size != 0) {
     detail::fail(where, "patch_size must divide image_size");
@@ -241,7 +249,8 @@ PatchEmbedding::PatchEmbedding(const PatchEmbeddingConfig& c) : config_(c) {
 }
 
 int64_t PatchEmbedding::tokens() const {
-  const int64_t n = config_.image_size / std::max<int64_t>(config_.patch_size, 1);
+  const int64_t n =
+      config_.image_size / std::max<int64_t>(config_.patch_size, 1);
   return n * n + (config_.class_token ? 1 : 0);
 }
 
@@ -257,9 +266,11 @@ void PatchEmbedding::forward(TensorView<const float> images,
                             std::to_string(I) + ", " + std::to_string(I) + "]");
   }
   for (int a = 0; a < 4; ++a) {
-    if (images.stride(a) < 0) detail::fail(where, "images: strides must be >= 0");
+    if (images.stride(a) < 0)
+      detail::fail(where, "images: strides must be >= 0");
   }
-  if (images.stride(3) != 1) detail::fail(where, "images: last stride must be 1");
+  if (images.stride(3) != 1)
+    detail::fail(where, "images: last stride must be 1");
   if (images.data() == nullptr && images.numel() > 0) {
     detail::fail(where, "images: has no data");
   }
@@ -270,8 +281,9 @@ void PatchEmbedding::forward(TensorView<const float> images,
       class_token.size() != static_cast<size_t>(c.class_token ? E : 0) ||
       positions.size() !=
           static_cast<size_t>(c.position_embedding ? tokens() * E : 0)) {
-    detail::fail(where, "proj, class_token or positions do not match the "
-                        "config");
+    detail::fail(where,
+                 "proj, class_token or positions do not match the "
+                 "config");
   }
   patches_.resize(static_cast<size_t>(n * n * K));
   const int64_t first = c.class_token ? 1 : 0;

@@ -52,8 +52,7 @@ TensorView<const float> MemoryKV::v() const {
                                  {length * W, head_dim, W, 1});
 }
 
-MultiHeadAttention::MultiHeadAttention(const AttentionConfig& c)
-    : config_(c) {
+MultiHeadAttention::MultiHeadAttention(const AttentionConfig& c) : config_(c) {
   const char* where = "nn::MultiHeadAttention";
   if (c.d_model <= 0) detail::fail(where, "d_model must be > 0");
   if (c.num_heads <= 0) detail::fail(where, "num_heads must be > 0");
@@ -82,8 +81,8 @@ MultiHeadAttention::MultiHeadAttention(const AttentionConfig& c)
         c.rope.rotary_dim == 0 ? head_dim_ : c.rope.rotary_dim, c.rope);
   }
   if (c.position == Position::kT5) {
-    const int64_t half = c.t5.bidirectional ? c.t5.num_buckets / 2
-                                            : c.t5.num_buckets;
+    const int64_t half =
+        c.t5.bidirectional ? c.t5.num_buckets / 2 : c.t5.num_buckets;
     if (half < 2 || c.t5.max_distance <= half / 2) {
       detail::fail(where, "t5 buckets need num_buckets >= " +
                               std::string(c.t5.bidirectional ? "4" : "2") +
@@ -96,17 +95,17 @@ MultiHeadAttention::MultiHeadAttention(const AttentionConfig& c)
 
 MemoryKV MultiHeadAttention::project_memory(
     TensorView<const float> memory) const {
-  detail::check_rows(memory, "nn::MultiHeadAttention::project_memory",
-                     "memory", kv_proj.in_features);
+  detail::check_rows(memory, "nn::MultiHeadAttention::project_memory", "memory",
+                     kv_proj.in_features);
   MemoryKV m;
   m.batch = memory.extent(0);
   m.length = memory.extent(2);
   m.kv_heads = kv_heads_;
   m.head_dim = head_dim_;
   m.kv.resize(static_cast<size_t>(m.batch * m.length * kv_proj.out_features));
-  kv_proj.forward(memory, TensorView<float>::bhsd(m.kv.data(), m.batch, 1,
-                                                  m.length,
-                                                  kv_proj.out_features));
+  kv_proj.forward(memory,
+                  TensorView<float>::bhsd(m.kv.data(), m.batch, 1, m.length,
+                                          kv_proj.out_features));
   return m;
 }
 
@@ -128,17 +127,21 @@ void MultiHeadAttention::forward(TensorView<const float> x,
     detail::fail(where, "give memory or memory_kv, not both");
   }
   if (cross && in.cache != nullptr) {
-    detail::fail(where, "cache: cross-attention reads memory, not a cache "
-                        "(project the memory once with project_memory)");
+    detail::fail(where,
+                 "cache: cross-attention reads memory, not a cache "
+                 "(project the memory once with project_memory)");
   }
   if (in.cache != nullptr) {
     if (in.sequences.size() != static_cast<size_t>(B)) {
-      detail::fail(where, "sequences must name one cache sequence per batch "
-                          "entry (" + std::to_string(B) + ")");
+      detail::fail(where,
+                   "sequences must name one cache sequence per batch "
+                   "entry (" +
+                       std::to_string(B) + ")");
     }
     if (in.cache->options().rope) {
-      detail::fail(where, "cache: must not rotate keys itself (the module "
-                          "applies its own RoPE)");
+      detail::fail(where,
+                   "cache: must not rotate keys itself (the module "
+                   "applies its own RoPE)");
     }
   }
   if (in.memory_kv != nullptr &&
@@ -147,14 +150,16 @@ void MultiHeadAttention::forward(TensorView<const float> x,
        in.memory_kv->kv.size() !=
            static_cast<size_t>(B * in.memory_kv->length * 2 * kv_heads_ *
                                head_dim_))) {
-    detail::fail(where, "memory_kv was not projected by this module's shape "
-                        "for this batch");
+    detail::fail(where,
+                 "memory_kv was not projected by this module's shape "
+                 "for this batch");
   }
   if (c.position == Position::kT5 &&
       relative_bias.size() !=
           static_cast<size_t>(c.t5.num_buckets * c.num_heads)) {
-    detail::fail(where, "relative_bias must hold num_buckets * num_heads "
-                        "floats");
+    detail::fail(where,
+                 "relative_bias must hold num_buckets * num_heads "
+                 "floats");
   }
   Profile* prof = in.profile;
   const int64_t Hq = c.num_heads, Hkv = kv_heads_, D = head_dim_;
@@ -230,8 +235,9 @@ void MultiHeadAttention::forward(TensorView<const float> x,
               ctx, o);
   } else {
     if (in.position_offset != 0 && c.causal && !cross) {
-      detail::fail(where, "position_offset needs a cache for causal "
-                          "self-attention (earlier keys live there)");
+      detail::fail(where,
+                   "position_offset needs a cache for causal "
+                   "self-attention (earlier keys live there)");
     }
     attention(TensorView<const float>(q), TensorView<const float>(k),
               TensorView<const float>(v), ctx, o);

@@ -52,8 +52,7 @@ void for_each_block(const TensorView<X>& x, const TensorView<Y>& y, F&& fn) {
     return;
   }
   for (int64_t b = 0; b < x.extent(0); ++b) {
-    fn(row(x, b, 0), leading_dim(x), row(y, b, 0), leading_dim(y),
-       x.extent(2));
+    fn(row(x, b, 0), leading_dim(x), row(y, b, 0), leading_dim(y), x.extent(2));
   }
 }
 
@@ -66,9 +65,9 @@ class Timer {
   ~Timer() { stop(); }
   void stop() {
     if (slot_ == nullptr) return;
-    *slot_ += std::chrono::duration<double>(std::chrono::steady_clock::now() -
-                                            start_)
-                  .count();
+    *slot_ +=
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start_)
+            .count();
     slot_ = nullptr;
   }
 
