@@ -575,6 +575,15 @@ TEST(NnCheckpoint, ConfigErrorsNameTheKey) {
   expect_error(
       [] { config_from_json(R"({"model_type": "bert", "hidden_size": "8"})"); },
       "\"hidden_size\" must be an integer");
+  expect_error(
+      [] {
+        config_from_json(
+            R"({"model_type": "gpt2", "n_embd": 8, "vocab_size": 18446744073709551615})");
+      },
+      "\"vocab_size\" must be in [0, 16777216]");
+  expect_error(
+      [] { config_from_json(R"({"model_type": "gpt2", "n_embd": 8, "vocab_size": -3})"); },
+      "\"vocab_size\" must be in");
   Family f;
   const ModelConfig c = config_from_json(
       R"({"model_type": "gpt2", "vocab_size": 10, "n_positions": 8, "n_embd": 8,

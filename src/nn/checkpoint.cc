@@ -16,6 +16,11 @@ namespace {
 
 using nlohmann::json;
 
+// config.json is untrusted: every size is bounded so that products of two
+// of them (a weight's element count) cannot overflow int64. 2^24 is above
+// every public model's vocabulary, width and context.
+constexpr int64_t kMaxConfigInt = int64_t{1} << 24;
+
 [[noreturn]] void config_fail(const std::string& what) {
   throw Error("config.json: " + what);
 }
@@ -30,8 +35,12 @@ int64_t get_int(const json& j, const char* key,
   if (!it->is_number_integer()) {
     config_fail(std::string("\"") + key + "\" must be an integer");
   }
+  // Unsigned JSON integers above INT64_MAX come back negative: rejected.
   const int64_t v = it->get<int64_t>();
-  if (v < 0) config_fail(std::string("\"") + key + "\" must be >= 0");
+  if (v < 0 || v > kMaxConfigInt) {
+    config_fail(std::string("\"") + key + "\" must be in [0, " +
+                std::to_string(kMaxConfigInt) + "], got " + it->dump());
+  }
   return v;
 }
 
