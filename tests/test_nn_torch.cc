@@ -84,6 +84,26 @@ void load_in_proj(const TorchCase& c, const std::string& prefix,
   m.o_proj.bias = c.get(prefix + "out_proj.bias");
 }
 
+// torch.nn.TransformerEncoderLayer / DecoderLayer parameters under `p`
+// into a block: self_attn, linear1/linear2, and norm1 .. normN in the
+// order of `norms`.
+void load_torch_layer(const TorchCase& c, const std::string& p,
+                      TransformerBlock& b, int64_t E,
+                      std::initializer_list<Norm*> norms) {
+  load_in_proj(c, p + "self_attn.", b.self_attn, E);
+  if (b.cross_attn) load_in_proj(c, p + "multihead_attn.", *b.cross_attn, E);
+  b.mlp.up.weight = c.get(p + "linear1.weight");
+  b.mlp.up.bias = c.get(p + "linear1.bias");
+  b.mlp.down.weight = c.get(p + "linear2.weight");
+  b.mlp.down.bias = c.get(p + "linear2.bias");
+  int k = 1;
+  for (Norm* n : norms) {
+    n->weight = c.get(p + "norm" + std::to_string(k) + ".weight");
+    n->bias = c.get(p + "norm" + std::to_string(k) + ".bias");
+    ++k;
+  }
+}
+
 std::vector<float> poisoned(size_t n) {
   return std::vector<float>(n, std::nanf(""));
 }
@@ -178,15 +198,7 @@ void run_encoder_case(const char* name) {
       .activation = act == "gelu" ? Activation::kGelu : Activation::kRelu};
   cfg.pre_norm = norm_first;
   TransformerBlock block(cfg);
-  load_in_proj(c, "self_attn.", block.self_attn, E);
-  block.mlp.up.weight = c.get("linear1.weight");
-  block.mlp.up.bias = c.get("linear1.bias");
-  block.mlp.down.weight = c.get("linear2.weight");
-  block.mlp.down.bias = c.get("linear2.bias");
-  block.attn_norm.weight = c.get("norm1.weight");
-  block.attn_norm.bias = c.get("norm1.bias");
-  block.mlp_norm.weight = c.get("norm2.weight");
-  block.mlp_norm.bias = c.get("norm2.bias");
+  load_torch_layer(c, "", block, E, {&block.attn_norm, &block.mlp_norm});
   std::vector<float> x = c.get("x");
   block.forward(rows_view(x, B, S, E), {.self = {.key_lengths = lengths}});
   expect_close(x, c.get("out"), name);
@@ -212,18 +224,8 @@ TEST(TorchParity, TransformerDecoderLayer) {
   cfg.mlp = {.d_model = E, .hidden = F, .activation = Activation::kRelu};
   cfg.pre_norm = false;
   TransformerBlock block(cfg);
-  load_in_proj(c, "self_attn.", block.self_attn, E);
-  load_in_proj(c, "multihead_attn.", *block.cross_attn, E);
-  block.mlp.up.weight = c.get("linear1.weight");
-  block.mlp.up.bias = c.get("linear1.bias");
-  block.mlp.down.weight = c.get("linear2.weight");
-  block.mlp.down.bias = c.get("linear2.bias");
-  block.attn_norm.weight = c.get("norm1.weight");
-  block.attn_norm.bias = c.get("norm1.bias");
-  block.cross_norm.weight = c.get("norm2.weight");
-  block.cross_norm.bias = c.get("norm2.bias");
-  block.mlp_norm.weight = c.get("norm3.weight");
-  block.mlp_norm.bias = c.get("norm3.bias");
+  load_torch_layer(c, "", block, E,
+                   {&block.attn_norm, &block.cross_norm, &block.mlp_norm});
   std::vector<float> x = c.get("x"), mem = c.get("memory");
   block.forward(rows_view(x, B, S, E),
                 {.cross = {.memory = rows_view(mem, B, L, E),
@@ -415,15 +417,7 @@ TEST(TorchParity, VitPatchEmbeddingAndEncoder) {
   for (int64_t l = 0; l < L; ++l) {
     const std::string p = "layers." + std::to_string(l) + ".";
     TransformerBlock& b = m.layers[l];
-    load_in_proj(c, p + "self_attn.", b.self_attn, E);
-    b.mlp.up.weight = c.get(p + "linear1.weight");
-    b.mlp.up.bias = c.get(p + "linear1.bias");
-    b.mlp.down.weight = c.get(p + "linear2.weight");
-    b.mlp.down.bias = c.get(p + "linear2.bias");
-    b.attn_norm.weight = c.get(p + "norm1.weight");
-    b.attn_norm.bias = c.get(p + "norm1.bias");
-    b.mlp_norm.weight = c.get(p + "norm2.weight");
-    b.mlp_norm.bias = c.get(p + "norm2.bias");
+    load_torch_layer(c, p, b, E, {&b.attn_norm, &b.mlp_norm});
   }
   m.final_norm->weight = c.get("norm.weight");
   m.final_norm->bias = c.get("norm.bias");
