@@ -110,6 +110,10 @@ TEST(NnLinear, RejectsBadShapes) {
                   rows(y, 1, 2, 3));
       },
       "extent 1 on axis 1");
+  std::vector<float> sq(12);
+  Linear square(4, 4, false);
+  expect_error([&] { square.forward(rows(sq, 1, 3, 4), rows(sq, 1, 3, 4)); },
+               "y must not alias x");
   l.bias.resize(2);
   expect_error([&] { l.forward(rows(x, 1, 2, 4), rows(y, 1, 2, 3)); }, "bias");
 }

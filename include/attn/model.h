@@ -109,7 +109,7 @@ class TransformerModel {
 
  private:
   ModelConfig config_;
-  mutable std::vector<float> sinusoidal_;
+  std::vector<float> sinusoidal_;  // kSinusoidal: [max_positions, E]
 };
 
 // T5-style encoder-decoder: the decoder's blocks cross-attend to the

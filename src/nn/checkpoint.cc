@@ -185,8 +185,7 @@ ModelConfig llama_config(const json& j) {
 // Tensor lookup over several files, remembering what was taken.
 class Source {
  public:
-  explicit Source(std::span<const safetensors::File* const> files)
-      : files_(files) {
+  explicit Source(std::span<const safetensors::File* const> files) {
     for (const safetensors::File* f : files) {
       if (f == nullptr)
         detail::fail("nn::load_weights", "files holds a null file");
@@ -236,7 +235,6 @@ class Source {
   }
 
  private:
-  std::span<const safetensors::File* const> files_;
   std::map<std::string, const safetensors::File*> owner_;
   std::set<std::string> used_;
 };

@@ -123,6 +123,10 @@ void Linear::forward(TensorView<const float> x, TensorView<float> y,
   }
   detail::check_rows(x, where, "x", in_features);
   detail::check_rows(y, where, "y", out_features, x.extent(0), x.extent(2));
+  if (x.data() == y.data() && x.numel() > 0) {
+    detail::fail(where, "y must not alias x (the product reads x while "
+                        "writing y)");
+  }
   const float* b = bias.empty() ? nullptr : bias.data();
   detail::for_each_block(
       x, y,
