@@ -378,6 +378,13 @@ HWY_INLINE void PVRowsChunk(DF df, int vecs, const float* p, int64_t first,
   }
 }
 
+// Requests every cache line of a row of n elements.
+template <class E>
+HWY_INLINE void PrefetchRow(const E* row, int64_t n) {
+  constexpr int64_t kLine = 64 / sizeof(E) > 0 ? 64 / sizeof(E) : 1;
+  for (int64_t d = 0; d < n; d += kLine) hwy::Prefetch(row + d);
+}
+
 template <class T>
 HWY_INLINE void widen_row(const T* HWY_RESTRICT src, int64_t n,
                           float* HWY_RESTRICT dst) {
@@ -691,12 +698,9 @@ void FlashItem(const detail::Problem<T>& pb, const Src& src,
     if (have) {
       const int64_t next_j0 = next_tile * kKeyTile;
       const int64_t next_end = std::min(next_j0 + kKeyTile, keys_end);
-      constexpr int64_t kLine = 64 / sizeof(E) > 0 ? 64 / sizeof(E) : 1;
       for (int64_t j = std::max(next_j0, keys_begin); j < next_end; ++j) {
-        const E* kr = src.k_row(b, kvh, j);
-        const E* vr = src.v_row(b, kvh, j);
-        for (int64_t d = 0; d < D; d += kLine) hwy::Prefetch(kr + d);
-        for (int64_t d = 0; d < Dv; d += kLine) hwy::Prefetch(vr + d);
+        PrefetchRow(src.k_row(b, kvh, j), D);
+        PrefetchRow(src.v_row(b, kvh, j), Dv);
       }
     }
 
@@ -780,12 +784,14 @@ void FlashItem(const detail::Problem<T>& pb, const Src& src,
 
     // The keys each row sees: its key range, and on tiles the pattern
     // leaves partial, the pattern's mask; padding rows see none.
-    for (int64_t r = 0; r < rows_padded; ++r) {
+    for (int64_t r = 0, ii = 0; r < rows_padded; ++r) {
       if (r >= rows) {
         keep[r] = 0;
         continue;
       }
-      const KeyRange& kr = ranges[r % br];
+      // ii = r % br, without a division per row and tile.
+      const KeyRange& kr = ranges[ii];
+      if (++ii == br) ii = 0;
       keep[r] = key_bits(kr.begin - j0, std::min(kr.end - j0, bc));
       if (kind == TileKind::kPartial && keep[r] != 0) {
         keep[r] &= pattern.mask_bits(b, kvh * G + r / br, pos0 + r % br, j0,
