@@ -3,6 +3,7 @@
 #define ATTN_ATTN_H_
 
 #include "attn/attention.h"
+#include "attn/backward.h"
 #include "attn/block_mask.h"
 #include "attn/error.h"
 #include "attn/kv_cache.h"

@@ -101,6 +101,17 @@ struct Problem {
   TensorView<float> lse;  // may be empty
 };
 
+// One attention_backward call after validation: lse is [B, Hq, Sq, 1], out
+// and dout [B, Hq, Sq, Dv], the gradients shaped like q, k and v; no output
+// overlaps another view.
+template <class T>
+struct BackwardProblem {
+  Params params;
+  TensorView<const T> q, k, v, out, dout;
+  TensorView<const float> lse;
+  TensorView<T> dq, dk, dv;
+};
+
 }  // namespace attn::detail
 
 #endif  // ATTN_SRC_API_PROBLEM_H_

@@ -417,6 +417,95 @@ Problem<T> validate(TensorView<const T> q, TensorView<const T> k,
 
 
 template <class T>
+BackwardProblem<T> validate_backward(
+    TensorView<const T> q, TensorView<const T> k, TensorView<const T> v,
+    TensorView<const T> out, TensorView<const float> lse,
+    TensorView<const T> dout, TensorView<T> dq, TensorView<T> dk,
+    TensorView<T> dv, const AttentionOptions& o) {
+  const EntryPoint named("attn::attention_backward");
+  BackwardProblem<T> p;
+  ByteRange in[7];
+  Shape& s = p.params.shape;
+  s = check_inputs(q, k, v, in);
+  in[3] = check_view("out", out);
+  in[4] = check_view("dout", dout);
+  in[5] = check_view("lse", lse);
+  const Extents want_out{s.B, s.Hq, s.Sq, s.Dv};
+  const Extents want_lse{s.B, s.Hq, s.Sq, 1};
+  for (int a = 0; a < 4; ++a) {
+    check_extent("out", out.extents(), a, want_out[a], "[B, Hq, Sq, Dv]");
+    check_extent("dout", dout.extents(), a, want_out[a], "the shape of out");
+    check_extent("lse", lse.extents(), a, want_lse[a], "[B, Hq, Sq, 1]");
+  }
+  // The gradients: shaped like their inputs, writable, clear of every
+  // other view.
+  const char* in_names[6] = {"q", "k", "v", "out", "dout", "lse"};
+  struct Grad {
+    const char* name;
+    Extents extents, want;
+    Strides strides;
+    ByteRange range;
+  };
+  Grad grads[3] = {
+      {"dq", dq.extents(), q.extents(), dq.strides(), {}},
+      {"dk", dk.extents(), k.extents(), dk.strides(), {}},
+      {"dv", dv.extents(), v.extents(), dv.strides(), {}},
+  };
+  grads[0].range = check_view("dq", dq);
+  grads[1].range = check_view("dk", dk, /*empty_seq_ok=*/true);
+  grads[2].range = check_view("dv", dv, /*empty_seq_ok=*/true);
+  for (Grad& g : grads) {
+    for (int a = 0; a < 4; ++a) {
+      check_extent(g.name, g.extents, a, g.want[a],
+                   std::string("the shape of ") + (g.name + 1));
+    }
+    if (has_self_overlap(g.extents, g.strides)) {
+      fail(g.name,
+           "strides make distinct elements share memory (an output needs "
+           "non-overlapping strides)");
+    }
+    for (int x = 0; x < 6; ++x) {
+      if (g.range.overlaps(in[x])) {
+        fail(g.name, std::string("memory overlaps input ") + in_names[x]);
+      }
+    }
+  }
+  for (int x = 0; x < 3; ++x) {
+    for (int y = x + 1; y < 3; ++y) {
+      if (grads[x].range.overlaps(grads[y].range)) {
+        fail(grads[y].name,
+             std::string("memory overlaps output ") + grads[x].name);
+      }
+    }
+  }
+  resolve_options(o, p.params);
+  if (o.pattern.has_score()) {
+    fail("options.pattern",
+         "a pattern with a score functor has no known derivative; "
+         "attention_backward supports patterns that only mask");
+  }
+  if (o.kv_splits != 0) {
+    fail("options.kv_splits", "applies to the forward decode algorithm only");
+  }
+  constexpr Algorithm kBackwardOrder[] = {Algorithm::kFlash};
+  if (o.algorithm == Algorithm::kDecode) {
+    fail("options.algorithm",
+         "decode has no backward (use auto, flash, naive or reference)");
+  }
+  choose_algorithm(o, kBackwardOrder, p.params);
+  p.q = q;
+  p.k = k;
+  p.v = v;
+  p.out = out;
+  p.dout = dout;
+  p.lse = lse;
+  p.dq = dq;
+  p.dk = dk;
+  p.dv = dv;
+  return p;
+}
+
+template <class T>
 Problem<T> validate_cached(TensorView<const T> q, const CacheShape& cache,
                            std::span<const int64_t> sequence_lengths,
                            TensorView<T> out, const AttentionOptions& o,
@@ -477,7 +566,11 @@ Problem<T> validate_cached(TensorView<const T> q, const CacheShape& cache,
   template Problem<T> validate_cached<T>(                                   \
       TensorView<const T>, const CacheShape&, std::span<const int64_t>,     \
       TensorView<T>, const AttentionOptions&, TensorView<float>,            \
-      std::vector<int64_t>&);
+      std::vector<int64_t>&);                                              \
+  template BackwardProblem<T> validate_backward<T>(                         \
+      TensorView<const T>, TensorView<const T>, TensorView<const T>,        \
+      TensorView<const T>, TensorView<const float>, TensorView<const T>,    \
+      TensorView<T>, TensorView<T>, TensorView<T>, const AttentionOptions&);
 ATTN_INSTANTIATE(float)
 ATTN_INSTANTIATE(bfloat16)
 ATTN_INSTANTIATE(float16)

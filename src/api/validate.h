@@ -48,6 +48,16 @@ Problem<T> validate_cached(TensorView<const T> q, const CacheShape& cache,
                            TensorView<float> lse,
                            std::vector<int64_t>& key_lengths);
 
+// validate() for attention_backward: the forward's views and options plus
+// out, lse and dout as inputs and dq, dk, dv as outputs. Picks kFlash under
+// kAuto; rejects kDecode, dropout and pattern score functors.
+template <class T>
+BackwardProblem<T> validate_backward(
+    TensorView<const T> q, TensorView<const T> k, TensorView<const T> v,
+    TensorView<const T> out, TensorView<const float> lse,
+    TensorView<const T> dout, TensorView<T> dq, TensorView<T> dk,
+    TensorView<T> dv, const AttentionOptions& options);
+
 // Whether a view of these extents and (non-negative) strides reaches one
 // element through two indices: such a view cannot be written to.
 bool has_self_overlap(const Extents& extents, const Strides& strides);

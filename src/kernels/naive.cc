@@ -114,8 +114,118 @@ void naive_attention(const detail::Problem<T>& problem) {
   });
 }
 
+template <class T>
+void naive_attention_backward(const detail::BackwardProblem<T>& pb) {
+  const detail::Params& p = pb.params;
+  const detail::Shape& s = p.shape;
+  const int threads = util::resolve_threads(p.num_threads);
+  const int64_t G = s.group();
+  const float kNegInf = -std::numeric_limits<float>::infinity();
+
+  // Per worker: P, dS (and the softcap factor) of one head, that head's q
+  // and dout rows, the group's K and V, and float dk, dv accumulators.
+  struct Scratch {
+    std::vector<float> P, dS, F, Q, dO, K, V, dK, dV, dq;
+  };
+  std::vector<Scratch> scratch(threads);
+  for (Scratch& w : scratch) {
+    w.P.resize(s.Sq * s.Skv);
+    w.dS.resize(s.Sq * s.Skv);
+    if (p.softcap > 0.0f) w.F.resize(s.Sq * s.Skv);
+    w.Q.resize(s.Sq * s.D);
+    w.dO.resize(s.Sq * s.Dv);
+    w.K.resize(s.Skv * s.D);
+    w.V.resize(s.Skv * s.Dv);
+    w.dK.resize(s.Skv * s.D);
+    w.dV.resize(s.Skv * s.Dv);
+    w.dq.resize(s.D);
+  }
+
+  util::ParallelFor(s.B * s.Hkv, threads, [&](int64_t item, int worker) {
+    Scratch& w = scratch[worker];
+    const int64_t b = item / s.Hkv, kv = item % s.Hkv;
+    for (int64_t j = 0; j < s.Skv; ++j) {
+      widen(pb.k.row(b, kv, j), s.D, &w.K[j * s.D]);
+      widen(pb.v.row(b, kv, j), s.Dv, &w.V[j * s.Dv]);
+    }
+    std::fill(w.dK.begin(), w.dK.end(), 0.0f);
+    std::fill(w.dV.begin(), w.dV.end(), 0.0f);
+    for (int64_t g = 0; g < G; ++g) {
+      const int64_t h = kv * G + g;
+      // P = exp(S - lse) and dS = P (dout v^T - Delta) * ds/d(q.k).
+      for (int64_t i = 0; i < s.Sq; ++i) {
+        float* q = &w.Q[i * s.D];
+        float* dout = &w.dO[i * s.Dv];
+        widen(pb.q.row(b, h, i), s.D, q);
+        widen(pb.dout.row(b, h, i), s.Dv, dout);
+        const float lse = pb.lse(b, h, i, 0);
+        float* Pi = &w.P[i * s.Skv];
+        float* dSi = &w.dS[i * s.Skv];
+        if (lse == kNegInf) {  // no visible key: no gradient from this row
+          std::fill(Pi, Pi + s.Skv, 0.0f);
+          std::fill(dSi, dSi + s.Skv, 0.0f);
+          continue;
+        }
+        const T* out = pb.out.row(b, h, i);
+        float delta = 0.0f;
+        for (int64_t d = 0; d < s.Dv; ++d) delta += dout[d] * to_float(out[d]);
+        for (int64_t j = 0; j < s.Skv; ++j) {
+          if (!p.visible(b, h, i, j)) {
+            Pi[j] = 0.0f;
+            if (!w.F.empty()) w.F[i * s.Skv + j] = 0.0f;
+            continue;
+          }
+          const float dot = dot8(q, &w.K[j * s.D], s.D);
+          Pi[j] = std::exp(p.score<float>(dot, b, h, i, j) - lse);
+          if (!w.F.empty()) {
+            const float t = std::tanh(p.scale * dot / p.softcap);
+            w.F[i * s.Skv + j] = p.scale * (1.0f - t * t);
+          }
+        }
+        for (int64_t j = 0; j < s.Skv; ++j) {
+          const float dp = dot8(dout, &w.V[j * s.Dv], s.Dv);
+          const float f = w.F.empty() ? p.scale : w.F[i * s.Skv + j];
+          dSi[j] = Pi[j] * (dp - delta) * f;
+        }
+      }
+      // dq = dS k.
+      for (int64_t i = 0; i < s.Sq; ++i) {
+        const float* dSi = &w.dS[i * s.Skv];
+        std::fill(w.dq.begin(), w.dq.end(), 0.0f);
+        for (int64_t j = 0; j < s.Skv; ++j) {
+          const float* kj = &w.K[j * s.D];
+          for (int64_t d = 0; d < s.D; ++d) w.dq[d] += dSi[j] * kj[d];
+        }
+        T* dq = pb.dq.row(b, h, i);
+        for (int64_t d = 0; d < s.D; ++d) dq[d] = from_float<T>(w.dq[d]);
+      }
+      // dk += dS^T q, dv += P^T dout.
+      for (int64_t i = 0; i < s.Sq; ++i) {
+        const float* q = &w.Q[i * s.D];
+        const float* dout = &w.dO[i * s.Dv];
+        for (int64_t j = 0; j < s.Skv; ++j) {
+          const float ds = w.dS[i * s.Skv + j], pij = w.P[i * s.Skv + j];
+          float* dk = &w.dK[j * s.D];
+          float* dv = &w.dV[j * s.Dv];
+          for (int64_t d = 0; d < s.D; ++d) dk[d] += ds * q[d];
+          for (int64_t d = 0; d < s.Dv; ++d) dv[d] += pij * dout[d];
+        }
+      }
+    }
+    for (int64_t j = 0; j < s.Skv; ++j) {
+      T* dk = pb.dk.row(b, kv, j);
+      T* dv = pb.dv.row(b, kv, j);
+      for (int64_t d = 0; d < s.D; ++d) dk[d] = from_float<T>(w.dK[j * s.D + d]);
+      for (int64_t d = 0; d < s.Dv; ++d) dv[d] = from_float<T>(w.dV[j * s.Dv + d]);
+    }
+  });
+}
+
 template void naive_attention(const detail::Problem<float>&);
 template void naive_attention(const detail::Problem<bfloat16>&);
 template void naive_attention(const detail::Problem<float16>&);
+template void naive_attention_backward(const detail::BackwardProblem<float>&);
+template void naive_attention_backward(const detail::BackwardProblem<bfloat16>&);
+template void naive_attention_backward(const detail::BackwardProblem<float16>&);
 
 }  // namespace attn::kernels

@@ -17,6 +17,16 @@ int resolve_threads(int requested);
 void ParallelFor(int64_t n, int num_threads,
                  const std::function<void(int64_t i, int worker)>& body);
 
+// ParallelFor whose items start in increasing order: item i begins only
+// after every item before it has begun. A body may therefore wait for
+// progress of an earlier item (never a later one) without deadlock, as
+// long as each worker has a core to itself or the wait yields.
+void ParallelForOrdered(int64_t n, int num_threads,
+                        const std::function<void(int64_t i, int worker)>& body);
+
+// One step of a busy wait: a pause, and every so often a yield of the core.
+void SpinPause(int64_t& spins);
+
 }  // namespace attn::util
 
 #endif  // ATTN_SRC_UTIL_PARALLEL_H_

@@ -1,0 +1,400 @@
+// attention_backward: the float64 reference against central finite
+// differences of the forward reference; naive and flash against the
+// reference over the option grid, shapes and layouts, on NaN-poisoned
+// gradients; the same bits for any thread count; argument errors.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "attn/backward.h"
+#include "attn/patterns.h"
+#include "src/reference/backward_reference.h"
+#include "tests/attention_grid.h"
+
+namespace attn::testing {
+namespace {
+
+// Gathers a [B, H, S, D] view into a contiguous vector of float.
+template <class T>
+std::vector<float> gather(TensorView<const T> v) {
+  std::vector<float> x;
+  x.reserve(v.numel());
+  for (int64_t b = 0; b < v.extent(0); ++b)
+    for (int64_t h = 0; h < v.extent(1); ++h)
+      for (int64_t s = 0; s < v.extent(2); ++s)
+        for (int64_t d = 0; d < v.extent(3); ++d) x.push_back(to_float(v(b, h, s, d)));
+  return x;
+}
+
+double max_abs(const std::vector<double>& x) {
+  double m = 0;
+  for (double e : x) m = std::max(m, std::abs(e));
+  return m;
+}
+
+// max |got - ref| over `scale`; NaN makes it infinite.
+double rel_error(const std::vector<float>& got, const std::vector<double>& ref,
+                 double scale) {
+  double err = 0;
+  for (size_t i = 0; i < ref.size(); ++i) {
+    if (!std::isfinite(got[i])) return INFINITY;
+    err = std::max(err, std::abs(double(got[i]) - ref[i]));
+  }
+  return err / scale;
+}
+
+struct GradErrors {
+  double dq = 0, dk = 0, dv = 0;
+  double max() const { return std::max({dq, dk, dv}); }
+};
+
+// One shape's inputs, the forward's out and lse (flash, in T), dout, and
+// gradients into NaN-poisoned buffers (with gaps between rows).
+template <class T>
+class BackwardCase {
+ public:
+  BackwardCase(const Dims& d, Layout layout, std::mt19937& rng,
+               const AttentionOptions& o)
+      : d_(d), layout_(layout) {
+    q_ = make_buffer<T>(d.B, d.Hq, d.Sq, d.D, layout);
+    k_ = make_buffer<T>(d.B, d.Hkv, d.Skv, d.D, layout, 3, 1);
+    v_ = make_buffer<T>(d.B, d.Hkv, d.Skv, d.Dv, layout, 3, 1);
+    out_ = make_buffer<T>(d.B, d.Hq, d.Sq, d.Dv, layout);
+    dout_ = make_buffer<T>(d.B, d.Hq, d.Sq, d.Dv, layout);
+    dq_ = make_buffer<T>(d.B, d.Hq, d.Sq, d.D, layout, 2, 1);
+    dk_ = make_buffer<T>(d.B, d.Hkv, d.Skv, d.D, layout, 2, 1);
+    dv_ = make_buffer<T>(d.B, d.Hkv, d.Skv, d.Dv, layout, 2, 1);
+    fill_normal(q_.view, rng);
+    fill_normal(k_.view, rng);
+    fill_normal(v_.view, rng);
+    fill_normal(dout_.view, rng);
+    lse_.assign(d.B * d.Hq * d.Sq, NAN);
+    AttentionOptions fo = o;
+    fo.algorithm = Algorithm::kAuto;
+    attention(cq(), ck(), cv(), out_.view, fo, lse_view());
+  }
+
+  TensorView<const T> cq() const { return q_.view; }
+  TensorView<const T> ck() const { return k_.view; }
+  TensorView<const T> cv() const { return v_.view; }
+  TensorView<const T> cout() const { return out_.view; }
+  TensorView<const T> cdout() const { return dout_.view; }
+  TensorView<float> lse_view() {
+    return TensorView<float>::bhsd(lse_.data(), d_.B, d_.Hq, d_.Sq, 1);
+  }
+
+  reference::Grads reference(const AttentionOptions& o) {
+    const auto pb = detail::validate_backward<T>(
+        cq(), ck(), cv(), cout(), lse_view(), cdout(), dq_.view, dk_.view,
+        dv_.view, o);
+    return reference::attention_backward_f64(pb);
+  }
+
+  // Runs `algorithm` into poisoned buffers; returns the gradients gathered.
+  void run(const AttentionOptions& options, Algorithm algorithm, int threads,
+           std::vector<float>* dq, std::vector<float>* dk,
+           std::vector<float>* dv) {
+    poison(dq_.storage);
+    poison(dk_.storage);
+    poison(dv_.storage);
+    AttentionOptions o = options;
+    o.algorithm = algorithm;
+    o.num_threads = threads;
+    EXPECT_EQ(attention_backward(cq(), ck(), cv(), cout(), lse_view(), cdout(),
+                                 dq_.view, dk_.view, dv_.view, o),
+              algorithm);
+    *dq = gather<T>(dq_.view);
+    *dk = gather<T>(dk_.view);
+    *dv = gather<T>(dv_.view);
+  }
+
+  GradErrors errors(const AttentionOptions& o, Algorithm algorithm,
+                    const reference::Grads& ref, int threads = 0) {
+    std::vector<float> dq, dk, dv;
+    run(o, algorithm, threads, &dq, &dk, &dv);
+    // One scale for the three: the largest gradient of the call. dq and dk
+    // can be exactly zero where dv is not (one visible key: P = 1 and
+    // dP - Delta = 0), and then only their rounding noise is left.
+    const double scale =
+        std::max({max_abs(ref.dq), max_abs(ref.dk), max_abs(ref.dv), 1e-6});
+    return {rel_error(dq, ref.dq, scale), rel_error(dk, ref.dk, scale),
+            rel_error(dv, ref.dv, scale)};
+  }
+
+ private:
+  Dims d_;
+  Layout layout_;
+  Buffer<T> q_, k_, v_, out_, dout_, dq_, dk_, dv_;
+  std::vector<float> lse_;
+};
+
+// --- The reference against finite differences ---------------------------
+
+// L = sum(out * dout) through the float64 forward reference.
+double loss(const Dims& d, const std::vector<float>& q, const std::vector<float>& k,
+            const std::vector<float>& v, const std::vector<float>& dout,
+            const AttentionOptions& o) {
+  std::vector<float> out(d.B * d.Hq * d.Sq * d.Dv);
+  const auto r = reference_result<float>(
+      TensorView<const float>::bhsd(q.data(), d.B, d.Hq, d.Sq, d.D),
+      TensorView<const float>::bhsd(k.data(), d.B, d.Hkv, d.Skv, d.D),
+      TensorView<const float>::bhsd(v.data(), d.B, d.Hkv, d.Skv, d.Dv),
+      TensorView<float>::bhsd(out.data(), d.B, d.Hq, d.Sq, d.Dv), o);
+  double l = 0;
+  for (size_t i = 0; i < r.out.size(); ++i) l += r.out[i] * dout[i];
+  return l;
+}
+
+TEST(BackwardReference, MatchesCentralFiniteDifferences) {
+  const Dims d{2, 4, 2, 5, 7, 4, 3};
+  std::mt19937 rng(7);
+  for (const auto& [name, build] : option_sets()) {
+    SCOPED_TRACE(name);
+    OptionSet opts;
+    build(opts, d, rng);
+    std::normal_distribution<float> normal;
+    std::vector<float> q(d.B * d.Hq * d.Sq * d.D), k(d.B * d.Hkv * d.Skv * d.D),
+        v(d.B * d.Hkv * d.Skv * d.Dv), dout(d.B * d.Hq * d.Sq * d.Dv),
+        out(dout.size()), lse(d.B * d.Hq * d.Sq), g0(q.size()), g1(k.size()),
+        g2(v.size());
+    for (auto* x : {&q, &k, &v, &dout}) {
+      for (float& e : *x) e = normal(rng);
+    }
+    const auto pb = detail::validate_backward<float>(
+        TensorView<const float>::bhsd(q.data(), d.B, d.Hq, d.Sq, d.D),
+        TensorView<const float>::bhsd(k.data(), d.B, d.Hkv, d.Skv, d.D),
+        TensorView<const float>::bhsd(v.data(), d.B, d.Hkv, d.Skv, d.Dv),
+        TensorView<const float>::bhsd(out.data(), d.B, d.Hq, d.Sq, d.Dv),
+        TensorView<const float>::bhsd(lse.data(), d.B, d.Hq, d.Sq, 1),
+        TensorView<const float>::bhsd(dout.data(), d.B, d.Hq, d.Sq, d.Dv),
+        TensorView<float>::bhsd(g0.data(), d.B, d.Hq, d.Sq, d.D),
+        TensorView<float>::bhsd(g1.data(), d.B, d.Hkv, d.Skv, d.D),
+        TensorView<float>::bhsd(g2.data(), d.B, d.Hkv, d.Skv, d.Dv), opts.o);
+    const reference::Grads g = reference::attention_backward_f64(pb);
+    const std::vector<double>* grads[3] = {&g.dq, &g.dk, &g.dv};
+    std::vector<float>* inputs[3] = {&q, &k, &v};
+    const char* names[3] = {"dq", "dk", "dv"};
+    for (int t = 0; t < 3; ++t) {
+      std::vector<float>& x = *inputs[t];
+      double scale = 1e-3, worst = 0;
+      for (double e : *grads[t]) scale = std::max(scale, std::abs(e));
+      for (size_t e = 0; e < x.size(); ++e) {
+        // Steps exactly representable around x[e]: the difference quotient
+        // uses the perturbations actually applied.
+        const float x0 = x[e];
+        const float up = x0 + 1e-3f, down = x0 - 1e-3f;
+        x[e] = up;
+        const double lu = loss(d, q, k, v, dout, opts.o);
+        x[e] = down;
+        const double ld = loss(d, q, k, v, dout, opts.o);
+        x[e] = x0;
+        const double fd = (lu - ld) / (double(up) - double(down));
+        worst = std::max(worst, std::abs(fd - (*grads[t])[e]) / scale);
+      }
+      // Central differences: O(h^2) = 1e-6 truncation.
+      EXPECT_LE(worst, 1e-5) << names[t];
+    }
+  }
+}
+
+// A gradient that is all zero would pass everything above vacuously.
+TEST(BackwardReference, GradientsAreNotTrivial) {
+  const Dims d{1, 2, 1, 9, 11, 8, 8};
+  std::mt19937 rng(3);
+  BackwardCase<float> c(d, Layout::kBHSD, rng, {});
+  std::vector<float> dq, dk, dv;
+  c.run({}, Algorithm::kReference, 0, &dq, &dk, &dv);
+  for (const auto* g : {&dq, &dk, &dv}) {
+    double m = 0;
+    for (float x : *g) m = std::max(m, double(std::abs(x)));
+    EXPECT_GT(m, 1e-2);
+  }
+}
+
+// --- Naive and flash against the reference ------------------------------
+
+const std::vector<Dims>& backward_shapes() {
+  static const std::vector<Dims> shapes = {
+      {1, 1, 1, 1, 1, 1, 1},         // one of everything
+      {2, 4, 2, 61, 65, 16, 16},     // just over a query block and a key tile
+      {1, 2, 2, 130, 127, 33, 17},   // odd head dims, D != Dv
+      {2, 6, 2, 37, 200, 64, 64},    // GQA 3, keys over three tiles
+      {1, 4, 1, 64, 64, 128, 64},    // MQA, D = 128
+      {1, 2, 1, 121, 1, 8, 8},       // one key
+  };
+  return shapes;
+}
+
+// Against the largest gradient of the call. Observed over this grid:
+// float32 1.5e-6 (flash) and 8.8e-7 (naive); bfloat16 3.8e-3 and float16
+// 4.1e-4, where the forward's out (rounded to T, entering Delta) and the
+// final rounding of the gradients dominate.
+template <class T>
+constexpr double backward_tolerance() {
+  if constexpr (std::is_same_v<T, bfloat16>) return 1.0 / 128;
+  if constexpr (std::is_same_v<T, float16>) return 1.0 / 1024;
+  return 5e-6;
+}
+
+template <class T>
+void check_grid(Algorithm algorithm, const std::vector<Layout>& layouts) {
+  std::mt19937 rng(11);
+  for (const Dims& d : backward_shapes()) {
+    for (const auto& [name, build] : option_sets()) {
+      for (Layout layout : layouts) {
+        OptionSet opts;
+        build(opts, d, rng);
+        SCOPED_TRACE(describe(d, name, {layout, true}));
+        BackwardCase<T> c(d, layout, rng, opts.o);
+        const reference::Grads ref = c.reference(opts.o);
+        const GradErrors e = c.errors(opts.o, algorithm, ref);
+        EXPECT_LE(e.dq, backward_tolerance<T>()) << "dq";
+        EXPECT_LE(e.dk, backward_tolerance<T>()) << "dk";
+        EXPECT_LE(e.dv, backward_tolerance<T>()) << "dv";
+      }
+    }
+  }
+}
+
+TEST(BackwardFlash, MatchesReferenceFloat) {
+  check_grid<float>(Algorithm::kFlash, {Layout::kBHSD, Layout::kBSHD});
+}
+TEST(BackwardNaive, MatchesReferenceFloat) {
+  check_grid<float>(Algorithm::kNaive, {Layout::kBSHD});
+}
+TEST(BackwardFlash, MatchesReferenceBFloat16) {
+  check_grid<bfloat16>(Algorithm::kFlash, {Layout::kBHSD});
+}
+TEST(BackwardFlash, MatchesReferenceFloat16) {
+  check_grid<float16>(Algorithm::kFlash, {Layout::kBSHD});
+}
+
+// Patterns that mask: Longformer (window + global tokens) and a strided
+// sparse pattern, through the tile classifier and mask_bits.
+TEST(BackwardFlash, MaskingPatterns) {
+  const Dims d{1, 4, 2, 150, 150, 32, 32};
+  std::mt19937 rng(5);
+  const Longformer longformer(9, {0, 77});
+  const SparseStrided strided{.stride = 16, .local = 5, .causal = true};
+  for (const Pattern& pattern : {Pattern(longformer), Pattern(strided)}) {
+    AttentionOptions o;
+    o.pattern = pattern;
+    BackwardCase<float> c(d, Layout::kBHSD, rng, o);
+    const reference::Grads ref = c.reference(o);
+    for (Algorithm a : {Algorithm::kFlash, Algorithm::kNaive}) {
+      const GradErrors e = c.errors(o, a, ref);
+      EXPECT_LE(e.max(), backward_tolerance<float>()) << algorithm_name(a);
+    }
+  }
+}
+
+// --- Determinism ----------------------------------------------------------
+
+TEST(BackwardFlash, SameBitsForAnyThreadCount) {
+  const Dims d{2, 4, 2, 250, 300, 64, 48};
+  std::mt19937 rng(13);
+  for (bool causal : {false, true}) {
+    AttentionOptions o;
+    o.causal = causal;
+    BackwardCase<float> c(d, Layout::kBSHD, rng, o);
+    std::vector<float> q1, k1, v1;
+    c.run(o, Algorithm::kFlash, 1, &q1, &k1, &v1);
+    for (int threads : {2, 3, 7}) {
+      std::vector<float> q2, k2, v2;
+      c.run(o, Algorithm::kFlash, threads, &q2, &k2, &v2);
+      EXPECT_EQ(0, std::memcmp(q1.data(), q2.data(), q1.size() * sizeof(float)))
+          << threads << " threads, causal " << causal;
+      EXPECT_EQ(0, std::memcmp(k1.data(), k2.data(), k1.size() * sizeof(float)));
+      EXPECT_EQ(0, std::memcmp(v1.data(), v2.data(), v1.size() * sizeof(float)));
+    }
+  }
+}
+
+// --- Errors -----------------------------------------------------------------
+
+class BackwardErrors : public ::testing::Test {
+ protected:
+  static constexpr int64_t B = 1, H = 2, S = 8, D = 4;
+  std::vector<float> q = std::vector<float>(B * H * S * D, 0.5f), k = q, v = q,
+                     out = q, dout = q, dq = q, dk = q, dv = q,
+                     lse = std::vector<float>(B * H * S, 0.0f);
+  static TensorView<float> view(std::vector<float>& x, int64_t s = S,
+                                int64_t d = D) {
+    return TensorView<float>::bhsd(x.data(), B, H, s, d);
+  }
+  std::string error(const AttentionOptions& o = {}) {
+    return error_with(view(dq), view(dk), view(dv), view(dout), view(lse, S, 1), o);
+  }
+  std::string error_with(TensorView<float> gq, TensorView<float> gk,
+                         TensorView<float> gv, TensorView<float> go,
+                         TensorView<float> l, const AttentionOptions& o = {}) {
+    try {
+      attention_backward(view(q), view(k), view(v), view(out), l, go, gq, gk,
+                         gv, o);
+    } catch (const Error& e) {
+      return e.what();
+    }
+    return "";
+  }
+};
+
+TEST_F(BackwardErrors, Shapes) {
+  std::vector<float> small(B * H * (S - 1) * D);
+  EXPECT_NE(error_with(view(small, S - 1), view(dk), view(dv), view(dout),
+                       view(lse, S, 1))
+                .find("dq: expected seq extent 8"),
+            std::string::npos);
+  EXPECT_NE(error_with(view(dq), view(small, S - 1), view(dv), view(dout),
+                       view(lse, S, 1))
+                .find("dk: expected seq extent 8"),
+            std::string::npos);
+  EXPECT_NE(error_with(view(dq), view(dk), view(dv), view(small, S - 1),
+                       view(lse, S, 1))
+                .find("dout: expected seq extent 8"),
+            std::string::npos);
+  EXPECT_NE(error_with(view(dq), view(dk), view(dv), view(dout), view(lse, S - 1, 1))
+                .find("lse: expected seq extent 8"),
+            std::string::npos);
+  EXPECT_NE(error_with(view(dq), view(dk), view(dv), view(dout), {})
+                .find("lse: data pointer is null"),
+            std::string::npos);
+}
+
+TEST_F(BackwardErrors, Overlaps) {
+  EXPECT_NE(error_with(view(q), view(dk), view(dv), view(dout), view(lse, S, 1))
+                .find("dq: memory overlaps input q"),
+            std::string::npos);
+  EXPECT_NE(error_with(view(dq), view(dq), view(dv), view(dout), view(lse, S, 1))
+                .find("dk: memory overlaps output dq"),
+            std::string::npos);
+  EXPECT_NE(error_with(view(dq), view(dk), view(dout), view(dout), view(lse, S, 1))
+                .find("dv: memory overlaps input dout"),
+            std::string::npos);
+}
+
+TEST_F(BackwardErrors, Options) {
+  AttentionOptions o;
+  o.algorithm = Algorithm::kDecode;
+  EXPECT_NE(error(o).find("decode has no backward"), std::string::npos);
+  o = {};
+  o.dropout_p = 0.1f;
+  EXPECT_NE(error(o).find("options.dropout_p"), std::string::npos);
+  o = {};
+  o.kv_splits = 2;
+  EXPECT_NE(error(o).find("options.kv_splits"), std::string::npos);
+  struct Score {
+    float score(float s, int64_t, int64_t, int64_t, int64_t) const { return s; }
+  } score;
+  o = {};
+  o.pattern = score;
+  EXPECT_NE(error(o).find("no known derivative"), std::string::npos);
+  EXPECT_EQ(error(), "");  // and the valid call runs
+}
+
+}  // namespace
+}  // namespace attn::testing
