@@ -58,9 +58,9 @@ const std::map<std::string, std::vector<Shape>>& presets() {
 
 const std::map<std::string, std::vector<std::string>> kGroups = {
     {"quick", {"transformer", "bert-base", "gpt2-small", "llama3-8b", "targets",
-               "decode-quick"}},
+               "decode-quick", "backward-quick"}},
     {"full", {"transformer", "bert-base", "gpt2-small", "llama3-8b", "targets",
-              "naive-4096", "long-32k", "decode", "prefill-16k"}},
+              "naive-4096", "long-32k", "decode", "prefill-16k", "backward"}},
 };
 
 double now_s() {
@@ -232,6 +232,7 @@ void add_bench_options(CLI::App& cmd, BenchArgs& a) {
   std::string names = "quick (default), full";
   for (const auto& [name, shapes] : presets()) names += ", " + name;
   for (const std::string& name : decode_preset_names()) names += ", " + name;
+  for (const std::string& name : backward_preset_names()) names += ", " + name;
   cmd.add_option("--preset", a.presets, "shape groups to run: " + names);
   cmd.add_option("--threads", a.threads, "worker threads (0 = all cores)")
       ->check(CLI::NonNegativeNumber);
@@ -261,7 +262,7 @@ void add_bench_options(CLI::App& cmd, BenchArgs& a) {
 
 int bench_command(const BenchArgs& args) {
   std::vector<Shape> shapes;
-  std::vector<std::string> decode_names;
+  std::vector<std::string> decode_names, backward_names;
   for (const std::string& p : args.presets.empty()
                                   ? std::vector<std::string>{"quick"}
                                   : args.presets) {
@@ -270,6 +271,10 @@ int bench_command(const BenchArgs& args) {
     for (const std::string& n : names) {
       if (is_decode_preset(n)) {
         decode_names.push_back(n);
+        continue;
+      }
+      if (is_backward_preset(n)) {
+        backward_names.push_back(n);
         continue;
       }
       const auto it = presets().find(n);
@@ -335,6 +340,9 @@ int bench_command(const BenchArgs& args) {
   const DecodeResult decode =
       run_decode_presets(decode_names, args, fp32_peak, bandwidth);
   all_ok = all_ok && decode.ok;
+  const DecodeResult backward =
+      run_backward_presets(backward_names, args, fp32_peak);
+  all_ok = all_ok && backward.ok;
   if (args.json) {
     fmt::print("{{\"version\": \"{}\", \"cpu\": \"{}\", \"simd\": \"{}\", "
                "\"threads\": {}, \"fp32_peak_gflops\": {:.2f}, "
@@ -361,6 +369,10 @@ int bench_command(const BenchArgs& args) {
     fmt::print("\n], \"kv_rows\": [");
     for (size_t i = 0; i < decode.json_rows.size(); ++i) {
       fmt::print("{}\n  {}", i ? "," : "", decode.json_rows[i]);
+    }
+    fmt::print("\n], \"backward_rows\": [");
+    for (size_t i = 0; i < backward.json_rows.size(); ++i) {
+      fmt::print("{}\n  {}", i ? "," : "", backward.json_rows[i]);
     }
     fmt::print("\n]}}\n");
   }

@@ -57,6 +57,12 @@ DecodeResult run_decode_presets(const std::vector<std::string>& names,
                                 double bandwidth_gbs);
 int bench_command(const BenchArgs& args);
 
+// bench_backward.cc: attention_backward rows.
+std::vector<std::string> backward_preset_names();
+bool is_backward_preset(const std::string& name);
+DecodeResult run_backward_presets(const std::vector<std::string>& names,
+                                  const BenchArgs& args, double fp32_peak);
+
 // bench_scaling.cc: the --scaling table.
 int run_scaling(const BenchArgs& args, double fp32_peak);
 

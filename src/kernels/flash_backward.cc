@@ -72,8 +72,9 @@ namespace attn::kernels {
 namespace HWY_NAMESPACE {
 
 // C[m, 0 .. C*N) (+)= sum_k A(m, k) B[k, 0 .. C*N) for R rows m, where
-// A(m, k) = a[m * sm + k * sk] (broadcast, so A may be read transposed) and
-// B, C rows are aligned and contiguous.
+// A(m, k) = a[m * sm + k * sk] (broadcast, so A may be read transposed), B
+// rows contiguous (any alignment: they may be the caller's q and dout rows)
+// and C rows aligned.
 template <int R, int C, bool kAcc>
 HWY_INLINE void GemmBlock(DF df, const float* HWY_RESTRICT a, int64_t sm,
                           int64_t sk, int64_t kdim, const float* HWY_RESTRICT b,
@@ -87,7 +88,7 @@ HWY_INLINE void GemmBlock(DF df, const float* HWY_RESTRICT a, int64_t sm,
   }
   for (int64_t k = 0; k < kdim; ++k) {
     VF bv[C];
-    for (int x = 0; x < C; ++x) bv[x] = hn::Load(df, b + k * ldb + x * N);
+    for (int x = 0; x < C; ++x) bv[x] = hn::LoadU(df, b + k * ldb + x * N);
     for (int r = 0; r < R; ++r) {
       const VF av = hn::Set(df, a[r * sm + k * sk]);
       for (int x = 0; x < C; ++x) acc[r][x] = hn::MulAdd(av, bv[x], acc[r][x]);
@@ -182,9 +183,11 @@ void BackwardItem(const detail::BackwardProblem<T>& pb, const BackwardPlan& plan
 
   // The tile: K rows, K and V transposed (keys past Skv and dims past D
   // stay zero); dK and dV cleared.
-  std::fill(Kt, Kt + Dp * kKeyTile, 0.0f);
-  std::fill(Vt, Vt + Dvp * kKeyTile, 0.0f);
-  std::fill(Kr, Kr + kKeyTile * Dp, 0.0f);
+  if (bc < kKeyTile || Dp != D || Dvp != Dv) {  // padding to clear
+    std::fill(Kt, Kt + Dp * kKeyTile, 0.0f);
+    std::fill(Vt, Vt + Dvp * kKeyTile, 0.0f);
+    std::fill(Kr, Kr + kKeyTile * Dp, 0.0f);
+  }
   std::fill(dK, dK + kKeyTile * Dp, 0.0f);
   std::fill(dV, dV + kKeyTile * Dvp, 0.0f);
   for (int64_t c = 0; c < bc; ++c) {
@@ -195,6 +198,7 @@ void BackwardItem(const detail::BackwardProblem<T>& pb, const BackwardPlan& plan
     for (int64_t d = 0; d < Dv; ++d) Vt[d * kKeyTile + c] = to_float(vr[d]);
   }
 
+  const bool direct = std::is_same_v<T, float> && Dp == D && Dvp == Dv;
   const bool general = p.softcap > 0.0f || !p.alibi_slopes.empty() ||
                        !p.bias.empty() || !p.mask.empty();
   const float c1 = p.scale * kLog2e;
@@ -235,18 +239,31 @@ void BackwardItem(const detail::BackwardProblem<T>& pb, const BackwardPlan& plan
         continue;
       }
 
-      // The block's Q and dO rows (dims padded with zeros).
-      for (int64_t r = 0; r < br; ++r) {
-        float* q = Q + r * Dp;
-        widen_row(pb.q.row(b, h, i0 + r), D, q);
-        std::fill(q + D, q + Dp, 0.0f);
-        float* o = dO + r * Dvp;
-        widen_row(pb.dout.row(b, h, i0 + r), Dv, o);
-        std::fill(o + Dv, o + Dvp, 0.0f);
+      // The block's Q and dO rows: float rows of whole vectors are read in
+      // place; others are widened and padded with zeros.
+      const float* Qb = Q;
+      const float* dOb = dO;
+      int64_t ldq = Dp, ldo = Dvp;
+      if (direct) {
+        if constexpr (std::is_same_v<T, float>) {
+          Qb = pb.q.row(b, h, i0);
+          dOb = pb.dout.row(b, h, i0);
+          ldq = pb.q.stride(2);
+          ldo = pb.dout.stride(2);
+        }
+      } else {
+        for (int64_t r = 0; r < br; ++r) {
+          float* q = Q + r * Dp;
+          widen_row(pb.q.row(b, h, i0 + r), D, q);
+          std::fill(q + D, q + Dp, 0.0f);
+          float* o = dO + r * Dvp;
+          widen_row(pb.dout.row(b, h, i0 + r), Dv, o);
+          std::fill(o + Dv, o + Dvp, 0.0f);
+        }
       }
       // S = Q Kt, dP = dO Vt.
-      Gemm<false>(df, br, Q, Dp, 1, Dp, Kt, kKeyTile, kKeyTile, P, kKeyTile);
-      Gemm<false>(df, br, dO, Dvp, 1, Dvp, Vt, kKeyTile, kKeyTile, dS, kKeyTile);
+      Gemm<false>(df, br, Qb, ldq, 1, Dp, Kt, kKeyTile, kKeyTile, P, kKeyTile);
+      Gemm<false>(df, br, dOb, ldo, 1, Dvp, Vt, kKeyTile, kKeyTile, dS, kKeyTile);
       // P, then dS = P (dP - Delta) ds/d(q.k).
       for (int64_t r = 0; r < br; ++r) {
         float* HWY_RESTRICT prow = P + r * kKeyTile;
@@ -297,8 +314,8 @@ void BackwardItem(const detail::BackwardProblem<T>& pb, const BackwardPlan& plan
         }
       }
       // dV += P^T dO, dK += dS^T Q (rows: the tile's keys), dQ = dS K.
-      Gemm<true>(df, bc, P, 1, kKeyTile, br, dO, Dvp, Dvp, dV, Dvp);
-      Gemm<true>(df, bc, dS, 1, kKeyTile, br, Q, Dp, Dp, dK, Dp);
+      Gemm<true>(df, bc, P, 1, kKeyTile, br, dOb, ldo, Dvp, dV, Dvp);
+      Gemm<true>(df, bc, dS, 1, kKeyTile, br, Qb, ldq, Dp, dK, Dp);
       Gemm<false>(df, br, dS, kKeyTile, 1, bc, Kr, Dp, Dp, dQ, Dp);
 
       // Add to the shared dQ in key-tile order.
