@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <bit>
 #include <cmath>
 #include <cstring>
 #include <random>
@@ -13,6 +14,7 @@
 
 #include "attn/backward.h"
 #include "attn/patterns.h"
+#include "src/kernels/dropout.h"
 #include "src/reference/backward_reference.h"
 #include "tests/attention_grid.h"
 
@@ -150,10 +152,31 @@ double loss(const Dims& d, const std::vector<float>& q, const std::vector<float>
   return l;
 }
 
+// The forward grid's option sets plus dropout (alone and with everything
+// else): the function with the mask drawn is as differentiable as without.
+const std::vector<std::pair<std::string, OptionBuilder>>& backward_option_sets() {
+  static const std::vector<std::pair<std::string, OptionBuilder>> sets = [] {
+    auto all = option_sets();
+    all.push_back({"dropout_0.3", [](OptionSet& s, const Dims&, std::mt19937&) {
+                     s.o.dropout_p = 0.3f;
+                     s.o.seed = 42;
+                   }});
+    const OptionBuilder everything = all[all.size() - 2].second;
+    all.push_back({"everything_dropout_0.5",
+                   [everything](OptionSet& s, const Dims& d, std::mt19937& rng) {
+                     everything(s, d, rng);
+                     s.o.dropout_p = 0.5f;
+                     s.o.seed = 7;
+                   }});
+    return all;
+  }();
+  return sets;
+}
+
 TEST(BackwardReference, MatchesCentralFiniteDifferences) {
   const Dims d{2, 4, 2, 5, 7, 4, 3};
   std::mt19937 rng(7);
-  for (const auto& [name, build] : option_sets()) {
+  for (const auto& [name, build] : backward_option_sets()) {
     SCOPED_TRACE(name);
     OptionSet opts;
     build(opts, d, rng);
@@ -245,7 +268,7 @@ template <class T>
 void check_grid(Algorithm algorithm, const std::vector<Layout>& layouts) {
   std::mt19937 rng(11);
   for (const Dims& d : backward_shapes()) {
-    for (const auto& [name, build] : option_sets()) {
+    for (const auto& [name, build] : backward_option_sets()) {
       for (Layout layout : layouts) {
         OptionSet opts;
         build(opts, d, rng);
@@ -315,6 +338,77 @@ TEST(BackwardFlash, SameBitsForAnyThreadCount) {
   }
 }
 
+// --- Dropout -------------------------------------------------------------
+
+// The generator keeps each key with probability 1 - p: over 2^20 draws the
+// kept fraction is within 5 binomial standard deviations.
+TEST(Dropout, KeepRateWithinBinomialBounds) {
+  for (float p : {0.1f, 0.5f, 0.9f}) {
+    const kernels::Dropout drop = kernels::make_dropout(p, 1234);
+    int64_t kept = 0, n = 0;
+    for (int64_t h = 0; h < 4; ++h) {
+      for (int64_t i = 0; i < 512; ++i) {
+        const uint64_t row = drop.row(0, h, i);
+        for (int64_t j = 0; j < 512; j += 64) {
+          kept += std::popcount(drop.keep_bits(row, j, 64));
+          n += 64;
+        }
+      }
+    }
+    const double q = 1.0 - p, sigma = std::sqrt(n * q * (1 - q));
+    EXPECT_LE(std::abs(kept - n * q), 5 * sigma) << "p " << p;
+  }
+}
+
+// Every forward algorithm draws the same mask: they agree with the float64
+// reference with dropout on (a different mask would differ by O(1)), and a
+// different seed changes the output.
+TEST(Dropout, SameMaskInEveryForwardAlgorithm) {
+  const Dims d{2, 4, 2, 70, 130, 32, 32};
+  std::mt19937 rng(17);
+  AttentionOptions o;
+  o.dropout_p = 0.4f;
+  o.seed = 99;
+  o.causal = true;
+  Case<float> c(d, {}, rng);
+  const reference::Result ref = c.reference(o);
+  for (Algorithm a : {Algorithm::kNaive, Algorithm::kFlash}) {
+    EXPECT_LE(c.run(o, a, ref).err.max_rel, tolerance<float>()) << algorithm_name(a);
+  }
+  AttentionOptions other = o;
+  other.seed = 100;
+  EXPECT_GT(c.run(other, Algorithm::kFlash, ref).err.max_rel, 1e-2);
+  AttentionOptions off = o;
+  off.dropout_p = 0.0f;
+  EXPECT_GT(c.run(off, Algorithm::kFlash, ref).err.max_rel, 1e-2);
+}
+
+TEST(Dropout, DecodeMatchesReference) {
+  const Dims d{1, 8, 2, 3, 700, 64, 64};
+  std::mt19937 rng(19);
+  AttentionOptions o;
+  o.dropout_p = 0.2f;
+  o.seed = 5;
+  Case<float> c(d, {}, rng);
+  const reference::Result ref = c.reference(o);
+  EXPECT_LE(c.run(o, Algorithm::kDecode, ref).err.max_rel, 2 * tolerance<float>());
+}
+
+TEST(Dropout, SameBitsForAnyThreadCount) {
+  const Dims d{2, 4, 2, 200, 260, 64, 64};
+  std::mt19937 rng(23);
+  AttentionOptions o;
+  o.dropout_p = 0.25f;
+  o.seed = 3;
+  BackwardCase<float> c(d, Layout::kBHSD, rng, o);
+  std::vector<float> q1, k1, v1, q2, k2, v2;
+  c.run(o, Algorithm::kFlash, 1, &q1, &k1, &v1);
+  c.run(o, Algorithm::kFlash, 3, &q2, &k2, &v2);
+  EXPECT_EQ(q1, q2);
+  EXPECT_EQ(k1, k2);
+  EXPECT_EQ(v1, v2);
+}
+
 // --- Errors -----------------------------------------------------------------
 
 class BackwardErrors : public ::testing::Test {
@@ -382,8 +476,8 @@ TEST_F(BackwardErrors, Options) {
   o.algorithm = Algorithm::kDecode;
   EXPECT_NE(error(o).find("decode has no backward"), std::string::npos);
   o = {};
-  o.dropout_p = 0.1f;
-  EXPECT_NE(error(o).find("options.dropout_p"), std::string::npos);
+  o.dropout_p = 1.0f;
+  EXPECT_NE(error(o).find("options.dropout_p: must be in [0, 1)"), std::string::npos);
   o = {};
   o.kv_splits = 2;
   EXPECT_NE(error(o).find("options.kv_splits"), std::string::npos);

@@ -265,13 +265,12 @@ TEST(Validation, AlgorithmCannotServe) {
   for (float x : out) ASSERT_TRUE(std::isnan(x));
 }
 
-TEST(Validation, DropoutNotYetSupported) {
-  Call c;
-  c.options.dropout_p = 0.1f;
-  expect_error(c, {"options.dropout_p", "not supported"});
-  Call d;
-  d.options.dropout_p = 1.0f;
-  expect_error(d, {"options.dropout_p", "[0, 1)"});
+TEST(Validation, DropoutProbabilityRange) {
+  for (float p : {1.0f, -0.1f, 2.0f, NAN}) {
+    Call c;
+    c.options.dropout_p = p;
+    expect_error(c, {"options.dropout_p", "[0, 1)"});
+  }
 }
 
 TEST(Validation, NegativeThreads) {

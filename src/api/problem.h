@@ -11,6 +11,7 @@
 #include "attn/options.h"
 #include "attn/pattern.h"
 #include "attn/tensor.h"
+#include "src/kernels/dropout.h"
 
 namespace attn::detail {
 
@@ -44,6 +45,8 @@ struct Params {
   Algorithm algorithm = Algorithm::kAuto;  // never kAuto after validation
   int num_threads = 0;
   int kv_splits = 0;  // decode: 0 = automatic
+  // Rule 7: off unless options.dropout_p > 0.
+  kernels::Dropout dropout;
 
   int64_t key_length(int64_t b) const {
     return key_lengths.empty() ? shape.Skv : key_lengths[b];

@@ -44,7 +44,8 @@ std::optional<StridedPlan> plan_strided(const Params& p) {
   const SparseStrided* sp = p.pattern.strided();
   if (sp == nullptr || p.algorithm != Algorithm::kFlash || sh.Sq != sh.Skv ||
       !p.key_lengths.empty() || !p.mask.empty() || !p.bias.empty() ||
-      !p.alibi_slopes.empty() || p.window_left >= 0 || p.window_right >= 0) {
+      !p.alibi_slopes.empty() || p.window_left >= 0 || p.window_right >= 0 ||
+      p.dropout.on()) {  // its parts renumber rows and keys
     return std::nullopt;
   }
   StridedPlan plan{sh.Sq, sp->stride, sp->local, sp->local / sp->stride + 1,

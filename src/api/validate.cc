@@ -283,10 +283,7 @@ void resolve_options(const AttentionOptions& o, Params& pr) {
     fail("options.dropout_p",
          "must be in [0, 1), got " + std::to_string(o.dropout_p));
   }
-  if (o.dropout_p != 0.0f) {
-    fail("options.dropout_p",
-         "dropout is not supported yet in this version of attn (use 0)");
-  }
+  pr.dropout = kernels::make_dropout(o.dropout_p, o.seed);
   if (o.num_threads < 0) {
     fail("options.num_threads",
          "must be >= 0 (0 = all cores), got " + std::to_string(o.num_threads));

@@ -50,7 +50,7 @@ Problem<T> validate_cached(TensorView<const T> q, const CacheShape& cache,
 
 // validate() for attention_backward: the forward's views and options plus
 // out, lse and dout as inputs and dq, dk, dv as outputs. Picks kFlash under
-// kAuto; rejects kDecode, dropout and pattern score functors.
+// kAuto; rejects kDecode and pattern score functors.
 template <class T>
 BackwardProblem<T> validate_backward(
     TensorView<const T> q, TensorView<const T> k, TensorView<const T> v,

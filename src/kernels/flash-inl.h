@@ -625,7 +625,7 @@ void FlashItem(const detail::Problem<T>& pb, const Src& src,
 #endif
   // With plain scores the PV product runs on vdpbf16ps too, with P rounded
   // to bfloat16 (row sums taken over the rounded values).
-  const bool dot_pv = dot && fused;
+  const bool dot_pv = dot && fused && !p.dropout.on();
   const float q_scale = fused && !dot ? log2_scale : 1.0f;
   // Items of at most 4 rows (decode with G <= 4) run 4-row register blocks
   // instead of padding to kRowBlock; items of at most 2 blocks read V
@@ -863,6 +863,20 @@ void FlashItem(const detail::Problem<T>& pb, const Src& src,
       }
       SoftmaxRowLog2(df, srow, row_keep, 1.0f, false, m[r], l[r], lw[r],
                      O + r * Dvp, Dvp);
+    }
+
+    // 2b. Dropout (rule 7), after the row sums: dropped keys' P becomes 0,
+    // kept ones are scaled by 1 / (1 - p).
+    if (p.dropout.on()) {
+      for (int64_t r = 0; r < rows; ++r) {
+        const uint64_t bits = p.dropout.keep_bits(
+            p.dropout.row(b, kvh * G + r / br, i0 + r % br), j0,
+            static_cast<int>(bc));
+        float* HWY_RESTRICT srow = S + r * kKeyTile;
+        for (int64_t c = 0; c < bc; ++c) {
+          srow[c] = ((bits >> c) & 1) ? srow[c] * p.dropout.keep_scale : 0.0f;
+        }
+      }
     }
 
     // 3. O += P V.

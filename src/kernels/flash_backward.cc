@@ -8,9 +8,9 @@
 //
 //   S  = Q Kt                 [rows, 64]   (Kt: the tile transposed)
 //   P  = 2^(S scale log2 e - lse log2 e)   (hidden keys 0)
-//   dP = dO Vt                [rows, 64]
+//   dP = (dO Vt) z            [rows, 64]   (z: dropout factors, 1 without)
 //   dS = P (dP - Delta) scale              (x (1 - tanh^2) under softcap)
-//   dV += P^T dO,  dK += dS^T Q            (the item's own accumulators)
+//   dV += (P z)^T dO,  dK += dS^T Q        (the item's own accumulators)
 //   dQ_block = dS K           [rows, D]    added to the shared dQ below
 //
 // with Delta_i = dO_i . O_i computed once before the items. The five
@@ -53,7 +53,7 @@ struct BackwardPlan {
   int64_t Dp = 0, Dvp = 0;  // D and Dv padded to kDvAlign
   int64_t q_blocks = 0, key_tiles = 0, items = 0;
   std::size_t kt = 0, vt = 0, kr = 0, dk = 0, dv = 0, q = 0, dout = 0, p = 0,
-              ds = 0, f = 0, dq = 0, keep = 0;
+              ds = 0, f = 0, dq = 0, z = 0, keep = 0;
   std::size_t bytes = 0;
 };
 
@@ -179,6 +179,7 @@ void BackwardItem(const detail::BackwardProblem<T>& pb, const BackwardPlan& plan
   float* HWY_RESTRICT dS = buf(plan.ds);  // [rows, 64]: dP, then dS
   float* HWY_RESTRICT F = buf(plan.f);    // [rows, 64]: ds/d(q.k), general path
   float* HWY_RESTRICT dQ = buf(plan.dq);  // [rows, Dp]
+  float* HWY_RESTRICT Z = buf(plan.z);    // [64]: one row's dropout factors
   uint64_t* HWY_RESTRICT keep = reinterpret_cast<uint64_t*>(scratch + plan.keep);
 
   // The tile: K rows, K and V transposed (keys past Skv and dims past D
@@ -277,15 +278,27 @@ void BackwardItem(const detail::BackwardProblem<T>& pb, const BackwardPlan& plan
         const int64_t i = i0 + r;
         const float lse = pb.lse(b, h, i, 0);
         const VF delta = hn::Set(df, sh.delta[(b * s.Hq + h) * s.Sq + i]);
+        if (p.dropout.on()) {  // factors z: 0 or 1 / (1 - p) per key
+          const uint64_t kept =
+              p.dropout.keep_bits(p.dropout.row(b, h, i), j0, static_cast<int>(bc));
+          for (int64_t c = 0; c < kKeyTile; ++c) {
+            Z[c] = ((kept >> c) & 1) ? p.dropout.keep_scale : 0.0f;
+          }
+        }
         if (!general) {
           const VF lse2 = hn::Set(df, lse * kLog2e);
           for (int64_t c = 0; c < kKeyTile; c += N) {
             const VF e = Exp2(df, hn::MulSub(hn::Load(df, prow + c), vc1, lse2));
             const VF pv = hn::IfThenElseZero(KeepMask(df, bits, c), e);
-            hn::Store(pv, df, prow + c);
-            const VF ds = hn::Mul(hn::Mul(pv, hn::Sub(hn::Load(df, dsrow + c), delta)),
-                                  vscale);
-            hn::Store(ds, df, dsrow + c);
+            VF dp = hn::Load(df, dsrow + c);
+            if (p.dropout.on()) {
+              const VF z = hn::Load(df, Z + c);
+              dp = hn::Mul(dp, z);
+              hn::Store(hn::Mul(pv, z), df, prow + c);  // dV sees P z
+            } else {
+              hn::Store(pv, df, prow + c);
+            }
+            hn::Store(hn::Mul(hn::Mul(pv, hn::Sub(dp, delta)), vscale), df, dsrow + c);
           }
           continue;
         }
@@ -307,10 +320,15 @@ void BackwardItem(const detail::BackwardProblem<T>& pb, const BackwardPlan& plan
           frow[c] = f;
         }
         for (int64_t c = 0; c < kKeyTile; c += N) {
-          const VF ds = hn::Mul(hn::Mul(hn::Load(df, prow + c),
-                                        hn::Sub(hn::Load(df, dsrow + c), delta)),
-                                hn::Load(df, frow + c));
-          hn::Store(ds, df, dsrow + c);
+          const VF pv = hn::Load(df, prow + c);
+          VF dp = hn::Load(df, dsrow + c);
+          if (p.dropout.on()) {
+            const VF z = hn::Load(df, Z + c);
+            dp = hn::Mul(dp, z);
+            hn::Store(hn::Mul(pv, z), df, prow + c);
+          }
+          hn::Store(hn::Mul(hn::Mul(pv, hn::Sub(dp, delta)), hn::Load(df, frow + c)),
+                    df, dsrow + c);
         }
       }
       // dV += P^T dO, dK += dS^T Q (rows: the tile's keys), dQ = dS K.
@@ -407,6 +425,7 @@ BackwardPlan make_backward_plan(const detail::Shape& s) {
   plan.ds = take(kBackwardRows * kKeyTile);
   plan.f = take(kBackwardRows * kKeyTile);
   plan.dq = take(kBackwardRows * plan.Dp);
+  plan.z = take(kKeyTile);
   plan.keep = take(2 * kBackwardRows);  // uint64_t per row
   plan.bytes = at;
   return plan;

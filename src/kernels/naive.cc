@@ -97,8 +97,10 @@ void naive_attention(const detail::Problem<T>& problem) {
       // 3. Weighted sum of values, normalised once.
       std::fill(w.acc.begin(), w.acc.end(), 0.0f);
       if (m != kNegInf) {
+        const uint64_t drop_row = p.dropout.row(b, h, i);
         for (int64_t j = 0; j < s.Skv; ++j) {
-          const float pj = Si[j];
+          const float pj =
+              p.dropout.on() ? Si[j] * p.dropout.factor(drop_row, j) : Si[j];
           if (pj == 0.0f) continue;
           const float* vj = &w.V[j * s.Dv];
           for (int64_t d = 0; d < s.Dv; ++d) w.acc[d] += pj * vj[d];
@@ -182,10 +184,18 @@ void naive_attention_backward(const detail::BackwardProblem<T>& pb) {
             w.F[i * s.Skv + j] = p.scale * (1.0f - t * t);
           }
         }
+        const uint64_t drop_row = p.dropout.row(b, h, i);
         for (int64_t j = 0; j < s.Skv; ++j) {
-          const float dp = dot8(dout, &w.V[j * s.Dv], s.Dv);
+          float dp = dot8(dout, &w.V[j * s.Dv], s.Dv);
+          // Dropout: dP through the kept weights, dv from P z (P kept for dS).
+          float z = 1.0f;
+          if (p.dropout.on()) {
+            z = p.dropout.factor(drop_row, j);
+            dp *= z;
+          }
           const float f = w.F.empty() ? p.scale : w.F[i * s.Skv + j];
           dSi[j] = Pi[j] * (dp - delta) * f;
+          if (p.dropout.on()) Pi[j] *= z;
         }
       }
       // dq = dS k.

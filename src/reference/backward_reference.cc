@@ -1,12 +1,13 @@
 // The float64 reference backward, straight from the materialised P:
 //
 // For each (b, h), kv = h / G, with S and P as in reference.cc:
-//   out_i   = sum_j P_ij v_j                (recomputed, float64)
+//   out_i   = sum_j P_ij z_ij v_j           (recomputed, float64; z_ij the
+//                                            dropout factor, 1 without)
 //   Delta_i = dout_i . out_i
-//   dP_ij   = dout_i . v_j
+//   dP_ij   = (dout_i . v_j) z_ij
 //   dS_ij   = P_ij (dP_ij - Delta_i) * scale * (1 - tanh^2(scale q.k / cap))
 //             (the last factor only under softcap; hidden keys: 0)
-//   dq_i += sum_j dS_ij k_j;  dk_j += sum_i dS_ij q_i;  dv_j += sum_i P_ij dout_i
+//   dq_i += sum_j dS_ij k_j;  dk_j += sum_i dS_ij q_i;  dv_j += sum_i P_ij z_ij dout_i
 // dk and dv of a KV head collect every query head of its group.
 // Single-threaded and unoptimised on purpose: it is the oracle.
 #include "src/reference/backward_reference.h"
@@ -26,7 +27,7 @@ Grads attention_backward_f64(const detail::BackwardProblem<T>& pb) {
   g.dk.assign(s.B * s.Hkv * s.Skv * s.D, 0.0);
   g.dv.assign(s.B * s.Hkv * s.Skv * s.Dv, 0.0);
   std::vector<double> S(s.Sq * s.Skv), P(s.Sq * s.Skv), F(s.Sq * s.Skv);
-  std::vector<double> o(s.Dv);
+  std::vector<double> o(s.Dv), Z(s.Skv);
   auto in = [](T x) { return static_cast<double>(to_float(x)); };
 
   for (int64_t b = 0; b < s.B; ++b) {
@@ -61,11 +62,17 @@ Grads attention_backward_f64(const detail::BackwardProblem<T>& pb) {
         double l = 0.0;
         for (int64_t j = 0; j < s.Skv; ++j) l += std::exp(Si[j] - m);
         for (int64_t j = 0; j < s.Skv; ++j) Pi[j] = std::exp(Si[j] - m) / l;
-        // out_i and Delta_i.
+        // Dropout factors z_j (1 without dropout), out_i and Delta_i.
+        const uint64_t drop_row = p.dropout.row(b, h, i);
+        for (int64_t j = 0; j < s.Skv; ++j) {
+          Z[j] = p.dropout.on() ? p.dropout.factor(drop_row, j) : 1.0;
+        }
         std::fill(o.begin(), o.end(), 0.0);
         for (int64_t j = 0; j < s.Skv; ++j) {
           if (Pi[j] == 0.0) continue;
-          for (int64_t d = 0; d < s.Dv; ++d) o[d] += Pi[j] * in(pb.v(b, kv, j, d));
+          for (int64_t d = 0; d < s.Dv; ++d) {
+            o[d] += Pi[j] * Z[j] * in(pb.v(b, kv, j, d));
+          }
         }
         double delta = 0.0;
         for (int64_t d = 0; d < s.Dv; ++d) delta += in(pb.dout(b, h, i, d)) * o[d];
@@ -76,6 +83,7 @@ Grads attention_backward_f64(const detail::BackwardProblem<T>& pb) {
           for (int64_t d = 0; d < s.Dv; ++d) {
             dp += in(pb.dout(b, h, i, d)) * in(pb.v(b, kv, j, d));
           }
+          dp *= Z[j];
           const double ds = Pi[j] * (dp - delta) * F[i * s.Skv + j];
           double* dk = &g.dk[((b * s.Hkv + kv) * s.Skv + j) * s.D];
           double* dv = &g.dv[((b * s.Hkv + kv) * s.Skv + j) * s.Dv];
@@ -83,7 +91,9 @@ Grads attention_backward_f64(const detail::BackwardProblem<T>& pb) {
             dq[d] += ds * in(pb.k(b, kv, j, d));
             dk[d] += ds * in(pb.q(b, h, i, d));
           }
-          for (int64_t d = 0; d < s.Dv; ++d) dv[d] += Pi[j] * in(pb.dout(b, h, i, d));
+          for (int64_t d = 0; d < s.Dv; ++d) {
+            dv[d] += Pi[j] * Z[j] * in(pb.dout(b, h, i, d));
+          }
         }
       }
     }

@@ -56,11 +56,17 @@ Result attention_f64(const detail::Problem<T>& problem) {
         for (int64_t j = 0; j < s.Skv; ++j) Pi[j] = std::exp(Si[j] - m) / l;
         // 4. Output and log-sum-exp.
         double* out = &r.out[row * s.Dv];
+        const uint64_t drop_row = p.dropout.row(b, h, i);
         for (int64_t j = 0; j < s.Skv; ++j) {
           if (Si[j] == kNegInf) continue;  // hidden keys' values are never read
+          // Rule 7: dropped keys contribute nothing, kept ones / (1 - p).
+          const double w = p.dropout.on()
+                               ? Pi[j] * static_cast<double>(
+                                             p.dropout.factor(drop_row, j))
+                               : Pi[j];
+          if (w == 0.0) continue;
           for (int64_t d = 0; d < s.Dv; ++d) {
-            out[d] +=
-                Pi[j] * static_cast<double>(to_float(problem.v(b, kv, j, d)));
+            out[d] += w * static_cast<double>(to_float(problem.v(b, kv, j, d)));
           }
         }
         r.lse[row] = m + std::log(l);
