@@ -13,9 +13,11 @@
 #include <vector>
 
 #include "attn/backward.h"
+#include "attn/linear.h"
 #include "attn/patterns.h"
 #include "src/kernels/dropout.h"
 #include "src/reference/backward_reference.h"
+#include "src/reference/linear_reference.h"
 #include "tests/attention_grid.h"
 
 namespace attn::testing {
@@ -407,6 +409,167 @@ TEST(Dropout, SameBitsForAnyThreadCount) {
   EXPECT_EQ(q1, q2);
   EXPECT_EQ(k1, k2);
   EXPECT_EQ(v1, v2);
+}
+
+// --- Linear attention ------------------------------------------------------
+
+struct LinearCase {
+  Dims d;
+  bool causal;
+  FeatureMap map;
+  float eps;
+};
+
+// The float64 forward reference of linear attention, as L = sum(out dout).
+double linear_loss(const LinearCase& c, const std::vector<float>& q,
+                   const std::vector<float>& k, const std::vector<float>& v,
+                   const std::vector<float>& dout) {
+  const Dims& d = c.d;
+  LinearOptions o;
+  o.causal = c.causal;
+  o.feature_map = c.map;
+  o.eps = c.eps;
+  kernels::LinearProblem<float> p = kernels::make_linear_problem<float>(
+      o, {d.B, d.Hq, d.Hkv, d.Sq, d.Skv, d.D, d.Dv});
+  p.q = TensorView<const float>::bhsd(q.data(), d.B, d.Hq, d.Sq, d.D);
+  p.k = TensorView<const float>::bhsd(k.data(), d.B, d.Hkv, d.Skv, d.D);
+  p.v = TensorView<const float>::bhsd(v.data(), d.B, d.Hkv, d.Skv, d.Dv);
+  const std::vector<double> out = reference::linear_attention_f64(p);
+  double l = 0;
+  for (size_t i = 0; i < out.size(); ++i) l += out[i] * dout[i];
+  return l;
+}
+
+TEST(LinearBackward, ReferenceMatchesFiniteDifferences) {
+  std::mt19937 rng(31);
+  std::normal_distribution<float> normal;
+  for (const LinearCase& c :
+       {LinearCase{{2, 4, 2, 6, 6, 4, 3}, true, FeatureMap::kEluPlusOne, 0.0f},
+        LinearCase{{1, 2, 1, 5, 7, 3, 4}, false, FeatureMap::kEluPlusOne, 0.5f},
+        LinearCase{{1, 2, 2, 6, 6, 4, 2}, true, FeatureMap::kRelu, 1e-2f}}) {
+    const Dims& d = c.d;
+    std::vector<float> q(d.B * d.Hq * d.Sq * d.D), k(d.B * d.Hkv * d.Skv * d.D),
+        v(d.B * d.Hkv * d.Skv * d.Dv), dout(d.B * d.Hq * d.Sq * d.Dv);
+    for (auto* x : {&q, &k, &v, &dout}) {
+      for (float& e : *x) e = normal(rng);
+    }
+    // relu's kink: keep inputs away from 0 so the steps stay on one side.
+    for (auto* x : {&q, &k}) {
+      for (float& e : *x) e += e >= 0 ? 0.05f : -0.05f;
+    }
+    std::vector<float> gq(q.size()), gk(k.size()), gv(v.size());
+    LinearOptions o;
+    o.causal = c.causal;
+    o.feature_map = c.map;
+    o.eps = c.eps;
+    kernels::LinearBackwardProblem<float> pb;
+    pb.forward = kernels::make_linear_problem<float>(
+        o, {d.B, d.Hq, d.Hkv, d.Sq, d.Skv, d.D, d.Dv});
+    pb.forward.q = TensorView<const float>::bhsd(q.data(), d.B, d.Hq, d.Sq, d.D);
+    pb.forward.k = TensorView<const float>::bhsd(k.data(), d.B, d.Hkv, d.Skv, d.D);
+    pb.forward.v = TensorView<const float>::bhsd(v.data(), d.B, d.Hkv, d.Skv, d.Dv);
+    pb.dout = TensorView<const float>::bhsd(dout.data(), d.B, d.Hq, d.Sq, d.Dv);
+    const reference::LinearGrads g = reference::linear_backward_f64(pb);
+    const std::vector<double>* grads[3] = {&g.dq, &g.dk, &g.dv};
+    std::vector<float>* inputs[3] = {&q, &k, &v};
+    for (int t = 0; t < 3; ++t) {
+      std::vector<float>& x = *inputs[t];
+      double scale = 1e-3, worst = 0;
+      for (double e : *grads[t]) scale = std::max(scale, std::abs(e));
+      for (size_t e = 0; e < x.size(); ++e) {
+        const float x0 = x[e], up = x0 + 1e-3f, down = x0 - 1e-3f;
+        x[e] = up;
+        const double lu = linear_loss(c, q, k, v, dout);
+        x[e] = down;
+        const double ld = linear_loss(c, q, k, v, dout);
+        x[e] = x0;
+        const double fd = (lu - ld) / (double(up) - double(down));
+        worst = std::max(worst, std::abs(fd - (*grads[t])[e]) / scale);
+      }
+      EXPECT_LE(worst, 1e-5) << "gradient " << t << " causal " << c.causal;
+    }
+  }
+}
+
+template <class T>
+void check_linear_scan(double tolerance) {
+  std::mt19937 rng(37);
+  const std::vector<LinearCase> cases = {
+      {{1, 1, 1, 1, 1, 1, 1}, false, FeatureMap::kEluPlusOne, 0.0f},
+      {{1, 1, 1, 1, 1, 1, 1}, true, FeatureMap::kRelu, 0.0f},
+      {{2, 4, 2, 37, 37, 16, 24}, true, FeatureMap::kEluPlusOne, 0.0f},
+      {{2, 4, 2, 37, 37, 16, 24}, false, FeatureMap::kRelu, 1e-3f},
+      {{1, 3, 1, 100, 100, 64, 64}, true, FeatureMap::kRelu, 0.0f},
+      {{2, 2, 1, 17, 50, 8, 8}, false, FeatureMap::kEluPlusOne, 0.1f},
+  };
+  for (const LinearCase& c : cases) {
+    const Dims& d = c.d;
+    SCOPED_TRACE(describe(d, c.causal ? "causal" : "full", {}));
+    Buffer<T> q = make_buffer<T>(d.B, d.Hq, d.Sq, d.D, Layout::kBSHD);
+    Buffer<T> k = make_buffer<T>(d.B, d.Hkv, d.Skv, d.D, Layout::kBHSD, 3, 1);
+    Buffer<T> v = make_buffer<T>(d.B, d.Hkv, d.Skv, d.Dv, Layout::kBSHD);
+    Buffer<T> dout = make_buffer<T>(d.B, d.Hq, d.Sq, d.Dv, Layout::kBHSD);
+    for (auto* b : {&q, &k, &v, &dout}) fill_normal(b->view, rng);
+    Buffer<T> dq = make_buffer<T>(d.B, d.Hq, d.Sq, d.D, Layout::kBHSD, 2, 1);
+    Buffer<T> dk = make_buffer<T>(d.B, d.Hkv, d.Skv, d.D, Layout::kBSHD, 2, 1);
+    Buffer<T> dv = make_buffer<T>(d.B, d.Hkv, d.Skv, d.Dv, Layout::kBHSD, 2, 1);
+    LinearOptions o;
+    o.causal = c.causal;
+    o.feature_map = c.map;
+    o.eps = c.eps;
+    kernels::LinearBackwardProblem<T> pb;
+    pb.forward = kernels::make_linear_problem<T>(o, {d.B, d.Hq, d.Hkv, d.Sq, d.Skv, d.D, d.Dv});
+    pb.forward.q = q.view;
+    pb.forward.k = k.view;
+    pb.forward.v = v.view;
+    pb.dout = dout.view;
+    const reference::LinearGrads ref = reference::linear_backward_f64(pb);
+    for (auto* b : {&dq, &dk, &dv}) poison(b->storage);
+    EXPECT_EQ(linear_attention_backward(TensorView<const T>(q.view), TensorView<const T>(k.view),
+                                          TensorView<const T>(v.view),
+                                          TensorView<const T>(dout.view), dq.view, dk.view,
+                                          dv.view, o),
+              LinearAlgorithm::kChunked);
+    const double scale =
+        std::max({max_abs(ref.dq), max_abs(ref.dk), max_abs(ref.dv), 1e-6});
+    EXPECT_LE(rel_error(gather<T>(dq.view), ref.dq, scale), tolerance) << "dq";
+    EXPECT_LE(rel_error(gather<T>(dk.view), ref.dk, scale), tolerance) << "dk";
+    EXPECT_LE(rel_error(gather<T>(dv.view), ref.dv, scale), tolerance) << "dv";
+  }
+}
+
+TEST(LinearBackward, ScanMatchesReferenceFloat) { check_linear_scan<float>(2e-6); }
+TEST(LinearBackward, ScanMatchesReferenceBFloat16) {
+  check_linear_scan<bfloat16>(1.0 / 256);
+}
+
+TEST(LinearBackward, Errors) {
+  std::vector<float> x(2 * 8 * 4, 0.5f), g(x.size()), h(x.size()), w(x.size());
+  const auto in = TensorView<const float>::bhsd(x.data(), 1, 2, 8, 4);
+  auto out = [](std::vector<float>& y, int64_t s = 8) {
+    return TensorView<float>::bhsd(y.data(), 1, 2, s, 4);
+  };
+  auto message = [&](TensorView<float> dq, const LinearOptions& o) -> std::string {
+    try {
+      linear_attention_backward(in, in, in, in, dq, out(h), out(w), o);
+    } catch (const Error& e) {
+      return e.what();
+    }
+    return "";
+  };
+  EXPECT_EQ(message(out(g), {}), "");
+  LinearOptions o;
+  o.feature_map = FeatureMap::kCustom;
+  o.custom = [](const float* a, float* b, int64_t n, const void*) {
+    for (int64_t d = 0; d < n; ++d) b[d] = a[d] * a[d];
+  };
+  EXPECT_NE(message(out(g), o).find("no known derivative"), std::string::npos);
+  o = {};
+  o.algorithm = LinearAlgorithm::kNaive;
+  EXPECT_NE(message(out(g), o).find("options.algorithm"), std::string::npos);
+  std::vector<float> small(2 * 7 * 4);
+  EXPECT_NE(message(out(small, 7), {}).find("dq: expected seq extent 8"), std::string::npos);
+  EXPECT_NE(message(out(x), {}).find("dq: memory overlaps input q"), std::string::npos);
 }
 
 // --- Errors -----------------------------------------------------------------

@@ -62,6 +62,35 @@ LinearAlgorithm linear_attention(TensorView<const float16> q,
                                  TensorView<const float16> v, TensorView<float16> out,
                                  const LinearOptions& options = {});
 
+// The gradients of linear_attention (same options, causal or not) with
+// respect to q, k and v, given dout = dL/d out; dq, dk, dv are shaped like
+// q, k, v. With a_ij = phi(q_i) . phi(k_j), num_i = sum_j a_ij v_j and
+// den_i = sum_j a_ij + eps (out_i = num_i / den_i):
+//   dnum_i = dout_i / den_i,  dden_i = -(dout_i . out_i) / den_i
+//   dphi(q_i) = S_i dnum_i + dden_i z_i
+//   dphi(k_j) = U_j v_j + w_j,  dv_j = U_j^T phi(k_j)
+// with U_j = sum_{i sees j} phi(q_i) dnum_i^T and w_j = sum_{i sees j}
+// dden_i phi(q_i) (summed over the query heads of a KV head), then through
+// phi' (elu + 1: 1 for x > 0, else e^x; relu: 1 for x > 0, else 0). Rows
+// whose denominator is 0 (output 0) contribute nothing. kChunked / kAuto:
+// one forward and one reverse scan per (b, KV head), O(S D Dv), states in
+// float64; kReference: float64, quadratic. kCustom feature maps have no
+// known derivative and are rejected, as is kNaive.
+LinearAlgorithm linear_attention_backward(
+    TensorView<const float> q, TensorView<const float> k, TensorView<const float> v,
+    TensorView<const float> dout, TensorView<float> dq, TensorView<float> dk,
+    TensorView<float> dv, const LinearOptions& options = {});
+LinearAlgorithm linear_attention_backward(
+    TensorView<const bfloat16> q, TensorView<const bfloat16> k,
+    TensorView<const bfloat16> v, TensorView<const bfloat16> dout,
+    TensorView<bfloat16> dq, TensorView<bfloat16> dk, TensorView<bfloat16> dv,
+    const LinearOptions& options = {});
+LinearAlgorithm linear_attention_backward(
+    TensorView<const float16> q, TensorView<const float16> k,
+    TensorView<const float16> v, TensorView<const float16> dout,
+    TensorView<float16> dq, TensorView<float16> dk, TensorView<float16> dv,
+    const LinearOptions& options = {});
+
 const char* linear_algorithm_name(LinearAlgorithm a);
 
 // The recurrent form for generation: the linear analogue of a KV cache,

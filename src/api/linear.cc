@@ -74,7 +74,69 @@ LinearAlgorithm run(TensorView<const T> q, TensorView<const T> k, TensorView<con
   throw Error(std::string(fn) + ": options.algorithm: unknown value");
 }
 
+template <class T>
+LinearAlgorithm run_backward(TensorView<const T> q, TensorView<const T> k,
+                             TensorView<const T> v, TensorView<const T> dout,
+                             TensorView<T> dq, TensorView<T> dk, TensorView<T> dv,
+                             const LinearOptions& o) {
+  const char* fn = "attn::linear_attention_backward";
+  const detail::Shape s = detail::validate_linear_backward(q, k, v, dout, dq, dk, dv, fn);
+  check_options(o, s.D, fn);
+  if (o.feature_map == FeatureMap::kCustom) {
+    throw Error(std::string(fn) +
+                ": options.feature_map: a custom feature map has no known "
+                "derivative (kEluPlusOne or kRelu)");
+  }
+  if (o.causal && s.Sq != s.Skv) {
+    throw Error(std::string(fn) + ": q: causal linear attention needs as many queries "
+                "as keys (Sq " + std::to_string(s.Sq) + ", Skv " + std::to_string(s.Skv) + ")");
+  }
+  kernels::LinearBackwardProblem<T> p;
+  p.forward = kernels::make_linear_problem<T>(o, s);
+  p.forward.q = q;
+  p.forward.k = k;
+  p.forward.v = v;
+  p.dout = dout;
+  p.dq = dq;
+  p.dk = dk;
+  p.dv = dv;
+  switch (o.algorithm) {
+    case LinearAlgorithm::kReference:
+      reference::linear_attention_backward(p);
+      return LinearAlgorithm::kReference;
+    case LinearAlgorithm::kAuto:
+    case LinearAlgorithm::kChunked:
+      kernels::linear_backward_scan(p);
+      return LinearAlgorithm::kChunked;
+    case LinearAlgorithm::kNaive:
+      break;
+  }
+  throw Error(std::string(fn) +
+              ": options.algorithm: the backward runs as auto, chunked or reference");
+}
+
 }  // namespace
+
+LinearAlgorithm linear_attention_backward(
+    TensorView<const float> q, TensorView<const float> k, TensorView<const float> v,
+    TensorView<const float> dout, TensorView<float> dq, TensorView<float> dk,
+    TensorView<float> dv, const LinearOptions& options) {
+  return run_backward(q, k, v, dout, dq, dk, dv, options);
+}
+LinearAlgorithm linear_attention_backward(
+    TensorView<const bfloat16> q, TensorView<const bfloat16> k,
+    TensorView<const bfloat16> v, TensorView<const bfloat16> dout,
+    TensorView<bfloat16> dq, TensorView<bfloat16> dk, TensorView<bfloat16> dv,
+    const LinearOptions& options) {
+  return run_backward(q, k, v, dout, dq, dk, dv, options);
+}
+LinearAlgorithm linear_attention_backward(
+    TensorView<const float16> q, TensorView<const float16> k,
+    TensorView<const float16> v, TensorView<const float16> dout,
+    TensorView<float16> dq, TensorView<float16> dk, TensorView<float16> dv,
+    const LinearOptions& options) {
+  return run_backward(q, k, v, dout, dq, dk, dv, options);
+}
 
 const char* linear_algorithm_name(LinearAlgorithm a) {
   switch (a) {

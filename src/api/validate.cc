@@ -413,30 +413,15 @@ Problem<T> validate(TensorView<const T> q, TensorView<const T> k,
 }
 
 
+namespace {
+
+// The gradients dq, dk, dv: shaped like q, k, v, writable, clear of each
+// other and of the n inputs in `in` (named by in_names).
 template <class T>
-BackwardProblem<T> validate_backward(
-    TensorView<const T> q, TensorView<const T> k, TensorView<const T> v,
-    TensorView<const T> out, TensorView<const float> lse,
-    TensorView<const T> dout, TensorView<T> dq, TensorView<T> dk,
-    TensorView<T> dv, const AttentionOptions& o) {
-  const EntryPoint named("attn::attention_backward");
-  BackwardProblem<T> p;
-  ByteRange in[7];
-  Shape& s = p.params.shape;
-  s = check_inputs(q, k, v, in);
-  in[3] = check_view("out", out);
-  in[4] = check_view("dout", dout);
-  in[5] = check_view("lse", lse);
-  const Extents want_out{s.B, s.Hq, s.Sq, s.Dv};
-  const Extents want_lse{s.B, s.Hq, s.Sq, 1};
-  for (int a = 0; a < 4; ++a) {
-    check_extent("out", out.extents(), a, want_out[a], "[B, Hq, Sq, Dv]");
-    check_extent("dout", dout.extents(), a, want_out[a], "the shape of out");
-    check_extent("lse", lse.extents(), a, want_lse[a], "[B, Hq, Sq, 1]");
-  }
-  // The gradients: shaped like their inputs, writable, clear of every
-  // other view.
-  const char* in_names[6] = {"q", "k", "v", "out", "dout", "lse"};
+void check_gradients(TensorView<const T> q, TensorView<const T> k,
+                     TensorView<const T> v, TensorView<T> dq, TensorView<T> dk,
+                     TensorView<T> dv, const ByteRange* in,
+                     const char* const* in_names, int n) {
   struct Grad {
     const char* name;
     Extents extents, want;
@@ -461,7 +446,7 @@ BackwardProblem<T> validate_backward(
            "strides make distinct elements share memory (an output needs "
            "non-overlapping strides)");
     }
-    for (int x = 0; x < 6; ++x) {
+    for (int x = 0; x < n; ++x) {
       if (g.range.overlaps(in[x])) {
         fail(g.name, std::string("memory overlaps input ") + in_names[x]);
       }
@@ -475,6 +460,51 @@ BackwardProblem<T> validate_backward(
       }
     }
   }
+}
+
+}  // namespace
+
+template <class T>
+Shape validate_linear_backward(TensorView<const T> q, TensorView<const T> k,
+                               TensorView<const T> v, TensorView<const T> dout,
+                               TensorView<T> dq, TensorView<T> dk,
+                               TensorView<T> dv, const char* entry) {
+  const EntryPoint named(entry);
+  ByteRange in[4];
+  const Shape s = check_inputs(q, k, v, in);
+  in[3] = check_view("dout", dout);
+  const Extents want_out{s.B, s.Hq, s.Sq, s.Dv};
+  for (int a = 0; a < 4; ++a) {
+    check_extent("dout", dout.extents(), a, want_out[a], "[B, Hq, Sq, Dv]");
+  }
+  const char* names[4] = {"q", "k", "v", "dout"};
+  check_gradients(q, k, v, dq, dk, dv, in, names, 4);
+  return s;
+}
+
+template <class T>
+BackwardProblem<T> validate_backward(
+    TensorView<const T> q, TensorView<const T> k, TensorView<const T> v,
+    TensorView<const T> out, TensorView<const float> lse,
+    TensorView<const T> dout, TensorView<T> dq, TensorView<T> dk,
+    TensorView<T> dv, const AttentionOptions& o) {
+  const EntryPoint named("attn::attention_backward");
+  BackwardProblem<T> p;
+  ByteRange in[6];
+  Shape& s = p.params.shape;
+  s = check_inputs(q, k, v, in);
+  in[3] = check_view("out", out);
+  in[4] = check_view("dout", dout);
+  in[5] = check_view("lse", lse);
+  const Extents want_out{s.B, s.Hq, s.Sq, s.Dv};
+  const Extents want_lse{s.B, s.Hq, s.Sq, 1};
+  for (int a = 0; a < 4; ++a) {
+    check_extent("out", out.extents(), a, want_out[a], "[B, Hq, Sq, Dv]");
+    check_extent("dout", dout.extents(), a, want_out[a], "the shape of out");
+    check_extent("lse", lse.extents(), a, want_lse[a], "[B, Hq, Sq, 1]");
+  }
+  const char* names[6] = {"q", "k", "v", "out", "dout", "lse"};
+  check_gradients(q, k, v, dq, dk, dv, in, names, 6);
   resolve_options(o, p.params);
   if (o.pattern.has_score()) {
     fail("options.pattern",
@@ -567,7 +597,11 @@ Problem<T> validate_cached(TensorView<const T> q, const CacheShape& cache,
   template BackwardProblem<T> validate_backward<T>(                         \
       TensorView<const T>, TensorView<const T>, TensorView<const T>,        \
       TensorView<const T>, TensorView<const float>, TensorView<const T>,    \
-      TensorView<T>, TensorView<T>, TensorView<T>, const AttentionOptions&);
+      TensorView<T>, TensorView<T>, TensorView<T>, const AttentionOptions&); \
+  template Shape validate_linear_backward<T>(                               \
+      TensorView<const T>, TensorView<const T>, TensorView<const T>,        \
+      TensorView<const T>, TensorView<T>, TensorView<T>, TensorView<T>,     \
+      const char*);
 ATTN_INSTANTIATE(float)
 ATTN_INSTANTIATE(bfloat16)
 ATTN_INSTANTIATE(float16)

@@ -58,6 +58,15 @@ BackwardProblem<T> validate_backward(
     TensorView<const T> dout, TensorView<T> dq, TensorView<T> dk,
     TensorView<T> dv, const AttentionOptions& options);
 
+// The views of a linear_attention_backward call (`entry` names the
+// function in messages): q, k, v as for the forward, dout [B, Hq, Sq, Dv],
+// the gradients shaped like q, k, v and clear of every other view.
+template <class T>
+Shape validate_linear_backward(TensorView<const T> q, TensorView<const T> k,
+                               TensorView<const T> v, TensorView<const T> dout,
+                               TensorView<T> dq, TensorView<T> dk,
+                               TensorView<T> dv, const char* entry);
+
 // Whether a view of these extents and (non-negative) strides reaches one
 // element through two indices: such a view cannot be written to.
 bool has_self_overlap(const Extents& extents, const Strides& strides);

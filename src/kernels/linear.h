@@ -65,6 +65,27 @@ void phi_row(const LinearProblem<T>& p, const float* x, F* y, int64_t n) {
   }
 }
 
+// phi'(x) for the built-in maps, in the precision of F.
+template <class F>
+F phi_derivative(FeatureMap map, float x) {
+  if (x > 0) return F(1);
+  return map == FeatureMap::kEluPlusOne ? std::exp(static_cast<F>(x)) : F(0);
+}
+
+// A validated linear_attention_backward call (p.out unused).
+template <class T>
+struct LinearBackwardProblem {
+  LinearProblem<T> forward;
+  TensorView<const T> dout;
+  TensorView<T> dq, dk, dv;
+};
+
+// The O(S D Dv) backward: a forward scan (prefix states S, z; out, dq) and
+// a reverse scan (suffix sums U, w; dk, dv) per (b, KV head), float64
+// states. linear_backward.cc.
+template <class T>
+void linear_backward_scan(const LinearBackwardProblem<T>& p);
+
 // Quadratic float32: per (b, h), A = phi(Q) phi(K)^T (causal: j <= i), out
 // = A V / rowsum(A).
 template <class T>

@@ -16,6 +16,18 @@ std::vector<double> linear_attention_f64(const kernels::LinearProblem<T>& p);
 template <class T>
 void linear_attention(const kernels::LinearProblem<T>& p);
 
+// The exact float64 gradients, quadratic: dq [B, Hq, Sq, D], dk
+// [B, Hkv, Skv, D], dv [B, Hkv, Skv, Dv], contiguous.
+struct LinearGrads {
+  std::vector<double> dq, dk, dv;
+};
+template <class T>
+LinearGrads linear_backward_f64(const kernels::LinearBackwardProblem<T>& p);
+
+// The public kReference backward: the above rounded into p.dq, p.dk, p.dv.
+template <class T>
+void linear_attention_backward(const kernels::LinearBackwardProblem<T>& p);
+
 }  // namespace attn::reference
 
 #endif  // ATTN_SRC_REFERENCE_LINEAR_REFERENCE_H_
