@@ -634,6 +634,25 @@ TEST_F(BackwardErrors, Overlaps) {
             std::string::npos);
 }
 
+// dk and dv as the two halves of one [S, 2 H D] buffer (a fused K|V
+// projection's gradient) share no element: accepted; shifted so they do:
+// rejected.
+TEST_F(BackwardErrors, InterleavedGradients) {
+  std::vector<float> kv(B * S * 2 * H * D);
+  const int64_t W = 2 * H * D;
+  auto half = [&](int64_t shift) {
+    return TensorView<float>(kv.data() + shift, {B, H, S, D}, {S * W, D, W, 1});
+  };
+  EXPECT_EQ(error_with(view(dq), half(0), half(H * D), view(dout), view(lse, S, 1)), "");
+  std::vector<float> big(kv.size() + W);
+  auto at = [&](int64_t shift) {
+    return TensorView<float>(big.data() + shift, {B, H, S, D}, {S * W, D, W, 1});
+  };
+  EXPECT_NE(error_with(view(dq), at(0), at(H * D - 1), view(dout), view(lse, S, 1))
+                .find("dv: memory overlaps output dk"),
+            std::string::npos);
+}
+
 TEST_F(BackwardErrors, Options) {
   AttentionOptions o;
   o.algorithm = Algorithm::kDecode;

@@ -118,6 +118,67 @@ TEST(NnLinear, RejectsBadShapes) {
   expect_error([&] { l.forward(rows(x, 1, 2, 4), rows(y, 1, 2, 3)); }, "bias");
 }
 
+// Linear::backward against loops: gaps between rows, two batch entries,
+// gradients added to what is there, dx written then accumulated.
+TEST(NnLinear, BackwardMatchesLoops) {
+  std::mt19937 rng(41);
+  const int64_t B = 2, S = 5, In = 7, Out = 3;
+  Linear l(In, Out, true);
+  l.weight = randn(l.weight.size(), rng);
+  std::vector<float> x = randn(B * S * (In + 2), rng), dy = randn(B * S * Out, rng);
+  const TensorView<const float> xv(x.data(), {B, 1, S, In}, {S * (In + 2), 0, In + 2, 1});
+  std::vector<float> gw(In * Out, 1.0f), gb(Out, 1.0f), dx(B * S * In, 0.5f);
+  l.backward(xv, rows(dy, B, S, Out), rows(dx, B, S, In), gw, gb, true);
+  std::vector<double> wgw(In * Out, 1.0), wgb(Out, 1.0), wdx(B * S * In, 0.5);
+  for (int64_t b = 0; b < B; ++b) {
+    for (int64_t s = 0; s < S; ++s) {
+      for (int64_t o = 0; o < Out; ++o) {
+        const double g = dy[(b * S + s) * Out + o];
+        wgb[o] += g;
+        for (int64_t i = 0; i < In; ++i) {
+          wgw[o * In + i] += g * xv(b, 0, s, i);
+          wdx[(b * S + s) * In + i] += g * l.weight[o * In + i];
+        }
+      }
+    }
+  }
+  EXPECT_LE(rel_err(gw, wgw), 1e-6);
+  EXPECT_LE(rel_err(gb, wgb), 1e-6);
+  EXPECT_LE(rel_err(dx, wdx), 1e-6);
+  // Empty gradient vectors are sized and cleared; dx may be skipped.
+  std::vector<float> gw2, gb2;
+  l.backward(xv, rows(dy, B, S, Out), {}, gw2, gb2);
+  EXPECT_EQ(gw2.size(), static_cast<size_t>(In * Out));
+  for (size_t i = 0; i < gw2.size(); ++i) EXPECT_NEAR(gw2[i], gw[i] - 1.0f, 1e-5);
+  std::vector<float> bad(5);
+  expect_error([&] { l.backward(xv, rows(dy, B, S, Out), {}, bad, gb2); },
+               "grad_weight");
+}
+
+TEST(NnMultiHeadAttention, TrainingErrors) {
+  std::mt19937 rng(43);
+  const int64_t E = 16, B = 1, S = 4;
+  std::vector<float> x = randn(B * S * E, rng), out(x.size()), dx(x.size());
+  AttentionConfig t5{.d_model = E, .num_heads = 2, .position = Position::kT5};
+  MultiHeadAttention m5(t5);
+  AttentionTape tape;
+  expect_error([&] { m5.forward_train(rows(x, B, S, E), rows(out, B, S, E), tape); },
+               "T5");
+  MultiHeadAttention m({.d_model = E, .num_heads = 2});
+  m.forward_train(rows(x, B, S, E), rows(out, B, S, E), tape);
+  AttentionGrads g;
+  std::vector<float> x3 = randn(B * 3 * E, rng), dx3(x3.size()), d3(x3.size());
+  expect_error([&] { m.backward(rows(x3, B, 3, E), rows(d3, B, 3, E), tape,
+                                rows(dx3, B, 3, E), g); },
+               "tape does not come from forward_train");
+  expect_error([&] { m.backward(rows(x, B, S, E), rows(out, B, S, E), tape,
+                                rows(x, B, S, E), g); },
+               "dx must not alias");
+  expect_error([&] { m.backward(rows(x, B, S, E), rows(out, B, S, E), tape,
+                                rows(dx, B, S, E), g, {}, rows(d3, B, 3, E)); },
+               "dmemory is for cross-attention");
+}
+
 TEST(NnNorm, LayerNormAndRmsNormMatchTheirFormulas) {
   std::mt19937 rng(2);
   const int64_t S = 5, E = 37;

@@ -150,6 +150,107 @@ TEST(TorchParity, MultiheadAttentionSelf) {
   expect_close(out, c.get("out_bias"), "additive attn_mask + padding");
 }
 
+// Concatenates row blocks of torch's fused or split projection weights.
+std::vector<float> concat(std::initializer_list<std::vector<float>> parts) {
+  std::vector<float> all;
+  for (const auto& p : parts) all.insert(all.end(), p.begin(), p.end());
+  return all;
+}
+
+std::vector<float> slice(const std::vector<float>& v, size_t begin, size_t n) {
+  return {v.begin() + begin, v.begin() + begin + n};
+}
+
+TEST(TorchParity, MultiheadAttentionSelfGradients) {
+  TorchCase c("mha_grad_self");
+  const int64_t E = c.i("E"), H = c.i("H"), B = c.i("B"), S = c.i("S");
+  const auto lengths = c.meta().at("lengths").get<std::vector<int64_t>>();
+  MultiHeadAttention m({.d_model = E, .num_heads = H, .causal = true});
+  load_in_proj(c, "", m, E);
+  std::vector<float> x = c.get("x"), dout = c.get("dout");
+  std::vector<float> out = poisoned(x.size()), dx = poisoned(x.size());
+  AttentionTape tape;
+  const AttentionInputs in{.key_lengths = lengths};
+  m.forward_train(rows_view(x, B, S, E), rows_view(out, B, S, E), tape, in);
+  expect_close(out, c.get("out"), "forward_train output");
+  AttentionGrads g;
+  m.backward(rows_view(x, B, S, E), rows_view(dout, B, S, E), tape,
+             rows_view(dx, B, S, E), g, in);
+  expect_close(dx, c.get("dx"), "dx");
+  const std::vector<float> dw = c.get("d_in_proj_weight"), db = c.get("d_in_proj_bias");
+  expect_close(g.q_weight, slice(dw, 0, E * E), "dWq");
+  expect_close(g.kv_weight, slice(dw, E * E, 2 * E * E), "dWk|dWv");
+  expect_close(g.q_bias, slice(db, 0, E), "dbq");
+  expect_close(g.kv_bias, slice(db, E, 2 * E), "dbk|dbv");
+  expect_close(g.o_weight, c.get("d_out_proj.weight"), "dWo");
+  expect_close(g.o_bias, c.get("d_out_proj.bias"), "dbo");
+}
+
+TEST(TorchParity, MultiheadAttentionCrossGradients) {
+  TorchCase c("mha_grad_cross");
+  const int64_t E = c.i("E"), H = c.i("H"), B = c.i("B"), S = c.i("S"),
+                L = c.i("L"), KD = c.i("KD");
+  MultiHeadAttention m({.d_model = E, .num_heads = H, .kv_dim = KD});
+  m.q_proj.weight = c.get("q_proj_weight");
+  m.kv_proj.weight = concat({c.get("k_proj_weight"), c.get("v_proj_weight")});
+  const std::vector<float> b = c.get("in_proj_bias");
+  m.q_proj.bias = slice(b, 0, E);
+  m.kv_proj.bias = slice(b, E, 2 * E);
+  m.o_proj.weight = c.get("out_proj.weight");
+  m.o_proj.bias = c.get("out_proj.bias");
+  std::vector<float> x = c.get("x"), mem = c.get("memory"), dout = c.get("dout");
+  std::vector<float> out = poisoned(x.size()), dx = poisoned(x.size()),
+                     dmem = poisoned(mem.size());
+  const AttentionInputs in{.memory = rows_view(mem, B, L, KD)};
+  AttentionTape tape;
+  m.forward_train(rows_view(x, B, S, E), rows_view(out, B, S, E), tape, in);
+  AttentionGrads g;
+  m.backward(rows_view(x, B, S, E), rows_view(dout, B, S, E), tape,
+             rows_view(dx, B, S, E), g, in, rows_view(dmem, B, L, KD));
+  expect_close(dx, c.get("dx"), "dx");
+  expect_close(dmem, c.get("dmemory"), "dmemory");
+  expect_close(g.q_weight, c.get("d_q_proj_weight"), "dWq");
+  expect_close(g.kv_weight,
+               concat({c.get("d_k_proj_weight"), c.get("d_v_proj_weight")}),
+               "dWk|dWv");
+  const std::vector<float> db = c.get("d_in_proj_bias");
+  expect_close(g.q_bias, slice(db, 0, E), "dbq");
+  expect_close(g.kv_bias, slice(db, E, 2 * E), "dbk|dbv");
+  expect_close(g.o_weight, c.get("d_out_proj.weight"), "dWo");
+  expect_close(g.o_bias, c.get("d_out_proj.bias"), "dbo");
+}
+
+TEST(TorchParity, LlamaAttentionGradients) {
+  TorchCase c("llama_attention_grad");
+  const int64_t E = c.i("E"), H = c.i("H"), KVH = c.i("KVH"), D = c.i("D"),
+                B = c.i("B"), S = c.i("S");
+  AttentionConfig cfg{.d_model = E,
+                      .num_heads = H,
+                      .num_kv_heads = KVH,
+                      .head_dim = D,
+                      .qkv_bias = false,
+                      .out_bias = false,
+                      .causal = true,
+                      .position = Position::kRope};
+  cfg.rope.theta = c.meta().at("theta").get<double>();
+  MultiHeadAttention m(cfg);
+  m.q_proj.weight = c.get("q");
+  m.kv_proj.weight = concat({c.get("k"), c.get("v")});
+  m.o_proj.weight = c.get("o");
+  std::vector<float> x = c.get("x"), dout = c.get("dout");
+  std::vector<float> out = poisoned(x.size()), dx = poisoned(x.size());
+  AttentionTape tape;
+  m.forward_train(rows_view(x, B, S, E), rows_view(out, B, S, E), tape);
+  AttentionGrads g;
+  m.backward(rows_view(x, B, S, E), rows_view(dout, B, S, E), tape,
+             rows_view(dx, B, S, E), g);
+  expect_close(dx, c.get("dx"), "dx");
+  expect_close(g.q_weight, c.get("d_q"), "dWq");
+  expect_close(g.kv_weight, concat({c.get("d_k"), c.get("d_v")}), "dWk|dWv");
+  expect_close(g.o_weight, c.get("d_o"), "dWo");
+  EXPECT_TRUE(g.q_bias.empty() && g.kv_bias.empty() && g.o_bias.empty());
+}
+
 TEST(TorchParity, MultiheadAttentionCross) {
   TorchCase c("mha_cross");
   const int64_t E = c.i("E"), H = c.i("H"), B = c.i("B"), S = c.i("S"),

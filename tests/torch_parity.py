@@ -555,6 +555,101 @@ def t5_attention():
     put(c, "x", x)
 
 
+def mha_grad_self():
+    """Gradients of torch.nn.MultiheadAttention (causal, padded) through
+    autograd: loss = sum(out * dout)."""
+    E, H, B, S = 48, 4, 3, 13
+    m = torch.nn.MultiheadAttention(E, H, batch_first=True)
+    randomize(m)
+    x = torch.randn(B, S, E, requires_grad=True)
+    lengths = [13, 6, 1]
+    pad = torch.arange(S)[None, :] >= torch.tensor(lengths)[:, None]
+    causal = torch.triu(torch.ones(S, S, dtype=torch.bool), 1)
+    out, _ = m(x, x, x, key_padding_mask=pad, attn_mask=causal,
+               need_weights=False)
+    dout = torch.randn(B, S, E)
+    (out * dout).sum().backward()
+    c = "mha_grad_self"
+    metadata[c] = {"E": E, "H": H, "B": B, "S": S, "lengths": lengths}
+    put(c, "in_proj_weight", m.in_proj_weight)
+    put(c, "in_proj_bias", m.in_proj_bias)
+    put(c, "out_proj.weight", m.out_proj.weight)
+    put(c, "out_proj.bias", m.out_proj.bias)
+    put(c, "x", x)
+    put(c, "dout", dout)
+    put(c, "out", out)
+    put(c, "dx", x.grad)
+    put(c, "d_in_proj_weight", m.in_proj_weight.grad)
+    put(c, "d_in_proj_bias", m.in_proj_bias.grad)
+    put(c, "d_out_proj.weight", m.out_proj.weight.grad)
+    put(c, "d_out_proj.bias", m.out_proj.bias.grad)
+
+
+def mha_grad_cross():
+    E, H, B, S, L, KD = 32, 4, 2, 5, 70, 24
+    m = torch.nn.MultiheadAttention(E, H, batch_first=True, kdim=KD, vdim=KD)
+    randomize(m)
+    x = torch.randn(B, S, E, requires_grad=True)
+    mem = torch.randn(B, L, KD, requires_grad=True)
+    out, _ = m(x, mem, mem, need_weights=False)
+    dout = torch.randn(B, S, E)
+    (out * dout).sum().backward()
+    c = "mha_grad_cross"
+    metadata[c] = {"E": E, "H": H, "B": B, "S": S, "L": L, "KD": KD}
+    for name in ("q_proj_weight", "k_proj_weight", "v_proj_weight"):
+        put(c, name, getattr(m, name))
+        put(c, "d_" + name, getattr(m, name).grad)
+    put(c, "in_proj_bias", m.in_proj_bias)
+    put(c, "d_in_proj_bias", m.in_proj_bias.grad)
+    put(c, "out_proj.weight", m.out_proj.weight)
+    put(c, "out_proj.bias", m.out_proj.bias)
+    put(c, "d_out_proj.weight", m.out_proj.weight.grad)
+    put(c, "d_out_proj.bias", m.out_proj.bias.grad)
+    put(c, "x", x)
+    put(c, "memory", mem)
+    put(c, "dout", dout)
+    put(c, "dx", x.grad)
+    put(c, "dmemory", mem.grad)
+
+
+def llama_attention_grad():
+    """Llama's attention (RoPE, GQA, causal, no biases) in plain torch, its
+    gradients through autograd."""
+    E, H, KVH, D, B, S = 64, 4, 2, 16, 2, 21
+    theta = 10000.0
+    w = {n: (torch.randn(*shape) * 0.2).requires_grad_()
+         for n, shape in (("q", (H * D, E)), ("k", (KVH * D, E)),
+                          ("v", (KVH * D, E)), ("o", (E, H * D)))}
+    x = torch.randn(B, S, E, requires_grad=True)
+    q = (x @ w["q"].T).view(B, S, H, D).transpose(1, 2)
+    k = (x @ w["k"].T).view(B, S, KVH, D).transpose(1, 2)
+    v = (x @ w["v"].T).view(B, S, KVH, D).transpose(1, 2)
+    inv_freq = 1.0 / (theta ** (torch.arange(0, D, 2).float() / D))
+    freqs = torch.outer(torch.arange(S).float(), inv_freq)
+    emb = torch.cat((freqs, freqs), dim=-1)
+    cos, sin = emb.cos(), emb.sin()
+    q = q * cos + rotate_half(q) * sin
+    k = k * cos + rotate_half(k) * sin
+    k = k.repeat_interleave(H // KVH, dim=1)
+    v = v.repeat_interleave(H // KVH, dim=1)
+    s = (q @ k.transpose(-1, -2)) / math.sqrt(D)
+    s = s.masked_fill(torch.triu(torch.ones(S, S, dtype=torch.bool), 1),
+                      float("-inf"))
+    a = torch.softmax(s, dim=-1) @ v
+    out = a.transpose(1, 2).reshape(B, S, H * D) @ w["o"].T
+    dout = torch.randn(B, S, E)
+    (out * dout).sum().backward()
+    c = "llama_attention_grad"
+    metadata[c] = {"E": E, "H": H, "KVH": KVH, "D": D, "B": B, "S": S,
+                   "theta": theta}
+    for n, t in w.items():
+        put(c, n, t)
+        put(c, "d_" + n, t.grad)
+    put(c, "x", x)
+    put(c, "dout", dout)
+    put(c, "dx", x.grad)
+
+
 def main():
     if len(sys.argv) not in (2, 3):
         sys.exit(__doc__)
@@ -568,6 +663,9 @@ def main():
     encoder_layer("encoder_pre_relu", True, "relu")
     decoder_layer()
     llama_block()
+    mha_grad_self()
+    mha_grad_cross()
+    llama_attention_grad()
     t5_buckets()
     sinusoidal()
     out_dir = sys.argv[1]

@@ -50,6 +50,14 @@ struct Linear {
   // accumulate: y += x W^T + b (y holds e.g. the residual).
   void forward(TensorView<const float> x, TensorView<float> y,
                bool accumulate = false) const;
+
+  // Gradients of y = x W^T + b given dy = dL/dy (both [B, 1, S, *]):
+  //   grad_weight += dy^T x,  grad_bias += sum of dy's rows,
+  //   dx (+)= dy W  (skipped when dx is empty; added with accumulate).
+  // grad_weight / grad_bias are resized (zero) when empty.
+  void backward(TensorView<const float> x, TensorView<const float> dy,
+                TensorView<float> dx, std::vector<float>& grad_weight,
+                std::vector<float>& grad_bias, bool accumulate = false) const;
 };
 
 // Dense matrix product on rows: y[r, :] (+)= x[r, :] W^T (+ b) for the rows
@@ -198,6 +206,25 @@ struct AttentionInputs {
   int64_t position_offset = 0;
   Algorithm algorithm = Algorithm::kAuto;
   Profile* profile = nullptr;
+  // Training (forward_train / backward): attention dropout, rule 7.
+  float dropout_p = 0.0f;
+  uint64_t seed = 0;
+};
+
+// What MultiHeadAttention::forward_train keeps for backward: the
+// projections after RoPE, the attention output and its log-sum-exp.
+struct AttentionTape {
+  int64_t batch = 0, q_len = 0, kv_len = 0;
+  std::vector<float> q;    // [B * Sq, Hq D]
+  std::vector<float> kv;   // [B * Skv, 2 Hkv D]
+  std::vector<float> ctx;  // [B * Sq, Hq D]
+  std::vector<float> lse;  // [B, Hq, Sq]
+};
+
+// Gradients of a MultiHeadAttention's parameters, laid out like them;
+// backward adds to them (zero-sized vectors are sized and cleared first).
+struct AttentionGrads {
+  std::vector<float> q_weight, q_bias, kv_weight, kv_bias, o_weight, o_bias;
 };
 
 class MultiHeadAttention {
@@ -224,6 +251,24 @@ class MultiHeadAttention {
   // Projects memory [B, 1, L, kv_dim] to keys and values once.
   MemoryKV project_memory(TensorView<const float> memory) const;
 
+  // Training: forward (out = attention(x), never accumulated) keeping in
+  // `tape` what backward needs. Self-attention or cross-attention from
+  // `memory`; no cache, no memory_kv, no T5 buckets (their bias would need
+  // its own gradient). Dropout: inputs.dropout_p / seed.
+  void forward_train(TensorView<const float> x, TensorView<float> out,
+                     AttentionTape& tape, const AttentionInputs& inputs = {}) const;
+
+  // The gradients of forward_train's output given dout [B, 1, Sq, E] and
+  // the same x and inputs: the parameters' into `grads` (added), dx [B, 1,
+  // Sq, E] (written, or added with accumulate), and for cross-attention
+  // dmemory [B, 1, L, kv_dim] (written; may be empty to skip). The
+  // attention part runs attn::attention_backward (docs/backward.md), RoPE
+  // is undone on dq and dk, the projections' products run on BLAS.
+  void backward(TensorView<const float> x, TensorView<const float> dout,
+                const AttentionTape& tape, TensorView<float> dx,
+                AttentionGrads& grads, const AttentionInputs& inputs = {},
+                TensorView<float> dmemory = {}, bool accumulate = false) const;
+
  private:
   AttentionConfig config_;
   int64_t kv_heads_ = 0, head_dim_ = 0;
@@ -231,6 +276,12 @@ class MultiHeadAttention {
   mutable std::vector<float> t5_table_;  // [Hq, 2 reach + 1] by distance
   mutable std::vector<float> q_, kv_, ctx_;
   friend struct MhaAccess;
+  void run(TensorView<const float> x, TensorView<float> out,
+           const AttentionInputs& inputs, bool accumulate,
+           AttentionTape* tape) const;
+  // The options of the attention call (everything but T5's functor).
+  AttentionOptions attention_options(const AttentionInputs& inputs,
+                                     bool cross) const;
 };
 
 struct BlockConfig {

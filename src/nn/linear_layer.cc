@@ -98,6 +98,69 @@ void linear_rows(const float* x, int64_t rows, int64_t ldx, const float* w,
   }
 }
 
+namespace detail {
+
+void sgemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k,
+           const float* a, int64_t lda, const float* b, int64_t ldb,
+           float beta, float* c, int64_t ldc) {
+  if (m <= 0 || n <= 0) return;
+  if (k <= 0) {
+    for (int64_t r = 0; r < m; ++r) {
+      float* cr = c + r * ldc;
+      for (int64_t x = 0; x < n; ++x) cr[x] = beta == 0.0f ? 0.0f : cr[x] * beta;
+    }
+    return;
+  }
+  cblas_sgemm(kCblasRowMajor, trans_a ? kCblasTrans : kCblasNoTrans,
+              trans_b ? kCblasTrans : kCblasNoTrans, static_cast<int>(m),
+              static_cast<int>(n), static_cast<int>(k), 1.0f, a,
+              static_cast<int>(lda), b, static_cast<int>(ldb), beta, c,
+              static_cast<int>(ldc));
+}
+
+}  // namespace detail
+
+void Linear::backward(TensorView<const float> x, TensorView<const float> dy,
+                      TensorView<float> dx, std::vector<float>& grad_weight,
+                      std::vector<float>& grad_bias, bool accumulate) const {
+  const char* where = "nn::Linear::backward";
+  detail::check_rows(x, where, "x", in_features);
+  const int64_t B = x.extent(0), S = x.extent(2);
+  detail::check_rows(dy, where, "dy", out_features, B, S);
+  if (!dx.empty()) detail::check_rows(dx, where, "dx", in_features, B, S);
+  const size_t nw = static_cast<size_t>(in_features * out_features);
+  if (grad_weight.empty()) grad_weight.assign(nw, 0.0f);
+  if (grad_weight.size() != nw) {
+    detail::fail(where, "grad_weight must be empty or hold out * in floats");
+  }
+  if (!bias.empty()) {
+    if (grad_bias.empty()) grad_bias.assign(bias.size(), 0.0f);
+    if (grad_bias.size() != bias.size()) {
+      detail::fail(where, "grad_bias must be empty or hold out floats");
+    }
+  }
+  for (int64_t b = 0; b < B; ++b) {
+    const float* xb = detail::row(x, b, 0);
+    const float* dyb = detail::row(dy, b, 0);
+    const int64_t ldx = detail::leading_dim(x), ldy = detail::leading_dim(dy);
+    // grad_weight [out, in] += dy^T [out, S] x [S, in].
+    detail::sgemm(true, false, out_features, in_features, S, dyb, ldy, xb, ldx,
+                  1.0f, grad_weight.data(), in_features);
+    if (!bias.empty()) {
+      for (int64_t s = 0; s < S; ++s) {
+        const float* r = dyb + s * ldy;
+        for (int64_t o = 0; o < out_features; ++o) grad_bias[o] += r[o];
+      }
+    }
+    if (!dx.empty()) {
+      // dx [S, in] (+)= dy [S, out] W [out, in].
+      detail::sgemm(false, false, S, in_features, out_features, dyb, ldy,
+                    weight.data(), in_features, accumulate ? 1.0f : 0.0f,
+                    detail::row(dx, b, 0), detail::leading_dim(dx));
+    }
+  }
+}
+
 std::string blas_info() {
   return std::string(openblas_get_config()) + " | core " +
          openblas_get_corename();

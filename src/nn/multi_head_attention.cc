@@ -13,6 +13,7 @@
 #include <cmath>
 
 #include "attn/attention.h"
+#include "attn/backward.h"
 #include "attn/nn.h"
 #include "src/nn/rows.h"
 
@@ -113,7 +114,48 @@ void MultiHeadAttention::forward(TensorView<const float> x,
                                  TensorView<float> out,
                                  const AttentionInputs& in,
                                  bool accumulate) const {
-  const char* where = "nn::MultiHeadAttention::forward";
+  run(x, out, in, accumulate, nullptr);
+}
+
+void MultiHeadAttention::forward_train(TensorView<const float> x,
+                                       TensorView<float> out,
+                                       AttentionTape& tape,
+                                       const AttentionInputs& in) const {
+  const char* where = "nn::MultiHeadAttention::forward_train";
+  if (in.cache != nullptr || in.memory_kv != nullptr) {
+    detail::fail(where, "training runs without a cache or memory_kv");
+  }
+  if (config_.position == Position::kT5) {
+    detail::fail(where, "T5 relative buckets have no backward yet");
+  }
+  if (!out.empty() && out.data() == x.data()) {
+    detail::fail(where, "out must not alias x (x is needed by backward)");
+  }
+  run(x, out, in, false, &tape);
+}
+
+AttentionOptions MultiHeadAttention::attention_options(
+    const AttentionInputs& in, bool cross) const {
+  const AttentionConfig& c = config_;
+  AttentionOptions o;
+  o.scale = c.scale;
+  o.causal = c.causal && !cross;
+  o.window_left = c.window_left;
+  if (!alibi_.empty()) o.alibi_slopes = alibi_;
+  o.mask = in.mask;
+  o.bias = in.bias;
+  o.key_lengths = in.key_lengths;
+  o.algorithm = in.algorithm;
+  o.dropout_p = in.dropout_p;
+  o.seed = in.seed;
+  return o;
+}
+
+void MultiHeadAttention::run(TensorView<const float> x, TensorView<float> out,
+                             const AttentionInputs& in, bool accumulate,
+                             AttentionTape* tape) const {
+  const char* where = tape != nullptr ? "nn::MultiHeadAttention::forward_train"
+                                      : "nn::MultiHeadAttention::forward";
   const AttentionConfig& c = config_;
   if (c.d_model <= 0) detail::fail(where, "the module is not configured");
   detail::check_rows(x, where, "x", c.d_model);
@@ -203,15 +245,7 @@ void MultiHeadAttention::forward(TensorView<const float> x,
     apply_rope(q, c.rope, in.position_offset, positions);
     apply_rope(k, c.rope, in.position_offset, positions);
   }
-  AttentionOptions o;
-  o.scale = c.scale;
-  o.causal = c.causal && !cross;
-  o.window_left = c.window_left;
-  if (!alibi_.empty()) o.alibi_slopes = alibi_;
-  o.mask = in.mask;
-  o.bias = in.bias;
-  o.key_lengths = in.key_lengths;
-  o.algorithm = in.algorithm;
+  AttentionOptions o = attention_options(in, cross);
   T5Score t5{nullptr, 0};
   if (c.position == Position::kT5) {
     t5.reach = c.t5.max_distance + 1;
@@ -239,15 +273,117 @@ void MultiHeadAttention::forward(TensorView<const float> x,
                    "position_offset needs a cache for causal "
                    "self-attention (earlier keys live there)");
     }
+    TensorView<float> lse;
+    if (tape != nullptr) {
+      tape->lse.resize(static_cast<size_t>(B * Hq * Sq));
+      lse = TensorView<float>::bhsd(tape->lse.data(), B, Hq, Sq, 1);
+    }
     attention(TensorView<const float>(q), TensorView<const float>(k),
-              TensorView<const float>(v), ctx, o);
+              TensorView<const float>(v), ctx, o, lse);
   }
   att.stop();
+  if (tape != nullptr) {
+    tape->batch = B;
+    tape->q_len = Sq;
+    tape->kv_len = Skv;
+    tape->q.assign(q_.begin(), q_.begin() + B * Sq * Wq);
+    tape->kv.assign(kv, kv + B * Skv * Wkv);
+    tape->ctx.assign(ctx_.begin(), ctx_.begin() + B * Sq * Wq);
+  }
 
   // 3. Output projection (+ residual when accumulating into x).
   detail::Timer proj2(prof ? &prof->projections : nullptr);
   o_proj.forward(TensorView<const float>::bhsd(ctx_.data(), B, 1, Sq, Wq), out,
                  accumulate);
+}
+
+void MultiHeadAttention::backward(TensorView<const float> x,
+                                  TensorView<const float> dout,
+                                  const AttentionTape& tape,
+                                  TensorView<float> dx, AttentionGrads& grads,
+                                  const AttentionInputs& in,
+                                  TensorView<float> dmemory,
+                                  bool accumulate) const {
+  const char* where = "nn::MultiHeadAttention::backward";
+  const AttentionConfig& c = config_;
+  if (c.d_model <= 0) detail::fail(where, "the module is not configured");
+  if (in.cache != nullptr || in.memory_kv != nullptr) {
+    detail::fail(where, "training runs without a cache or memory_kv");
+  }
+  if (c.position == Position::kT5) {
+    detail::fail(where, "T5 relative buckets have no backward yet");
+  }
+  detail::check_rows(x, where, "x", c.d_model);
+  const int64_t B = x.extent(0), Sq = x.extent(2);
+  detail::check_rows(dout, where, "dout", c.d_model, B, Sq);
+  detail::check_rows(dx, where, "dx", c.d_model, B, Sq);
+  if (dx.data() == x.data() || dx.data() == dout.data()) {
+    detail::fail(where, "dx must not alias x or dout (both are read after dx "
+                        "is written)");
+  }
+  const bool cross = !in.memory.empty();
+  if (cross) {
+    detail::check_rows(in.memory, where, "memory", kv_proj.in_features, B);
+  }
+  if (!cross && !dmemory.empty()) {
+    detail::fail(where, "dmemory is for cross-attention (inputs.memory)");
+  }
+  const int64_t Skv = cross ? in.memory.extent(2) : Sq;
+  if (!dmemory.empty()) {
+    detail::check_rows(dmemory, where, "dmemory", kv_proj.in_features, B, Skv);
+  }
+  const int64_t Hq = c.num_heads, Hkv = kv_heads_, D = head_dim_;
+  const int64_t Wq = Hq * D, Wkv = 2 * Hkv * D;
+  if (tape.batch != B || tape.q_len != Sq || tape.kv_len != Skv ||
+      tape.q.size() != static_cast<size_t>(B * Sq * Wq) ||
+      tape.kv.size() != static_cast<size_t>(B * Skv * Wkv) ||
+      tape.ctx.size() != static_cast<size_t>(B * Sq * Wq) ||
+      tape.lse.size() != static_cast<size_t>(B * Hq * Sq)) {
+    detail::fail(where, "tape does not come from forward_train with this x");
+  }
+  auto rows = [](const float* p, int64_t b, int64_t s, int64_t w) {
+    return TensorView<const float>::bhsd(p, b, 1, s, w);
+  };
+
+  // 1. Output projection: dctx = dout Wo; dWo, dbo.
+  std::vector<float> dctx(static_cast<size_t>(B * Sq * Wq));
+  o_proj.backward(rows(tape.ctx.data(), B, Sq, Wq), dout,
+                  TensorView<float>::bhsd(dctx.data(), B, 1, Sq, Wq),
+                  grads.o_weight, grads.o_bias);
+
+  // 2. Attention: dq, dk, dv in the projections' row layouts.
+  std::vector<float> dq(static_cast<size_t>(B * Sq * Wq)),
+      dkv(static_cast<size_t>(B * Skv * Wkv));
+  float* kv = const_cast<float*>(tape.kv.data());
+  const AttentionOptions o = attention_options(in, cross);
+  attention_backward(
+      TensorView<const float>(heads_view(const_cast<float*>(tape.q.data()), B,
+                                         Hq, Sq, D, Wq)),
+      TensorView<const float>(heads_view(kv, B, Hkv, Skv, D, Wkv)),
+      TensorView<const float>(heads_view(kv + Hkv * D, B, Hkv, Skv, D, Wkv)),
+      TensorView<const float>(heads_view(const_cast<float*>(tape.ctx.data()),
+                                         B, Hq, Sq, D, Wq)),
+      TensorView<const float>::bhsd(tape.lse.data(), B, Hq, Sq, 1),
+      TensorView<const float>(heads_view(dctx.data(), B, Hq, Sq, D, Wq)),
+      heads_view(dq.data(), B, Hq, Sq, D, Wq),
+      heads_view(dkv.data(), B, Hkv, Skv, D, Wkv),
+      heads_view(dkv.data() + Hkv * D, B, Hkv, Skv, D, Wkv), o);
+
+  // 3. RoPE rotated q and k by R(p); their gradients go back by R(p)^T =
+  // R(-p).
+  if (c.position == Position::kRope && !cross) {
+    std::vector<int64_t> back(static_cast<size_t>(Sq));
+    for (int64_t s = 0; s < Sq; ++s) back[s] = -(in.position_offset + s);
+    apply_rope(heads_view(dq.data(), B, Hq, Sq, D, Wq), c.rope, 0, back);
+    apply_rope(heads_view(dkv.data(), B, Hkv, Skv, D, Wkv), c.rope, 0, back);
+  }
+
+  // 4. Input projections: dx (+)= dq Wq (+ dkv Wkv for self-attention).
+  q_proj.backward(x, rows(dq.data(), B, Sq, Wq), dx, grads.q_weight,
+                  grads.q_bias, accumulate);
+  kv_proj.backward(cross ? in.memory : x, rows(dkv.data(), B, Skv, Wkv),
+                   cross ? dmemory : dx, grads.kv_weight, grads.kv_bias,
+                   /*accumulate=*/!cross);
 }
 
 }  // namespace attn::nn
