@@ -137,16 +137,7 @@ SliceCheck check_rows(attn::TensorView<const T> q_all, attn::TensorView<const T>
   const auto v = slice<const T>(v_all, 0, Hkv, 0, Skv);
   // The reference runs on the same values widened to float (exact), so its
   // output is rounded to float32, not to T.
-  auto widen = [](attn::TensorView<const T> x) {
-    attn::Tensor<float> w(x.extents());
-    for (int64_t h = 0; h < x.extent(1); ++h)
-      for (int64_t i = 0; i < x.extent(2); ++i)
-        for (int64_t d = 0; d < x.extent(3); ++d) {
-          w.view()(0, h, i, d) = attn::to_float(x(0, h, i, d));
-        }
-    return w;
-  };
-  const attn::Tensor<float> qf = widen(q), kf = widen(k), vf = widen(v);
+  const attn::Tensor<float> qf = widened(q), kf = widened(k), vf = widened(v);
   attn::Tensor<float> ref(1, Hq, rows, Dv);
   attn::Tensor<T> naive(1, Hq, rows, Dv);
   attn::AttentionOptions r = o;

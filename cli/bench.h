@@ -29,6 +29,19 @@ struct BenchArgs {
 
 void add_bench_options(CLI::App& cmd, BenchArgs& args);
 
+// Batch 0 of a view as float (exact for 16-bit types): what the float64
+// reference checks run on.
+template <class T>
+attn::Tensor<float> widened(attn::TensorView<const T> x) {
+  attn::Tensor<float> w(x.extents());
+  for (int64_t h = 0; h < x.extent(1); ++h)
+    for (int64_t i = 0; i < x.extent(2); ++i)
+      for (int64_t d = 0; d < x.extent(3); ++d) {
+        w.view()(0, h, i, d) = attn::to_float(x(0, h, i, d));
+      }
+  return w;
+}
+
 // Median of `repeats` timed calls after one untimed call (fewer when one
 // call takes over a second).
 double time_ms(int repeats, const std::function<void()>& call);

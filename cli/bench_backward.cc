@@ -68,17 +68,6 @@ attn::TensorView<T> rows_of(attn::TensorView<T> v, int64_t first, int64_t n) {
   return {v.row(0, 0, first), {1, v.extent(1), n, v.extent(3)}, v.strides()};
 }
 
-template <class T>
-attn::Tensor<float> widened(attn::TensorView<const T> x) {
-  attn::Tensor<float> w(x.extents());
-  for (int64_t h = 0; h < x.extent(1); ++h)
-    for (int64_t i = 0; i < x.extent(2); ++i)
-      for (int64_t d = 0; d < x.extent(3); ++d) {
-        w.view()(0, h, i, d) = attn::to_float(x(0, h, i, d));
-      }
-  return w;
-}
-
 // max |got - ref| over max |ref| on the rows.
 template <class T>
 double rows_error(const attn::Tensor<float>& ref, attn::TensorView<const T> got) {

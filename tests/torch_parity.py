@@ -164,6 +164,28 @@ def rotate_half(x):
     return torch.cat((-x[..., h:], x[..., :h]), dim=-1)
 
 
+def llama_attention(h, wq, wk, wv, wo, H, KVH, D, theta):
+    """Llama's attention on h [B, S, E]: projections, RoPE (rotate-half),
+    GQA, causal softmax, output projection."""
+    B, S, _ = h.shape
+    q = (h @ wq.T).view(B, S, H, D).transpose(1, 2)
+    k = (h @ wk.T).view(B, S, KVH, D).transpose(1, 2)
+    v = (h @ wv.T).view(B, S, KVH, D).transpose(1, 2)
+    inv_freq = 1.0 / (theta ** (torch.arange(0, D, 2).float() / D))
+    freqs = torch.outer(torch.arange(S).float(), inv_freq)
+    emb = torch.cat((freqs, freqs), dim=-1)
+    cos, sin = emb.cos(), emb.sin()
+    q = q * cos + rotate_half(q) * sin
+    k = k * cos + rotate_half(k) * sin
+    k = k.repeat_interleave(H // KVH, dim=1)
+    v = v.repeat_interleave(H // KVH, dim=1)
+    s = (q @ k.transpose(-1, -2)) / math.sqrt(D)
+    s = s.masked_fill(torch.triu(torch.ones(S, S, dtype=torch.bool), 1),
+                      float("-inf"))
+    a = torch.softmax(s, dim=-1) @ v
+    return a.transpose(1, 2).reshape(B, S, H * D) @ wo.T
+
+
 def llama_block():
     """A Llama decoder layer in plain torch (the public modeling code's
     equations): pre-RMSNorm, RoPE (rotate-half), GQA, causal, SwiGLU."""
@@ -183,22 +205,10 @@ def llama_block():
     }
     x = torch.randn(B, S, E)
     h = rms_norm(x, w["input_layernorm.weight"], eps)
-    q = (h @ w["self_attn.q_proj.weight"].T).view(B, S, H, D).transpose(1, 2)
-    k = (h @ w["self_attn.k_proj.weight"].T).view(B, S, KVH, D).transpose(1, 2)
-    v = (h @ w["self_attn.v_proj.weight"].T).view(B, S, KVH, D).transpose(1, 2)
-    inv_freq = 1.0 / (theta ** (torch.arange(0, D, 2).float() / D))
-    freqs = torch.outer(torch.arange(S).float(), inv_freq)
-    emb = torch.cat((freqs, freqs), dim=-1)
-    cos, sin = emb.cos(), emb.sin()
-    q = q * cos + rotate_half(q) * sin
-    k = k * cos + rotate_half(k) * sin
-    k = k.repeat_interleave(H // KVH, dim=1)
-    v = v.repeat_interleave(H // KVH, dim=1)
-    s = (q @ k.transpose(-1, -2)) / math.sqrt(D)
-    s = s.masked_fill(torch.triu(torch.ones(S, S, dtype=torch.bool), 1),
-                      float("-inf"))
-    a = torch.softmax(s, dim=-1) @ v
-    a = a.transpose(1, 2).reshape(B, S, H * D) @ w["self_attn.o_proj.weight"].T
+    a = llama_attention(h, w["self_attn.q_proj.weight"],
+                        w["self_attn.k_proj.weight"],
+                        w["self_attn.v_proj.weight"],
+                        w["self_attn.o_proj.weight"], H, KVH, D, theta)
     x1 = x + a
     h = rms_norm(x1, w["post_attention_layernorm.weight"], eps)
     gate = torch.nn.functional.silu(h @ w["mlp.gate_proj.weight"].T)
@@ -621,22 +631,7 @@ def llama_attention_grad():
          for n, shape in (("q", (H * D, E)), ("k", (KVH * D, E)),
                           ("v", (KVH * D, E)), ("o", (E, H * D)))}
     x = torch.randn(B, S, E, requires_grad=True)
-    q = (x @ w["q"].T).view(B, S, H, D).transpose(1, 2)
-    k = (x @ w["k"].T).view(B, S, KVH, D).transpose(1, 2)
-    v = (x @ w["v"].T).view(B, S, KVH, D).transpose(1, 2)
-    inv_freq = 1.0 / (theta ** (torch.arange(0, D, 2).float() / D))
-    freqs = torch.outer(torch.arange(S).float(), inv_freq)
-    emb = torch.cat((freqs, freqs), dim=-1)
-    cos, sin = emb.cos(), emb.sin()
-    q = q * cos + rotate_half(q) * sin
-    k = k * cos + rotate_half(k) * sin
-    k = k.repeat_interleave(H // KVH, dim=1)
-    v = v.repeat_interleave(H // KVH, dim=1)
-    s = (q @ k.transpose(-1, -2)) / math.sqrt(D)
-    s = s.masked_fill(torch.triu(torch.ones(S, S, dtype=torch.bool), 1),
-                      float("-inf"))
-    a = torch.softmax(s, dim=-1) @ v
-    out = a.transpose(1, 2).reshape(B, S, H * D) @ w["o"].T
+    out = llama_attention(x, w["q"], w["k"], w["v"], w["o"], H, KVH, D, theta)
     dout = torch.randn(B, S, E)
     (out * dout).sum().backward()
     c = "llama_attention_grad"
