@@ -301,8 +301,33 @@ void run_encoder_case(const char* name) {
   TransformerBlock block(cfg);
   load_torch_layer(c, "", block, E, {&block.attn_norm, &block.mlp_norm});
   std::vector<float> x = c.get("x");
-  block.forward(rows_view(x, B, S, E), {.self = {.key_lengths = lengths}});
+  const BlockInputs in{.self = {.key_lengths = lengths}};
+  block.forward(rows_view(x, B, S, E), in);
   expect_close(x, c.get("out"), name);
+
+  // Training: the same output through forward_train, then every gradient.
+  x = c.get("x");
+  BlockTape tape;
+  block.forward_train(rows_view(x, B, S, E), tape, in);
+  expect_close(x, c.get("out"), std::string(name) + " forward_train");
+  std::vector<float> dx = c.get("dout");
+  BlockGrads g;
+  block.backward(rows_view(dx, B, S, E), tape, g, in);
+  expect_close(dx, c.get("dx"), "dx");
+  expect_close(concat({g.attention.q_weight, g.attention.kv_weight}),
+               c.get("d_self_attn.in_proj_weight"), "d in_proj_weight");
+  expect_close(concat({g.attention.q_bias, g.attention.kv_bias}),
+               c.get("d_self_attn.in_proj_bias"), "d in_proj_bias");
+  expect_close(g.attention.o_weight, c.get("d_self_attn.out_proj.weight"), "d out_proj.weight");
+  expect_close(g.attention.o_bias, c.get("d_self_attn.out_proj.bias"), "d out_proj.bias");
+  expect_close(g.mlp.up_weight, c.get("d_linear1.weight"), "d linear1.weight");
+  expect_close(g.mlp.up_bias, c.get("d_linear1.bias"), "d linear1.bias");
+  expect_close(g.mlp.down_weight, c.get("d_linear2.weight"), "d linear2.weight");
+  expect_close(g.mlp.down_bias, c.get("d_linear2.bias"), "d linear2.bias");
+  expect_close(g.attn_norm_weight, c.get("d_norm1.weight"), "d norm1.weight");
+  expect_close(g.attn_norm_bias, c.get("d_norm1.bias"), "d norm1.bias");
+  expect_close(g.mlp_norm_weight, c.get("d_norm2.weight"), "d norm2.weight");
+  expect_close(g.mlp_norm_bias, c.get("d_norm2.bias"), "d norm2.bias");
 }
 
 TEST(TorchParity, TransformerEncoderLayerPostNormGelu) {
@@ -377,6 +402,33 @@ TEST(TorchParity, LlamaBlockPrefill) {
   std::vector<float> x = c.get("x");
   block.forward(rows_view(x, B, S, E));
   expect_close(x, c.get("out"), "llama block prefill");
+}
+
+TEST(TorchParity, LlamaBlockGradients) {
+  TorchCase c("llama_block");
+  const int64_t E = c.i("E"), B = c.i("B"), S = c.i("S");
+  const TransformerBlock block = llama_block(c);
+  std::vector<float> x = c.get("x");
+  BlockTape tape;
+  block.forward_train(rows_view(x, B, S, E), tape);
+  expect_close(x, c.get("out"), "forward_train");
+  std::vector<float> dx = c.get("dout");
+  BlockGrads g;
+  block.backward(rows_view(dx, B, S, E), tape, g);
+  expect_close(dx, c.get("dx"), "dx");
+  expect_close(g.attention.q_weight, c.get("d_self_attn.q_proj.weight"), "dWq");
+  expect_close(g.attention.kv_weight,
+               concat({c.get("d_self_attn.k_proj.weight"),
+                       c.get("d_self_attn.v_proj.weight")}),
+               "dWk|dWv");
+  expect_close(g.attention.o_weight, c.get("d_self_attn.o_proj.weight"), "dWo");
+  expect_close(g.mlp.up_weight,
+               concat({c.get("d_mlp.gate_proj.weight"), c.get("d_mlp.up_proj.weight")}),
+               "d gate|up");
+  expect_close(g.mlp.down_weight, c.get("d_mlp.down_proj.weight"), "d down");
+  expect_close(g.attn_norm_weight, c.get("d_input_layernorm.weight"), "d input norm");
+  expect_close(g.mlp_norm_weight, c.get("d_post_attention_layernorm.weight"),
+               "d post-attention norm");
 }
 
 // Prefill of a prefix through the KV cache, then the rest one token at a

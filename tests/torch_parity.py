@@ -120,17 +120,22 @@ def encoder_layer(case, norm_first, activation):
                                          norm_first=norm_first)
     randomize(m)
     m.eval()
-    x = torch.randn(B, S, E)
+    x = torch.randn(B, S, E, requires_grad=True)
     lengths = [67, 40]
     pad = torch.arange(S)[None, :] >= torch.tensor(lengths)[:, None]
     out = m(x, src_key_padding_mask=pad)
+    dout = torch.randn(B, S, E)
+    (out * dout).sum().backward()  # x requires grad: torch's slow path
     metadata[case] = {"E": E, "H": H, "F": F, "B": B, "S": S,
                       "lengths": lengths, "norm_first": norm_first,
                       "activation": activation}
     for name, p in m.named_parameters():
         put(case, name, p)
+        put(case, "d_" + name, p.grad)
     put(case, "x", x)
     put(case, "out", out)
+    put(case, "dout", dout)
+    put(case, "dx", x.grad)
 
 
 def decoder_layer():
@@ -203,7 +208,9 @@ def llama_block():
         "mlp.up_proj.weight": g(F, E),
         "mlp.down_proj.weight": g(E, F),
     }
-    x = torch.randn(B, S, E)
+    for t in w.values():
+        t.requires_grad_()
+    x = torch.randn(B, S, E, requires_grad=True)
     h = rms_norm(x, w["input_layernorm.weight"], eps)
     a = llama_attention(h, w["self_attn.q_proj.weight"],
                         w["self_attn.k_proj.weight"],
@@ -217,10 +224,15 @@ def llama_block():
     c = "llama_block"
     metadata[c] = {"E": E, "H": H, "KVH": KVH, "D": D, "F": F, "B": B,
                    "S": S, "theta": theta, "eps": eps}
+    dout = torch.randn(B, S, E)
+    (out * dout).sum().backward()
     for name, t in w.items():
         put(c, name, t)
+        put(c, "d_" + name, t.grad)
     put(c, "x", x)
     put(c, "out", out)
+    put(c, "dout", dout)
+    put(c, "dx", x.grad)
 
 
 def t5_bucket(rel, bidirectional, num_buckets, max_distance):

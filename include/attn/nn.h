@@ -90,6 +90,12 @@ struct Norm {
   Norm(NormKind kind, int64_t dim, float eps, bool with_bias = true);
   // y may be x (in place). Statistics in float64, output rounded once.
   void forward(TensorView<const float> x, TensorView<float> y) const;
+
+  // Gradients given the forward's input x and dy: grad_weight (and
+  // grad_bias) += ..., dx (+)= ... (statistics recomputed from x, float64).
+  void backward(TensorView<const float> x, TensorView<const float> dy,
+                TensorView<float> dx, std::vector<float>& grad_weight,
+                std::vector<float>& grad_bias, bool accumulate = false) const;
 };
 
 enum class Activation {
@@ -101,6 +107,9 @@ enum class Activation {
 
 // Applies the activation to n floats in place.
 void activate(Activation a, float* x, int64_t n);
+// du[i] = dy[i] * act'(u[i]) (du may be dy).
+void activation_backward(Activation a, const float* u, const float* dy,
+                         float* du, int64_t n);
 
 struct MlpConfig {
   int64_t d_model = 0;
@@ -124,6 +133,15 @@ class Mlp {
   // completely before y is written).
   void forward(TensorView<const float> x, TensorView<float> y,
                bool accumulate = false, Profile* profile = nullptr) const;
+
+  // Gradients given the forward's input x and dy (the up projection is
+  // recomputed): grads.up_* and grads.down_* added, dx written or added.
+  struct Grads {
+    std::vector<float> up_weight, up_bias, down_weight, down_bias;
+  };
+  void backward(TensorView<const float> x, TensorView<const float> dy,
+                TensorView<float> dx, Grads& grads,
+                bool accumulate = false) const;
 
  private:
   MlpConfig config_;
@@ -303,6 +321,24 @@ struct BlockInputs {
   AttentionInputs cross{};
 };
 
+// What TransformerBlock::forward_train keeps for backward.
+struct BlockTape {
+  std::vector<float> x;       // the block's input
+  std::vector<float> a_in;    // pre-norm: norm(x); post-norm: unused
+  std::vector<float> x1;      // after the attention residual (post-norm:
+                              // before its norm)
+  std::vector<float> m_in;    // the MLP's input
+  std::vector<float> x2;      // post-norm: before the last norm
+  AttentionTape attention;
+};
+
+struct BlockGrads {
+  AttentionGrads attention;
+  Mlp::Grads mlp;
+  std::vector<float> attn_norm_weight, attn_norm_bias, mlp_norm_weight,
+      mlp_norm_bias;
+};
+
 class TransformerBlock {
  public:
   TransformerBlock() = default;
@@ -318,6 +354,15 @@ class TransformerBlock {
 
   // Transforms x [B, 1, S, E] in place.
   void forward(TensorView<float> x, const BlockInputs& inputs = {}) const;
+
+  // Training (blocks without cross-attention): forward in place keeping a
+  // tape; backward turns dx, the gradient of the block's output, into the
+  // gradient of its input (in place) and adds every parameter's gradient
+  // to `grads`. inputs.self as for MultiHeadAttention::forward_train.
+  void forward_train(TensorView<float> x, BlockTape& tape,
+                     const BlockInputs& inputs = {}) const;
+  void backward(TensorView<float> dx, const BlockTape& tape, BlockGrads& grads,
+                const BlockInputs& inputs = {}) const;
 
  private:
   BlockConfig config_;

@@ -78,4 +78,110 @@ void TransformerBlock::forward(TensorView<float> x,
   norm(mlp_norm);
 }
 
+namespace {
+
+std::vector<float> copy_rows(TensorView<const float> x) {
+  const int64_t B = x.extent(0), S = x.extent(2), E = x.extent(3);
+  std::vector<float> v(static_cast<size_t>(B * S * E));
+  for (int64_t b = 0; b < B; ++b) {
+    for (int64_t s = 0; s < S; ++s) {
+      const float* r = detail::row(x, b, s);
+      std::copy(r, r + E, v.begin() + (b * S + s) * E);
+    }
+  }
+  return v;
+}
+
+TensorView<float> rows_of(std::vector<float>& v, int64_t B, int64_t S, int64_t E) {
+  return TensorView<float>::bhsd(v.data(), B, 1, S, E);
+}
+TensorView<const float> rows_of(const std::vector<float>& v, int64_t B,
+                                int64_t S, int64_t E) {
+  return TensorView<const float>::bhsd(v.data(), B, 1, S, E);
+}
+
+// x += y, row by row (x a view, y contiguous rows).
+void add_rows(TensorView<float> x, const std::vector<float>& y) {
+  const int64_t S = x.extent(2), E = x.extent(3);
+  for (int64_t b = 0; b < x.extent(0); ++b) {
+    for (int64_t s = 0; s < S; ++s) {
+      float* r = detail::row(x, b, s);
+      const float* q = &y[(b * S + s) * E];
+      for (int64_t e = 0; e < E; ++e) r[e] += q[e];
+    }
+  }
+}
+
+}  // namespace
+
+void TransformerBlock::forward_train(TensorView<float> x, BlockTape& tape,
+                                     const BlockInputs& in) const {
+  const char* where = "nn::TransformerBlock::forward_train";
+  const int64_t E = config_.attention.d_model;
+  if (E <= 0) detail::fail(where, "the block is not configured");
+  if (cross_attn) detail::fail(where, "blocks with cross-attention have no backward yet");
+  detail::check_rows(x, where, "x", E);
+  const int64_t B = x.extent(0), S = x.extent(2);
+  const TensorView<const float> xc(x);
+  std::vector<float> a(static_cast<size_t>(B * S * E));
+  tape.x = copy_rows(xc);
+  if (config_.pre_norm) {
+    tape.a_in.resize(a.size());
+    attn_norm.forward(xc, rows_of(tape.a_in, B, S, E));
+    self_attn.forward_train(rows_of(tape.a_in, B, S, E), rows_of(a, B, S, E),
+                            tape.attention, in.self);
+    add_rows(x, a);
+    tape.x1 = copy_rows(xc);
+    tape.m_in.resize(a.size());
+    mlp_norm.forward(xc, rows_of(tape.m_in, B, S, E));
+    mlp.forward(rows_of(tape.m_in, B, S, E), x, true);
+    return;
+  }
+  self_attn.forward_train(xc, rows_of(a, B, S, E), tape.attention, in.self);
+  add_rows(x, a);
+  tape.x1 = copy_rows(xc);
+  attn_norm.forward(xc, x);
+  tape.m_in = copy_rows(xc);
+  mlp.forward(xc, x, true);
+  tape.x2 = copy_rows(xc);
+  mlp_norm.forward(xc, x);
+}
+
+void TransformerBlock::backward(TensorView<float> dx, const BlockTape& tape,
+                                BlockGrads& g, const BlockInputs& in) const {
+  const char* where = "nn::TransformerBlock::backward";
+  const int64_t E = config_.attention.d_model;
+  if (E <= 0) detail::fail(where, "the block is not configured");
+  if (cross_attn) detail::fail(where, "blocks with cross-attention have no backward yet");
+  detail::check_rows(dx, where, "dx", E);
+  const int64_t B = dx.extent(0), S = dx.extent(2);
+  const size_t n = static_cast<size_t>(B * S * E);
+  if (tape.x.size() != n || tape.x1.size() != n || tape.m_in.size() != n ||
+      (config_.pre_norm ? tape.a_in.size() != n : tape.x2.size() != n)) {
+    detail::fail(where, "tape does not come from forward_train with this shape");
+  }
+  std::vector<float> t1(n), t2(n);
+  if (config_.pre_norm) {
+    // x2 = x1 + mlp(norm2(x1)); x1 = x + attn(norm1(x)).
+    mlp.backward(rows_of(tape.m_in, B, S, E), dx, rows_of(t1, B, S, E), g.mlp);
+    mlp_norm.backward(rows_of(tape.x1, B, S, E), rows_of(t1, B, S, E), dx,
+                      g.mlp_norm_weight, g.mlp_norm_bias, true);
+    self_attn.backward(rows_of(tape.a_in, B, S, E), dx, tape.attention,
+                       rows_of(t2, B, S, E), g.attention, in.self);
+    attn_norm.backward(rows_of(tape.x, B, S, E), rows_of(t2, B, S, E), dx,
+                       g.attn_norm_weight, g.attn_norm_bias, true);
+    return;
+  }
+  // x2 = norm2(z2), z2 = x1 + mlp(x1); x1 = norm1(z1), z1 = x + attn(x).
+  mlp_norm.backward(rows_of(tape.x2, B, S, E), dx, rows_of(t1, B, S, E),
+                    g.mlp_norm_weight, g.mlp_norm_bias);
+  mlp.backward(rows_of(tape.m_in, B, S, E), rows_of(t1, B, S, E), dx, g.mlp);
+  add_rows(dx, t1);
+  attn_norm.backward(rows_of(tape.x1, B, S, E), dx, rows_of(t2, B, S, E),
+                     g.attn_norm_weight, g.attn_norm_bias);
+  self_attn.backward(rows_of(tape.x, B, S, E), rows_of(t2, B, S, E),
+                     tape.attention, dx, g.attention, in.self);
+  add_rows(dx, t2);
+}
+
 }  // namespace attn::nn

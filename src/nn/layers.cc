@@ -71,6 +71,99 @@ void Norm::forward(TensorView<const float> x, TensorView<float> y) const {
   });
 }
 
+void Norm::backward(TensorView<const float> x, TensorView<const float> dy,
+                    TensorView<float> dx, std::vector<float>& grad_weight,
+                    std::vector<float>& grad_bias, bool accumulate) const {
+  const char* where = "nn::Norm::backward";
+  if (weight.size() != static_cast<size_t>(dim)) {
+    detail::fail(where, "weight must hold dim floats");
+  }
+  detail::check_rows(x, where, "x", dim);
+  const int64_t B = x.extent(0), S = x.extent(2), n = B * S;
+  detail::check_rows(dy, where, "dy", dim, B, S);
+  detail::check_rows(dx, where, "dx", dim, B, S);
+  if (dx.data() == x.data()) detail::fail(where, "dx must not alias x");
+  if (grad_weight.empty()) grad_weight.assign(static_cast<size_t>(dim), 0.0f);
+  if (!bias.empty() && grad_bias.empty()) grad_bias.assign(bias.size(), 0.0f);
+  if (grad_weight.size() != static_cast<size_t>(dim) ||
+      grad_bias.size() != bias.size()) {
+    detail::fail(where, "grad_weight / grad_bias must be empty or sized like "
+                        "weight / bias");
+  }
+  // Rows in order on one thread for the parameter sums (deterministic),
+  // float64 throughout.
+  const double inv_n = dim > 0 ? 1.0 / static_cast<double>(dim) : 0.0;
+  std::vector<double> gw(static_cast<size_t>(dim), 0.0), gb(gw.size(), 0.0),
+      xhat(gw.size()), g(gw.size());
+  for (int64_t r = 0; r < n; ++r) {
+    const float* xr = detail::row(x, r / S, r % S);
+    const float* dyr = detail::row(dy, r / S, r % S);
+    float* dxr = detail::row(dx, r / S, r % S);
+    double mean = 0.0, sq = 0.0;
+    if (kind == NormKind::kLayerNorm) {
+      for (int64_t c = 0; c < dim; ++c) mean += xr[c];
+      mean *= inv_n;
+    }
+    for (int64_t c = 0; c < dim; ++c) {
+      const double d = xr[c] - mean;
+      sq += d * d;
+    }
+    const double rstd = 1.0 / std::sqrt(sq * inv_n + eps);
+    double mean_g = 0.0, mean_gx = 0.0;
+    for (int64_t c = 0; c < dim; ++c) {
+      xhat[c] = (xr[c] - mean) * rstd;
+      g[c] = double(dyr[c]) * weight[c];
+      gw[c] += double(dyr[c]) * xhat[c];
+      gb[c] += dyr[c];
+      mean_g += g[c];
+      mean_gx += g[c] * xhat[c];
+    }
+    mean_g *= inv_n;
+    mean_gx *= inv_n;
+    // LayerNorm: dx = rstd (g - mean(g) - xhat mean(g xhat)); RMSNorm has
+    // no mean term.
+    if (kind == NormKind::kRMSNorm) mean_g = 0.0;
+    for (int64_t c = 0; c < dim; ++c) {
+      const float v = static_cast<float>(rstd * (g[c] - mean_g - xhat[c] * mean_gx));
+      dxr[c] = accumulate ? dxr[c] + v : v;
+    }
+  }
+  for (int64_t c = 0; c < dim; ++c) {
+    grad_weight[c] += static_cast<float>(gw[c]);
+    if (!bias.empty()) grad_bias[c] += static_cast<float>(gb[c]);
+  }
+}
+
+void activation_backward(Activation a, const float* u, const float* dy,
+                         float* du, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) {
+    const double v = u[i];
+    double d = 0.0;
+    switch (a) {
+      case Activation::kRelu:
+        d = v > 0.0 ? 1.0 : 0.0;
+        break;
+      case Activation::kGelu:  // Phi(v) + v phi(v)
+        d = 0.5 * (1.0 + std::erf(v * M_SQRT1_2)) +
+            v * std::exp(-0.5 * v * v) * (0.5 * M_2_SQRTPI * M_SQRT1_2);
+        break;
+      case Activation::kGeluTanh: {
+        const double c = std::sqrt(2.0 / M_PI);
+        const double t = std::tanh(c * (v + 0.044715 * v * v * v));
+        d = 0.5 * (1.0 + t) +
+            0.5 * v * (1.0 - t * t) * c * (1.0 + 3.0 * 0.044715 * v * v);
+        break;
+      }
+      case Activation::kSilu: {
+        const double sg = 1.0 / (1.0 + std::exp(-v));
+        d = sg * (1.0 + v * (1.0 - sg));
+        break;
+      }
+    }
+    du[i] = static_cast<float>(dy[i] * d);
+  }
+}
+
 void activate(Activation a, float* x, int64_t n) {
   switch (a) {
     case Activation::kRelu:
@@ -187,6 +280,55 @@ std::vector<float> sinusoidal_positions(int64_t positions, int64_t dim) {
     }
   }
   return pe;
+}
+
+void Mlp::backward(TensorView<const float> x, TensorView<const float> dy,
+                   TensorView<float> dx, Grads& grads, bool accumulate) const {
+  const char* where = "nn::Mlp::backward";
+  const int64_t E = config_.d_model, F = config_.hidden;
+  if (E <= 0) detail::fail(where, "the MLP is not configured");
+  detail::check_rows(x, where, "x", E);
+  const int64_t B = x.extent(0), S = x.extent(2);
+  detail::check_rows(dy, where, "dy", E, B, S);
+  detail::check_rows(dx, where, "dx", E, B, S);
+  if (dx.data() == x.data() || dx.data() == dy.data()) {
+    detail::fail(where, "dx must not alias x or dy");
+  }
+  const int64_t W = up.out_features;
+  // u = up(x) again, a = act(u) (gated: act(gate) * up).
+  std::vector<float> u(static_cast<size_t>(B * S * W)), a(static_cast<size_t>(B * S * F)),
+      du(u.size()), da(a.size());
+  auto rows = [&](std::vector<float>& v, int64_t w) {
+    return TensorView<float>::bhsd(v.data(), B, 1, S, w);
+  };
+  up.forward(x, rows(u, W));
+  for (int64_t r = 0; r < B * S; ++r) {
+    const float* ur = &u[r * W];
+    float* ar = &a[r * F];
+    std::copy(ur, ur + F, ar);
+    activate(config_.activation, ar, F);
+    if (config_.gated) {
+      for (int64_t f = 0; f < F; ++f) ar[f] *= ur[F + f];
+    }
+  }
+  down.backward(rows(a, F), dy, rows(da, F), grads.down_weight, grads.down_bias);
+  for (int64_t r = 0; r < B * S; ++r) {
+    const float* ur = &u[r * W];
+    const float* dar = &da[r * F];
+    float* dur = &du[r * W];
+    if (config_.gated) {  // a = act(gate) * up
+      std::vector<float> act(ur, ur + F), g(static_cast<size_t>(F));
+      activate(config_.activation, act.data(), F);
+      for (int64_t f = 0; f < F; ++f) {
+        g[f] = dar[f] * ur[F + f];
+        dur[F + f] = dar[f] * act[f];
+      }
+      activation_backward(config_.activation, ur, g.data(), dur, F);
+    } else {
+      activation_backward(config_.activation, ur, dar, dur, F);
+    }
+  }
+  up.backward(x, rows(du, W), dx, grads.up_weight, grads.up_bias, accumulate);
 }
 
 }  // namespace attn::nn
