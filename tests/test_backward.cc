@@ -154,6 +154,30 @@ double loss(const Dims& d, const std::vector<float>& q, const std::vector<float>
   return l;
 }
 
+// Score functors with their derivative: an additive relative bias and
+// a nonlinear one. Templates, so the float64 reference (and the finite
+// differences through it) run them in float64.
+struct RelativeBias {
+  template <class F>
+  F score(F x, int64_t, int64_t h, int64_t i, int64_t j) const {
+    return x + F(0.05) * static_cast<F>((i - j + 70 * (h + 1)) % 7);
+  }
+  template <class F>
+  F score_grad(F, int64_t, int64_t, int64_t, int64_t) const {
+    return F(1);
+  }
+};
+struct Quadratic {
+  template <class F>
+  F score(F x, int64_t, int64_t, int64_t, int64_t) const {
+    return x + F(0.1) * x * x;
+  }
+  template <class F>
+  F score_grad(F x, int64_t, int64_t, int64_t, int64_t) const {
+    return F(1) + F(0.2) * x;
+  }
+};
+
 // The forward grid's option sets plus dropout (alone and with everything
 // else): the function with the mask drawn is as differentiable as without.
 const std::vector<std::pair<std::string, OptionBuilder>>& backward_option_sets() {
@@ -164,6 +188,19 @@ const std::vector<std::pair<std::string, OptionBuilder>>& backward_option_sets()
                      s.o.seed = 42;
                    }});
     const OptionBuilder everything = all[all.size() - 2].second;
+
+    all.push_back({"score_relative_bias_causal",
+                   [](OptionSet& s, const Dims&, std::mt19937&) {
+                     static const RelativeBias bias;
+                     s.o.pattern = bias;
+                     s.o.causal = true;
+                   }});
+    all.push_back({"score_quadratic_softcap",
+                   [](OptionSet& s, const Dims&, std::mt19937&) {
+                     static const Quadratic quad;
+                     s.o.pattern = quad;
+                     s.o.softcap = 4.0f;
+                   }});
     all.push_back({"everything_dropout_0.5",
                    [everything](OptionSet& s, const Dims& d, std::mt19937& rng) {
                      everything(s, d, rng);
@@ -668,7 +705,7 @@ TEST_F(BackwardErrors, Options) {
   } score;
   o = {};
   o.pattern = score;
-  EXPECT_NE(error(o).find("no known derivative"), std::string::npos);
+  EXPECT_NE(error(o).find("needs score_grad"), std::string::npos);
   EXPECT_EQ(error(), "");  // and the valid call runs
 }
 

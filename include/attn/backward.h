@@ -14,15 +14,15 @@
 //   dS_ij    = P_ij (dP_ij - Delta_i) * ds_ij/d(q_i . k_j)
 //   dq_i     = sum_j dS_ij k_j         dk_j = sum_i dS_ij q_i
 //
-// where ds/d(q.k) is scale, times 1 - tanh^2 under softcap (ALiBi, bias and
-// masks add constants and contribute nothing). Under GQA / MQA dk and dv of
+// where ds/d(q.k) is scale, times 1 - tanh^2 under softcap, times a
+// pattern score functor's score_grad (ALiBi, bias and masks add constants
+// and contribute nothing). Under GQA / MQA dk and dv of
 // a KV head sum the contributions of every query head of its group. Rows
 // with no visible key (lse = -inf) contribute nothing.
 //
 // Every option of the forward applies with the same meaning
-// (docs/semantics.md), except: dropout (rejected until it lands) and
-// pattern score functors (their derivative is not known to attn; patterns
-// that only mask are fine). Algorithms: kReference (float64, materialises
+// (docs/semantics.md), dropout included; a pattern score functor must also
+// provide score_grad (attn/pattern.h). Algorithms: kReference (float64, materialises
 // P), kNaive (float32, materialises P per head group), kFlash (tiled,
 // FlashAttention-2 style: memory independent of Sq * Skv); kAuto is kFlash.
 // Results are the same bits for any thread count.

@@ -9,6 +9,10 @@
 //       key j visible to query i (ANDed with every other visibility rule);
 //   float score(float s, int64_t b, int64_t h, int64_t i, int64_t j)
 //       the score after scale, softcap, ALiBi and bias; returns the new one;
+//   float score_grad(float s, int64_t b, int64_t h, int64_t i, int64_t j)
+//       d score(s) / ds at the score s that score() receives; needed by
+//       attn::attention_backward for a pattern with a score (1 for an
+//       additive bias); optional otherwise;
 //   TileKind classify(int64_t b, int64_t h, int64_t i_begin, int64_t i_end,
 //                     int64_t j_begin, int64_t j_end)
 //       what mask() gives over the rectangle [i_begin, i_end) x [j_begin,
@@ -70,6 +74,10 @@ concept HasScore = requires(const F& f, float s, int64_t x) {
   { f.score(s, x, x, x, x) } -> std::convertible_to<float>;
 };
 template <class F>
+concept HasScoreGrad = requires(const F& f, float s, int64_t x) {
+  { f.score_grad(s, x, x, x, x) } -> std::convertible_to<float>;
+};
+template <class F>
 concept HasClassify = requires(const F& f, int64_t x) {
   { f.classify(x, x, x, x, x, x) } -> std::convertible_to<TileKind>;
 };
@@ -105,6 +113,11 @@ class Pattern {
         score_(pattern_detail::HasScore<F> ? &score_of<F, float> : nullptr),
         score64_(pattern_detail::HasScore<F> ? &score_of<F, double> : nullptr),
         score_row_(pattern_detail::HasScore<F> ? &score_row_of<F> : nullptr),
+        score_grad_(pattern_detail::HasScoreGrad<F> ? &score_grad_of<F, float>
+                                                    : nullptr),
+        score_grad64_(pattern_detail::HasScoreGrad<F>
+                          ? &score_grad_of<F, double>
+                          : nullptr),
         classify_(pattern_detail::HasMask<F> && pattern_detail::HasClassify<F>
                       ? &classify_of<F>
                       : nullptr),
@@ -122,6 +135,7 @@ class Pattern {
   bool has_mask() const { return mask_ != nullptr; }
   bool has_score() const { return score_ != nullptr; }
   bool has_classify() const { return classify_ != nullptr; }
+  bool has_score_grad() const { return score_grad_ != nullptr; }
   // The SparseStrided this refers to, if it is one.
   const SparseStrided* strided() const { return strided_; }
 
@@ -138,6 +152,13 @@ class Pattern {
   }
   double score(double s, int64_t b, int64_t h, int64_t i, int64_t j) const {
     return score64_ == nullptr ? s : score64_(self_, s, b, h, i, j);
+  }
+  // d score(s) / ds: 1 without a score functor or without score_grad.
+  float score_grad(float s, int64_t b, int64_t h, int64_t i, int64_t j) const {
+    return score_grad_ == nullptr ? 1.0f : score_grad_(self_, s, b, h, i, j);
+  }
+  double score_grad(double s, int64_t b, int64_t h, int64_t i, int64_t j) const {
+    return score_grad64_ == nullptr ? 1.0 : score_grad64_(self_, s, b, h, i, j);
   }
   // s[c] = score(s[c], b, h, i, j0 + c) for c < n.
   void score_row(float* s, int64_t b, int64_t h, int64_t i, int64_t j0,
@@ -195,6 +216,15 @@ class Pattern {
       return s;
     }
   }
+  template <class F, class S>
+  static S score_grad_of(const void* f, S s, int64_t b, int64_t h, int64_t i,
+                         int64_t j) {
+    if constexpr (pattern_detail::HasScoreGrad<F>) {
+      return static_cast<S>(static_cast<const F*>(f)->score_grad(s, b, h, i, j));
+    } else {
+      return S(1);
+    }
+  }
   template <class F>
   static void score_row_of(const void* f, float* s, int64_t b, int64_t h,
                            int64_t i, int64_t j0, int64_t n) {
@@ -237,6 +267,10 @@ class Pattern {
                      int64_t) = nullptr;
   void (*score_row_)(const void*, float*, int64_t, int64_t, int64_t, int64_t,
                      int64_t) = nullptr;
+  float (*score_grad_)(const void*, float, int64_t, int64_t, int64_t,
+                       int64_t) = nullptr;
+  double (*score_grad64_)(const void*, double, int64_t, int64_t, int64_t,
+                          int64_t) = nullptr;
   TileKind (*classify_)(const void*, int64_t, int64_t, int64_t, int64_t,
                         int64_t, int64_t) = nullptr;
   std::string (*check_)(const void*, int64_t, int64_t, int64_t,

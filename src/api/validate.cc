@@ -551,10 +551,10 @@ BackwardProblem<T> validate_backward(
   const char* names[6] = {"q", "k", "v", "out", "dout", "lse"};
   check_gradients(q, k, v, dq, dk, dv, in, names, 6);
   resolve_options(o, p.params);
-  if (o.pattern.has_score()) {
+  if (o.pattern.has_score() && !o.pattern.has_score_grad()) {
     fail("options.pattern",
-         "a pattern with a score functor has no known derivative; "
-         "attention_backward supports patterns that only mask");
+         "a pattern with a score functor needs score_grad (d score / ds) "
+         "for attention_backward");
   }
   if (o.kv_splits != 0) {
     fail("options.kv_splits", "applies to the forward decode algorithm only");

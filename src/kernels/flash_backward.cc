@@ -9,7 +9,8 @@
 //   S  = Q Kt                 [rows, 64]   (Kt: the tile transposed)
 //   P  = 2^(S scale log2 e - lse log2 e)   (hidden keys 0)
 //   dP = (dO Vt) z            [rows, 64]   (z: dropout factors, 1 without)
-//   dS = P (dP - Delta) scale              (x (1 - tanh^2) under softcap)
+//   dS = P (dP - Delta) scale              (x (1 - tanh^2) under softcap,
+//                                           x score_grad with a score functor)
 //   dV += (P z)^T dO,  dK += dS^T Q        (the item's own accumulators)
 //   dQ_block = dS K           [rows, D]    added to the shared dQ below
 //
@@ -201,7 +202,7 @@ void BackwardItem(const detail::BackwardProblem<T>& pb, const BackwardPlan& plan
 
   const bool direct = std::is_same_v<T, float> && Dp == D && Dvp == Dv;
   const bool general = p.softcap > 0.0f || !p.alibi_slopes.empty() ||
-                       !p.bias.empty() || !p.mask.empty();
+                       !p.bias.empty() || !p.mask.empty() || p.pattern.has_score();
   const float c1 = p.scale * kLog2e;
   const VF vc1 = hn::Set(df, c1);
   const VF vscale = hn::Set(df, p.scale);
@@ -311,12 +312,18 @@ void BackwardItem(const detail::BackwardProblem<T>& pb, const BackwardPlan& plan
             continue;
           }
           const float dot = prow[c];
-          prow[c] = std::exp(p.score_builtin<float>(dot, b, h, i, j) - lse);
+          const float sb = p.score_builtin<float>(dot, b, h, i, j);
           float f = p.scale;
           if (p.softcap > 0.0f) {
             const float t = std::tanh(p.scale * dot / p.softcap);
             f *= 1.0f - t * t;
           }
+          float sc = sb;
+          if (p.pattern.has_score()) {
+            sc = p.pattern.score(sb, b, h, pos0 + r, j);
+            f *= p.pattern.score_grad(sb, b, h, pos0 + r, j);
+          }
+          prow[c] = std::exp(sc - lse);
           frow[c] = f;
         }
         for (int64_t c = 0; c < kKeyTile; c += N) {

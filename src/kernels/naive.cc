@@ -133,7 +133,7 @@ void naive_attention_backward(const detail::BackwardProblem<T>& pb) {
   for (Scratch& w : scratch) {
     w.P.resize(s.Sq * s.Skv);
     w.dS.resize(s.Sq * s.Skv);
-    if (p.softcap > 0.0f) w.F.resize(s.Sq * s.Skv);
+    if (p.softcap > 0.0f || p.pattern.has_score()) w.F.resize(s.Sq * s.Skv);
     w.Q.resize(s.Sq * s.D);
     w.dO.resize(s.Sq * s.Dv);
     w.K.resize(s.Skv * s.D);
@@ -179,9 +179,17 @@ void naive_attention_backward(const detail::BackwardProblem<T>& pb) {
           }
           const float dot = dot8(q, &w.K[j * s.D], s.D);
           Pi[j] = std::exp(p.score<float>(dot, b, h, i, j) - lse);
-          if (!w.F.empty()) {
-            const float t = std::tanh(p.scale * dot / p.softcap);
-            w.F[i * s.Skv + j] = p.scale * (1.0f - t * t);
+          if (!w.F.empty()) {  // d s / d(q.k): softcap, pattern score
+            float f = p.scale;
+            if (p.softcap > 0.0f) {
+              const float t = std::tanh(p.scale * dot / p.softcap);
+              f *= 1.0f - t * t;
+            }
+            if (p.pattern.has_score()) {
+              f *= p.pattern.score_grad(p.score_builtin<float>(dot, b, h, i, j),
+                                        b, h, i + p.offset_of(b), j);
+            }
+            w.F[i * s.Skv + j] = f;
           }
         }
         const uint64_t drop_row = p.dropout.row(b, h, i);

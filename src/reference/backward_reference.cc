@@ -6,7 +6,8 @@
 //   Delta_i = dout_i . out_i
 //   dP_ij   = (dout_i . v_j) z_ij
 //   dS_ij   = P_ij (dP_ij - Delta_i) * scale * (1 - tanh^2(scale q.k / cap))
-//             (the last factor only under softcap; hidden keys: 0)
+//             * score_grad (the tanh factor only under softcap, the last
+//             only with a pattern's score functor; hidden keys: 0)
 //   dq_i += sum_j dS_ij k_j;  dk_j += sum_i dS_ij q_i;  dv_j += sum_i P_ij z_ij dout_i
 // dk and dv of a KV head collect every query head of its group.
 // Single-threaded and unoptimised on purpose: it is the oracle.
@@ -46,6 +47,10 @@ Grads attention_backward_f64(const detail::BackwardProblem<T>& pb) {
           if (p.softcap > 0.0f) {
             const double t = std::tanh(p.scale * dot / p.softcap);
             f *= 1.0 - t * t;
+          }
+          if (seen && p.pattern.has_score()) {
+            f *= p.pattern.score_grad(p.score_builtin<double>(dot, b, h, i, j), b,
+                                      h, i + p.offset_of(b), j);
           }
           F[i * s.Skv + j] = seen ? f : 0.0;
         }
