@@ -338,8 +338,8 @@ TEST(TorchParity, TransformerEncoderLayerPreNormRelu) {
   run_encoder_case("encoder_pre_relu");
 }
 
-TEST(TorchParity, TransformerDecoderLayer) {
-  TorchCase c("decoder_layer");
+void run_decoder_case(const char* name) {
+  TorchCase c(name);
   const int64_t E = c.i("E"), H = c.i("H"), F = c.i("F"), B = c.i("B"),
                 S = c.i("S"), L = c.i("L");
   const auto mem_lengths =
@@ -348,15 +348,44 @@ TEST(TorchParity, TransformerDecoderLayer) {
   cfg.attention = {.d_model = E, .num_heads = H, .causal = true};
   cfg.cross = AttentionConfig{.d_model = E, .num_heads = H};
   cfg.mlp = {.d_model = E, .hidden = F, .activation = Activation::kRelu};
-  cfg.pre_norm = false;
+  cfg.pre_norm = c.meta().at("norm_first").get<bool>();
   TransformerBlock block(cfg);
   load_torch_layer(c, "", block, E,
                    {&block.attn_norm, &block.cross_norm, &block.mlp_norm});
   std::vector<float> x = c.get("x"), mem = c.get("memory");
-  block.forward(rows_view(x, B, S, E),
-                {.cross = {.memory = rows_view(mem, B, L, E),
-                           .key_lengths = mem_lengths}});
+  const BlockInputs in{.cross = {.memory = rows_view(mem, B, L, E),
+                                 .key_lengths = mem_lengths}};
+  block.forward(rows_view(x, B, S, E), in);
   expect_close(x, c.get("out"), "decoder layer");
+
+  // Training, with the memory's gradient added to a buffer holding ones.
+  x = c.get("x");
+  BlockTape tape;
+  block.forward_train(rows_view(x, B, S, E), tape, in);
+  expect_close(x, c.get("out"), "decoder layer forward_train");
+  std::vector<float> dx = c.get("dout"), dmem(mem.size(), 1.0f);
+  BlockGrads g;
+  block.backward(rows_view(dx, B, S, E), tape, g, in, rows_view(dmem, B, L, E));
+  expect_close(dx, c.get("dx"), "dx");
+  std::vector<float> want_dmem = c.get("dmemory");
+  for (float& v : want_dmem) v += 1.0f;
+  expect_close(dmem, want_dmem, "dmemory (added)");
+  expect_close(concat({g.cross_attention.q_weight, g.cross_attention.kv_weight}),
+               c.get("d_multihead_attn.in_proj_weight"), "d cross in_proj_weight");
+  expect_close(concat({g.attention.q_weight, g.attention.kv_weight}),
+               c.get("d_self_attn.in_proj_weight"), "d self in_proj_weight");
+  expect_close(g.cross_attention.o_weight, c.get("d_multihead_attn.out_proj.weight"),
+               "d cross out_proj.weight");
+  expect_close(g.mlp.up_weight, c.get("d_linear1.weight"), "d linear1.weight");
+  expect_close(g.attn_norm_weight, c.get("d_norm1.weight"), "d norm1.weight");
+  expect_close(g.cross_norm_weight, c.get("d_norm2.weight"), "d norm2.weight");
+  expect_close(g.cross_norm_bias, c.get("d_norm2.bias"), "d norm2.bias");
+  expect_close(g.mlp_norm_weight, c.get("d_norm3.weight"), "d norm3.weight");
+}
+
+TEST(TorchParity, TransformerDecoderLayer) { run_decoder_case("decoder_layer"); }
+TEST(TorchParity, TransformerDecoderLayerPreNorm) {
+  run_decoder_case("decoder_layer_pre");
 }
 
 TransformerBlock llama_block(const TorchCase& c) {

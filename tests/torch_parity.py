@@ -138,26 +138,32 @@ def encoder_layer(case, norm_first, activation):
     put(case, "dx", x.grad)
 
 
-def decoder_layer():
+def decoder_layer(c="decoder_layer", norm_first=False):
     E, H, F, B, S, L = 32, 4, 80, 2, 9, 11
     m = torch.nn.TransformerDecoderLayer(E, H, F, dropout=0.0,
-                                         batch_first=True)
+                                         batch_first=True,
+                                         norm_first=norm_first)
     randomize(m)
     m.eval()
-    x = torch.randn(B, S, E)
-    mem = torch.randn(B, L, E)
+    x = torch.randn(B, S, E, requires_grad=True)
+    mem = torch.randn(B, L, E, requires_grad=True)
     mem_lengths = [11, 5]
     mem_pad = torch.arange(L)[None, :] >= torch.tensor(mem_lengths)[:, None]
     causal = torch.triu(torch.ones(S, S, dtype=torch.bool), 1)
     out = m(x, mem, tgt_mask=causal, memory_key_padding_mask=mem_pad)
-    c = "decoder_layer"
+    dout = torch.randn(B, S, E)
+    (out * dout).sum().backward()
     metadata[c] = {"E": E, "H": H, "F": F, "B": B, "S": S, "L": L,
-                   "mem_lengths": mem_lengths}
+                   "mem_lengths": mem_lengths, "norm_first": norm_first}
     for name, p in m.named_parameters():
         put(c, name, p)
+        put(c, "d_" + name, p.grad)
     put(c, "x", x)
     put(c, "memory", mem)
     put(c, "out", out)
+    put(c, "dout", dout)
+    put(c, "dx", x.grad)
+    put(c, "dmemory", mem.grad)
 
 
 def rms_norm(x, w, eps):
@@ -669,6 +675,7 @@ def main():
     encoder_layer("encoder_post_gelu", False, "gelu")
     encoder_layer("encoder_pre_relu", True, "relu")
     decoder_layer()
+    decoder_layer("decoder_layer_pre", True)
     llama_block()
     mha_grad_self()
     mha_grad_cross()

@@ -327,16 +327,20 @@ struct BlockTape {
   std::vector<float> a_in;    // pre-norm: norm(x); post-norm: unused
   std::vector<float> x1;      // after the attention residual (post-norm:
                               // before its norm)
+  std::vector<float> c_in;    // the cross-attention's input (pre-norm:
+                              // its norm's output; post-norm: x1 normed)
+  std::vector<float> x1c;     // after the cross residual (post-norm: before
+                              // its norm)
   std::vector<float> m_in;    // the MLP's input
   std::vector<float> x2;      // post-norm: before the last norm
-  AttentionTape attention;
+  AttentionTape attention, cross_attention;
 };
 
 struct BlockGrads {
-  AttentionGrads attention;
+  AttentionGrads attention, cross_attention;
   Mlp::Grads mlp;
-  std::vector<float> attn_norm_weight, attn_norm_bias, mlp_norm_weight,
-      mlp_norm_bias;
+  std::vector<float> attn_norm_weight, attn_norm_bias, cross_norm_weight,
+      cross_norm_bias, mlp_norm_weight, mlp_norm_bias;
 };
 
 class TransformerBlock {
@@ -355,14 +359,17 @@ class TransformerBlock {
   // Transforms x [B, 1, S, E] in place.
   void forward(TensorView<float> x, const BlockInputs& inputs = {}) const;
 
-  // Training (blocks without cross-attention): forward in place keeping a
-  // tape; backward turns dx, the gradient of the block's output, into the
-  // gradient of its input (in place) and adds every parameter's gradient
-  // to `grads`. inputs.self as for MultiHeadAttention::forward_train.
+  // Training: forward in place keeping a tape; backward turns dx, the
+  // gradient of the block's output, into the gradient of its input (in
+  // place) and adds every parameter's gradient to `grads`. inputs as for
+  // MultiHeadAttention::forward_train (cross: inputs.cross.memory). A
+  // cross-attending block adds the memory's gradient to dmemory [B, 1, L,
+  // kv_dim] when given (a decoder stack sums it over its layers).
   void forward_train(TensorView<float> x, BlockTape& tape,
                      const BlockInputs& inputs = {}) const;
   void backward(TensorView<float> dx, const BlockTape& tape, BlockGrads& grads,
-                const BlockInputs& inputs = {}) const;
+                const BlockInputs& inputs = {},
+                TensorView<float> dmemory = {}) const;
 
  private:
   BlockConfig config_;

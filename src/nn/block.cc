@@ -119,28 +119,48 @@ void TransformerBlock::forward_train(TensorView<float> x, BlockTape& tape,
   const char* where = "nn::TransformerBlock::forward_train";
   const int64_t E = config_.attention.d_model;
   if (E <= 0) detail::fail(where, "the block is not configured");
-  if (cross_attn) detail::fail(where, "blocks with cross-attention have no backward yet");
   detail::check_rows(x, where, "x", E);
+  if (cross_attn.has_value() != !in.cross.memory.empty()) {
+    detail::fail(where, cross_attn ? "inputs.cross.memory: this block "
+                                     "cross-attends and needs it"
+                                   : "inputs.cross: this block has no "
+                                     "cross-attention");
+  }
   const int64_t B = x.extent(0), S = x.extent(2);
   const TensorView<const float> xc(x);
   std::vector<float> a(static_cast<size_t>(B * S * E));
+  auto view = [&](std::vector<float>& v) { return rows_of(v, B, S, E); };
   tape.x = copy_rows(xc);
   if (config_.pre_norm) {
     tape.a_in.resize(a.size());
-    attn_norm.forward(xc, rows_of(tape.a_in, B, S, E));
-    self_attn.forward_train(rows_of(tape.a_in, B, S, E), rows_of(a, B, S, E),
-                            tape.attention, in.self);
+    attn_norm.forward(xc, view(tape.a_in));
+    self_attn.forward_train(view(tape.a_in), view(a), tape.attention, in.self);
     add_rows(x, a);
     tape.x1 = copy_rows(xc);
+    if (cross_attn) {
+      tape.c_in.resize(a.size());
+      cross_norm.forward(xc, view(tape.c_in));
+      cross_attn->forward_train(view(tape.c_in), view(a), tape.cross_attention,
+                                in.cross);
+      add_rows(x, a);
+      tape.x1c = copy_rows(xc);
+    }
     tape.m_in.resize(a.size());
-    mlp_norm.forward(xc, rows_of(tape.m_in, B, S, E));
-    mlp.forward(rows_of(tape.m_in, B, S, E), x, true);
+    mlp_norm.forward(xc, view(tape.m_in));
+    mlp.forward(view(tape.m_in), x, true);
     return;
   }
-  self_attn.forward_train(xc, rows_of(a, B, S, E), tape.attention, in.self);
+  self_attn.forward_train(xc, view(a), tape.attention, in.self);
   add_rows(x, a);
   tape.x1 = copy_rows(xc);
   attn_norm.forward(xc, x);
+  if (cross_attn) {
+    tape.c_in = copy_rows(xc);
+    cross_attn->forward_train(xc, view(a), tape.cross_attention, in.cross);
+    add_rows(x, a);
+    tape.x1c = copy_rows(xc);
+    cross_norm.forward(xc, x);
+  }
   tape.m_in = copy_rows(xc);
   mlp.forward(xc, x, true);
   tape.x2 = copy_rows(xc);
@@ -148,39 +168,81 @@ void TransformerBlock::forward_train(TensorView<float> x, BlockTape& tape,
 }
 
 void TransformerBlock::backward(TensorView<float> dx, const BlockTape& tape,
-                                BlockGrads& g, const BlockInputs& in) const {
+                                BlockGrads& g, const BlockInputs& in,
+                                TensorView<float> dmemory) const {
   const char* where = "nn::TransformerBlock::backward";
   const int64_t E = config_.attention.d_model;
   if (E <= 0) detail::fail(where, "the block is not configured");
-  if (cross_attn) detail::fail(where, "blocks with cross-attention have no backward yet");
   detail::check_rows(dx, where, "dx", E);
   const int64_t B = dx.extent(0), S = dx.extent(2);
   const size_t n = static_cast<size_t>(B * S * E);
+  if (cross_attn.has_value() != !in.cross.memory.empty()) {
+    detail::fail(where, "inputs.cross.memory must be given exactly when the "
+                        "block cross-attends");
+  }
+  if (!cross_attn && !dmemory.empty()) {
+    detail::fail(where, "dmemory: this block has no cross-attention");
+  }
   if (tape.x.size() != n || tape.x1.size() != n || tape.m_in.size() != n ||
-      (config_.pre_norm ? tape.a_in.size() != n : tape.x2.size() != n)) {
+      (config_.pre_norm ? tape.a_in.size() != n : tape.x2.size() != n) ||
+      (cross_attn && (tape.c_in.size() != n || tape.x1c.size() != n))) {
     detail::fail(where, "tape does not come from forward_train with this shape");
   }
-  std::vector<float> t1(n), t2(n);
+  std::vector<float> t1(n), t2(n), dmem;
+  auto view = [&](const std::vector<float>& v) { return rows_of(v, B, S, E); };
+  auto mview = [&](std::vector<float>& v) { return rows_of(v, B, S, E); };
+  // The cross-attention's part of dx: dc = d(cross input), added to
+  // dmemory through a temporary (MultiHeadAttention::backward writes it).
+  auto cross_backward = [&](TensorView<const float> c_in,
+                            TensorView<const float> dout, TensorView<float> dc) {
+    TensorView<float> dm;
+    if (!dmemory.empty()) {
+      detail::check_rows(dmemory, where, "dmemory", cross_attn->kv_proj.in_features,
+                         B, in.cross.memory.extent(2));
+      dmem.assign(static_cast<size_t>(dmemory.extent(0) * dmemory.extent(2) *
+                                      dmemory.extent(3)),
+                  0.0f);
+      dm = TensorView<float>::bhsd(dmem.data(), dmemory.extent(0), 1,
+                                   dmemory.extent(2), dmemory.extent(3));
+    }
+    cross_attn->backward(c_in, dout, tape.cross_attention, dc, g.cross_attention,
+                         in.cross, dm);
+    if (!dmemory.empty()) add_rows(dmemory, dmem);
+  };
   if (config_.pre_norm) {
-    // x2 = x1 + mlp(norm2(x1)); x1 = x + attn(norm1(x)).
-    mlp.backward(rows_of(tape.m_in, B, S, E), dx, rows_of(t1, B, S, E), g.mlp);
-    mlp_norm.backward(rows_of(tape.x1, B, S, E), rows_of(t1, B, S, E), dx,
-                      g.mlp_norm_weight, g.mlp_norm_bias, true);
-    self_attn.backward(rows_of(tape.a_in, B, S, E), dx, tape.attention,
-                       rows_of(t2, B, S, E), g.attention, in.self);
-    attn_norm.backward(rows_of(tape.x, B, S, E), rows_of(t2, B, S, E), dx,
-                       g.attn_norm_weight, g.attn_norm_bias, true);
+    // x2 = x1c + mlp(norm2(x1c)); x1c = x1 + cross(normc(x1));
+    // x1 = x + attn(norm1(x)).
+    const std::vector<float>& mlp_res = cross_attn ? tape.x1c : tape.x1;
+    mlp.backward(view(tape.m_in), dx, mview(t1), g.mlp);
+    mlp_norm.backward(view(mlp_res), view(t1), dx, g.mlp_norm_weight,
+                      g.mlp_norm_bias, true);
+    if (cross_attn) {
+      cross_backward(view(tape.c_in), dx, mview(t1));
+      cross_norm.backward(view(tape.x1), view(t1), dx, g.cross_norm_weight,
+                          g.cross_norm_bias, true);
+    }
+    self_attn.backward(view(tape.a_in), dx, tape.attention, mview(t2),
+                       g.attention, in.self);
+    attn_norm.backward(view(tape.x), view(t2), dx, g.attn_norm_weight,
+                       g.attn_norm_bias, true);
     return;
   }
-  // x2 = norm2(z2), z2 = x1 + mlp(x1); x1 = norm1(z1), z1 = x + attn(x).
-  mlp_norm.backward(rows_of(tape.x2, B, S, E), dx, rows_of(t1, B, S, E),
-                    g.mlp_norm_weight, g.mlp_norm_bias);
-  mlp.backward(rows_of(tape.m_in, B, S, E), rows_of(t1, B, S, E), dx, g.mlp);
+  // x2 = norm2(z2), z2 = x1c + mlp(x1c); x1c = normc(zc), zc = x1 +
+  // cross(x1); x1 = norm1(z1), z1 = x + attn(x).
+  mlp_norm.backward(view(tape.x2), dx, mview(t1), g.mlp_norm_weight,
+                    g.mlp_norm_bias);
+  mlp.backward(view(tape.m_in), view(t1), dx, g.mlp);
   add_rows(dx, t1);
-  attn_norm.backward(rows_of(tape.x1, B, S, E), dx, rows_of(t2, B, S, E),
-                     g.attn_norm_weight, g.attn_norm_bias);
-  self_attn.backward(rows_of(tape.x, B, S, E), rows_of(t2, B, S, E),
-                     tape.attention, dx, g.attention, in.self);
+  if (cross_attn) {
+    cross_norm.backward(view(tape.x1c), dx, mview(t1), g.cross_norm_weight,
+                        g.cross_norm_bias);
+    cross_backward(view(tape.c_in), view(t1), dx);
+    add_rows(dx, t1);
+  }
+  attn_norm.backward(view(tape.x1), dx, mview(t2), g.attn_norm_weight,
+                     g.attn_norm_bias);
+  self_attn.backward(view(tape.x), view(t2), tape.attention, dx, g.attention,
+                     in.self);
   add_rows(dx, t2);
 }
 
