@@ -108,20 +108,6 @@ attn::TensorView<T> slice(attn::TensorView<T> v, int64_t h0, int64_t heads,
   return {v.row(0, h0, first), {1, heads, n, v.extent(3)}, v.strides()};
 }
 
-template <class T>
-double slice_error(const attn::Tensor<float>& ref, attn::TensorView<const T> got) {
-  double err = 0, scale = 1e-6;
-  const auto want_v = ref.cview();
-  for (int64_t h = 0; h < got.extent(1); ++h)
-    for (int64_t i = 0; i < got.extent(2); ++i)
-      for (int64_t d = 0; d < got.extent(3); ++d) {
-        const double want = want_v(0, h, i, d);
-        scale = std::max(scale, std::fabs(want));
-        err = std::max(err, std::fabs(attn::to_float(got(0, h, i, d)) - want));
-      }
-  return err / scale;
-}
-
 // See check_slice in bench.h.
 template <class T>
 SliceCheck check_rows(attn::TensorView<const T> q_all, attn::TensorView<const T> k_all,

@@ -5,6 +5,8 @@
 #include <attn/attn.h>
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
+#include <cmath>
 #include <functional>
 #include <string>
 #include <vector>
@@ -40,6 +42,21 @@ attn::Tensor<float> widened(attn::TensorView<const T> x) {
         w.view()(0, h, i, d) = attn::to_float(x(0, h, i, d));
       }
   return w;
+}
+
+// max |got - ref| over max |ref| (at least 1e-6), batch 0 of both.
+template <class T>
+double slice_error(const attn::Tensor<float>& ref, attn::TensorView<const T> got) {
+  double err = 0, scale = 1e-6;
+  const auto want_v = ref.cview();
+  for (int64_t h = 0; h < got.extent(1); ++h)
+    for (int64_t i = 0; i < got.extent(2); ++i)
+      for (int64_t d = 0; d < got.extent(3); ++d) {
+        const double want = want_v(0, h, i, d);
+        scale = std::max(scale, std::fabs(want));
+        err = std::max(err, std::fabs(attn::to_float(got(0, h, i, d)) - want));
+      }
+  return err / scale;
 }
 
 // Median of `repeats` timed calls after one untimed call (fewer when one

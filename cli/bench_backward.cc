@@ -68,21 +68,6 @@ attn::TensorView<T> rows_of(attn::TensorView<T> v, int64_t first, int64_t n) {
   return {v.row(0, 0, first), {1, v.extent(1), n, v.extent(3)}, v.strides()};
 }
 
-// max |got - ref| over max |ref| on the rows.
-template <class T>
-double rows_error(const attn::Tensor<float>& ref, attn::TensorView<const T> got) {
-  double err = 0, scale = 1e-6;
-  const auto want = ref.cview();
-  for (int64_t h = 0; h < got.extent(1); ++h)
-    for (int64_t i = 0; i < got.extent(2); ++i)
-      for (int64_t d = 0; d < got.extent(3); ++d) {
-        scale = std::max(scale, std::fabs(double(want(0, h, i, d))));
-        err = std::max(err, std::fabs(attn::to_float(got(0, h, i, d)) -
-                                      double(want(0, h, i, d))));
-      }
-  return err / scale;
-}
-
 // dq of the last rows: the timed call's against the reference's (on the
 // values widened to float), and the naive backward's on the same rows.
 template <class T>
@@ -106,7 +91,7 @@ SliceCheck check_dq(BackwardInputs<T>& in, const attn::AttentionOptions& o) {
   r.algorithm = attn::Algorithm::kNaive;
   attn::attention_backward(sl(in.q), all(in.k), all(in.v), sl(in.out), lse,
                            sl(in.dout), ndq.view(), ndk.view(), ndv.view(), r);
-  return {rows_error<T>(dq, sl(in.dq)), rows_error<T>(dq, ndq.cview())};
+  return {slice_error<T>(dq, sl(in.dq)), slice_error<T>(dq, ndq.cview())};
 }
 
 struct BackwardRow {

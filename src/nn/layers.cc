@@ -4,6 +4,7 @@
 // Statistics per row in float64 (two passes), one rounding to float.
 #include <algorithm>
 #include <cmath>
+#include <utility>
 
 #include "attn/nn.h"
 #include "src/nn/rows.h"
@@ -28,6 +29,27 @@ Norm::Norm(NormKind k, int64_t d, float e, bool with_bias)
   }
 }
 
+namespace {
+
+// A row's mean (0 for RMSNorm) and 1 / sqrt(mean of squared deviations +
+// eps), in float64.
+std::pair<double, double> row_stats(NormKind kind, const float* xr, int64_t dim,
+                                    float eps) {
+  const double inv_n = dim > 0 ? 1.0 / static_cast<double>(dim) : 0.0;
+  double mean = 0.0, sq = 0.0;
+  if (kind == NormKind::kLayerNorm) {
+    for (int64_t c = 0; c < dim; ++c) mean += xr[c];
+    mean *= inv_n;
+  }
+  for (int64_t c = 0; c < dim; ++c) {
+    const double d = xr[c] - mean;
+    sq += d * d;
+  }
+  return {mean, 1.0 / std::sqrt(sq * inv_n + eps)};
+}
+
+}  // namespace
+
 void Norm::forward(TensorView<const float> x, TensorView<float> y) const {
   const char* where = "nn::Norm::forward";
   if (weight.size() != static_cast<size_t>(dim)) {
@@ -47,21 +69,11 @@ void Norm::forward(TensorView<const float> x, TensorView<float> y) const {
   detail::check_rows(y, where, "y", dim, x.extent(0), x.extent(2));
   const int64_t S = x.extent(2), n = x.extent(0) * S;
   const int64_t per = rows_per_task(dim);
-  const double inv_n = dim > 0 ? 1.0 / static_cast<double>(dim) : 0.0;
   util::ParallelFor((n + per - 1) / per, 0, [&](int64_t t, int) {
     for (int64_t r = t * per; r < std::min(n, (t + 1) * per); ++r) {
       const float* xr = detail::row(x, r / S, r % S);
       float* yr = detail::row(y, r / S, r % S);
-      double mean = 0.0, sq = 0.0;
-      if (kind == NormKind::kLayerNorm) {
-        for (int64_t c = 0; c < dim; ++c) mean += xr[c];
-        mean *= inv_n;
-      }
-      for (int64_t c = 0; c < dim; ++c) {
-        const double d = xr[c] - mean;
-        sq += d * d;
-      }
-      const double rstd = 1.0 / std::sqrt(sq * inv_n + eps);
+      const auto [mean, rstd] = row_stats(kind, xr, dim, eps);
       for (int64_t c = 0; c < dim; ++c) {
         double v = (xr[c] - mean) * rstd * weight[c];
         if (!bias.empty()) v += bias[c];
@@ -99,16 +111,7 @@ void Norm::backward(TensorView<const float> x, TensorView<const float> dy,
     const float* xr = detail::row(x, r / S, r % S);
     const float* dyr = detail::row(dy, r / S, r % S);
     float* dxr = detail::row(dx, r / S, r % S);
-    double mean = 0.0, sq = 0.0;
-    if (kind == NormKind::kLayerNorm) {
-      for (int64_t c = 0; c < dim; ++c) mean += xr[c];
-      mean *= inv_n;
-    }
-    for (int64_t c = 0; c < dim; ++c) {
-      const double d = xr[c] - mean;
-      sq += d * d;
-    }
-    const double rstd = 1.0 / std::sqrt(sq * inv_n + eps);
+    const auto [mean, rstd] = row_stats(kind, xr, dim, eps);
     double mean_g = 0.0, mean_gx = 0.0;
     for (int64_t c = 0; c < dim; ++c) {
       xhat[c] = (xr[c] - mean) * rstd;
