@@ -378,6 +378,39 @@ HWY_INLINE void PVRowsChunk(DF df, int vecs, const float* p, int64_t first,
   }
 }
 
+// Dropout::keep_bits (dropout.h) with eight SplitMix64 draws per vector
+// where 64-bit lanes multiply natively (AVX-512); the scalar loop elsewhere.
+// The same bits either way.
+HWY_INLINE uint64_t DropoutKeepBits(const Dropout& drop, uint64_t row,
+                                    int64_t j0, int n) {
+#if HWY_TARGET == HWY_AVX3 || HWY_TARGET == HWY_AVX3_DL
+  const hn::ScalableTag<uint64_t> du;
+  const hn::RebindToSigned<decltype(du)> di;
+  const int L = static_cast<int>(hn::Lanes(du));
+  const auto base = hn::Add(
+      hn::Iota(du, 0),
+      hn::Set(du, row + static_cast<uint64_t>(j0) + 0x9E3779B97F4A7C15ull));
+  const auto c1 = hn::Set(du, 0xBF58476D1CE4E5B9ull);
+  const auto c2 = hn::Set(du, 0x94D049BB133111EBull);
+  const auto threshold = hn::Set(di, static_cast<int64_t>(drop.threshold));
+  uint64_t bits = 0;
+  for (int c = 0; c < n; c += L) {
+    auto x = hn::Add(base, hn::Set(du, static_cast<uint64_t>(c)));
+    x = hn::Mul(hn::Xor(x, hn::ShiftRight<30>(x)), c1);
+    x = hn::Mul(hn::Xor(x, hn::ShiftRight<27>(x)), c2);
+    x = hn::Xor(x, hn::ShiftRight<31>(x));
+    // The high 32 bits, compared as non-negative int64.
+    const auto u = hn::BitCast(di, hn::ShiftRight<32>(x));
+    uint8_t lane_bits[8] = {};
+    hn::StoreMaskBits(di, hn::Not(hn::Lt(u, threshold)), lane_bits);
+    bits |= static_cast<uint64_t>(lane_bits[0]) << c;
+  }
+  return bits & key_bits(0, n);
+#else
+  return drop.keep_bits(row, j0, n);
+#endif
+}
+
 // Requests every cache line of a row of n elements.
 template <class E>
 HWY_INLINE void PrefetchRow(const E* row, int64_t n) {
@@ -869,12 +902,15 @@ void FlashItem(const detail::Problem<T>& pb, const Src& src,
     // kept ones are scaled by 1 / (1 - p).
     if (p.dropout.on()) {
       for (int64_t r = 0; r < rows; ++r) {
-        const uint64_t bits = p.dropout.keep_bits(
-            p.dropout.row(b, kvh * G + r / br, i0 + r % br), j0,
+        const uint64_t bits = DropoutKeepBits(
+            p.dropout, p.dropout.row(b, kvh * G + r / br, i0 + r % br), j0,
             static_cast<int>(bc));
         float* HWY_RESTRICT srow = S + r * kKeyTile;
-        for (int64_t c = 0; c < bc; ++c) {
-          srow[c] = ((bits >> c) & 1) ? srow[c] * p.dropout.keep_scale : 0.0f;
+        const VF keep_scale = hn::Set(df, p.dropout.keep_scale);
+        for (int64_t c = 0; c < kKeyTile; c += static_cast<int64_t>(N)) {
+          hn::Store(hn::IfThenElseZero(KeepMask(df, bits, c),
+                                       hn::Mul(hn::Load(df, srow + c), keep_scale)),
+                    df, srow + c);
         }
       }
     }

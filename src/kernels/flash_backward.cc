@@ -280,10 +280,11 @@ void BackwardItem(const detail::BackwardProblem<T>& pb, const BackwardPlan& plan
         const float lse = pb.lse(b, h, i, 0);
         const VF delta = hn::Set(df, sh.delta[(b * s.Hq + h) * s.Sq + i]);
         if (p.dropout.on()) {  // factors z: 0 or 1 / (1 - p) per key
-          const uint64_t kept =
-              p.dropout.keep_bits(p.dropout.row(b, h, i), j0, static_cast<int>(bc));
-          for (int64_t c = 0; c < kKeyTile; ++c) {
-            Z[c] = ((kept >> c) & 1) ? p.dropout.keep_scale : 0.0f;
+          const uint64_t kept = DropoutKeepBits(p.dropout, p.dropout.row(b, h, i),
+                                                j0, static_cast<int>(bc));
+          const VF keep_scale = hn::Set(df, p.dropout.keep_scale);
+          for (int64_t c = 0; c < kKeyTile; c += N) {
+            hn::Store(hn::IfThenElseZero(KeepMask(df, kept, c), keep_scale), df, Z + c);
           }
         }
         if (!general) {
