@@ -20,6 +20,8 @@
 #include <stdexcept>
 #include <vector>
 
+#include "bench/support/machine.h"
+
 namespace attn_cli {
 namespace {
 
@@ -212,7 +214,7 @@ void add_bench_options(CLI::App& cmd, BenchArgs& a) {
   for (const std::string& name : backward_preset_names()) names += ", " + name;
   cmd.add_option("--preset", a.presets, "shape groups to run: " + names);
   cmd.add_option("--threads", a.threads, "worker threads (0 = all cores)")
-      ->check(CLI::NonNegativeNumber);
+      ->check(CLI::Range(0, attn::kMaxThreads));
   cmd.add_option("--repeats", a.repeats, "timed runs per row (median)")
       ->check(CLI::PositiveNumber);
   cmd.add_flag("--json", a.json, "print JSON instead of a table");
@@ -261,33 +263,42 @@ int bench_command(const BenchArgs& args) {
       shapes.insert(shapes.end(), it->second.begin(), it->second.end());
     }
   }
+  if (args.scaling_min > args.scaling_max) {
+    throw attn::Error("--scaling-min (" + std::to_string(args.scaling_min) +
+                      ") must be <= --scaling-max (" +
+                      std::to_string(args.scaling_max) + ")");
+  }
+  // Automatic target choice comes back however the bench ends.
+  struct SimdGuard {
+    bool forced;
+    ~SimdGuard() {
+      if (forced) attn::force_simd_target("");
+    }
+  } simd_guard{!args.simd.empty()};
   if (!args.simd.empty()) attn::force_simd_target(args.simd);
   const int threads = args.threads;
   if (args.model) {
     if (args.scaling || !args.presets.empty() || args.json) {
       throw attn::Error("--model: takes no --scaling, --preset or --json");
     }
-    const int rc = run_model_bench(args);
-    if (!args.simd.empty()) attn::force_simd_target("");
-    return rc;
+    return run_model_bench(args);
   }
   if (args.scaling) {
     if (!args.presets.empty()) throw attn::Error("--scaling: takes no --preset");
-    const int rc = run_scaling(args, attn::measure_fma_peak_gflops(threads));
-    if (!args.simd.empty()) attn::force_simd_target("");
-    return rc;
+    return run_scaling(args, attn::bench::measure_fma_peak_gflops(threads));
   }
-  const double fp32_peak = attn::measure_fma_peak_gflops(threads);
-  const double bf16_peak = attn::measure_bf16_dot_peak_gflops(threads);
+  const double fp32_peak = attn::bench::measure_fma_peak_gflops(threads);
+  const double bf16_peak = attn::bench::measure_bf16_dot_peak_gflops(threads);
   const std::string target = attn::active_simd_target();
 
   if (!args.json) {
     fmt::print("attn {} bench on {} | SIMD {} | threads {}\n", attn::version(),
-               attn::cpu_model_name(), target,
+               attn::bench::cpu_model_name(), target,
                threads ? std::to_string(threads) : "all");
-    fmt::print("measured: fp32 FMA peak {:.1f} GFLOP/s, bf16 dot peak {:.1f} "
-               "GFLOP/s\n\n",
-               fp32_peak, bf16_peak);
+    fmt::print("measured: fp32 FMA peak {:.1f} GFLOP/s, bf16 dot peak {}\n\n",
+               fp32_peak,
+               bf16_peak > 0 ? fmt::format("{:.1f} GFLOP/s", bf16_peak)
+                             : std::string("n/a (no AVX-512 BF16)"));
     fmt::print("{:<42} {:<8} {:>10} {:>9} {:>7} {:>10} {:>9} {:>17}\n", "shape",
                "dtype", "median ms", "GFLOP/s", "%fp32", "vs naive", "scratch",
                "err/naive err");
@@ -311,9 +322,9 @@ int bench_command(const BenchArgs& args) {
     rows.push_back(r);
   }
   // Peak memory before the bandwidth test, whose buffer would dominate it.
-  const double peak_rss_mib = attn::peak_resident_bytes() / 1048576.0;
+  const double peak_rss_mib = attn::bench::peak_resident_bytes() / 1048576.0;
   const double bandwidth =
-      attn::measure_read_bandwidth_gbs(threads, std::size_t{256} << 20);
+      attn::bench::measure_read_bandwidth_gbs(threads, std::size_t{256} << 20);
   const DecodeResult decode =
       run_decode_presets(decode_names, args, fp32_peak, bandwidth);
   all_ok = all_ok && decode.ok;
@@ -325,7 +336,7 @@ int bench_command(const BenchArgs& args) {
                "\"threads\": {}, \"fp32_peak_gflops\": {:.2f}, "
                "\"bf16_peak_gflops\": {:.2f}, \"read_bandwidth_gbs\": {:.2f}, "
                "\"peak_resident_mib\": {:.1f}, \"rows\": [",
-               attn::version(), attn::cpu_model_name(), target, threads,
+               attn::version(), attn::bench::cpu_model_name(), target, threads,
                fp32_peak, bf16_peak, bandwidth, peak_rss_mib);
     for (size_t i = 0; i < rows.size(); ++i) {
       const Row& r = rows[i];

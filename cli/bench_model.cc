@@ -14,6 +14,7 @@
 // bandwidth. Every row is checked before it is timed: the layer's output
 // with the naive attention path must match the timed path's.
 #include <attn/attn.h>
+#include <attn/nn.h>
 #include <fmt/core.h>
 
 #include <algorithm>
@@ -24,6 +25,8 @@
 #include <vector>
 
 #include "cli/bench.h"
+
+#include "bench/support/machine.h"
 
 namespace attn_cli {
 namespace {
@@ -158,7 +161,7 @@ int run_model_bench(const BenchArgs& args) {
   fmt::print(
       "attn bench --model on {} | SIMD {} | all cores | float32, random "
       "weights | BLAS: {}\n",
-      attn::cpu_model_name(), attn::active_simd_target(),
+      attn::bench::cpu_model_name(), attn::active_simd_target(),
       attn::nn::blas_info());
   const std::string blas = attn::nn::blas_info();
   if ((blas.find("core Haswell") != std::string::npos ||
@@ -290,7 +293,7 @@ int run_model_bench(const BenchArgs& args) {
     const std::vector<int64_t> s{seq};
     // The bandwidth just before and after the decode rows (the higher
     // one: this machine is shared and its bandwidth drifts).
-    bandwidth = attn::measure_read_bandwidth_gbs(0, std::size_t{256} << 20);
+    bandwidth = attn::bench::measure_read_bandwidth_gbs(0, std::size_t{256} << 20);
     Row r = time_layer(
         fmt::format("llama-3-8b layer decode @{}", ctx), 1, steps - 2,
         [&](Profile* p) {
@@ -300,7 +303,7 @@ int run_model_bench(const BenchArgs& args) {
         });
     r.check = max_rel_diff(c, a);
     bandwidth = std::max(
-        bandwidth, attn::measure_read_bandwidth_gbs(0, std::size_t{256} << 20));
+        bandwidth, attn::bench::measure_read_bandwidth_gbs(0, std::size_t{256} << 20));
     rows.push_back(r);
     const double weights = 4.0 * (b.self_attn.q_proj.weight.size() +
                                   b.self_attn.kv_proj.weight.size() +

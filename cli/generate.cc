@@ -4,6 +4,7 @@
 #include "cli/generate.h"
 
 #include <attn/attn.h>
+#include <attn/nn.h>
 #include <fmt/core.h>
 
 #include <chrono>
@@ -21,6 +22,7 @@ void add_generate_options(CLI::App& cmd, GenerateArgs& a) {
       ->required();
   cmd.add_option("--max-new-tokens", a.max_new_tokens,
                  "tokens to add per prompt")
+      ->check(CLI::Range(int64_t{0}, int64_t{1} << 30))
       ->capture_default_str();
   cmd.add_option("--temperature", a.temperature, "0 = greedy")
       ->capture_default_str();

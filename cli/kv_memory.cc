@@ -7,6 +7,8 @@
 #include <attn/attn.h>
 #include <fmt/core.h>
 
+#include "bench/support/model_shapes.h"
+
 namespace attn_cli {
 namespace {
 
@@ -25,7 +27,7 @@ std::string human(uint64_t bytes) {
 
 void add_kv_memory_options(CLI::App& cmd, KvMemoryArgs& a) {
   std::string names;
-  for (const auto& m : attn::model_shapes()) names += (names.empty() ? "" : ", ") + m.name;
+  for (const auto& m : attn::bench::model_shapes()) names += (names.empty() ? "" : ", ") + m.name;
   cmd.add_option("--model", a.models, "models (default all): " + names);
   cmd.add_option("--layers", a.layers, "explicit shape: layers")->check(CLI::PositiveNumber);
   cmd.add_option("--q-heads", a.q_heads, "explicit shape: query heads")->check(CLI::PositiveNumber);
@@ -38,7 +40,7 @@ void add_kv_memory_options(CLI::App& cmd, KvMemoryArgs& a) {
 }
 
 int kv_memory_command(const KvMemoryArgs& a) {
-  std::vector<attn::ModelShape> models;
+  std::vector<attn::bench::ModelShape> models;
   const bool explicit_shape = a.layers || a.q_heads || a.kv_heads || a.head_dim;
   if (explicit_shape) {
     if (!a.layers || !a.q_heads || !a.head_dim) {
@@ -53,7 +55,7 @@ int kv_memory_command(const KvMemoryArgs& a) {
   }
   for (const std::string& name : a.models) {
     bool found = false;
-    for (const auto& m : attn::model_shapes()) {
+    for (const auto& m : attn::bench::model_shapes()) {
       if (m.name == name) {
         models.push_back(m);
         found = true;
@@ -61,7 +63,7 @@ int kv_memory_command(const KvMemoryArgs& a) {
     }
     if (!found) throw attn::Error("--model: unknown model '" + name + "'");
   }
-  if (models.empty()) models = attn::model_shapes();
+  if (models.empty()) models = attn::bench::model_shapes();
   std::vector<attn::CacheType> types;
   for (const std::string& t : a.dtypes) types.push_back(attn::parse_cache_type(t));
 

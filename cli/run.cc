@@ -213,7 +213,7 @@ void add_run_options(CLI::App& cmd, RunArgs& a) {
                  "auto, reference, naive or chunked")
       ->check(CLI::IsMember({"auto", "reference", "naive", "flash", "decode", "chunked"}));
   cmd.add_option("--threads", a.threads, "worker threads (0 = all cores)")
-      ->check(CLI::NonNegativeNumber);
+      ->check(CLI::Range(0, attn::kMaxThreads));
   add_pattern_options(cmd, a.pattern);
   cmd.add_flag("--linear", a.linear,
                "linear attention (docs/linear.md) instead of softmax; with --causal, "
@@ -240,6 +240,13 @@ int run_command(const RunArgs& args) {
     throw Error(
         "--q, --k and --v must be given together (or none of them "
         "for the built-in example)");
+  }
+  // Outputs are checked before the computation, not found bad after it.
+  if (!args.out.empty() && args.out == args.lse) {
+    throw Error("--out and --lse name the same file '" + args.out + "'");
+  }
+  for (const std::string* path : {&args.out, &args.lse}) {
+    if (!path->empty()) attn::npy::check_writable(*path);
   }
   const bool bshd = args.layout == "bshd";
   Input q = read_qkv("--q", args.q, bshd);

@@ -7,6 +7,7 @@
 // in one decode step) equals recomputing the whole sequence for every new
 // token, prompt by prompt.
 #include <attn/attn.h>
+#include <attn/nn.h>
 #include <unistd.h>
 
 #include <cstdio>

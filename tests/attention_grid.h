@@ -114,6 +114,17 @@ option_sets() {
            s.lens.push_back(b == 1 ? 0 : len(rng));
          s.o.key_lengths = s.lens;
        }},
+      // Logits of std ~8.5 whatever D (a softmax close to one-hot): the
+      // score's rounding decides the error here.
+      {"large_logits",
+       [](OptionSet& s, const Dims& d, std::mt19937&) {
+         s.o.scale = 8.5f / std::sqrt(static_cast<float>(d.D));
+       }},
+      {"large_logits_causal",
+       [](OptionSet& s, const Dims& d, std::mt19937&) {
+         s.o.causal = true;
+         s.o.scale = 8.5f / std::sqrt(static_cast<float>(d.D));
+       }},
       {"everything",
        [](OptionSet& s, const Dims& d, std::mt19937& rng) {
          s.o.causal = true;

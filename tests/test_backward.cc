@@ -15,7 +15,7 @@
 #include "attn/backward.h"
 #include "attn/linear.h"
 #include "attn/patterns.h"
-#include "src/kernels/dropout.h"
+#include "src/core/dropout.h"
 #include "src/reference/backward_reference.h"
 #include "src/reference/linear_reference.h"
 #include "tests/attention_grid.h"
@@ -315,9 +315,24 @@ void check_grid(Algorithm algorithm, const std::vector<Layout>& layouts) {
         BackwardCase<T> c(d, layout, rng, opts.o);
         const reference::Grads ref = c.reference(opts.o);
         const GradErrors e = c.errors(opts.o, algorithm, ref);
-        EXPECT_LE(e.dq, backward_tolerance<T>()) << "dq";
-        EXPECT_LE(e.dk, backward_tolerance<T>()) << "dk";
-        EXPECT_LE(e.dv, backward_tolerance<T>()) << "dv";
+        // 16-bit inputs: the forward's out, rounded to T, enters Delta =
+        // rowsum(dO * out), and with large logits (P near one-hot) dP -
+        // Delta cancels, so the rounded inputs alone can exceed the fixed
+        // bound (naive measured 1.0e-2 on large_logits, bfloat16). There the
+        // rule of docs/semantics.md applies: at most twice naive's error.
+        GradErrors bound{backward_tolerance<T>(), backward_tolerance<T>(),
+                         backward_tolerance<T>()};
+        if constexpr (!std::is_same_v<T, float>) {
+          if (algorithm != Algorithm::kNaive) {
+            const GradErrors n = c.errors(opts.o, Algorithm::kNaive, ref);
+            bound.dq = std::max(bound.dq, 2 * n.dq + 1e-6);
+            bound.dk = std::max(bound.dk, 2 * n.dk + 1e-6);
+            bound.dv = std::max(bound.dv, 2 * n.dv + 1e-6);
+          }
+        }
+        EXPECT_LE(e.dq, bound.dq) << "dq";
+        EXPECT_LE(e.dk, bound.dk) << "dk";
+        EXPECT_LE(e.dv, bound.dv) << "dv";
       }
     }
   }
@@ -383,7 +398,7 @@ TEST(BackwardFlash, SameBitsForAnyThreadCount) {
 // kept fraction is within 5 binomial standard deviations.
 TEST(Dropout, KeepRateWithinBinomialBounds) {
   for (float p : {0.1f, 0.5f, 0.9f}) {
-    const kernels::Dropout drop = kernels::make_dropout(p, 1234);
+    const detail::Dropout drop = detail::make_dropout(p, 1234);
     int64_t kept = 0, n = 0;
     for (int64_t h = 0; h < 4; ++h) {
       for (int64_t i = 0; i < 512; ++i) {
@@ -466,7 +481,7 @@ double linear_loss(const LinearCase& c, const std::vector<float>& q,
   o.causal = c.causal;
   o.feature_map = c.map;
   o.eps = c.eps;
-  kernels::LinearProblem<float> p = kernels::make_linear_problem<float>(
+  detail::LinearProblem<float> p = detail::make_linear_problem<float>(
       o, {d.B, d.Hq, d.Hkv, d.Sq, d.Skv, d.D, d.Dv});
   p.q = TensorView<const float>::bhsd(q.data(), d.B, d.Hq, d.Sq, d.D);
   p.k = TensorView<const float>::bhsd(k.data(), d.B, d.Hkv, d.Skv, d.D);
@@ -499,8 +514,8 @@ TEST(LinearBackward, ReferenceMatchesFiniteDifferences) {
     o.causal = c.causal;
     o.feature_map = c.map;
     o.eps = c.eps;
-    kernels::LinearBackwardProblem<float> pb;
-    pb.forward = kernels::make_linear_problem<float>(
+    detail::LinearBackwardProblem<float> pb;
+    pb.forward = detail::make_linear_problem<float>(
         o, {d.B, d.Hq, d.Hkv, d.Sq, d.Skv, d.D, d.Dv});
     pb.forward.q = TensorView<const float>::bhsd(q.data(), d.B, d.Hq, d.Sq, d.D);
     pb.forward.k = TensorView<const float>::bhsd(k.data(), d.B, d.Hkv, d.Skv, d.D);
@@ -554,8 +569,8 @@ void check_linear_scan(double tolerance) {
     o.causal = c.causal;
     o.feature_map = c.map;
     o.eps = c.eps;
-    kernels::LinearBackwardProblem<T> pb;
-    pb.forward = kernels::make_linear_problem<T>(o, {d.B, d.Hq, d.Hkv, d.Sq, d.Skv, d.D, d.Dv});
+    detail::LinearBackwardProblem<T> pb;
+    pb.forward = detail::make_linear_problem<T>(o, {d.B, d.Hq, d.Hkv, d.Sq, d.Skv, d.D, d.Dv});
     pb.forward.q = q.view;
     pb.forward.k = k.view;
     pb.forward.v = v.view;

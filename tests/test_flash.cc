@@ -46,7 +46,8 @@ TEST_P(Targets, MatchReference) {
   std::mt19937 rng(31);
   const Dims shapes[] = {{1, 2, 2, 5, kKeyTile + 1, 64, 64},
                          {2, 4, 1, 17, 2 * kKeyTile + 1, 80, 48},
-                         {1, 3, 3, 1, 300, 7, 9}};
+                         {1, 3, 3, 1, 300, 7, 9},
+                         {1, 8, 2, 129, 129, 128, 128}};
   for (const Dims& d : shapes) {
     for (const auto& [name, build] : option_sets()) {
       check<float>(d, name, build, {Layout::kBSHD, true}, rng, Algorithm::kFlash);

@@ -3,6 +3,7 @@
 
 #include "attn/error.h"
 #include "attn/kv_memory.h"
+#include "bench/support/model_shapes.h"
 
 namespace attn {
 namespace {
@@ -23,7 +24,7 @@ TEST(KvMemory, ExactCounts) {
 
 TEST(KvMemory, PublishedLlamaFigures) {
   // Llama-3.1-8B, 128K tokens, bf16: 16 GiB; 70B: 40 GiB.
-  for (const auto& m : model_shapes()) {
+  for (const auto& m : bench::model_shapes()) {
     const uint64_t b = kv_cache_bytes(m.layers, m.kv_heads, m.head_dim, 131072,
                                       1, CacheType::kBFloat16);
     if (m.name == "llama-3.1-8b") {

@@ -58,7 +58,7 @@ struct LinearCase {
     fill_normal(v.view, rng);
   }
   std::vector<double> reference(const LinearOptions& o) {
-    kernels::LinearProblem<T> p = kernels::make_linear_problem<T>(
+    detail::LinearProblem<T> p = detail::make_linear_problem<T>(
         o, {d.B, d.Hq, d.Hkv, d.Sq, d.Skv, d.D, d.Dv});
     p.q = q.view;
     p.k = k.view;

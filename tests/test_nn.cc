@@ -12,8 +12,8 @@
 #include <vector>
 
 #include "attn/attention.h"
-#include "attn/model.h"
-#include "attn/nn.h"
+#include "attn/nn/model.h"
+#include "attn/nn/layers.h"
 
 namespace attn::nn {
 namespace {

@@ -10,8 +10,8 @@
 #include <string>
 #include <vector>
 
-#include "attn/model.h"
-#include "attn/nn.h"
+#include "attn/nn/model.h"
+#include "attn/nn/layers.h"
 #include "attn/safetensors.h"
 
 namespace attn::nn {

@@ -273,10 +273,12 @@ TEST(Validation, DropoutProbabilityRange) {
   }
 }
 
-TEST(Validation, NegativeThreads) {
-  Call c;
-  c.options.num_threads = -1;
-  expect_error(c, {"options.num_threads", ">= 0"});
+TEST(Validation, ThreadCountOutOfRange) {
+  for (int threads : {-1, kMaxThreads + 1, 100000}) {
+    Call c;
+    c.options.num_threads = threads;
+    expect_error(c, {"options.num_threads", "[0, 1024]", std::to_string(threads)});
+  }
 }
 
 TEST(Validation, KvSplits) {

@@ -1,4 +1,6 @@
-// Umbrella header: the whole public API of attn.
+// Umbrella header: the public API of the attn::attn target (attention,
+// KV cache, patterns, linear attention, backward, file readers). The layers
+// and models of attn::nn are in attn/nn.h.
 #ifndef ATTN_ATTN_H_
 #define ATTN_ATTN_H_
 
@@ -7,11 +9,9 @@
 #include "attn/block_mask.h"
 #include "attn/error.h"
 #include "attn/kv_cache.h"
+#include "attn/kv_cache_type.h"
 #include "attn/kv_memory.h"
 #include "attn/linear.h"
-#include "attn/machine.h"
-#include "attn/model.h"
-#include "attn/nn.h"
 #include "attn/npy.h"
 #include "attn/options.h"
 #include "attn/pattern.h"

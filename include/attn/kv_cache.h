@@ -35,6 +35,7 @@
 #include <optional>
 #include <span>
 
+#include "attn/kv_cache_type.h"
 #include "attn/kv_memory.h"
 #include "attn/options.h"
 #include "attn/rope.h"

@@ -6,16 +6,10 @@
 #define ATTN_KV_MEMORY_H_
 
 #include <cstdint>
-#include <string>
-#include <vector>
+
+#include "attn/kv_cache_type.h"
 
 namespace attn {
-
-enum class CacheType { kFloat32, kBFloat16, kFloat16, kInt8 };
-
-const char* cache_type_name(CacheType type);
-// Parses "float32", "bfloat16", "float16" or "int8"; throws attn::Error.
-CacheType parse_cache_type(const std::string& name);
 
 // Bytes for K and V of `layers` layers x `kv_heads` heads x `head_dim` x
 // `tokens` x `batch`. int8 stores one symmetric float32 scale per token and
@@ -23,14 +17,6 @@ CacheType parse_cache_type(const std::string& name);
 // a product that overflows 64 bits.
 uint64_t kv_cache_bytes(int64_t layers, int64_t kv_heads, int64_t head_dim,
                         int64_t tokens, int64_t batch, CacheType type);
-
-// Published attention shapes of well-known models (decoder self-attention
-// for encoder-decoder models).
-struct ModelShape {
-  std::string name;
-  int64_t layers, q_heads, kv_heads, head_dim;
-};
-const std::vector<ModelShape>& model_shapes();
 
 }  // namespace attn
 

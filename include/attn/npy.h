@@ -63,6 +63,10 @@ void save(const std::string& path, const Array& array);
 // Convenience: float32 data of the given shape.
 void save(const std::string& path, std::span<const float> data,
           std::span<const int64_t> shape);
+// Throws attn::Error unless save() could write `path` (an existing
+// writable file, or a new name in a writable directory): lets a caller
+// refuse a bad output path before a long computation.
+void check_writable(const std::string& path);
 
 }  // namespace attn::npy
 

@@ -30,6 +30,10 @@ enum class Algorithm {
 // KV cache. Top-left: query i sits at key position i.
 enum class Alignment { kBottomRight, kTopLeft };
 
+// The most worker threads any call accepts (num_threads beyond it is an
+// error, not a request the OS may fail to start).
+inline constexpr int kMaxThreads = 1024;
+
 struct AttentionOptions {
   // Multiplies q·k. Unset: 1 / sqrt(D).
   std::optional<float> scale;
@@ -56,8 +60,9 @@ struct AttentionOptions {
   // Empty, or one valid key count per batch entry, each in [0, Skv]: keys
   // at j >= key_lengths[b] are hidden (padding / variable length).
   std::span<const int64_t> key_lengths;
-  // Training-time dropout; reserved: a non-zero value is rejected until the
-  // backward pass lands.
+  // Training-time dropout (docs/semantics.md rule 7), p in [0, 1): each
+  // probability is dropped with chance p, kept ones scaled by 1 / (1 - p),
+  // the mask drawn from (seed, b, h, i, j) alone.
   float dropout_p = 0.0f;
   uint64_t seed = 0;
   Algorithm algorithm = Algorithm::kAuto;
@@ -66,7 +71,7 @@ struct AttentionOptions {
   // shape alone, so results never depend on the thread count. Ignored when
   // kAuto picks another algorithm; an error with an explicit other one.
   int kv_splits = 0;
-  // Worker threads; 0 uses every core OpenMP reports.
+  // Worker threads, in [0, kMaxThreads]; 0 uses every core OpenMP reports.
   int num_threads = 0;
   // Scratch for tiled algorithms, reused across calls; null: a per-thread
   // default (attn/workspace.h).

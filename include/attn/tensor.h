@@ -14,8 +14,10 @@
 #include <cstdint>
 #include <memory>
 #include <new>
+#include <string>
 #include <type_traits>
 
+#include "attn/error.h"
 #include "attn/types.h"
 
 namespace attn {
@@ -91,11 +93,20 @@ class Tensor {
   static constexpr std::size_t kAlignment = 64;
 
   Tensor() = default;
+  // Throws attn::Error for a negative extent or an element count whose
+  // bytes do not fit in 2^62 (no allocation is attempted then).
   explicit Tensor(Extents extents) : extents_(extents) {
+    std::size_t n = 1;
     for (int64_t e : extents_) {
-      if (e < 0) throw std::bad_array_new_length();
+      if (e < 0) {
+        throw Error("attn::Tensor: extents must be >= 0, got " + str(extents_));
+      }
+      if (__builtin_mul_overflow(n, static_cast<std::size_t>(e), &n) ||
+          n > (std::size_t{1} << 62) / sizeof(T)) {
+        throw Error("attn::Tensor: extents " + str(extents_) +
+                    " hold more than 2^62 bytes");
+      }
     }
-    const auto n = static_cast<std::size_t>(numel());
     T* p = static_cast<T*>(::operator new[]((n == 0 ? 1 : n) * sizeof(T),
                                             std::align_val_t(kAlignment)));
     std::uninitialized_value_construct_n(p, n);
@@ -123,6 +134,10 @@ class Tensor {
 
  private:
   static_assert(std::is_trivially_destructible_v<T>);
+  static std::string str(const Extents& e) {
+    return "[" + std::to_string(e[0]) + ", " + std::to_string(e[1]) + ", " +
+           std::to_string(e[2]) + ", " + std::to_string(e[3]) + "]";
+  }
   struct AlignedDelete {
     void operator()(T* p) const {
       ::operator delete[](p, std::align_val_t(kAlignment));

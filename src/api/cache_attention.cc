@@ -13,7 +13,7 @@
 #include "src/kernels/flash.h"
 #include "src/kernels/merge.h"
 #include "src/kernels/naive.h"
-#include "src/nn/kv_cache_impl.h"
+#include "src/cache/kv_cache_impl.h"
 #include "src/reference/reference.h"
 #include "src/util/parallel.h"
 
@@ -22,26 +22,6 @@ namespace {
 
 [[noreturn]] void fail(const std::string& arg, const std::string& what) {
   throw Error("attn::attention: " + arg + ": " + what);
-}
-
-template <class E>
-kernels::PagedKV<E> paged_view(const KVCache::Impl& c, int64_t layer,
-                               std::span<const int64_t> sequences) {
-  const auto& pools = c.layers[layer];
-  kernels::PagedKV<E> kv;
-  kv.k = reinterpret_cast<const E*>(pools.k.get());
-  kv.v = reinterpret_cast<const E*>(pools.v.get());
-  kv.k_scales = reinterpret_cast<const float*>(pools.k_scales.get());
-  kv.v_scales = reinterpret_cast<const float*>(pools.v_scales.get());
-  kv.tables = c.tables.data();
-  kv.sequences = sequences.data();
-  kv.table_width = c.table_width;
-  kv.page_size = c.page_size;
-  kv.page_shift = c.page_shift;
-  kv.Hkv = c.Hkv;
-  kv.D = c.D;
-  kv.Dv = c.Dv;
-  return kv;
 }
 
 // Reference and naive: the cached keys as contiguous [B, Hkv, Skv, D]
@@ -110,7 +90,7 @@ Algorithm run(TensorView<const T> q, const KVCache& cache, int64_t layer,
   }
   std::vector<int64_t> key_lengths;
   const detail::Problem<T> p = detail::validate_cached(
-      q, detail::CacheShape{c.Hkv, c.D, c.Dv}, lengths, out, options, lse,
+      q, detail::CacheShape{c.layout.Hkv, c.D, c.Dv}, lengths, out, options, lse,
       key_lengths);
   const Algorithm algorithm = p.params.algorithm;
   if (algorithm == Algorithm::kReference || algorithm == Algorithm::kNaive) {
@@ -122,7 +102,7 @@ Algorithm run(TensorView<const T> q, const KVCache& cache, int64_t layer,
     using E = decltype(tag);
     if constexpr (std::is_same_v<T, float> || std::is_same_v<T, E>) {
       kernels::flash_attention_paged<T, E>(
-          p, paged_view<E>(c, layer, sequences), options.workspace,
+          p, c.template paged<E>(layer, sequences.data()), options.workspace,
           splits);
     }
   };

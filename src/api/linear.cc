@@ -37,8 +37,8 @@ void check_options(const LinearOptions& o, int64_t D, const std::string& fn) {
   if (!(o.eps >= 0.0f) || !std::isfinite(o.eps)) {
     fail("options.eps", "must be finite and >= 0, got " + std::to_string(o.eps));
   }
-  if (o.num_threads < 0) {
-    fail("options.num_threads", "must be >= 0 (0 = all cores), got " +
+  if (o.num_threads < 0 || o.num_threads > kMaxThreads) {
+    fail("options.num_threads", "must be in [0, " + std::to_string(kMaxThreads) + "] (0 = all cores), got " +
                                     std::to_string(o.num_threads));
   }
 }
@@ -54,7 +54,7 @@ LinearAlgorithm run(TensorView<const T> q, TensorView<const T> k, TensorView<con
                 "as keys (Sq " + std::to_string(s.Sq) + ", Skv " + std::to_string(s.Skv) +
                 "); continue a sequence with attn::LinearState");
   }
-  kernels::LinearProblem<T> p = kernels::make_linear_problem<T>(o, s);
+  detail::LinearProblem<T> p = detail::make_linear_problem<T>(o, s);
   p.q = q;
   p.k = k;
   p.v = v;
@@ -91,8 +91,8 @@ LinearAlgorithm run_backward(TensorView<const T> q, TensorView<const T> k,
     throw Error(std::string(fn) + ": q: causal linear attention needs as many queries "
                 "as keys (Sq " + std::to_string(s.Sq) + ", Skv " + std::to_string(s.Skv) + ")");
   }
-  kernels::LinearBackwardProblem<T> p;
-  p.forward = kernels::make_linear_problem<T>(o, s);
+  detail::LinearBackwardProblem<T> p;
+  p.forward = detail::make_linear_problem<T>(o, s);
   p.forward.q = q;
   p.forward.k = k;
   p.forward.v = v;
@@ -225,7 +225,7 @@ void LinearState::append(TensorView<const float> q, TensorView<const float> k,
   expect("q", "head dim", s.D, m.D);
   expect("v", "value head dim", s.Dv, m.Dv);
   expect("k", "new tokens (as many as q's)", s.Skv, s.Sq);
-  kernels::LinearProblem<float> p = kernels::make_linear_problem<float>(m.options, s);
+  detail::LinearProblem<float> p = detail::make_linear_problem<float>(m.options, s);
   p.q = q;
   p.k = k;
   p.v = v;

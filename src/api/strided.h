@@ -4,7 +4,7 @@
 #define ATTN_SRC_API_STRIDED_H_
 
 #include "attn/options.h"
-#include "src/api/problem.h"
+#include "src/core/problem.h"
 #include "src/kernels/flash.h"
 
 namespace attn::detail {

@@ -19,6 +19,8 @@ namespace {
 constexpr const char* kAxisName[4] = {"batch", "heads", "seq", "dim"};
 // Extents and strides above this would let offset arithmetic overflow.
 constexpr int64_t kMaxExtent = int64_t{1} << 40;
+// No view may span more bytes than this (x86-64 addresses have 48 bits).
+constexpr int64_t kMaxSpanBytes = int64_t{1} << 48;
 
 // The public function whose arguments are being checked, for messages.
 thread_local const char* entry_point = "attn::attention";
@@ -44,14 +46,6 @@ std::string shape_str(const Extents& e) {
          std::to_string(e[2]) + ", " + std::to_string(e[3]) + "]";
 }
 
-// Byte range [lo, hi) a view can touch; empty views touch nothing.
-struct ByteRange {
-  uintptr_t lo = 0, hi = 0;
-  bool overlaps(const ByteRange& o) const {
-    return lo < hi && o.lo < o.hi && lo < o.hi && o.lo < hi;
-  }
-};
-
 // Checks what every view must satisfy: non-null data, extents >= 1 (the seq
 // axis may be empty when empty_seq_ok), strides >= 0 and bounded, stride 1
 // along dim when dim has more than one element. Returns the byte range the
@@ -60,7 +54,6 @@ template <class T>
 ByteRange check_view(const std::string& arg, const TensorView<T>& view,
                      bool empty_seq_ok = false) {
   if (view.data() == nullptr) fail(arg, "data pointer is null");
-  int64_t last = 0;  // element offset of the last element
   for (int a = 0; a < 4; ++a) {
     const int64_t e = view.extent(a), s = view.stride(a);
     const int64_t min_extent = (a == kSeq && empty_seq_ok) ? 0 : 1;
@@ -73,15 +66,22 @@ ByteRange check_view(const std::string& arg, const TensorView<T>& view,
       fail(arg, std::string(kAxisName[a]) +
                     " stride must be in [0, 2^40], got " + std::to_string(s));
     }
-    if (e > 0) last += (e - 1) * s;
   }
   if (view.extent(kDim) > 1 && view.stride(kDim) != 1) {
     fail(arg, "dim stride must be 1 (innermost axis contiguous), got " +
                   std::to_string(view.stride(kDim)));
   }
-  if (view.numel() == 0) return {};
+  // Each extent and stride is at most 2^40, but their products are not:
+  // the span must stay inside what a process can address.
+  const std::optional<int64_t> last = last_offset(view.extents(), view.strides());
+  if (!last || *last >= kMaxSpanBytes / int64_t{sizeof(T)}) {
+    fail(arg, "shape " + shape_str(view.extents()) + " with strides " +
+                  shape_str(view.strides()) + " spans more than 2^48 bytes");
+  }
+  const std::optional<int64_t> n = checked_numel(view.extents());
+  if (!n || *n == 0) return {};
   const auto base = reinterpret_cast<uintptr_t>(view.data());
-  return {base, base + static_cast<uintptr_t>(last + 1) * sizeof(T)};
+  return {base, base + static_cast<uintptr_t>(*last + 1) * sizeof(T)};
 }
 
 template <class T>
@@ -159,22 +159,6 @@ void check_lse(const TensorView<float>& lse, const Shape& s,
 }
 
 }  // namespace
-
-// With the axes of extent > 1 sorted by stride, each stride must clear the
-// span of the axes inside it; otherwise two indices reach one element.
-bool has_self_overlap(const Extents& extents, const Strides& strides) {
-  std::vector<std::pair<int64_t, int64_t>> axes;  // (stride, extent)
-  for (int a = 0; a < 4; ++a) {
-    if (extents[a] > 1) axes.emplace_back(strides[a], extents[a]);
-  }
-  std::sort(axes.begin(), axes.end());
-  int64_t span = 0;  // largest offset reachable by the inner axes
-  for (const auto& [stride, extent] : axes) {
-    if (stride <= span) return true;
-    span += (extent - 1) * stride;
-  }
-  return false;
-}
 
 std::optional<std::string> why_not(Algorithm algorithm, const Params& p) {
   const Shape& s = p.shape;
@@ -283,10 +267,10 @@ void resolve_options(const AttentionOptions& o, Params& pr) {
     fail("options.dropout_p",
          "must be in [0, 1), got " + std::to_string(o.dropout_p));
   }
-  pr.dropout = kernels::make_dropout(o.dropout_p, o.seed);
-  if (o.num_threads < 0) {
+  pr.dropout = detail::make_dropout(o.dropout_p, o.seed);
+  if (o.num_threads < 0 || o.num_threads > kMaxThreads) {
     fail("options.num_threads",
-         "must be >= 0 (0 = all cores), got " + std::to_string(o.num_threads));
+         "must be in [0, " + std::to_string(kMaxThreads) + "] (0 = all cores), got " + std::to_string(o.num_threads));
   }
   pr.num_threads = o.num_threads;
   if (o.kv_splits < 0) {
@@ -414,48 +398,6 @@ Problem<T> validate(TensorView<const T> q, TensorView<const T> k,
 
 
 namespace {
-
-// Whether two views whose byte ranges overlap still share no element
-// because they interleave: the same strides, each a contiguous run per
-// "row" (the dim axis merged with axes of stride equal to the run so far)
-// at row offsets that are multiples of the smallest remaining stride P,
-// with the two runs at disjoint positions modulo P. E.g. the K and V halves
-// of one [S, 2 H D] projection output viewed as [B, H, S, D] each.
-template <class T>
-bool interleaved_disjoint(const TensorView<T>& a, const TensorView<T>& b) {
-  if (a.strides() != b.strides()) return false;
-  auto run_and_rest = [](const TensorView<T>& v, int64_t& run, int64_t& period) {
-    run = v.extent(3);
-    bool merged[4] = {false, false, false, true};
-    for (bool grew = true; grew;) {
-      grew = false;
-      for (int x = 0; x < 3; ++x) {
-        if (!merged[x] && (v.extent(x) == 1 || v.stride(x) == run)) {
-          run *= v.extent(x);
-          merged[x] = true;
-          grew = true;
-        }
-      }
-    }
-    period = 0;
-    for (int x = 0; x < 3; ++x) {
-      if (merged[x]) continue;
-      period = period == 0 ? v.stride(x) : std::min(period, v.stride(x));
-    }
-    for (int x = 0; x < 3; ++x) {
-      if (!merged[x] && period > 0 && v.stride(x) % period != 0) return false;
-    }
-    return period > 0;
-  };
-  int64_t run_a = 0, run_b = 0, pa = 0, pb = 0;
-  if (!run_and_rest(a, run_a, pa) || !run_and_rest(b, run_b, pb) || pa != pb) {
-    return false;
-  }
-  const int64_t delta = static_cast<int64_t>(b.data() - a.data());
-  const int64_t off = ((delta % pa) + pa) % pa;  // b's run start within a period
-  // a occupies [0, run_a), b [off, off + run_b), both modulo the period.
-  return off >= run_a && off + run_b <= pa;
-}
 
 // The gradients dq, dk, dv: shaped like q, k, v, writable, clear of each
 // other and of the n inputs in `in` (named by in_names).

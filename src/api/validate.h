@@ -9,7 +9,8 @@
 
 #include "attn/options.h"
 #include "attn/tensor.h"
-#include "src/api/problem.h"
+#include "src/core/problem.h"
+#include "src/core/views.h"
 
 namespace attn::detail {
 
@@ -66,10 +67,6 @@ Shape validate_linear_backward(TensorView<const T> q, TensorView<const T> k,
                                TensorView<const T> v, TensorView<const T> dout,
                                TensorView<T> dq, TensorView<T> dk,
                                TensorView<T> dv, const char* entry);
-
-// Whether a view of these extents and (non-negative) strides reaches one
-// element through two indices: such a view cannot be written to.
-bool has_self_overlap(const Extents& extents, const Strides& strides);
 
 // Why `algorithm` cannot serve `params`, or nullopt when it can. The order
 // of kAutoOrder below is the order kAuto tries them in.

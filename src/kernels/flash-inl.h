@@ -46,9 +46,12 @@
 
 #include "hwy/cache_control.h"
 #include "hwy/highway.h"
+#include "src/kernels/micro_gemm-inl.h"
+#include "src/kernels/online_softmax-inl.h"
+#include "src/kernels/row_ops-inl.h"
 #include "src/kernels/flash.h"
 #include "src/kernels/flash_bf16_dot.h"
-#include "src/kernels/key_range.h"
+#include "src/core/key_range.h"
 #include "src/kernels/kv_source.h"
 #include "src/kernels/tile_walk.h"
 
@@ -56,420 +59,6 @@ HWY_BEFORE_NAMESPACE();
 namespace attn::kernels {
 namespace HWY_NAMESPACE {
 namespace hn = hwy::HWY_NAMESPACE;
-
-using DF = hn::ScalableTag<float>;
-using VF = hn::Vec<DF>;
-
-// Vectors per register block along the SIMD axis: 4 x 16 lanes with
-// AVX-512's 32 registers, 2 vectors on narrower targets (16 registers).
-constexpr int kVecs = HWY_MAX_BYTES >= 64 ? 4 : 2;
-
-// S[r, j0 .. j0 + C*N) = sum_d Q[r, d] * Kt[d, j0 ..] for R rows.
-template <int R, int C>
-HWY_INLINE void QKBlock(DF df, const float* HWY_RESTRICT q, int64_t dim,
-                        const float* HWY_RESTRICT kt, float* HWY_RESTRICT s) {
-  const size_t N = hn::Lanes(df);
-  VF acc[R][C];
-  for (int r = 0; r < R; ++r)
-    for (int c = 0; c < C; ++c) acc[r][c] = hn::Zero(df);
-  for (int64_t d = 0; d < dim; ++d) {
-    VF k[C];
-    for (int c = 0; c < C; ++c) k[c] = hn::Load(df, kt + d * kKeyTile + c * N);
-    for (int r = 0; r < R; ++r) {
-      const VF qv = hn::Set(df, q[r * dim + d]);
-      for (int c = 0; c < C; ++c) acc[r][c] = hn::MulAdd(qv, k[c], acc[r][c]);
-    }
-  }
-  for (int r = 0; r < R; ++r)
-    for (int c = 0; c < C; ++c) hn::Store(acc[r][c], df, s + r * kKeyTile + c * N);
-}
-
-// 2^x for x in [-127, 127] (arguments below -127 give 0): x = n + f with n
-// integer and |f| <= 1/2; 2^f by its degree-7 Taylor polynomial in f ln 2
-// (truncation error < 6e-9, under half an ulp), 2^n through the exponent
-// bits. About half the work of a general exp.
-HWY_INLINE VF Exp2(DF df, VF x) {
-  const hn::RebindToSigned<DF> di;
-  x = hn::Max(x, hn::Set(df, -127.0f));
-  const VF n = hn::Round(x);
-  const VF f = hn::Sub(x, n);
-  // c_k = ln(2)^k / k!
-  VF p = hn::Set(df, 1.5252733804059841e-5f);
-  p = hn::MulAdd(p, f, hn::Set(df, 1.5403530393381606e-4f));
-  p = hn::MulAdd(p, f, hn::Set(df, 1.3333558146428443e-3f));
-  p = hn::MulAdd(p, f, hn::Set(df, 9.6181291076284772e-3f));
-  p = hn::MulAdd(p, f, hn::Set(df, 5.5504108664821580e-2f));
-  p = hn::MulAdd(p, f, hn::Set(df, 2.4022650695910071e-1f));
-  p = hn::MulAdd(p, f, hn::Set(df, 6.9314718055994531e-1f));
-  p = hn::MulAdd(p, f, hn::Set(df, 1.0f));
-  // n + 127 in [0, 254]: exponent field 0 makes 2^n = 0 for n = -127.
-  const auto bits = hn::ShiftLeft<23>(
-      hn::Add(hn::ConvertTo(di, n), hn::Set(di, 127)));
-  return hn::Mul(p, hn::BitCast(df, bits));
-}
-
-// Rounds finite, non-negative floats to the nearest bfloat16 value (ties to
-// even), kept as float: the probabilities the bfloat16 PV product uses, so
-// the row sum l matches the weights actually applied.
-HWY_INLINE VF RoundToBFloat16(DF df, VF x) {
-  const hn::RebindToUnsigned<DF> du;
-  const auto bits = hn::BitCast(du, x);
-  const auto odd = hn::And(hn::ShiftRight<16>(bits), hn::Set(du, 1u));
-  const auto rounded = hn::And(hn::Add(bits, hn::Add(hn::Set(du, 0x7fffu), odd)),
-                               hn::Set(du, 0xffff0000u));
-  return hn::BitCast(df, rounded);
-}
-
-// The lanes of keys j .. j + N - 1 whose bits are set in `keep`.
-HWY_INLINE hn::Mask<DF> KeepMask(DF df, uint64_t keep, int64_t j) {
-  const uint64_t bits = keep >> j;
-  uint8_t bytes[8];
-  for (int x = 0; x < 8; ++x) bytes[x] = static_cast<uint8_t>(bits >> (8 * x));
-  return hn::LoadMaskBits(df, bytes);
-}
-
-// Online-softmax update of one row of a tile whose scores are in log2 units
-// (Q prescaled by scale * log2(e)): keys whose bit in `keep` is clear are
-// hidden (keep != 0); P = 2^(s - m') replaces the scores in place; m, l and
-// the row of O are updated (l e^(m - m') in log2 units: l 2^(m - m')).
-HWY_INLINE void SoftmaxRowLog2(DF df, float* HWY_RESTRICT srow, uint64_t keep,
-                               float score_scale, bool round_bf16,
-                               float& m, float& l, float& lw,
-                               float* HWY_RESTRICT orow, int64_t dvp) {
-  const size_t N = hn::Lanes(df);
-  const VF neg_inf = hn::Set(df, -std::numeric_limits<float>::infinity());
-  VF vmax = neg_inf;
-  if (score_scale != 1.0f) {  // Q was not prescaled (bfloat16 dot path)
-    const VF vs = hn::Set(df, score_scale);
-    for (int64_t j = 0; j < kKeyTile; j += N) {
-      hn::Store(hn::Mul(hn::Load(df, srow + j), vs), df, srow + j);
-    }
-  }
-  if (keep != ~uint64_t{0}) {  // boundary or masked tile for this row
-    for (int64_t j = 0; j < kKeyTile; j += N) {
-      const VF s = hn::IfThenElse(KeepMask(df, keep, j), hn::Load(df, srow + j),
-                                  neg_inf);
-      hn::Store(s, df, srow + j);
-      vmax = hn::Max(vmax, s);
-    }
-  } else {
-    for (int64_t j = 0; j < kKeyTile; j += N) {
-      vmax = hn::Max(vmax, hn::Load(df, srow + j));
-    }
-  }
-  // The reference point m only has to keep 2^(s - m) in range, so it moves
-  // only when the row max passes it by more than kLazyRescale (P <= 2^8
-  // until then): most tiles then skip alpha and the rescaling of O.
-  constexpr float kLazyRescale = 8.0f;
-  const float tile_max = hn::GetLane(hn::MaxOfLanes(df, vmax));
-  const float m_new = tile_max > m + kLazyRescale ? tile_max : m;
-  // A kept key with a finite score makes m_new finite.
-  if (m_new == -std::numeric_limits<float>::infinity()) {
-    std::fill(srow, srow + kKeyTile, 0.0f);
-    return;
-  }
-  const VF vm = hn::Set(df, m_new);
-  VF vsum = hn::Zero(df), vsum_w = hn::Zero(df);
-  for (int64_t j = 0; j < kKeyTile; j += N) {
-    const VF e = Exp2(df, hn::Sub(hn::Load(df, srow + j), vm));
-    vsum = hn::Add(vsum, e);
-    if (round_bf16) {
-      const VF w = RoundToBFloat16(df, e);
-      vsum_w = hn::Add(vsum_w, w);
-      hn::Store(w, df, srow + j);
-    } else {
-      hn::Store(e, df, srow + j);
-    }
-  }
-  const float alpha = m_new == m ? 1.0f : std::exp2(m - m_new);  // 0: m = -inf
-  l = l * alpha + hn::GetLane(hn::SumOfLanes(df, vsum));
-  if (round_bf16) lw = lw * alpha + hn::GetLane(hn::SumOfLanes(df, vsum_w));
-  m = m_new;
-  if (alpha != 1.0f) {
-    const VF va = hn::Set(df, alpha);
-    for (int64_t c = 0; c < dvp; c += N) {
-      hn::Store(hn::Mul(hn::Load(df, orow + c), va), df, orow + c);
-    }
-  }
-}
-
-// SoftmaxRowLog2 for R rows at once when every row sees the whole tile and
-// a row is C vectors (C * N == kKeyTile): straight-line code over
-// independent rows, so the reductions and exponentials of different rows
-// overlap instead of waiting on each other. Same arithmetic, same results.
-template <int R, int C>
-HWY_INLINE void SoftmaxBlockFull(DF df, float* HWY_RESTRICT p,
-                                 float score_scale, bool round_bf16,
-                                 float* HWY_RESTRICT m, float* HWY_RESTRICT l,
-                                 float* HWY_RESTRICT lw, float* HWY_RESTRICT o,
-                                 int64_t dvp) {
-  const size_t N = hn::Lanes(df);
-  constexpr float kLazyRescale = 8.0f;  // as in SoftmaxRowLog2
-  // Raw scores times score_scale (> 0 here, so the max commutes with it):
-  // the scale is applied inside the exponent's argument, not in a pass.
-  const VF vscale = hn::Set(df, score_scale);
-  VF vmax[R];
-  for (int r = 0; r < R; ++r) {
-    const float* prow = p + r * kKeyTile;
-    vmax[r] = hn::Load(df, prow);
-    for (int c = 1; c < C; ++c) vmax[r] = hn::Max(vmax[r], hn::Load(df, prow + c * N));
-  }
-  float m_new[R], alpha[R];
-  for (int r = 0; r < R; ++r) {
-    const float tile_max =
-        hn::GetLane(hn::MaxOfLanes(df, vmax[r])) * score_scale;
-    m_new[r] = tile_max > m[r] + kLazyRescale ? tile_max : m[r];
-  }
-  VF vsum[R], vsum_w[R];
-  for (int r = 0; r < R; ++r) {
-    float* prow = p + r * kKeyTile;
-    const VF vm = hn::Set(df, m_new[r]);
-    vsum[r] = hn::Zero(df);
-    vsum_w[r] = hn::Zero(df);
-    for (int c = 0; c < C; ++c) {
-      const VF e = Exp2(df, hn::MulSub(hn::Load(df, prow + c * N), vscale, vm));
-      vsum[r] = hn::Add(vsum[r], e);
-      if (round_bf16) {
-        const VF w = RoundToBFloat16(df, e);
-        vsum_w[r] = hn::Add(vsum_w[r], w);
-        hn::Store(w, df, prow + c * N);
-      } else {
-        hn::Store(e, df, prow + c * N);
-      }
-    }
-  }
-  for (int r = 0; r < R; ++r) {
-    alpha[r] = m_new[r] == m[r] ? 1.0f : std::exp2(m[r] - m_new[r]);
-    l[r] = l[r] * alpha[r] + hn::GetLane(hn::SumOfLanes(df, vsum[r]));
-    if (round_bf16) {
-      lw[r] = lw[r] * alpha[r] + hn::GetLane(hn::SumOfLanes(df, vsum_w[r]));
-    }
-    m[r] = m_new[r];
-    if (alpha[r] != 1.0f) {
-      const VF va = hn::Set(df, alpha[r]);
-      float* orow = o + r * dvp;
-      for (int64_t c = 0; c < dvp; c += N) {
-        hn::Store(hn::Mul(hn::Load(df, orow + c), va), df, orow + c);
-      }
-    }
-  }
-}
-
-// The online softmax of the R rows of a block whose scores were just
-// computed (still in L1). keep: per row, the keys it sees (0 for padding
-// rows, which get P = 0).
-template <int R>
-HWY_INLINE void SoftmaxRows(DF df, float* HWY_RESTRICT p,
-                            const uint64_t* keep, float score_scale,
-                            bool round_bf16, float* HWY_RESTRICT m,
-                            float* HWY_RESTRICT l, float* HWY_RESTRICT lw,
-                            float* HWY_RESTRICT o, int64_t dvp) {
-  constexpr int C = kKeyTile / (HWY_MAX_BYTES / sizeof(float));
-  if (C * hn::Lanes(df) == kKeyTile && score_scale > 0.0f) {
-    bool full = true;
-    for (int r = 0; r < R; ++r) full = full && keep[r] == ~uint64_t{0};
-    // Full rows with finite scores: m stays finite after the first tile.
-    if (full) {
-      return SoftmaxBlockFull<R, C>(df, p, score_scale, round_bf16, m, l, lw,
-                                    o, dvp);
-    }
-  }
-  for (int r = 0; r < R; ++r) {
-    float* prow = p + r * kKeyTile;
-    if (keep[r] == 0) {
-      std::fill(prow, prow + kKeyTile, 0.0f);
-      continue;
-    }
-    SoftmaxRowLog2(df, prow, keep[r], score_scale, round_bf16, m[r], l[r],
-                   lw[r], o + r * dvp, dvp);
-  }
-}
-
-// O[r, c0 .. c0 + C*N) += sum_{j < keys} P[r, j] * V[j, c0 ..] for R rows.
-template <int R, int C>
-HWY_INLINE void PVBlock(DF df, const float* HWY_RESTRICT p, int64_t keys,
-                        const float* HWY_RESTRICT v, int64_t dvp,
-                        float* HWY_RESTRICT o) {
-  const size_t N = hn::Lanes(df);
-  VF acc[R][C];
-  for (int r = 0; r < R; ++r)
-    for (int c = 0; c < C; ++c) acc[r][c] = hn::Load(df, o + r * dvp + c * N);
-  for (int64_t j = 0; j < keys; ++j) {
-    VF vv[C];
-    for (int c = 0; c < C; ++c) vv[c] = hn::Load(df, v + j * dvp + c * N);
-    for (int r = 0; r < R; ++r) {
-      const VF pv = hn::Set(df, p[r * kKeyTile + j]);
-      for (int c = 0; c < C; ++c) acc[r][c] = hn::MulAdd(pv, vv[c], acc[r][c]);
-    }
-  }
-  for (int r = 0; r < R; ++r)
-    for (int c = 0; c < C; ++c) hn::Store(acc[r][c], df, o + r * dvp + c * N);
-}
-
-// PVBlock over a chunk of `vecs` (1 .. kVecs) vectors.
-template <int R>
-HWY_INLINE void PVChunk(DF df, int vecs, const float* p, int64_t keys,
-                        const float* v, int64_t dvp, float* o) {
-  switch (vecs) {
-    case 1: return PVBlock<R, 1>(df, p, keys, v, dvp, o);
-    case 2: return PVBlock<R, 2>(df, p, keys, v, dvp, o);
-#if HWY_MAX_BYTES >= 64
-    case 3: return PVBlock<R, 3>(df, p, keys, v, dvp, o);
-    case 4: return PVBlock<R, 4>(df, p, keys, v, dvp, o);
-#endif
-    default: return;
-  }
-}
-
-// A row of float, bfloat16 or float16 as float; 16-bit types through
-// Highway's vector conversion (exact).
-// One vector of a stored row as float: float loaded, 16-bit types widened,
-// int8 converted (its scale is applied by the caller).
-template <class E>
-HWY_INLINE VF LoadAsFloat(DF df, const E* HWY_RESTRICT p) {
-  if constexpr (std::is_same_v<E, float>) {
-    return hn::LoadU(df, p);
-  } else if constexpr (std::is_same_v<E, int8_t>) {
-    const hn::Rebind<int8_t, DF> d8;
-    return hn::ConvertTo(df, hn::PromoteTo(hn::RebindToSigned<DF>(), hn::LoadU(d8, p)));
-  } else {
-    using H = std::conditional_t<std::is_same_v<E, bfloat16>, hwy::bfloat16_t,
-                                 hwy::float16_t>;
-    const hn::Rebind<H, DF> dh;
-    return hn::PromoteTo(df, hn::LoadU(dh, reinterpret_cast<const H*>(p)));
-  }
-}
-
-// PVBlock reading V straight from the stored rows (no packed copy), for
-// keys [first, keys): O[r, col ..] += sum_j P[r, j] * V_j[col ..]. Used by
-// items with few rows, which read each V row once; vrows[j] is key j's row.
-template <int R, int C, class E>
-HWY_INLINE void PVRowsBlock(DF df, const float* HWY_RESTRICT p, int64_t first,
-                            int64_t keys, const E* const* vrows, int64_t col,
-                            int64_t dvp, float* HWY_RESTRICT o) {
-  const size_t N = hn::Lanes(df);
-  VF acc[R][C];
-  for (int r = 0; r < R; ++r)
-    for (int c = 0; c < C; ++c) acc[r][c] = hn::Load(df, o + r * dvp + c * N);
-  for (int64_t j = first; j < keys; ++j) {
-    VF vv[C];
-    for (int c = 0; c < C; ++c) vv[c] = LoadAsFloat(df, vrows[j] + col + c * N);
-    for (int r = 0; r < R; ++r) {
-      const VF pv = hn::Set(df, p[r * kKeyTile + j]);
-      for (int c = 0; c < C; ++c) acc[r][c] = hn::MulAdd(pv, vv[c], acc[r][c]);
-    }
-  }
-  for (int r = 0; r < R; ++r)
-    for (int c = 0; c < C; ++c) hn::Store(acc[r][c], df, o + r * dvp + c * N);
-}
-
-template <int R, class E>
-HWY_INLINE void PVRowsChunk(DF df, int vecs, const float* p, int64_t first,
-                            int64_t keys, const E* const* vrows, int64_t col,
-                            int64_t dvp, float* o) {
-  switch (vecs) {
-    case 1: return PVRowsBlock<R, 1>(df, p, first, keys, vrows, col, dvp, o);
-    case 2: return PVRowsBlock<R, 2>(df, p, first, keys, vrows, col, dvp, o);
-#if HWY_MAX_BYTES >= 64
-    case 3: return PVRowsBlock<R, 3>(df, p, first, keys, vrows, col, dvp, o);
-    case 4: return PVRowsBlock<R, 4>(df, p, first, keys, vrows, col, dvp, o);
-#endif
-    default: return;
-  }
-}
-
-// Dropout::keep_bits (dropout.h) with eight SplitMix64 draws per vector
-// where 64-bit lanes multiply natively (AVX-512); the scalar loop elsewhere.
-// The same bits either way.
-HWY_INLINE uint64_t DropoutKeepBits(const Dropout& drop, uint64_t row,
-                                    int64_t j0, int n) {
-#if HWY_TARGET == HWY_AVX3 || HWY_TARGET == HWY_AVX3_DL
-  const hn::ScalableTag<uint64_t> du;
-  const hn::RebindToSigned<decltype(du)> di;
-  const int L = static_cast<int>(hn::Lanes(du));
-  const auto base = hn::Add(
-      hn::Iota(du, 0),
-      hn::Set(du, row + static_cast<uint64_t>(j0) + 0x9E3779B97F4A7C15ull));
-  const auto c1 = hn::Set(du, 0xBF58476D1CE4E5B9ull);
-  const auto c2 = hn::Set(du, 0x94D049BB133111EBull);
-  const auto threshold = hn::Set(di, static_cast<int64_t>(drop.threshold));
-  uint64_t bits = 0;
-  for (int c = 0; c < n; c += L) {
-    auto x = hn::Add(base, hn::Set(du, static_cast<uint64_t>(c)));
-    x = hn::Mul(hn::Xor(x, hn::ShiftRight<30>(x)), c1);
-    x = hn::Mul(hn::Xor(x, hn::ShiftRight<27>(x)), c2);
-    x = hn::Xor(x, hn::ShiftRight<31>(x));
-    // The high 32 bits, compared as non-negative int64.
-    const auto u = hn::BitCast(di, hn::ShiftRight<32>(x));
-    uint8_t lane_bits[8] = {};
-    hn::StoreMaskBits(di, hn::Not(hn::Lt(u, threshold)), lane_bits);
-    bits |= static_cast<uint64_t>(lane_bits[0]) << c;
-  }
-  return bits & key_bits(0, n);
-#else
-  return drop.keep_bits(row, j0, n);
-#endif
-}
-
-// Requests every cache line of a row of n elements.
-template <class E>
-HWY_INLINE void PrefetchRow(const E* row, int64_t n) {
-  constexpr int64_t kLine = 64 / sizeof(E) > 0 ? 64 / sizeof(E) : 1;
-  for (int64_t d = 0; d < n; d += kLine) hwy::Prefetch(row + d);
-}
-
-template <class T>
-HWY_INLINE void widen_row(const T* HWY_RESTRICT src, int64_t n,
-                          float* HWY_RESTRICT dst) {
-  int64_t d = 0;
-  if constexpr (!std::is_same_v<T, float>) {
-    using H = std::conditional_t<std::is_same_v<T, bfloat16>, hwy::bfloat16_t,
-                                 hwy::float16_t>;
-    const DF df;
-    const hn::Rebind<H, DF> dh;
-    const int64_t N = static_cast<int64_t>(hn::Lanes(df));
-    const H* hsrc = reinterpret_cast<const H*>(src);
-    for (; d + N <= n; d += N) {
-      hn::StoreU(hn::PromoteTo(df, hn::LoadU(dh, hsrc + d)), df, dst + d);
-    }
-  }
-  for (; d < n; ++d) dst[d] = to_float(src[d]);
-}
-
-// A stored row as float: widened, or for int8 multiplied by its scale.
-template <class E>
-HWY_INLINE void dequant_row(const E* HWY_RESTRICT src, int64_t n, float scale,
-                            float* HWY_RESTRICT dst) {
-  if constexpr (std::is_same_v<E, int8_t>) {
-    const DF df;
-    const hn::RebindToSigned<DF> di;
-    const hn::Rebind<int8_t, DF> d8;
-    const int64_t N = static_cast<int64_t>(hn::Lanes(df));
-    const VF vs = hn::Set(df, scale);
-    int64_t d = 0;
-    for (; d + N <= n; d += N) {
-      const VF x = hn::ConvertTo(df, hn::PromoteTo(di, hn::LoadU(d8, src + d)));
-      hn::StoreU(hn::Mul(x, vs), df, dst + d);
-    }
-    for (; d < n; ++d) dst[d] = static_cast<float>(src[d]) * scale;
-  } else {
-    widen_row(src, n, dst);
-  }
-}
-
-// Packs n bfloat16 values as n/2 pairs (odd n: the last pair's high half is
-// 0) into dst[0], dst[stride], ...; for the vdpbf16ps path.
-template <class T>
-HWY_INLINE void pack_pairs(const T* src, int64_t n, uint32_t* dst,
-                           int64_t stride) {
-  if constexpr (std::is_same_v<T, bfloat16>) {
-    for (int64_t x = 0; x < n / 2; ++x) {
-      dst[x * stride] = static_cast<uint32_t>(src[2 * x].bits) |
-                        (static_cast<uint32_t>(src[2 * x + 1].bits) << 16);
-    }
-    if (n % 2) dst[(n / 2) * stride] = src[n - 1].bits;
-  }
-}
 
 #if HWY_TARGET == HWY_AVX3 || HWY_TARGET == HWY_AVX3_DL
 // Packs keys [j_lo, j_hi) of a K tile transposed into kt [dim, kKeyTile]
@@ -642,9 +231,9 @@ void FlashItem(const detail::Problem<T>& pb, const Src& src,
   const bool pattern_score = pattern.has_score();
   const int64_t pos0 = i0 + p.offset_of(b);  // position of query row i0
   // Plain scores take the fused path: the softmax of each row block right
-  // after its QK block, in base 2, with Q prescaled by scale * log2(e)
-  // (except on the bfloat16 dot path, where Q stays as stored and the
-  // scores are scaled instead). Scores that need per-element rules are
+  // after its QK block, in base 2, scale * log2(e) folded into the
+  // exponent's fused multiply-subtract (Q stays as stored, so its rounding
+  // adds nothing to the score's). Scores that need per-element rules are
   // finished in scalar code (scale included, so a -inf from the mask is
   // never multiplied) by the row pass, step 2.
   const bool fused = !score_mods && !has_mask && !pattern_score;
@@ -659,7 +248,6 @@ void FlashItem(const detail::Problem<T>& pb, const Src& src,
   // With plain scores the PV product runs on vdpbf16ps too, with P rounded
   // to bfloat16 (row sums taken over the rounded values).
   const bool dot_pv = dot && fused && !p.dropout.on();
-  const float q_scale = fused && !dot ? log2_scale : 1.0f;
   // Items of at most 4 rows (decode with G <= 4) run 4-row register blocks
   // instead of padding to kRowBlock; items of at most 2 blocks read V
   // straight from its rows, since each V row is used by one or two blocks
@@ -677,7 +265,9 @@ void FlashItem(const detail::Problem<T>& pb, const Src& src,
   const bool k_direct = false;
 #endif
   [[maybe_unused]] const float* krows[kKeyTile];
-  const float score_scale = fused && dot ? log2_scale : 1.0f;
+  // Plain scores: Q is not prescaled; scale * log2(e) is applied inside the
+  // exponent's argument (online_softmax-inl.h), fused with the max.
+  const float score_scale = fused ? log2_scale : 1.0f;
   const int64_t pairs = (D + 1) / 2;  // dot path: head dim in bf16 pairs
   uint32_t* HWY_RESTRICT Qp = reinterpret_cast<uint32_t*>(Q);
   uint32_t* HWY_RESTRICT Kp = reinterpret_cast<uint32_t*>(Kt);
@@ -698,9 +288,6 @@ void FlashItem(const detail::Problem<T>& pb, const Src& src,
       float* dst = Q + r * D;
       if (r < rows) {
         widen_row(pb.q.row(b, kvh * G + r / br, i0 + r % br), D, dst);
-        if (q_scale != 1.0f) {
-          for (int64_t d = 0; d < D; ++d) dst[d] *= q_scale;
-        }
       } else {
         std::fill(dst, dst + D, 0.0f);
       }
@@ -843,9 +430,9 @@ void FlashItem(const detail::Problem<T>& pb, const Src& src,
       } else
 #endif
       {
-        for (int64_t c = 0; c < kKeyTile; c += kVecs * N) {
-          QKBlock<R, kVecs>(df, Q + r * D, D, Kt + c, sblock + c);
-        }
+        MicroGemmCols<R>(df, Q + r * D, D, 1, 0, D, MatrixB{Kt, kKeyTile}, 0,
+                         kKeyTile / static_cast<int64_t>(N), sblock, kKeyTile,
+                         /*accumulate=*/false, kDotChain);
       }
       if (!fused) return;
       SoftmaxRows<R>(df, sblock, keep + r, score_scale, dot_pv, m + r, l + r,
@@ -937,12 +524,15 @@ void FlashItem(const detail::Problem<T>& pb, const Src& src,
           continue;
         }
 #endif
+        const int64_t col = c * static_cast<int64_t>(N);
         if (v_direct) {
-          PVRowsChunk<R>(df, vecs, S + r * kKeyTile, first, bc, vrows,
-                         c * static_cast<int64_t>(N), Dvp, O + r * Dvp + c * N);
+          MicroGemmCols<R>(df, S + r * kKeyTile, kKeyTile, 1, first, bc,
+                           RowsB<E>{vrows}, col, vecs, O + r * Dvp, Dvp,
+                           /*accumulate=*/true, kOneChain);
         } else {
-          PVChunk<R>(df, vecs, S + r * kKeyTile, bc, V + c * N, Dvp,
-                     O + r * Dvp + c * N);
+          MicroGemmCols<R>(df, S + r * kKeyTile, kKeyTile, 1, 0, bc,
+                           MatrixB{V, Dvp}, col, vecs, O + r * Dvp, Dvp,
+                           /*accumulate=*/true, kOneChain);
         }
       }
     };
@@ -960,9 +550,12 @@ void FlashItem(const detail::Problem<T>& pb, const Src& src,
     const int64_t h = kvh * G + r / br, i = i0 + r % br;
     const bool any = m[r] != kNegInf && l[r] > 0.0f;
     const float inv = any ? 1.0f / (dot_pv ? lw[r] : l[r]) : 0.0f;
-    // m is in log2 units: lse = ln 2 * m + ln l.
+    // m is in log2 units: lse = ln 2 * m + ln l, in double and rounded
+    // once (two float roundings at |lse| ~ 30 cost an ulp, 1.9e-6).
     const float row_lse =
-        any ? m[r] * 0.6931471805599453f + std::log(l[r]) : kNegInf;
+        any ? static_cast<float>(static_cast<double>(m[r]) * 0.6931471805599453 +
+                                 std::log(static_cast<double>(l[r])))
+            : kNegInf;
     const float* orow = O + r * Dvp;
     if (plan.splits > 1) {
       float* po = partial + plan.partial_out(item) + r * Dv;

@@ -42,7 +42,7 @@ void FlashItemF16(const detail::Problem<float16>& p, const FlashPlan& plan,
 HWY_AFTER_NAMESPACE();
 
 #if HWY_ONCE
-#include "attn/machine.h"
+#include "src/util/cpu.h"
 #include "src/kernels/merge.h"
 #include "src/kernels/tile_walk.h"
 #include "src/util/parallel.h"
@@ -207,7 +207,7 @@ void flash_attention(const detail::Problem<T>& problem, Workspace* workspace,
                      int64_t splits) {
   const detail::Params& p = problem.params;
   FlashPlan plan = make_flash_plan(p, splits);
-  if constexpr (std::is_same_v<T, bfloat16>) plan.bf16_dot = cpu_has_avx512_bf16();
+  if constexpr (std::is_same_v<T, bfloat16>) plan.bf16_dot = util::cpu_has_avx512_bf16();
   const auto fn = item_function<T>();
   run_flash_items<T>(
       problem, plan,

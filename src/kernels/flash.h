@@ -7,11 +7,15 @@
 #include <functional>
 
 #include "attn/workspace.h"
-#include "src/api/problem.h"
-#include "src/kernels/key_range.h"
+#include "src/core/problem.h"
+#include "src/core/key_range.h"
 #include "src/kernels/kv_source.h"
 
 namespace attn::kernels {
+
+using detail::Dropout;
+using detail::key_range;
+using detail::KeyRange;
 
 // Keys per KV tile: a multiple of every target's key-vector group.
 inline constexpr int64_t kKeyTile = 64;

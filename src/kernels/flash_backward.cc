@@ -41,7 +41,8 @@
 #include "hwy/foreach_target.h"  // IWYU pragma: keep
 // Must come after foreach_target.h.
 #include "hwy/highway.h"
-#include "src/kernels/flash-inl.h"
+#include "src/kernels/micro_gemm-inl.h"
+#include "src/kernels/row_ops-inl.h"
 #include "src/kernels/flash_backward.h"
 #include "src/util/parallel.h"
 
@@ -72,59 +73,16 @@ HWY_BEFORE_NAMESPACE();
 namespace attn::kernels {
 namespace HWY_NAMESPACE {
 
-// C[m, 0 .. C*N) (+)= sum_k A(m, k) B[k, 0 .. C*N) for R rows m, where
-// A(m, k) = a[m * sm + k * sk] (broadcast, so A may be read transposed), B
-// rows contiguous (any alignment: they may be the caller's q and dout rows)
-// and C rows aligned.
-template <int R, int C, bool kAcc>
-HWY_INLINE void GemmBlock(DF df, const float* HWY_RESTRICT a, int64_t sm,
-                          int64_t sk, int64_t kdim, const float* HWY_RESTRICT b,
-                          int64_t ldb, float* HWY_RESTRICT c, int64_t ldc) {
-  const size_t N = hn::Lanes(df);
-  VF acc[R][C];
-  for (int r = 0; r < R; ++r) {
-    for (int x = 0; x < C; ++x) {
-      acc[r][x] = kAcc ? hn::Load(df, c + r * ldc + x * N) : hn::Zero(df);
-    }
-  }
-  for (int64_t k = 0; k < kdim; ++k) {
-    VF bv[C];
-    for (int x = 0; x < C; ++x) bv[x] = hn::LoadU(df, b + k * ldb + x * N);
-    for (int r = 0; r < R; ++r) {
-      const VF av = hn::Set(df, a[r * sm + k * sk]);
-      for (int x = 0; x < C; ++x) acc[r][x] = hn::MulAdd(av, bv[x], acc[r][x]);
-    }
-  }
-  for (int r = 0; r < R; ++r) {
-    for (int x = 0; x < C; ++x) hn::Store(acc[r][x], df, c + r * ldc + x * N);
-  }
-}
-
+// C [R, ncols] (+)= A B through the family's micro-GEMM
+// (micro_gemm-inl.h): A's element (r, k) at a[r sm + k sk], B row-major
+// [kdim, ncols] with leading dimension ldb; ncols a multiple of the lanes.
 template <int R, bool kAcc>
 HWY_INLINE void GemmRows(DF df, const float* a, int64_t sm, int64_t sk,
                          int64_t kdim, const float* b, int64_t ldb,
                          int64_t ncols, float* c, int64_t ldc) {
   const int64_t N = static_cast<int64_t>(hn::Lanes(df));
-  for (int64_t col = 0; col < ncols; col += kVecs * N) {
-    switch (std::min<int64_t>(kVecs, (ncols - col) / N)) {
-      case 1:
-        GemmBlock<R, 1, kAcc>(df, a, sm, sk, kdim, b + col, ldb, c + col, ldc);
-        break;
-      case 2:
-        GemmBlock<R, 2, kAcc>(df, a, sm, sk, kdim, b + col, ldb, c + col, ldc);
-        break;
-#if HWY_MAX_BYTES >= 64
-      case 3:
-        GemmBlock<R, 3, kAcc>(df, a, sm, sk, kdim, b + col, ldb, c + col, ldc);
-        break;
-      case 4:
-        GemmBlock<R, 4, kAcc>(df, a, sm, sk, kdim, b + col, ldb, c + col, ldc);
-        break;
-#endif
-      default:
-        break;
-    }
-  }
+  MicroGemmCols<R>(df, a, sm, sk, 0, kdim, MatrixB{b, ldb}, 0, ncols / N, c, ldc,
+                   kAcc, kDotChain);
 }
 
 // C[m, :ncols] (+)= sum_{k < kdim} A(m, k) B[k, :ncols] for m < rows, in

@@ -5,7 +5,7 @@
 #include <cstdint>
 
 #include "attn/workspace.h"
-#include "src/api/problem.h"
+#include "src/core/problem.h"
 
 namespace attn::kernels {
 

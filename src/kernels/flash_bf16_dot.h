@@ -1,6 +1,6 @@
 // bfloat16 QK^T micro-kernel on vdpbf16ps (AVX-512 BF16), which Highway
 // 1.0.3 lacks. Compiled in its own file with the instruction enabled; call
-// only when cpu_has_avx512_bf16() (attn/machine.h).
+// only when cpu_has_avx512_bf16() (src/util/cpu.h).
 #ifndef ATTN_SRC_KERNELS_FLASH_BF16_DOT_H_
 #define ATTN_SRC_KERNELS_FLASH_BF16_DOT_H_
 

@@ -32,7 +32,7 @@ ATTN_PAGED_ITEM(PagedF16F16, float16, float16)
 HWY_AFTER_NAMESPACE();
 
 #if HWY_ONCE
-#include "attn/machine.h"
+#include "src/util/cpu.h"
 
 namespace attn::kernels {
 
@@ -74,7 +74,7 @@ void flash_attention_paged(const detail::Problem<T>& problem,
                            int64_t splits) {
   const detail::Params& p = problem.params;
   FlashPlan plan = make_flash_plan(p, splits);
-  if constexpr (std::is_same_v<T, bfloat16>) plan.bf16_dot = cpu_has_avx512_bf16();
+  if constexpr (std::is_same_v<T, bfloat16>) plan.bf16_dot = util::cpu_has_avx512_bf16();
   const auto fn = paged_item_function<T, E>();
   run_flash_items<T>(
       problem, plan,

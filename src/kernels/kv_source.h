@@ -17,6 +17,7 @@
 #include <type_traits>
 
 #include "attn/tensor.h"
+#include "src/core/page_layout.h"
 
 namespace attn::kernels {
 
@@ -38,30 +39,16 @@ struct PagedKV {
   const E* v = nullptr;  // [pages, Hkv, P, Dv]
   const float* k_scales = nullptr;  // [pages, Hkv, P], int8 only
   const float* v_scales = nullptr;
-  // The cache's block tables [sequences, table_width] (page numbers) and
-  // the sequence id of each batch entry.
+  // The cache's block tables [sequences, table_width] (page numbers), the
+  // sequence id of each batch entry, and the address formula.
   const int32_t* tables = nullptr;
   const int64_t* sequences = nullptr;  // [B]
-  int64_t table_width = 0;
-  int64_t page_size = 0;   // P
-  int page_shift = -1;     // log2(P) when P is a power of two, else -1
-  int64_t Hkv = 0, D = 0, Dv = 0;
+  detail::PageLayout layout;
+  int64_t D = 0, Dv = 0;
 
   // Row index of (b, h, j) in the [pages * Hkv * P] rows of a pool.
   int64_t slot(int64_t b, int64_t h, int64_t j) const {
-    int64_t block, within;
-    if (table_width == 1) {  // contiguous: one page per sequence
-      block = 0;
-      within = j;
-    } else if (page_shift >= 0) {
-      block = j >> page_shift;
-      within = j & (page_size - 1);
-    } else {
-      block = j / page_size;
-      within = j % page_size;
-    }
-    const int64_t page = tables[sequences[b] * table_width + block];
-    return (page * Hkv + h) * page_size + within;
+    return layout.token_row(layout.table_of(tables, sequences[b]), h, j);
   }
   const E* k_row(int64_t b, int64_t h, int64_t j) const { return k + slot(b, h, j) * D; }
   const E* v_row(int64_t b, int64_t h, int64_t j) const { return v + slot(b, h, j) * Dv; }

@@ -28,6 +28,7 @@
 #include "hwy/contrib/math/math-inl.h"
 #include "hwy/highway.h"
 #include "src/kernels/linear.h"
+#include "src/kernels/micro_gemm-inl.h"
 
 #ifndef ATTN_SRC_KERNELS_LINEAR_PLAN_
 #define ATTN_SRC_KERNELS_LINEAR_PLAN_
@@ -55,7 +56,6 @@ HWY_BEFORE_NAMESPACE();
 namespace attn::kernels {
 namespace HWY_NAMESPACE {
 namespace hn = hwy::HWY_NAMESPACE;
-using DF = hn::ScalableTag<float>;
 
 // sum a[i] b[i] in a fixed order: lanes, then the tail.
 HWY_INLINE float Dot(const float* HWY_RESTRICT a, const float* HWY_RESTRICT b,
@@ -70,53 +70,16 @@ HWY_INLINE float Dot(const float* HWY_RESTRICT a, const float* HWY_RESTRICT b,
   return sum;
 }
 
-// Register block of the products below: up to kRows rows x kVecs vectors.
+// Rows per register block of the products below (kVecs vectors wide):
+// the family's micro-GEMM (micro_gemm-inl.h).
 constexpr int kRows = 4;
-constexpr int kVecs = HWY_MAX_BYTES >= 64 ? 4 : 2;
-
-// C[r, c0 .. c0 + V*N) (+)= sum_{k < K} A[r * lda + k] * B[k * ldb + c0 ..]
-// for R rows: A's elements broadcast, B's rows the vector axis. add:
-// accumulate into C, else overwrite it.
-template <int R, int V>
-HWY_INLINE void ProductBlock(const float* HWY_RESTRICT A, int64_t lda, int64_t K,
-                             const float* HWY_RESTRICT B, int64_t ldb,
-                             float* HWY_RESTRICT C, int64_t ldc, bool add) {
-  const DF df;
-  const size_t N = hn::Lanes(df);
-  hn::Vec<DF> acc[R][V];
-  for (int r = 0; r < R; ++r)
-    for (int v = 0; v < V; ++v) {
-      acc[r][v] = add ? hn::LoadU(df, C + r * ldc + v * N) : hn::Zero(df);
-    }
-  for (int64_t k = 0; k < K; ++k) {
-    hn::Vec<DF> b[V];
-    for (int v = 0; v < V; ++v) b[v] = hn::LoadU(df, B + k * ldb + v * N);
-    for (int r = 0; r < R; ++r) {
-      const auto a = hn::Set(df, A[r * lda + k]);
-      for (int v = 0; v < V; ++v) acc[r][v] = hn::MulAdd(a, b[v], acc[r][v]);
-    }
-  }
-  for (int r = 0; r < R; ++r)
-    for (int v = 0; v < V; ++v) hn::StoreU(acc[r][v], df, C + r * ldc + v * N);
-}
 
 template <int R>
 HWY_INLINE void ProductRows(const float* A, int64_t lda, int64_t K, const float* B,
                             int64_t ldb, float* C, int64_t ldc, int64_t vecs,
                             bool add) {
-  const int64_t N = static_cast<int64_t>(hn::Lanes(DF()));
-  for (int64_t c = 0; c < vecs; c += kVecs) {
-    const int64_t col = c * N;
-    switch (std::min<int64_t>(kVecs, vecs - c)) {
-      case 1: ProductBlock<R, 1>(A, lda, K, B + col, ldb, C + col, ldc, add); break;
-      case 2: ProductBlock<R, 2>(A, lda, K, B + col, ldb, C + col, ldc, add); break;
-#if HWY_MAX_BYTES >= 64
-      case 3: ProductBlock<R, 3>(A, lda, K, B + col, ldb, C + col, ldc, add); break;
-      case 4: ProductBlock<R, 4>(A, lda, K, B + col, ldb, C + col, ldc, add); break;
-#endif
-      default: break;
-    }
-  }
+  MicroGemmCols<R>(DF(), A, lda, 1, 0, K, MatrixB{B, ldb}, 0, vecs, C, ldc, add,
+                   kDotChain);
 }
 
 // C[M, cols] (+)= A[M, K] B[K, cols], row-major with leading dims lda,

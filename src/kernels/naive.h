@@ -2,7 +2,7 @@
 #ifndef ATTN_SRC_KERNELS_NAIVE_H_
 #define ATTN_SRC_KERNELS_NAIVE_H_
 
-#include "src/api/problem.h"
+#include "src/core/problem.h"
 
 namespace attn::kernels {
 

@@ -10,7 +10,7 @@
 #include <string>
 
 #include "attn/error.h"
-#include "src/api/validate.h"
+#include "src/core/views.h"
 #include "src/util/parallel.h"
 
 namespace attn {

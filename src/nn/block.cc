@@ -4,7 +4,7 @@
 //              x = n3(x + mlp(x))
 // Residuals are added by the sublayers' last GEMM (beta = 1 into x), so a
 // block makes no copy of x; pre-norm keeps one normalised copy.
-#include "attn/nn.h"
+#include "attn/nn/layers.h"
 #include "src/nn/rows.h"
 
 namespace attn::nn {

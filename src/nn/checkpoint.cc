@@ -7,7 +7,7 @@
 #include <nlohmann/json.hpp>
 #include <set>
 
-#include "attn/model.h"
+#include "attn/nn/model.h"
 #include "src/nn/rows.h"
 #include "src/util/file_io.h"
 

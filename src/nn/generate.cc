@@ -1,4 +1,4 @@
-// Sampling and the generation loops of attn/model.h.
+// Sampling and the generation loops of attn/nn/model.h.
 //   greedy:  argmax_v logits[v]
 //   sampled: p = softmax(logits / T) over the top_k ids, cut to the
 //            smallest most-likely set with mass >= top_p, renormalised;
@@ -10,7 +10,7 @@
 #include <cmath>
 #include <numeric>
 
-#include "attn/model.h"
+#include "attn/nn/model.h"
 #include "src/nn/rows.h"
 
 namespace attn::nn {
@@ -102,14 +102,20 @@ int64_t sample(std::span<const float> logits, const SamplingOptions& o,
   return ids[0];
 }
 
+// Far beyond any context a KV cache can hold, small enough that prompt
+// length + max_new_tokens cannot overflow.
+constexpr int64_t kMaxNewTokens = int64_t{1} << 30;
+
 std::vector<std::vector<int64_t>> generate(
     const TransformerModel& model,
     std::span<const std::vector<int64_t>> prompts,
     const GenerateOptions& options, KVCache* cache) {
   const char* where = "nn::generate";
   check_sampling(options.sampling, where);
-  if (options.max_new_tokens < 0)
-    detail::fail(where, "max_new_tokens must be >= 0");
+  if (options.max_new_tokens < 0 || options.max_new_tokens > kMaxNewTokens) {
+    detail::fail(where, "max_new_tokens must be in [0, 2^30], got " +
+                            std::to_string(options.max_new_tokens));
+  }
   if (!model.config().lm_head) detail::fail(where, "the model has no LM head");
   const int64_t n = static_cast<int64_t>(prompts.size());
   int64_t longest = 0;
@@ -186,8 +192,10 @@ std::vector<std::vector<int64_t>> generate(
     const GenerateOptions& options) {
   const char* where = "nn::generate";
   check_sampling(options.sampling, where);
-  if (options.max_new_tokens < 0)
-    detail::fail(where, "max_new_tokens must be >= 0");
+  if (options.max_new_tokens < 0 || options.max_new_tokens > kMaxNewTokens) {
+    detail::fail(where, "max_new_tokens must be in [0, 2^30], got " +
+                            std::to_string(options.max_new_tokens));
+  }
   const TransformerModel& enc = model.encoder;
   const TransformerModel& dec = model.decoder;
   if (!dec.config().lm_head) detail::fail(where, "the decoder has no LM head");

@@ -1,4 +1,4 @@
-// Norms, activations, the MLP and the position tables of attn/nn.h.
+// Norms, activations, the MLP and the position tables of attn/nn/layers.h.
 //   LayerNorm: y = (x - mean) / sqrt(var + eps) * w + b, var biased
 //   RMSNorm:   y = x / sqrt(mean(x^2) + eps) * w
 // Statistics per row in float64 (two passes), one rounding to float.
@@ -6,7 +6,7 @@
 #include <cmath>
 #include <utility>
 
-#include "attn/nn.h"
+#include "attn/nn/layers.h"
 #include "src/nn/rows.h"
 #include "src/util/parallel.h"
 

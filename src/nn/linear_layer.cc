@@ -1,14 +1,14 @@
 // Linear projections through BLAS (OpenBLAS from Debian, found by FindBLAS):
 //   y[r, o] = sum_i x[r, i] * W[o, i] + b[o]     (x W^T + b, torch layout)
 // One SGEMM over all rows; up to 4 rows (decoding: matrix-vector products,
-// memory bound) go to src/kernels/gemv.cc instead. The CBLAS prototypes are
+// memory bound) go to src/nn/gemv.cc instead. The CBLAS prototypes are
 // declared here rather than taken from a header: Debian installs several
 // cblas.h variants and the ABI is the standard one.
 #include <algorithm>
 #include <cstring>
 
-#include "attn/nn.h"
-#include "src/kernels/gemv.h"
+#include "attn/nn/layers.h"
+#include "src/nn/gemv.h"
 #include "src/nn/rows.h"
 
 extern "C" {
@@ -80,7 +80,7 @@ void linear_rows(const float* x, int64_t rows, int64_t ldx, const float* w,
     }
   } else if (rows <= kernels::kGemvMaxRows) {
     // Decode steps: memory bound; our kernel streams W once for all rows
-    // (faster than OpenBLAS's sgemv here: src/kernels/gemv.cc).
+    // (faster than OpenBLAS's sgemv here: src/nn/gemv.cc).
     kernels::gemv_rows(x, rows, ldx, w, in, out, bias, y, ldy, accumulate);
     return;
   } else {

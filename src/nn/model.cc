@@ -1,7 +1,7 @@
 // nn::TransformerModel, the ViT patch embedding and the KV cache they use.
 //   hidden = tok[id] + pos[p] (+ type[t]) -> [norm] -> blocks -> [norm]
 //   logits = hidden W_head^T (W_head = tok when tied) * logit_scale
-#include "attn/model.h"
+#include "attn/nn/model.h"
 
 #include <algorithm>
 

@@ -14,7 +14,7 @@
 
 #include "attn/attention.h"
 #include "attn/backward.h"
-#include "attn/nn.h"
+#include "attn/nn/layers.h"
 #include "src/nn/rows.h"
 
 namespace attn::nn {

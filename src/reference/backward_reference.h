@@ -6,7 +6,7 @@
 
 #include <vector>
 
-#include "src/api/problem.h"
+#include "src/core/problem.h"
 
 namespace attn::reference {
 

@@ -10,7 +10,7 @@
 namespace attn::reference {
 
 template <class T>
-std::vector<double> linear_attention_f64(const kernels::LinearProblem<T>& p) {
+std::vector<double> linear_attention_f64(const detail::LinearProblem<T>& p) {
   const detail::Shape& s = p.shape;
   std::vector<double> out(s.B * s.Hq * s.Sq * s.Dv, 0.0);
   std::vector<double> pq(s.D), pk(s.Skv * s.D);
@@ -20,11 +20,11 @@ std::vector<double> linear_attention_f64(const kernels::LinearProblem<T>& p) {
       const int64_t kv = h / s.group();
       for (int64_t j = 0; j < s.Skv; ++j) {
         for (int64_t d = 0; d < s.D; ++d) row[d] = to_float(p.k(b, kv, j, d));
-        kernels::phi_row<double>(p, row.data(), &pk[j * s.D], s.D);
+        detail::phi_row<double>(p, row.data(), &pk[j * s.D], s.D);
       }
       for (int64_t i = 0; i < s.Sq; ++i) {
         for (int64_t d = 0; d < s.D; ++d) row[d] = to_float(p.q(b, h, i, d));
-        kernels::phi_row<double>(p, row.data(), pq.data(), s.D);
+        detail::phi_row<double>(p, row.data(), pq.data(), s.D);
         double* o = &out[((b * s.Hq + h) * s.Sq + i) * s.Dv];
         double den = 0.0;
         for (int64_t j = 0; j < (p.causal ? i + 1 : s.Skv); ++j) {
@@ -42,7 +42,7 @@ std::vector<double> linear_attention_f64(const kernels::LinearProblem<T>& p) {
 }
 
 template <class T>
-void linear_attention(const kernels::LinearProblem<T>& p) {
+void linear_attention(const detail::LinearProblem<T>& p) {
   const std::vector<double> out = linear_attention_f64(p);
   const detail::Shape& s = p.shape;
   for (int64_t b = 0; b < s.B; ++b)
@@ -59,8 +59,8 @@ void linear_attention(const kernels::LinearProblem<T>& p) {
 // dphi(q_i) = sum_j dA_ij phi(k_j), dphi(k_j) += dA_ij phi(q_i),
 // dv_j += A_ij dnum_i; then through phi'.
 template <class T>
-LinearGrads linear_backward_f64(const kernels::LinearBackwardProblem<T>& pb) {
-  const kernels::LinearProblem<T>& p = pb.forward;
+LinearGrads linear_backward_f64(const detail::LinearBackwardProblem<T>& pb) {
+  const detail::LinearProblem<T>& p = pb.forward;
   const detail::Shape& s = p.shape;
   LinearGrads g;
   g.dq.assign(s.B * s.Hq * s.Sq * s.D, 0.0);
@@ -73,13 +73,13 @@ LinearGrads linear_backward_f64(const kernels::LinearBackwardProblem<T>& pb) {
     for (int64_t kv = 0; kv < s.Hkv; ++kv) {
       for (int64_t j = 0; j < s.Skv; ++j) {
         for (int64_t d = 0; d < s.D; ++d) row[d] = to_float(p.k(b, kv, j, d));
-        kernels::phi_row<double>(p, row.data(), &pk[j * s.D], s.D);
+        detail::phi_row<double>(p, row.data(), &pk[j * s.D], s.D);
       }
       std::fill(dphik.begin(), dphik.end(), 0.0);
       for (int64_t h = kv * s.group(); h < (kv + 1) * s.group(); ++h) {
         for (int64_t i = 0; i < s.Sq; ++i) {
           for (int64_t d = 0; d < s.D; ++d) row[d] = to_float(p.q(b, h, i, d));
-          kernels::phi_row<double>(p, row.data(), pq.data(), s.D);
+          detail::phi_row<double>(p, row.data(), pq.data(), s.D);
           const int64_t keys = p.causal ? i + 1 : s.Skv;
           double den = p.eps;
           std::fill(num.begin(), num.end(), 0.0);
@@ -113,7 +113,7 @@ LinearGrads linear_backward_f64(const kernels::LinearBackwardProblem<T>& pb) {
           }
           double* dq = &g.dq[((b * s.Hq + h) * s.Sq + i) * s.D];
           for (int64_t d = 0; d < s.D; ++d) {
-            dq[d] = dphiq[d] * kernels::phi_derivative<double>(p.map, row[d]);
+            dq[d] = dphiq[d] * detail::phi_derivative<double>(p.map, row[d]);
           }
         }
       }
@@ -121,7 +121,7 @@ LinearGrads linear_backward_f64(const kernels::LinearBackwardProblem<T>& pb) {
         double* dk = &g.dk[((b * s.Hkv + kv) * s.Skv + j) * s.D];
         for (int64_t d = 0; d < s.D; ++d) {
           dk[d] = dphik[j * s.D + d] *
-                  kernels::phi_derivative<double>(p.map, to_float(p.k(b, kv, j, d)));
+                  detail::phi_derivative<double>(p.map, to_float(p.k(b, kv, j, d)));
         }
       }
     }
@@ -130,7 +130,7 @@ LinearGrads linear_backward_f64(const kernels::LinearBackwardProblem<T>& pb) {
 }
 
 template <class T>
-void linear_attention_backward(const kernels::LinearBackwardProblem<T>& pb) {
+void linear_attention_backward(const detail::LinearBackwardProblem<T>& pb) {
   const LinearGrads g = linear_backward_f64(pb);
   const detail::Shape& s = pb.forward.shape;
   auto out = [](double x) { return from_float<T>(static_cast<float>(x)); };
@@ -150,10 +150,10 @@ void linear_attention_backward(const kernels::LinearBackwardProblem<T>& pb) {
 }
 
 #define ATTN_INSTANTIATE(T)                                                          \
-  template std::vector<double> linear_attention_f64(const kernels::LinearProblem<T>&); \
-  template void linear_attention(const kernels::LinearProblem<T>&);                  \
-  template LinearGrads linear_backward_f64(const kernels::LinearBackwardProblem<T>&); \
-  template void linear_attention_backward(const kernels::LinearBackwardProblem<T>&);
+  template std::vector<double> linear_attention_f64(const detail::LinearProblem<T>&); \
+  template void linear_attention(const detail::LinearProblem<T>&);                  \
+  template LinearGrads linear_backward_f64(const detail::LinearBackwardProblem<T>&); \
+  template void linear_attention_backward(const detail::LinearBackwardProblem<T>&);
 ATTN_INSTANTIATE(float)
 ATTN_INSTANTIATE(bfloat16)
 ATTN_INSTANTIATE(float16)

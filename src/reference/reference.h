@@ -4,7 +4,7 @@
 
 #include <vector>
 
-#include "src/api/problem.h"
+#include "src/core/problem.h"
 
 namespace attn::reference {
 

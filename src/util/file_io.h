@@ -15,6 +15,10 @@ std::vector<std::byte> read_file(const std::string& path, const std::string& lab
 // Replaces the file's contents; throws like read_file.
 void write_file(const std::string& path, std::span<const std::byte> bytes,
                 const std::string& label);
+// Throws like read_file unless `path` could be written: an existing
+// writable file, or a new name in a writable directory. For checking
+// outputs before a long computation.
+void check_writable(const std::string& path, const std::string& label);
 
 }  // namespace attn::util
 

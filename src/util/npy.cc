@@ -456,6 +456,10 @@ std::vector<std::byte> serialize(const Array& array) {
   return out;
 }
 
+void check_writable(const std::string& path) {
+  util::check_writable(path, "npy file '" + path + "'");
+}
+
 void save(const std::string& path, const Array& array) {
   util::write_file(path, serialize(array), "npy file '" + path + "'");
 }

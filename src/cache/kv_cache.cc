@@ -18,7 +18,8 @@
 #include <vector>
 
 #include "attn/error.h"
-#include "src/nn/kv_cache_impl.h"
+#include "src/cache/kv_cache_impl.h"
+#include "src/core/row_codec.h"
 
 namespace attn {
 namespace {
@@ -55,34 +56,6 @@ uint64_t mul(uint64_t a, uint64_t b) {
   if (__builtin_mul_overflow(a, b, &r))
     fail("KVCache", "cache size overflows 64 bits");
   return r;
-}
-
-// Stores n floats as the cache's element type E; int8 returns the scale.
-template <class E>
-float store_row(const float* x, int64_t n, E* dst) {
-  if constexpr (std::is_same_v<E, int8_t>) {
-    float amax = 0.0f;
-    for (int64_t d = 0; d < n; ++d) amax = std::max(amax, std::fabs(x[d]));
-    const float scale = amax / 127.0f;
-    const float inv = amax > 0.0f ? 127.0f / amax : 0.0f;
-    for (int64_t d = 0; d < n; ++d) {
-      dst[d] = static_cast<int8_t>(
-          std::clamp(std::nearbyint(x[d] * inv), -127.0f, 127.0f));
-    }
-    return scale;
-  } else {
-    for (int64_t d = 0; d < n; ++d) dst[d] = from_float<E>(x[d]);
-    return 1.0f;
-  }
-}
-
-template <class E>
-void load_row(const E* src, int64_t n, float scale, float* x) {
-  if constexpr (std::is_same_v<E, int8_t>) {
-    for (int64_t d = 0; d < n; ++d) x[d] = static_cast<float>(src[d]) * scale;
-  } else {
-    for (int64_t d = 0; d < n; ++d) x[d] = to_float(src[d]);
-  }
 }
 
 // Calls f with a value of the cache's element type (its type is all that
@@ -151,7 +124,7 @@ void drop_page(KVCache::Impl& c, int32_t page) {
 // Copies page `from` to a fresh page in every layer; returns the new page.
 int32_t copy_page(KVCache::Impl& c, int32_t from) {
   const int32_t to = take_page(c);
-  const std::size_t rows = static_cast<std::size_t>(c.Hkv * c.page_size);
+  const std::size_t rows = static_cast<std::size_t>(c.layout.Hkv * c.layout.page_size);
   for (auto& layer : c.layers) {
     std::memcpy(layer.k.get() + to * rows * c.D * c.element_bytes,
                 layer.k.get() + from * rows * c.D * c.element_bytes,
@@ -189,12 +162,12 @@ void append_impl(KVCache::Impl& c, int64_t layer, std::span<const int64_t> seqs,
     }
   }
   const int64_t n = k.extent(kSeq);
-  check_rows(where, "k", k, {B, c.Hkv, n, c.D});
-  check_rows(where, "v", v, {B, c.Hkv, n, c.Dv});
+  check_rows(where, "k", k, {B, c.layout.Hkv, n, c.D});
+  check_rows(where, "v", v, {B, c.layout.Hkv, n, c.Dv});
   if (n == 0) return;
   if (c.options.type == CacheType::kInt8) {  // a scale cannot hold inf/NaN
     for (int64_t b = 0; b < B; ++b)
-      for (int64_t h = 0; h < c.Hkv; ++h)
+      for (int64_t h = 0; h < c.layout.Hkv; ++h)
         for (int64_t t = 0; t < n; ++t) {
           for (int64_t d = 0; d < c.D; ++d) {
             if (!std::isfinite(to_float(k(b, h, t, d)))) {
@@ -214,8 +187,14 @@ void append_impl(KVCache::Impl& c, int64_t layer, std::span<const int64_t> seqs,
   // Capacity, then the exact page count: new blocks plus a copy of each
   // shared page written into (counted on scratch reference counts, as the
   // writes will happen, so two forks appending together are counted right).
-  const int64_t P = c.page_size;
-  std::vector<int32_t> ref = c.refcount;
+  const int64_t P = c.layout.page_size;
+  c.touched.clear();
+  struct ClearPending {  // also when a check below throws
+    KVCache::Impl& c;
+    ~ClearPending() {
+      for (const int32_t page : c.touched) c.pending[page] = 0;
+    }
+  } clear_pending{c};
   int64_t needed = 0;
   for (int64_t b = 0; b < B; ++b) {
     const int64_t seq = seqs[b], len = c.length(seq, layer);
@@ -232,9 +211,9 @@ void append_impl(KVCache::Impl& c, int64_t layer, std::span<const int64_t> seqs,
         ++needed;
         continue;
       }
-      const int32_t page = c.tables[seq * c.table_width + blk];
-      if (ref[page] > 1) {
-        --ref[page];
+      const int32_t page = c.tables[seq * c.layout.table_width + blk];
+      if (c.refcount[page] - c.pending[page] > 1) {
+        if (c.pending[page]++ == 0) c.touched.push_back(page);
         ++needed;
       }
     }
@@ -246,13 +225,15 @@ void append_impl(KVCache::Impl& c, int64_t layer, std::span<const int64_t> seqs,
                     std::to_string(c.options.num_pages) + " are free");
   }
 
-  std::vector<float> kf(static_cast<std::size_t>(c.Hkv * n * c.D));
-  std::vector<float> row(static_cast<std::size_t>(c.Dv));
+  std::vector<float>& kf = c.append_keys;
+  std::vector<float>& row = c.append_row;
+  kf.resize(static_cast<std::size_t>(c.layout.Hkv * n * c.D));
+  row.resize(static_cast<std::size_t>(c.Dv));
   auto& pools = c.layers[layer];
   for (int64_t b = 0; b < B; ++b) {
     const int64_t seq = seqs[b];
     int64_t& len = c.length(seq, layer);
-    int32_t* table = c.tables.data() + seq * c.table_width;
+    int32_t* table = c.tables.data() + seq * c.layout.table_width;
     for (int64_t blk = len / P; blk <= (len + n - 1) / P; ++blk) {
       if (blk >= c.pages_held[seq]) {
         table[blk] = take_page(c);
@@ -262,12 +243,12 @@ void append_impl(KVCache::Impl& c, int64_t layer, std::span<const int64_t> seqs,
       }
     }
     // Keys as float [Hkv, n, D], rotated at positions len .. len + n - 1.
-    for (int64_t h = 0; h < c.Hkv; ++h)
+    for (int64_t h = 0; h < c.layout.Hkv; ++h)
       for (int64_t t = 0; t < n; ++t)
         for (int64_t d = 0; d < c.D; ++d)
           kf[(h * n + t) * c.D + d] = to_float(k(b, h, t, d));
     if (c.options.rope) {
-      apply_rope(TensorView<float>::bhsd(kf.data(), 1, c.Hkv, n, c.D),
+      apply_rope(TensorView<float>::bhsd(kf.data(), 1, c.layout.Hkv, n, c.D),
                  *c.options.rope, len);
     }
     with_element(c.options.type, [&](auto tag) {
@@ -276,14 +257,14 @@ void append_impl(KVCache::Impl& c, int64_t layer, std::span<const int64_t> seqs,
       E* vpool = reinterpret_cast<E*>(pools.v.get());
       float* ks = reinterpret_cast<float*>(pools.k_scales.get());
       float* vs = reinterpret_cast<float*>(pools.v_scales.get());
-      for (int64_t h = 0; h < c.Hkv; ++h) {
+      for (int64_t h = 0; h < c.layout.Hkv; ++h) {
         for (int64_t t = 0; t < n; ++t) {
           const int64_t pos = len + t;
-          const int64_t r = c.row(table[pos / P], h, pos % P);
+          const int64_t r = c.layout.row(table[pos / P], h, pos % P);
           const float sk =
-              store_row(kf.data() + (h * n + t) * c.D, c.D, kpool + r * c.D);
+              detail::encode_row(kf.data() + (h * n + t) * c.D, c.D, kpool + r * c.D);
           for (int64_t d = 0; d < c.Dv; ++d) row[d] = to_float(v(b, h, t, d));
-          const float sv = store_row(row.data(), c.Dv, vpool + r * c.Dv);
+          const float sv = detail::encode_row(row.data(), c.Dv, vpool + r * c.Dv);
           if (ks != nullptr) {
             ks[r] = sk;
             vs[r] = sv;
@@ -298,7 +279,7 @@ void append_impl(KVCache::Impl& c, int64_t layer, std::span<const int64_t> seqs,
 }  // namespace
 
 std::size_t KVCache::Impl::page_bytes() const {
-  const std::size_t rows = static_cast<std::size_t>(Hkv * page_size);
+  const std::size_t rows = static_cast<std::size_t>(layout.Hkv * layout.page_size);
   std::size_t bytes = rows * (D + Dv) * element_bytes;
   if (options.type == CacheType::kInt8) bytes += 2 * rows * sizeof(float);
   return bytes;
@@ -350,25 +331,25 @@ KVCache::KVCache(const KVCacheOptions& options)
   }
   c.D = o.head_dim;
   c.Dv = o.value_head_dim;
-  c.Hkv = o.num_kv_heads;
+  c.layout.Hkv = o.num_kv_heads;
   c.element_bytes = element_size(o.type);
   if (o.page_size == 0) {  // contiguous: a page per sequence slot
-    c.page_size = o.max_tokens;
-    c.table_width = 1;
+    c.layout.page_size = o.max_tokens;
+    c.layout.table_width = 1;
     o.num_pages = o.max_sequences;
   } else {
-    c.page_size = o.page_size;
-    c.table_width = (o.max_tokens + o.page_size - 1) / o.page_size;
-    if (o.num_pages == 0) o.num_pages = mul(o.max_sequences, c.table_width);
+    c.layout.page_size = o.page_size;
+    c.layout.table_width = (o.max_tokens + o.page_size - 1) / o.page_size;
+    if (o.num_pages == 0) o.num_pages = mul(o.max_sequences, c.layout.table_width);
   }
   if (o.num_pages > (int64_t{1} << 31) - 1) {
     fail(where, "options.num_pages must be < 2^31, got " +
                     std::to_string(o.num_pages));
   }
-  if ((c.page_size & (c.page_size - 1)) == 0) {
-    c.page_shift = std::countr_zero(static_cast<uint64_t>(c.page_size));
+  if ((c.layout.page_size & (c.layout.page_size - 1)) == 0) {
+    c.layout.page_shift = std::countr_zero(static_cast<uint64_t>(c.layout.page_size));
   }
-  const uint64_t rows = mul(mul(o.num_pages, c.Hkv), c.page_size);
+  const uint64_t rows = mul(mul(o.num_pages, c.layout.Hkv), c.layout.page_size);
   mul(mul(rows, c.D + c.Dv), c.element_bytes * o.num_layers);  // overflow check
   c.layers.resize(o.num_layers);
   for (auto& layer : c.layers) {
@@ -382,8 +363,9 @@ KVCache::KVCache(const KVCacheOptions& options)
   c.alive.assign(o.max_sequences, 0);
   c.pages_held.assign(o.max_sequences, 0);
   c.lengths.assign(mul(o.max_sequences, o.num_layers), 0);
-  c.tables.assign(mul(o.max_sequences, c.table_width), -1);
+  c.tables.assign(mul(o.max_sequences, c.layout.table_width), -1);
   c.refcount.assign(o.num_pages, 0);
+  c.pending.assign(o.num_pages, 0);
   c.free_pages.resize(o.num_pages);
   for (int64_t p = 0; p < o.num_pages; ++p) {  // page 0 handed out first
     c.free_pages[p] = static_cast<int32_t>(o.num_pages - 1 - p);
@@ -419,8 +401,8 @@ int64_t KVCache::fork(int64_t sequence) {
   const int64_t seq = add_sequence();
   c.pages_held[seq] = c.pages_held[sequence];
   for (int64_t blk = 0; blk < c.pages_held[seq]; ++blk) {
-    const int32_t page = c.tables[sequence * c.table_width + blk];
-    c.tables[seq * c.table_width + blk] = page;
+    const int32_t page = c.tables[sequence * c.layout.table_width + blk];
+    c.tables[seq * c.layout.table_width + blk] = page;
     ++c.refcount[page];
   }
   for (int64_t l = 0; l < c.options.num_layers; ++l) {
@@ -433,7 +415,7 @@ void KVCache::free_sequence(int64_t sequence) {
   Impl& c = *impl_;
   check_sequence(c, "free_sequence", sequence);
   for (int64_t blk = 0; blk < c.pages_held[sequence]; ++blk) {
-    int32_t& page = c.tables[sequence * c.table_width + blk];
+    int32_t& page = c.tables[sequence * c.layout.table_width + blk];
     drop_page(c, page);
     page = -1;
   }
@@ -463,9 +445,9 @@ void KVCache::read(int64_t sequence, int64_t layer, TensorView<float> k,
   check_sequence(c, "read", sequence);
   check_layer(c, "read", layer);
   const int64_t len = c.length(sequence, layer);
-  check_rows("read", "k", k, {1, c.Hkv, len, c.D});
-  check_rows("read", "v", v, {1, c.Hkv, len, c.Dv});
-  const int32_t* table = c.tables.data() + sequence * c.table_width;
+  check_rows("read", "k", k, {1, c.layout.Hkv, len, c.D});
+  check_rows("read", "v", v, {1, c.layout.Hkv, len, c.Dv});
+  const int32_t* table = c.tables.data() + sequence * c.layout.table_width;
   const auto& pools = c.layers[layer];
   with_element(c.options.type, [&](auto tag) {
     using E = decltype(tag);
@@ -473,11 +455,11 @@ void KVCache::read(int64_t sequence, int64_t layer, TensorView<float> k,
     const E* vpool = reinterpret_cast<const E*>(pools.v.get());
     const float* ks = reinterpret_cast<const float*>(pools.k_scales.get());
     const float* vs = reinterpret_cast<const float*>(pools.v_scales.get());
-    for (int64_t h = 0; h < c.Hkv; ++h) {
+    for (int64_t h = 0; h < c.layout.Hkv; ++h) {
       for (int64_t t = 0; t < len; ++t) {
-        const int64_t r = c.row(table[t / c.page_size], h, t % c.page_size);
-        load_row(kpool + r * c.D, c.D, ks ? ks[r] : 1.0f, k.row(0, h, t));
-        load_row(vpool + r * c.Dv, c.Dv, vs ? vs[r] : 1.0f, v.row(0, h, t));
+        const int64_t r = c.layout.row(table[t / c.layout.page_size], h, t % c.layout.page_size);
+        detail::decode_row(kpool + r * c.D, c.D, ks ? ks[r] : 1.0f, k.row(0, h, t));
+        detail::decode_row(vpool + r * c.Dv, c.Dv, vs ? vs[r] : 1.0f, v.row(0, h, t));
       }
     }
   });

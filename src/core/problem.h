@@ -1,8 +1,8 @@
 // Problem: one attention call after validation, in the form every algorithm
 // takes. Filled only by validate() (src/api/validate.cc), so an algorithm may
 // assume every invariant stated here.
-#ifndef ATTN_SRC_API_PROBLEM_H_
-#define ATTN_SRC_API_PROBLEM_H_
+#ifndef ATTN_SRC_CORE_PROBLEM_H_
+#define ATTN_SRC_CORE_PROBLEM_H_
 
 #include <cmath>
 #include <cstdint>
@@ -11,7 +11,7 @@
 #include "attn/options.h"
 #include "attn/pattern.h"
 #include "attn/tensor.h"
-#include "src/kernels/dropout.h"
+#include "src/core/dropout.h"
 
 namespace attn::detail {
 
@@ -46,7 +46,7 @@ struct Params {
   int num_threads = 0;
   int kv_splits = 0;  // decode: 0 = automatic
   // Rule 7: off unless options.dropout_p > 0.
-  kernels::Dropout dropout;
+  detail::Dropout dropout;
 
   int64_t key_length(int64_t b) const {
     return key_lengths.empty() ? shape.Skv : key_lengths[b];
@@ -117,4 +117,4 @@ struct BackwardProblem {
 
 }  // namespace attn::detail
 
-#endif  // ATTN_SRC_API_PROBLEM_H_
+#endif  // ATTN_SRC_CORE_PROBLEM_H_

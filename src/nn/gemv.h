@@ -1,8 +1,8 @@
 // Matrix-vector products for projections of a few rows (decoding):
 //   y[r, o] (+)= sum_i x[r, i] W[o, i] (+ b[o]),  r < rows <= 4
 // W [out, in] row-major is streamed once for all rows. See gemv.cc.
-#ifndef ATTN_SRC_KERNELS_GEMV_H_
-#define ATTN_SRC_KERNELS_GEMV_H_
+#ifndef ATTN_SRC_NN_GEMV_H_
+#define ATTN_SRC_NN_GEMV_H_
 
 #include <cstdint>
 
@@ -18,4 +18,4 @@ void gemv_rows(const float* x, int64_t rows, int64_t ldx, const float* w,
 
 }  // namespace attn::kernels
 
-#endif  // ATTN_SRC_KERNELS_GEMV_H_
+#endif  // ATTN_SRC_NN_GEMV_H_

@@ -5,11 +5,11 @@
 // public checkpoints (safetensors + the Hugging Face config.json) for
 // BERT, GPT-2 and Llama. Tensor names and config keys: docs/models.md.
 //
-// Hidden states are float32 views [B, 1, S, E] as in attn/nn.h; token ids
+// Hidden states are float32 views [B, 1, S, E] as in attn/nn/layers.h; token ids
 // are int64, [B * S] row-major. Like the layers, a model keeps scratch
 // between calls: one call at a time.
-#ifndef ATTN_MODEL_H_
-#define ATTN_MODEL_H_
+#ifndef ATTN_NN_MODEL_H_
+#define ATTN_NN_MODEL_H_
 
 #include <cstdint>
 #include <optional>
@@ -18,7 +18,7 @@
 #include <vector>
 
 #include "attn/kv_cache.h"
-#include "attn/nn.h"
+#include "attn/nn/layers.h"
 #include "attn/safetensors.h"
 #include "attn/tensor.h"
 
@@ -217,4 +217,4 @@ TransformerModel load_model(const std::string& config_path,
 
 }  // namespace attn::nn
 
-#endif  // ATTN_MODEL_H_
+#endif  // ATTN_NN_MODEL_H_

@@ -1,8 +1,8 @@
 // KVCache::Impl: the page pools, block tables and reference counts behind
 // attn::KVCache (include/attn/kv_cache.h), shared with the attention entry
 // points that read the cache in place.
-#ifndef ATTN_SRC_NN_KV_CACHE_IMPL_H_
-#define ATTN_SRC_NN_KV_CACHE_IMPL_H_
+#ifndef ATTN_SRC_CACHE_KV_CACHE_IMPL_H_
+#define ATTN_SRC_CACHE_KV_CACHE_IMPL_H_
 
 #include <cstddef>
 #include <cstdint>
@@ -11,6 +11,8 @@
 #include <vector>
 
 #include "attn/kv_cache.h"
+#include "src/core/page_layout.h"
+#include "src/kernels/kv_source.h"
 
 namespace attn {
 
@@ -29,10 +31,9 @@ struct KVCache::Impl {
   };
 
   KVCacheOptions options;  // value_head_dim and num_pages resolved
-  int64_t D = 0, Dv = 0, Hkv = 0;
-  int64_t page_size = 0;    // P (max_tokens when contiguous)
-  int page_shift = -1;      // log2(P) when a power of two
-  int64_t table_width = 0;  // blocks per sequence: ceil(max_tokens / P)
+  int64_t D = 0, Dv = 0;
+  // Hkv, P (max_tokens when contiguous), log2(P), blocks per sequence.
+  detail::PageLayout layout;
   std::size_t element_bytes = 0;
   std::vector<Layer> layers;
 
@@ -54,13 +55,32 @@ struct KVCache::Impl {
   }
   // Bytes of one page in one layer: K, V and (int8) their scales.
   std::size_t page_bytes() const;
-  // Element offset of row (page, head, slot within the page) in a K pool;
-  // multiply by Dv instead of D for V.
-  int64_t row(int64_t page, int64_t h, int64_t within) const {
-    return (page * Hkv + h) * page_size + within;
+  // Scratch of append, grown to the largest append and kept, so a decode
+  // step allocates nothing: keys as float [Hkv, n, D] (rotated before they
+  // are stored), one value row, and the pages an append would copy
+  // (pending[page] = copies counted so far, nonzero only for `touched`).
+  std::vector<float> append_keys, append_row;
+  std::vector<int32_t> pending, touched;
+
+  // Layer `layer` of the cache as the kernels' paged source, for the batch
+  // entries whose sequence ids are `sequences` (which must outlive it).
+  template <class E>
+  kernels::PagedKV<E> paged(int64_t layer, const int64_t* sequences) const {
+    const Layer& pools = layers[layer];
+    kernels::PagedKV<E> kv;
+    kv.k = reinterpret_cast<const E*>(pools.k.get());
+    kv.v = reinterpret_cast<const E*>(pools.v.get());
+    kv.k_scales = reinterpret_cast<const float*>(pools.k_scales.get());
+    kv.v_scales = reinterpret_cast<const float*>(pools.v_scales.get());
+    kv.tables = tables.data();
+    kv.sequences = sequences;
+    kv.layout = layout;
+    kv.D = D;
+    kv.Dv = Dv;
+    return kv;
   }
 };
 
 }  // namespace attn
 
-#endif  // ATTN_SRC_NN_KV_CACHE_IMPL_H_
+#endif  // ATTN_SRC_CACHE_KV_CACHE_IMPL_H_

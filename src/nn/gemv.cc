@@ -9,12 +9,12 @@
 // machine's read bandwidth: 70-80 GB/s).
 
 #undef HWY_TARGET_INCLUDE
-#define HWY_TARGET_INCLUDE "src/kernels/gemv.cc"
+#define HWY_TARGET_INCLUDE "src/nn/gemv.cc"
 #include "hwy/foreach_target.h"  // IWYU pragma: keep
 // Must come after foreach_target.h.
 #include "hwy/cache_control.h"
 #include "hwy/highway.h"
-#include "src/kernels/gemv.h"
+#include "src/nn/gemv.h"
 
 HWY_BEFORE_NAMESPACE();
 namespace attn::kernels {

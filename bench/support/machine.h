@@ -1,13 +1,14 @@
-// Measurements of this machine that benchmarks quote results against:
+// Benchmark support, not library API: measurements of this machine that
+// `attn bench` and bench/ quote results against:
 // floating-point peak and memory bandwidth, measured (not looked up) with
 // small built-in microbenchmarks, so ratios stay honest on shared machines.
-#ifndef ATTN_MACHINE_H_
-#define ATTN_MACHINE_H_
+#ifndef ATTN_BENCH_SUPPORT_MACHINE_H_
+#define ATTN_BENCH_SUPPORT_MACHINE_H_
 
 #include <cstddef>
 #include <string>
 
-namespace attn {
+namespace attn::bench {
 
 // fp32 fused multiply-add peak in GFLOP/s (2 flops per lane per FMA) of the
 // active SIMD target (attn/simd.h) on `threads` threads (0 = all cores).
@@ -30,6 +31,6 @@ std::size_t peak_resident_bytes();
 // The CPU's model name, for reports.
 std::string cpu_model_name();
 
-}  // namespace attn
+}  // namespace attn::bench
 
-#endif  // ATTN_MACHINE_H_
+#endif  // ATTN_BENCH_SUPPORT_MACHINE_H_

@@ -3,13 +3,13 @@
 // kernels run; the bf16 loop uses vdpbf16ps directly (absent from Highway
 // 1.0.3) and runs only where the CPU has it.
 #undef HWY_TARGET_INCLUDE
-#define HWY_TARGET_INCLUDE "src/util/machine.cc"
+#define HWY_TARGET_INCLUDE "bench/support/machine.cc"
 #include "hwy/foreach_target.h"  // IWYU pragma: keep
 // Must come after foreach_target.h.
 #include "hwy/highway.h"
 
 HWY_BEFORE_NAMESPACE();
-namespace attn::util {
+namespace attn::bench {
 namespace HWY_NAMESPACE {
 namespace hn = hwy::HWY_NAMESPACE;
 
@@ -34,7 +34,7 @@ double FmaLoop(int64_t iterations, float* sink) {
 }
 
 }  // namespace HWY_NAMESPACE
-}  // namespace attn::util
+}  // namespace attn::bench
 HWY_AFTER_NAMESPACE();
 
 #if HWY_ONCE
@@ -48,15 +48,16 @@ HWY_AFTER_NAMESPACE();
 #include <new>
 #include <vector>
 
-#include "attn/machine.h"
-#include "src/util/parallel.h"
+#include "bench/support/machine.h"
 
-namespace attn {
-namespace util {
+namespace attn::bench {
 HWY_EXPORT(FmaLoop);
-}  // namespace util
 
 namespace {
+
+int resolve_threads(int threads) {
+  return threads > 0 ? threads : omp_get_max_threads();
+}
 
 double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0)
@@ -120,9 +121,9 @@ std::size_t status_kib(const char* key) {
 }  // namespace
 
 double measure_fma_peak_gflops(int threads) {
-  threads = util::resolve_threads(threads);
+  threads = resolve_threads(threads);
   std::vector<float> sinks(threads * 16, 0.0f);
-  const auto fn = &HWY_DYNAMIC_DISPATCH(util::FmaLoop);
+  const auto fn = &HWY_DYNAMIC_DISPATCH(FmaLoop);
   return best_parallel_rate(threads, 7, [&](int w) {
            return fn(int64_t{4} << 20, &sinks[w * 16]);
          }) / 1e9;
@@ -135,7 +136,7 @@ bool cpu_has_avx512_bf16() {
 
 double measure_bf16_dot_peak_gflops(int threads) {
   if (!cpu_has_avx512_bf16()) return 0.0;
-  threads = util::resolve_threads(threads);
+  threads = resolve_threads(threads);
   std::vector<float> sinks(threads * 16, 0.0f);
   return best_parallel_rate(threads, 7, [&](int w) {
            return bf16_dot_loop(int64_t{2} << 20, &sinks[w * 16]);
@@ -143,7 +144,7 @@ double measure_bf16_dot_peak_gflops(int threads) {
 }
 
 double measure_read_bandwidth_gbs(int threads, std::size_t bytes) {
-  threads = util::resolve_threads(threads);
+  threads = resolve_threads(threads);
   const std::size_t n = bytes / sizeof(float) / threads * threads;
   struct Free {
     void operator()(float* p) const { ::operator delete[](p, std::align_val_t(64)); }
@@ -152,9 +153,10 @@ double measure_read_bandwidth_gbs(int threads, std::size_t bytes) {
       static_cast<float*>(::operator new[](n * sizeof(float), std::align_val_t(64))));
   // First touch from the thread that will read each part.
   const std::size_t part = n / threads;
-  util::ParallelFor(threads, threads, [&](int64_t t, int) {
+#pragma omp parallel for num_threads(threads) schedule(static, 1)
+  for (int t = 0; t < threads; ++t) {
     std::fill(buf.get() + t * part, buf.get() + (t + 1) * part, 1.0f);
-  });
+  }
   std::vector<float> sinks(threads * 16, 0.0f);
   return best_parallel_rate(threads, 5, [&](int w) {
            const float* p = buf.get() + w * part;
@@ -182,5 +184,5 @@ std::string cpu_model_name() {
   return "unknown CPU";
 }
 
-}  // namespace attn
+}  // namespace attn::bench
 #endif  // HWY_ONCE

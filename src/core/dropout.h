@@ -11,12 +11,12 @@
 // finaliser; a bijection, so distinct counters give independent-looking
 // draws). Kept probabilities are multiplied by 1 / (1 - p) after the
 // softmax; lse stays the forward's log-sum-exp before dropout.
-#ifndef ATTN_SRC_KERNELS_DROPOUT_H_
-#define ATTN_SRC_KERNELS_DROPOUT_H_
+#ifndef ATTN_SRC_CORE_DROPOUT_H_
+#define ATTN_SRC_CORE_DROPOUT_H_
 
 #include <cstdint>
 
-namespace attn::kernels {
+namespace attn::detail {
 
 inline uint64_t splitmix64(uint64_t x) {
   x += 0x9E3779B97F4A7C15ull;
@@ -66,6 +66,6 @@ inline Dropout make_dropout(float p, uint64_t seed) {
   return d;
 }
 
-}  // namespace attn::kernels
+}  // namespace attn::detail
 
-#endif  // ATTN_SRC_KERNELS_DROPOUT_H_
+#endif  // ATTN_SRC_CORE_DROPOUT_H_

@@ -2,15 +2,15 @@
 // window rules (rule 4 of docs/semantics.md without the boolean mask). They
 // always form one interval, which is what lets tiled kernels skip whole KV
 // tiles and clip the rest with two comparisons.
-#ifndef ATTN_SRC_KERNELS_KEY_RANGE_H_
-#define ATTN_SRC_KERNELS_KEY_RANGE_H_
+#ifndef ATTN_SRC_CORE_KEY_RANGE_H_
+#define ATTN_SRC_CORE_KEY_RANGE_H_
 
 #include <algorithm>
 #include <cstdint>
 
-#include "src/api/problem.h"
+#include "src/core/problem.h"
 
-namespace attn::kernels {
+namespace attn::detail {
 
 // Keys [begin, end) are visible by position; begin == end when none are.
 struct KeyRange {
@@ -20,7 +20,7 @@ struct KeyRange {
 
 // For batch b and query row i. Monotone in i: begin and end never decrease
 // as i grows, so a block of consecutive rows sees one interval of keys.
-inline KeyRange key_range(const detail::Params& p, int64_t b, int64_t i) {
+inline KeyRange key_range(const Params& p, int64_t b, int64_t i) {
   const int64_t pos = i + p.offset_of(b);  // within [-Sq, Skv + Sq]
   const int64_t n = p.shape.Skv + p.shape.Sq;  // wider than any distance
   int64_t begin = 0, end = p.key_length(b);
@@ -30,6 +30,6 @@ inline KeyRange key_range(const detail::Params& p, int64_t b, int64_t i) {
   return {begin, std::max(begin, end)};
 }
 
-}  // namespace attn::kernels
+}  // namespace attn::detail
 
-#endif  // ATTN_SRC_KERNELS_KEY_RANGE_H_
+#endif  // ATTN_SRC_CORE_KEY_RANGE_H_
