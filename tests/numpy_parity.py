@@ -87,9 +87,13 @@ class Runner:
             np.lib.format.write_array(f, array, **kw)
         return p
 
-    def run(self, args):
-        return subprocess.run([self.binary, "run"] + args, capture_output=True,
-                              text=True, timeout=120)
+    def run(self, args, timeout=120):
+        """attn run ARGS; a run that hangs past timeout counts as exit -1."""
+        try:
+            return subprocess.run([self.binary, "run"] + args, capture_output=True,
+                                  text=True, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return subprocess.CompletedProcess(args, -1, "", f"timed out after {timeout} s")
 
     def check(self, label, ok, detail=""):
         if ok:
@@ -298,7 +302,20 @@ def error_cases(r, rng):
     with open(r.path("etrunc.npy"), "wb") as f:
         f.write(open(k, "rb").read()[:-3])
     base = ["--q", q, "--k", k, "--v", v]
+    fifo = r.path("efifo.npy")
+    if os.path.exists(fifo):
+        os.remove(fifo)
+    os.mkfifo(fifo)
     cases = [
+        ("directory as input", ["--q", r.work, "--k", k, "--v", v], "is a directory"),
+        ("FIFO as input", ["--q", fifo, "--k", k, "--v", v], "is not a regular file"),
+        ("directory as output", base + ["--out", r.work], "is a directory"),
+        ("output in a missing directory",
+         base + ["--out", r.path("no/such/dir/out.npy")], "does not exist"),
+        ("out and lse the same file",
+         base + ["--out", r.path("same.npy"), "--lse", r.path("same.npy")],
+         "name the same file"),
+        ("absurd thread count", base + ["--threads", "100000"], "--threads"),
         ("missing file", ["--q", r.path("nope.npy"), "--k", k, "--v", v], "cannot open"),
         ("truncated file", ["--q", q, "--k", r.path("etrunc.npy"), "--v", v], "truncated"),
         ("float64 input", ["--q", q, "--k", f64, "--v", v], "expected dtype float32"),
@@ -338,7 +355,28 @@ def error_cases(r, rng):
                                          bad_len], "Documents"),
     ]
     for label, args, fragment in cases:
-        res = r.run(args)
+        res = r.run(args, timeout=30)
+        crashed = res.returncode < 0 or res.returncode >= 128
+        r.check(f"error: {label}", res.returncode != 0 and not crashed and
+                fragment in res.stderr,
+                f"exit {res.returncode}, stderr: {res.stderr.strip()!r}")
+
+
+def subcommand_error_cases(r):
+    """Bad arguments of other subcommands: an error message, no crash."""
+    cases = [
+        ("bench scaling range", ["bench", "--scaling", "--scaling-min", "4096",
+                                 "--scaling-max", "64"], "--scaling-min"),
+        ("bench thread count", ["bench", "--threads", "100000"], "--threads"),
+        ("generate config directory", ["generate", "--config", r.work, "--weights",
+                                       r.work, "--prompt", "1"], "is a directory"),
+        ("generate max tokens", ["generate", "--config", "x", "--weights", "x",
+                                 "--prompt", "1", "--max-new-tokens",
+                                 "9223372036854775807"], "--max-new-tokens"),
+    ]
+    for label, args, fragment in cases:
+        res = subprocess.run([r.binary] + args, capture_output=True, text=True,
+                             timeout=120)
         crashed = res.returncode < 0 or res.returncode >= 128
         r.check(f"error: {label}", res.returncode != 0 and not crashed and
                 fragment in res.stderr,
@@ -376,6 +414,7 @@ def main():
     linear_cases(r, rng)
     file_format_cases(r, rng)
     error_cases(r, rng)
+    subcommand_error_cases(r)
     builtin_example(r)
     kv_memory(r)
     print(f"numpy parity: {r.passed} passed, {r.failed} failed")

@@ -451,7 +451,22 @@ TEST(Patterns, BadParametersAreErrors) {
     }
   };
   const SparseStrided zero_stride{0, 1, true};
-  expect_error(zero_stride, "stride must be >= 1");
+  expect_error(zero_stride, "stride must be in [1, 2^40]");
+  // Parameters whose products with positions would overflow (UBSan found
+  // window * dilation and positions + block overflowing) are refused.
+  const SparseStrided huge_local{4, INT64_MAX, false};
+  expect_error(huge_local, "local must be in [0, 2^40]");
+  const Longformer huge_window(int64_t{1} << 62, {}, {4});
+  expect_error(huge_window, "window must be in [0, 2^40]");
+  const Longformer huge_dilation(4, {}, {int64_t{1} << 40});
+  expect_error(huge_dilation, "dilations must be in [1, 2^20]");
+  const BlockSparse huge_block(INT64_MAX, 1, 1, 1, std::vector<uint8_t>(1, 1));
+  expect_error(huge_block, "block must be in [1, 2^40]");
+  const SparseFixed huge_fixed{INT64_MAX, 1, true};
+  expect_error(huge_fixed, "block must be in [1, 2^40]");
+  // A layout of shape (0, 2^40) allocates nothing and is refused.
+  const BlockSparse empty_rows(4, 1, 0, int64_t{1} << 40, {});
+  expect_error(empty_rows, "layout dimensions must be >= 1");
   const SparseFixed big_summary{4, 5, true};
   expect_error(big_summary, "summary must be in [0, block = 4]");
   const Longformer dilations(4, {}, {1, 2});

@@ -9,6 +9,8 @@
 #include <vector>
 
 #include "attn/attention.h"
+#include "attn/error.h"
+#include "attn/tensor.h"
 
 namespace attn {
 namespace {
@@ -270,6 +272,33 @@ TEST(Validation, DropoutProbabilityRange) {
     Call c;
     c.options.dropout_p = p;
     expect_error(c, {"options.dropout_p", "[0, 1)"});
+  }
+}
+
+// Absurd extents: each within 2^40, their products not. Refused before any
+// kernel reads (this crashed in the kernel, or wrapped the element count).
+TEST(Validation, ViewsSpanningMoreThanMemoryAreRefused) {
+  Call c;
+  const int64_t e = int64_t{1} << 21;
+  c.q = TensorView<const float>(c.qb.data(), {1, e, e, e},
+                                {0, int64_t{1} << 40, e, 1});
+  expect_error(c, {"q", "spans more than 2^48 bytes"});
+  Call d;
+  const int64_t big = int64_t{1} << 40;
+  d.k = TensorView<const float>(d.kb.data(), {2, 2, big, 8}, {0, 0, big, 1});
+  expect_error(d, {"k", "spans more than 2^48 bytes"});
+}
+
+TEST(Validation, TensorElementCountOverflowIsAnError) {
+  const int64_t e = int64_t{1} << 32;
+  EXPECT_THROW(Tensor<float>(e, e, 1, 1), Error);
+  EXPECT_THROW(Tensor<float>(1, 1, -1, 4), Error);
+  try {
+    Tensor<double>(int64_t{1} << 31, int64_t{1} << 31, 1, 1);
+    ADD_FAILURE() << "no attn::Error";
+  } catch (const Error& err) {
+    EXPECT_NE(std::string(err.what()).find("more than 2^62 bytes"), std::string::npos)
+        << err.what();
   }
 }
 

@@ -26,7 +26,23 @@
 
 namespace attn {
 
+// Pattern parameters (windows, strides, blocks) above this are refused by
+// check(): far beyond any sequence, and small enough that positions plus or
+// minus them cannot overflow.
+inline constexpr int64_t kMaxPatternExtent = int64_t{1} << 40;
+
 namespace pattern_math {
+
+// a * b * c for non-negative factors, or -1 when it exceeds 2^40.
+constexpr int64_t checked_product(int64_t a, int64_t b, int64_t c) {
+  if (a < 0 || b < 0 || c < 0) return -1;
+  int64_t r = 0;
+  if (__builtin_mul_overflow(a, b, &r) || __builtin_mul_overflow(r, c, &r) ||
+      r > kMaxPatternExtent) {
+    return -1;
+  }
+  return r;
+}
 
 // Floor division and the matching non-negative remainder (y > 0).
 constexpr int64_t floor_div(int64_t x, int64_t y) {
@@ -76,8 +92,12 @@ struct SparseStrided {
   bool causal = true;
 
   std::string check(int64_t, int64_t, int64_t, int64_t) const {
-    if (stride < 1) return "SparseStrided: stride must be >= 1, got " + std::to_string(stride);
-    if (local < 0) return "SparseStrided: local must be >= 0, got " + std::to_string(local);
+    if (stride < 1 || stride > kMaxPatternExtent) {
+      return "SparseStrided: stride must be in [1, 2^40], got " + std::to_string(stride);
+    }
+    if (local < 0 || local > kMaxPatternExtent) {
+      return "SparseStrided: local must be in [0, 2^40], got " + std::to_string(local);
+    }
     return {};
   }
   bool mask(int64_t, int64_t, int64_t i, int64_t j) const {
@@ -119,7 +139,9 @@ struct SparseFixed {
   bool causal = true;
 
   std::string check(int64_t, int64_t, int64_t, int64_t) const {
-    if (block < 1) return "SparseFixed: block must be >= 1, got " + std::to_string(block);
+    if (block < 1 || block > kMaxPatternExtent) {
+      return "SparseFixed: block must be in [1, 2^40], got " + std::to_string(block);
+    }
     if (summary < 0 || summary > block) {
       return "SparseFixed: summary must be in [0, block = " +
              std::to_string(block) + "], got " + std::to_string(summary);
@@ -205,13 +227,18 @@ class Longformer {
   }
 
   std::string check(int64_t, int64_t heads, int64_t, int64_t) const {
-    if (window_ < 0) return "Longformer: window must be >= 0, got " + std::to_string(window_);
+    // Bounded so that window * dilation and positions +- it cannot overflow.
+    if (window_ < 0 || window_ > kMaxPatternExtent) {
+      return "Longformer: window must be in [0, 2^40], got " + std::to_string(window_);
+    }
     if (dilation_.size() > 1 && static_cast<int64_t>(dilation_.size()) != heads) {
       return "Longformer: expected 0, 1 or one dilation per query head (" +
              std::to_string(heads) + "), got " + std::to_string(dilation_.size());
     }
     for (int64_t d : dilation_) {
-      if (d < 1) return "Longformer: dilations must be >= 1, got " + std::to_string(d);
+      if (d < 1 || d > (int64_t{1} << 20)) {
+        return "Longformer: dilations must be in [1, 2^20], got " + std::to_string(d);
+      }
     }
     return {};
   }
@@ -300,12 +327,20 @@ class BlockSparse {
         heads_(heads),
         q_blocks_(q_blocks),
         kv_blocks_(kv_blocks),
-        layout_(std::move(layout)),
-        sums_(static_cast<size_t>(heads * (q_blocks + 1) * (kv_blocks + 1)), 0) {
-    if (layout_.size() != static_cast<size_t>(heads * q_blocks * kv_blocks)) {
-      layout_.assign(static_cast<size_t>(heads * q_blocks * kv_blocks), 0);
+        layout_(std::move(layout)) {
+    // Dimensions below 1, or not matching the layout's size, make an
+    // invalid, empty pattern rather than an allocation (check() then names
+    // the problem): with all three >= 1 the prefix-sum table below has at
+    // most 4x the layout's cells, so its size follows the data given.
+    const int64_t cells = pattern_math::checked_product(heads, q_blocks, kv_blocks);
+    if (heads < 1 || q_blocks < 1 || kv_blocks < 1 || cells < 0 ||
+        layout_.size() != static_cast<size_t>(cells)) {
+      heads_ = q_blocks_ = kv_blocks_ = 0;
+      layout_.clear();
       valid_ = false;
+      return;
     }
+    sums_.assign(static_cast<size_t>(heads * (q_blocks + 1) * (kv_blocks + 1)), 0);
     for (int64_t h = 0; h < heads; ++h) {
       for (int64_t q = 0; q < q_blocks; ++q) {
         for (int64_t k = 0; k < kv_blocks; ++k) {
@@ -335,8 +370,13 @@ class BlockSparse {
 
   std::string check(int64_t, int64_t heads, int64_t q_len, int64_t kv_len) const {
     const auto str = [](int64_t x) { return std::to_string(x); };
-    if (block_ < 1) return "BlockSparse: block must be >= 1, got " + str(block_);
-    if (!valid_) return "BlockSparse: layout size is not heads x q_blocks x kv_blocks";
+    if (block_ < 1 || block_ > kMaxPatternExtent) {
+      return "BlockSparse: block must be in [1, 2^40], got " + str(block_);
+    }
+    if (!valid_) {
+      return "BlockSparse: layout dimensions must be >= 1 and hold heads x "
+             "q_blocks x kv_blocks values";
+    }
     const int64_t qb = (q_len + block_ - 1) / block_, kb = (kv_len + block_ - 1) / block_;
     if ((heads_ != 1 && heads_ != heads) || q_blocks_ < qb || kv_blocks_ != kb) {
       return "BlockSparse: layout is [" + str(heads_) + ", " + str(q_blocks_) + ", " +
