@@ -7,6 +7,7 @@
 // a slice (batch 0, every head, the last 16 query rows) before it is
 // timed; a row that fails the check is reported and makes the command fail.
 #include "cli/bench.h"
+#include "cli/bench_report.h"
 
 #include <attn/attn.h>
 #include <fmt/core.h>
@@ -205,6 +206,47 @@ std::string shape_text(const Shape& s) {
                      s.Sq, s.Skv, s.D, s.causal ? " causal" : "");
 }
 
+std::vector<Column> attention_columns() {
+  return {{"shape", "shape", 42, true},
+          {"dtype", "dtype", 8, true},
+          {"algorithm", "", 0},
+          {"model", "", 0}, {"B", "", 0}, {"Hq", "", 0}, {"Hkv", "", 0},
+          {"Sq", "", 0}, {"Skv", "", 0}, {"D", "", 0}, {"Dv", "", 0},
+          {"causal", "", 0},
+          {"median_ms", "median ms", 10},
+          {"gflops", "GFLOP/s", 9},
+          {"pct_fp32_peak", "%fp32", 7},
+          {"pct_bf16_peak", "", 0},
+          {"naive_ms", "vs naive", 10},
+          {"scratch_bytes", "scratch", 9},
+          {"max_rel_err", "", 0},
+          {"naive_max_rel_err", "", 0},
+          {"ok", "err/naive err", 17}};
+}
+
+std::vector<Cell> attention_cells(const Row& r) {
+  const Shape& s = r.shape;
+  return {Cell::str(shape_text(s)),
+          Cell::str(s.dtype),
+          Cell::str(r.algorithm),
+          Cell::str(s.model), Cell::integer(s.B), Cell::integer(s.Hq),
+          Cell::integer(s.Hkv), Cell::integer(s.Sq), Cell::integer(s.Skv),
+          Cell::integer(s.D), Cell::integer(s.Dv),
+          Cell::shown(s.causal ? "causal" : "", s.causal),
+          Cell::num(r.ms, "{:.2f}"),
+          Cell::num(r.gflops, "{:.1f}"),
+          Cell::shown(fmt::format("{:.1f}%", r.pct_fp32), r.pct_fp32),
+          Cell::num(r.pct_bf16, "{:.2f}"),
+          Cell::shown(std::isnan(r.naive_ms) ? "-" : fmt::format("{:.1f}x", r.naive_ms / r.ms),
+                      std::isnan(r.naive_ms) ? nlohmann::json() : nlohmann::json(r.naive_ms)),
+          Cell::shown(fmt::format("{:.2f}MiB", r.scratch_mib), r.scratch_mib * 1048576.0),
+          Cell::num(r.max_err, "{:.3g}"),
+          Cell::num(r.naive_err, "{:.3g}"),
+          Cell::shown(fmt::format("{:.1e}/{:.1e}{}", r.max_err, r.naive_err,
+                                  r.ok ? "" : " FAILED"),
+                      r.ok)};
+}
+
 }  // namespace
 
 void add_bench_options(CLI::App& cmd, BenchArgs& a) {
@@ -299,10 +341,9 @@ int bench_command(const BenchArgs& args) {
                fp32_peak,
                bf16_peak > 0 ? fmt::format("{:.1f} GFLOP/s", bf16_peak)
                              : std::string("n/a (no AVX-512 BF16)"));
-    fmt::print("{:<42} {:<8} {:>10} {:>9} {:>7} {:>10} {:>9} {:>17}\n", "shape",
-               "dtype", "median ms", "GFLOP/s", "%fp32", "vs naive", "scratch",
-               "err/naive err");
   }
+  Table table("", attention_columns(), args.json);
+  if (!shapes.empty()) table.begin();
   std::vector<Row> rows;
   bool all_ok = true;
   for (const Shape& s : shapes) {
@@ -310,59 +351,34 @@ int bench_command(const BenchArgs& args) {
                 ? run_shape<attn::bfloat16>(s, args, fp32_peak, bf16_peak)
                 : run_shape<float>(s, args, fp32_peak, bf16_peak);
     all_ok = all_ok && r.ok;
-    if (!args.json) {
-      const std::string speedup =
-          std::isnan(r.naive_ms) ? "-" : fmt::format("{:.1f}x", r.naive_ms / r.ms);
-      fmt::print("{:<42} {:<8} {:>10.2f} {:>9.1f} {:>6.1f}% {:>10} {:>6.2f}MiB {:>17}\n",
-                 shape_text(s), s.dtype, r.ms, r.gflops, r.pct_fp32, speedup,
-                 r.scratch_mib,
-                 fmt::format("{:.1e}/{:.1e}{}", r.max_err, r.naive_err,
-                             r.ok ? "" : " FAILED"));
-    }
+    table.add(attention_cells(r));
     rows.push_back(r);
   }
   // Peak memory before the bandwidth test, whose buffer would dominate it.
   const double peak_rss_mib = attn::bench::peak_resident_bytes() / 1048576.0;
   const double bandwidth =
       attn::bench::measure_read_bandwidth_gbs(threads, std::size_t{256} << 20);
-  const DecodeResult decode =
+  const SuiteResult decode =
       run_decode_presets(decode_names, args, fp32_peak, bandwidth);
   all_ok = all_ok && decode.ok;
-  const DecodeResult backward =
+  const SuiteResult backward =
       run_backward_presets(backward_names, args, fp32_peak);
   all_ok = all_ok && backward.ok;
   if (args.json) {
-    fmt::print("{{\"version\": \"{}\", \"cpu\": \"{}\", \"simd\": \"{}\", "
-               "\"threads\": {}, \"fp32_peak_gflops\": {:.2f}, "
-               "\"bf16_peak_gflops\": {:.2f}, \"read_bandwidth_gbs\": {:.2f}, "
-               "\"peak_resident_mib\": {:.1f}, \"rows\": [",
-               attn::version(), attn::bench::cpu_model_name(), target, threads,
-               fp32_peak, bf16_peak, bandwidth, peak_rss_mib);
-    for (size_t i = 0; i < rows.size(); ++i) {
-      const Row& r = rows[i];
-      const Shape& s = r.shape;
-      fmt::print("{}\n  {{\"model\": \"{}\", \"B\": {}, \"Hq\": {}, \"Hkv\": {}, "
-                 "\"Sq\": {}, \"Skv\": {}, \"D\": {}, \"Dv\": {}, \"causal\": {}, "
-                 "\"dtype\": \"{}\", \"algorithm\": \"{}\", \"median_ms\": {:.4f}, "
-                 "\"gflops\": {:.2f}, \"pct_fp32_peak\": {:.2f}, "
-                 "\"pct_bf16_peak\": {:.2f}, \"naive_ms\": {}, "
-                 "\"scratch_bytes\": {:.0f}, \"max_rel_err\": {:.3g}, "
-                 "\"naive_max_rel_err\": {:.3g}, \"ok\": {}}}",
-                 i ? "," : "", s.model, s.B, s.Hq, s.Hkv, s.Sq, s.Skv, s.D, s.Dv,
-                 s.causal, s.dtype, r.algorithm, r.ms, r.gflops, r.pct_fp32,
-                 r.pct_bf16,
-                 std::isnan(r.naive_ms) ? "null" : fmt::format("{:.4f}", r.naive_ms),
-                 r.scratch_mib * 1048576.0, r.max_err, r.naive_err, r.ok);
-    }
-    fmt::print("\n], \"kv_rows\": [");
-    for (size_t i = 0; i < decode.json_rows.size(); ++i) {
-      fmt::print("{}\n  {}", i ? "," : "", decode.json_rows[i]);
-    }
-    fmt::print("\n], \"backward_rows\": [");
-    for (size_t i = 0; i < backward.json_rows.size(); ++i) {
-      fmt::print("{}\n  {}", i ? "," : "", backward.json_rows[i]);
-    }
-    fmt::print("\n]}}\n");
+    const nlohmann::json doc = {
+        {"version", attn::version()},
+        {"cpu", attn::bench::cpu_model_name()},
+        {"simd", target},
+        {"threads", threads},
+        {"fp32_peak_gflops", fp32_peak},
+        {"bf16_peak_gflops", bf16_peak > 0 ? nlohmann::json(bf16_peak) : nlohmann::json()},
+        {"read_bandwidth_gbs", bandwidth},
+        {"peak_resident_mib", peak_rss_mib},
+        {"rows", table.rows()},
+        {"kv_rows", decode.rows},
+        {"backward_rows", backward.rows},
+    };
+    fmt::print("{}\n", doc.dump(2));
   }
   if (!args.json) {
     double io_mib = 0;  // the largest row's q, k, v and out

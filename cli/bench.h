@@ -5,6 +5,7 @@
 #include <attn/attn.h>
 
 #include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
 #include <algorithm>
 #include <cmath>
 #include <functional>
@@ -78,11 +79,13 @@ SliceCheck check_slice(attn::TensorView<const float> q, attn::TensorView<const f
 // KV-cache rows (bench_decode.cc): decode and chunked prefill.
 std::vector<std::string> decode_preset_names();
 bool is_decode_preset(const std::string& name);
-struct DecodeResult {
+// What a suite of rows returns: whether every row passed its check, and
+// its rows as JSON objects (cli/bench_report.h).
+struct SuiteResult {
   bool ok = true;
-  std::vector<std::string> json_rows;  // filled in --json mode
+  nlohmann::json rows = nlohmann::json::array();
 };
-DecodeResult run_decode_presets(const std::vector<std::string>& names,
+SuiteResult run_decode_presets(const std::vector<std::string>& names,
                                 const BenchArgs& args, double fp32_peak,
                                 double bandwidth_gbs);
 int bench_command(const BenchArgs& args);
@@ -90,7 +93,7 @@ int bench_command(const BenchArgs& args);
 // bench_backward.cc: attention_backward rows.
 std::vector<std::string> backward_preset_names();
 bool is_backward_preset(const std::string& name);
-DecodeResult run_backward_presets(const std::vector<std::string>& names,
+SuiteResult run_backward_presets(const std::vector<std::string>& names,
                                   const BenchArgs& args, double fp32_peak);
 
 // bench_scaling.cc: the --scaling table.

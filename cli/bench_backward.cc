@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "cli/bench.h"
+#include "cli/bench_report.h"
 
 namespace attn_cli {
 namespace {
@@ -145,16 +146,25 @@ std::vector<std::string> backward_preset_names() {
   return names;
 }
 
-DecodeResult run_backward_presets(const std::vector<std::string>& names,
+SuiteResult run_backward_presets(const std::vector<std::string>& names,
                                   const BenchArgs& args, double fp32_peak) {
-  DecodeResult result;
+  SuiteResult result;
   if (names.empty()) return result;
-  if (!args.json) {
-    fmt::print("\nbackward (attention_backward, flash; FLOPs = 2.5x forward)\n");
-    fmt::print("{:<42} {:<8} {:>10} {:>9} {:>7} {:>10} {:>9} {:>17}\n", "shape",
-               "dtype", "median ms", "GFLOP/s", "%fp32", "vs naive", "scratch",
-               "dq err/naive err");
-  }
+  Table table("\nbackward (attention_backward, flash; FLOPs = 2.5x forward)",
+              {{"shape", "shape", 42, true},
+               {"dtype", "dtype", 8, true},
+               {"model", "", 0}, {"B", "", 0}, {"Hq", "", 0}, {"Hkv", "", 0},
+               {"S", "", 0}, {"D", "", 0}, {"causal", "", 0},
+               {"median_ms", "median ms", 10},
+               {"gflops", "GFLOP/s", 9},
+               {"pct_fp32_peak", "%fp32", 7},
+               {"naive_ms", "vs naive", 10},
+               {"scratch_bytes", "scratch", 9},
+               {"dq_max_rel_err", "", 0},
+               {"naive_dq_max_rel_err", "", 0},
+               {"ok", "dq err/naive err", 17}},
+              args.json);
+  table.begin();
   for (const std::string& name : names) {
     for (const BackwardShape& s : backward_presets().at(name)) {
       const BackwardRow r =
@@ -162,32 +172,28 @@ DecodeResult run_backward_presets(const std::vector<std::string>& names,
               ? run_backward_shape<attn::bfloat16>(s, args, fp32_peak)
               : run_backward_shape<float>(s, args, fp32_peak);
       result.ok = result.ok && r.check.ok();
-      if (args.json) {
-        result.json_rows.push_back(fmt::format(
-            "{{\"model\": \"{}\", \"B\": {}, \"Hq\": {}, \"Hkv\": {}, "
-            "\"S\": {}, \"D\": {}, \"causal\": {}, \"dtype\": \"{}\", "
-            "\"median_ms\": {:.4f}, \"gflops\": {:.2f}, "
-            "\"pct_fp32_peak\": {:.2f}, \"naive_ms\": {}, "
-            "\"scratch_bytes\": {:.0f}, \"dq_max_rel_err\": {:.3g}, "
-            "\"naive_dq_max_rel_err\": {:.3g}, \"ok\": {}}}",
-            s.model, s.B, s.Hq, s.Hkv, s.S, s.D, s.causal, s.dtype, r.ms,
-            r.gflops, r.pct,
-            std::isnan(r.naive_ms) ? "null" : fmt::format("{:.4f}", r.naive_ms),
-            r.scratch_mib * 1048576.0, r.check.err, r.check.naive_err,
-            r.check.ok()));
-        continue;
-      }
-      fmt::print(
-          "{:<42} {:<8} {:>10.2f} {:>9.1f} {:>6.1f}% {:>10} {:>6.2f}MiB {:>17}\n",
-          fmt::format("{} B{} H{}/{} S{} D{}{}", s.model, s.B, s.Hq, s.Hkv, s.S,
-                      s.D, s.causal ? " causal" : ""),
-          s.dtype, r.ms, r.gflops, r.pct,
-          std::isnan(r.naive_ms) ? "-" : fmt::format("{:.1f}x", r.naive_ms / r.ms),
-          r.scratch_mib,
-          fmt::format("{:.1e}/{:.1e}{}", r.check.err, r.check.naive_err,
-                      r.check.ok() ? "" : " FAILED"));
+      table.add({Cell::str(fmt::format("{} B{} H{}/{} S{} D{}{}", s.model, s.B, s.Hq,
+                                       s.Hkv, s.S, s.D, s.causal ? " causal" : "")),
+                 Cell::str(s.dtype),
+                 Cell::str(s.model), Cell::integer(s.B), Cell::integer(s.Hq),
+                 Cell::integer(s.Hkv), Cell::integer(s.S), Cell::integer(s.D),
+                 Cell::shown("", s.causal),
+                 Cell::num(r.ms, "{:.2f}"),
+                 Cell::num(r.gflops, "{:.1f}"),
+                 Cell::shown(fmt::format("{:.1f}%", r.pct), r.pct),
+                 Cell::shown(std::isnan(r.naive_ms) ? "-"
+                                                    : fmt::format("{:.1f}x", r.naive_ms / r.ms),
+                             std::isnan(r.naive_ms) ? nlohmann::json()
+                                                    : nlohmann::json(r.naive_ms)),
+                 Cell::shown(fmt::format("{:.2f}MiB", r.scratch_mib), r.scratch_mib * 1048576.0),
+                 Cell::num(r.check.err, "{:.3g}"),
+                 Cell::num(r.check.naive_err, "{:.3g}"),
+                 Cell::shown(fmt::format("{:.1e}/{:.1e}{}", r.check.err, r.check.naive_err,
+                                         r.check.ok() ? "" : " FAILED"),
+                             r.check.ok())});
     }
   }
+  result.rows = table.rows();
   return result;
 }
 

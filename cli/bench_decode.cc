@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "cli/bench.h"
+#include "cli/bench_report.h"
 
 namespace attn_cli {
 namespace {
@@ -121,24 +122,33 @@ bool is_decode_preset(const std::string& name) {
   return decode_presets().count(name) > 0;
 }
 
-DecodeResult run_decode_presets(const std::vector<std::string>& names,
+SuiteResult run_decode_presets(const std::vector<std::string>& names,
                                 const BenchArgs& args, double fp32_peak,
                                 double bandwidth_gbs) {
-  DecodeResult result;
+  SuiteResult result;
   std::vector<DecodeShape> shapes;
   for (const std::string& n : names) {
     const auto& rows = decode_presets().at(n);
     shapes.insert(shapes.end(), rows.begin(), rows.end());
   }
   if (shapes.empty()) return result;
-  if (!args.json) {
-    fmt::print("\nKV cache: decode (GB/s of KV read vs measured {:.1f} GB/s) and "
-               "chunked prefill (GFLOP/s vs fp32 peak); query float32\n",
-               bandwidth_gbs);
-    fmt::print("{:<44} {:<9} {:>9} {:>9} {:>7} {:>10} {:>9} {:>7} {:>10} {:>17}\n",
-               "shape", "cache", "median ms", "KV GB/s", "%bw", "tokens/s",
-               "GFLOP/s", "%fp32", "cache MiB", "err/naive err");
-  }
+  Table table(fmt::format("\nKV cache: decode (GB/s of KV read vs measured {:.1f} GB/s) and "
+                          "chunked prefill (GFLOP/s vs fp32 peak); query float32",
+                          bandwidth_gbs),
+              {{"shape", "shape", 44, true},
+               {"cache", "cache", 9, true},
+               {"median_ms", "median ms", 9},
+               {"kv_gbs", "KV GB/s", 9},
+               {"pct_bandwidth", "%bw", 7},
+               {"tokens_per_s", "tokens/s", 10},
+               {"gflops", "GFLOP/s", 9},
+               {"pct_fp32_peak", "%fp32", 7},
+               {"cache_bytes", "cache MiB", 10},
+               {"max_rel_err", "", 0},
+               {"naive_max_rel_err", "", 0},
+               {"ok", "err/naive err", 17}},
+              args.json);
+  table.begin();
   for (const DecodeShape& s : shapes) {
     attn::KVCacheOptions co;
     co.num_kv_heads = s.Hkv;
@@ -213,22 +223,23 @@ DecodeResult run_decode_presets(const std::vector<std::string>& names,
         "{} B{} H{}/{} D{} {} cached{}{}", s.model, s.B, s.Hq, s.Hkv, s.D, s.cached,
         s.Sq > 1 ? fmt::format(" +{} chunk", s.Sq) : "",
         s.page_size ? fmt::format(" paged{}", s.page_size) : " contiguous");
-    if (args.json) {
-      result.json_rows.push_back(fmt::format("{{\"shape\": \"{}\", \"cache\": \"{}\", \"median_ms\": {:.4f}, "
-                 "\"kv_gbs\": {:.2f}, \"pct_bandwidth\": {:.2f}, \"tokens_per_s\": {:.1f}, "
-                 "\"gflops\": {:.2f}, \"pct_fp32_peak\": {:.2f}, \"cache_bytes\": {}, "
-                 "\"max_rel_err\": {:.3g}, \"naive_max_rel_err\": {:.3g}, \"ok\": {}}}",
-                 shape, attn::cache_type_name(s.type), ms, gbs,
-                 100 * gbs / bandwidth_gbs, tok_s, gflops, 100 * gflops / fp32_peak,
-                 cache.bytes_used(), err, naive_err, ok));
-    } else {
-      fmt::print("{:<44} {:<9} {:>9.3f} {:>9.1f} {:>6.1f}% {:>10.1f} {:>9.1f} {:>6.1f}% "
-                 "{:>10.0f} {:>17}\n",
-                 shape, attn::cache_type_name(s.type), ms, gbs, 100 * gbs / bandwidth_gbs,
-                 tok_s, gflops, 100 * gflops / fp32_peak, cache.bytes_used() / 1048576.0,
-                 fmt::format("{:.1e}/{:.1e}{}", err, naive_err, ok ? "" : " FAILED"));
-    }
+    const double bw_pct = 100 * gbs / bandwidth_gbs, fp_pct = 100 * gflops / fp32_peak;
+    table.add({Cell::str(shape),
+               Cell::str(attn::cache_type_name(s.type)),
+               Cell::num(ms, "{:.3f}"),
+               Cell::num(gbs, "{:.1f}"),
+               Cell::shown(fmt::format("{:.1f}%", bw_pct), bw_pct),
+               Cell::num(tok_s, "{:.1f}"),
+               Cell::num(gflops, "{:.1f}"),
+               Cell::shown(fmt::format("{:.1f}%", fp_pct), fp_pct),
+               Cell::shown(fmt::format("{:.0f}", cache.bytes_used() / 1048576.0),
+                           cache.bytes_used()),
+               Cell::num(err, "{:.3g}"),
+               Cell::num(naive_err, "{:.3g}"),
+               Cell::shown(fmt::format("{:.1e}/{:.1e}{}", err, naive_err, ok ? "" : " FAILED"),
+                           ok)});
   }
+  result.rows = table.rows();
   return result;
 }
 

@@ -10,6 +10,8 @@
 #include <attn/attn.h>
 #include <fmt/core.h>
 
+#include <nlohmann/json.hpp>
+
 #include <cmath>
 #include <functional>
 #include <memory>
@@ -222,24 +224,27 @@ int run_scaling(const BenchArgs& args, double fp32_peak) {
   }
 
   if (args.json) {
-    fmt::print("{{\"scaling\": {{\"heads\": {}, \"head_dim\": {}, \"causal\": true, "
-               "\"fp32_peak_gflops\": {:.2f}, \"patterns\": [",
-               kHeads, kDim, fp32_peak);
+    nlohmann::json patterns = nlohmann::json::array();
     for (size_t c = 0; c < cols.size(); ++c) {
-      fmt::print("{}\n  {{\"name\": \"{}\", \"exponent\": {}, \"rows\": [", c ? "," : "",
-                 cols[c].name, cell_text(fitted_exponent(lens, cells[c]), "{:.4f}"));
-      bool first = true;
+      nlohmann::json rows = nlohmann::json::array();
       for (size_t si = 0; si < lens.size(); ++si) {
         const Cell& x = cells[c][si];
         if (std::isnan(x.ms)) continue;
-        fmt::print("{}{{\"S\": {}, \"median_ms\": {:.4f}, \"gflops_visited\": {:.2f}, "
-                   "\"ok\": {}}}",
-                   first ? "" : ", ", lens[si], x.ms, x.gflops, x.ok);
-        first = false;
+        rows.push_back({{"S", lens[si]}, {"median_ms", x.ms},
+                        {"gflops_visited", x.gflops}, {"ok", x.ok}});
       }
-      fmt::print("]}}");
+      const double k = fitted_exponent(lens, cells[c]);
+      patterns.push_back({{"name", cols[c].name},
+                          {"exponent", std::isnan(k) ? nlohmann::json() : nlohmann::json(k)},
+                          {"rows", rows}});
     }
-    fmt::print("\n]}}}}\n");
+    const nlohmann::json doc = {{"scaling",
+                                 {{"heads", kHeads},
+                                  {"head_dim", kDim},
+                                  {"causal", true},
+                                  {"fp32_peak_gflops", fp32_peak},
+                                  {"patterns", patterns}}}};
+    fmt::print("{}\n", doc.dump(2));
     return all_ok ? 0 : 1;
   }
 

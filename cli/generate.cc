@@ -1,4 +1,4 @@
-// `attn generate`: loads a BERT/GPT-2/Llama-layout checkpoint and continues
+// `attn generate`: loads a GPT-2/Llama-layout checkpoint (a model with an LM head) and continues
 // each prompt (token ids; attn has no tokenizer), printing the new ids and
 // the time per token.
 #include "cli/generate.h"

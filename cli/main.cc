@@ -33,7 +33,7 @@ int main(int argc, char** argv) {
 
   attn_cli::GenerateArgs gen_args;
   CLI::App* gen = app.add_subcommand(
-      "generate", "Continue token ids with a BERT/GPT-2/Llama checkpoint");
+      "generate", "Continue token ids with a GPT-2 or Llama checkpoint (models with an LM head)");
   attn_cli::add_generate_options(*gen, gen_args);
 
   try {

@@ -334,9 +334,21 @@ int run_command(const RunArgs& args) {
       bshd ? attn::TensorView<float>::bshd(out.data(), B, Sq, Hq, Dv)
            : attn::TensorView<float>::bhsd(out.data(), B, Hq, Sq, Dv);
   const double t0 = now_ms();
-  const attn::Algorithm ran =
-      attn::attention(q.view, k.view, v.view, out_view, o,
-                      attn::TensorView<float>::bhsd(lse.data(), B, Hq, Sq, 1));
+  attn::Algorithm ran;
+  try {
+    ran = attn::attention(q.view, k.view, v.view, out_view, o,
+                          attn::TensorView<float>::bhsd(lse.data(), B, Hq, Sq, 1));
+  } catch (const Error& e) {
+    // A head or length mismatch is often files in the other axis order.
+    const std::string what = e.what();
+    if (what.find("heads") == std::string::npos &&
+        what.find("length") == std::string::npos) {
+      throw;
+    }
+    throw Error(what + " (the files are read as " +
+                (bshd ? "[B, S, H, D] (--layout bshd)" : "[B, H, S, D]") +
+                "; is --layout " + (bshd ? "bhsd" : "bshd") + " meant?)");
+  }
   const double ms = now_ms() - t0;
 
   std::vector<int64_t> out_shape = q.shape;

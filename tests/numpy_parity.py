@@ -321,6 +321,12 @@ def error_cases(r, rng):
         ("float64 input", ["--q", q, "--k", f64, "--v", v], "expected dtype float32"),
         ("3-D input", ["--q", three_d, "--k", k, "--v", v], "expected a 4-D array"),
         ("heads mismatch", ["--q", q, "--k", k3, "--v", v], "KV heads"),
+        ("bshd files without --layout",
+         [
+             "--q", r.save("eqs.npy", np.zeros((1, 3, 2, 4), np.float32)),
+             "--k", r.save("eks.npy", np.zeros((1, 5, 2, 4), np.float32)),
+             "--v", r.save("evs.npy", np.zeros((1, 5, 2, 4), np.float32)),
+         ], "is --layout bshd meant?"),
         ("only q", ["--q", q], "must be given together"),
         ("bad window", base + ["--window", "3"], "--window"),
         ("bad window text", base + ["--window", "a,b"], "--window"),

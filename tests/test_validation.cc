@@ -77,6 +77,13 @@ TEST(Validation, ValueHeadsMismatch) {
   expect_error(c, {"v:", "heads extent 2", "got 1"});
 }
 
+// A k whose head count fits neither q nor v is blamed on k (v was blamed).
+TEST(Validation, KeyHeadsMismatchBlamesK) {
+  Call c;
+  c.k = TensorView<const float>::bhsd(c.kb.data(), 2, 3, 5, 8);
+  expect_error(c, {"k:", "KV heads (3)", "query heads (4)", "v's (2)"});
+}
+
 TEST(Validation, ValueLengthMismatch) {
   Call c;
   c.v = TensorView<const float>::bhsd(c.vb.data(), 2, 2, 4, 6);

@@ -6,7 +6,8 @@
 // and a block table per sequence mapping its i-th block of P tokens to a
 // page (as in vLLM's paged attention). Two configurations:
 //   contiguous (page_size = 0): each sequence owns one page of max_tokens
-//                               tokens, reserved on its first append;
+//                               tokens (every pool is allocated when the
+//                               cache is made);
 //   paged (page_size = P > 0):  sequences take pages of P tokens from a
 //                               shared pool as they grow.
 // Sequences are added, freed and forked. A fork shares its parent's pages;

@@ -89,7 +89,7 @@ constexpr TileKind classify_by_difference(int64_t i0, int64_t i1, int64_t j0,
 struct SparseStrided {
   int64_t stride = 128;  // > 0
   int64_t local = 128;   // >= 0
-  bool causal = true;
+  bool causal = false;  // as AttentionOptions::causal: only when asked
 
   std::string check(int64_t, int64_t, int64_t, int64_t) const {
     if (stride < 1 || stride > kMaxPatternExtent) {
@@ -136,7 +136,7 @@ struct SparseStrided {
 struct SparseFixed {
   int64_t block = 128;  // > 0
   int64_t summary = 8;  // in [0, block]
-  bool causal = true;
+  bool causal = false;  // as AttentionOptions::causal: only when asked
 
   std::string check(int64_t, int64_t, int64_t, int64_t) const {
     if (block < 1 || block > kMaxPatternExtent) {

@@ -336,9 +336,16 @@ Shape check_inputs(TensorView<const T> q, TensorView<const T> k,
   check_extent("k", k.extents(), kBatch, s.B, "batch of q");
   check_extent("k", k.extents(), kDim, s.D, "head dim of q");
   check_extent("v", v.extents(), kBatch, s.B, "batch of q");
+  // k's head count is checked against q before v is compared with k, so a
+  // wrong k is blamed on k, not on v.
+  if (s.Hq % s.Hkv != 0 && v.extent(kHeads) != s.Hkv) {
+    fail("k", "KV heads (" + std::to_string(s.Hkv) + ") must divide the query heads (" +
+                  std::to_string(s.Hq) + ") and equal v's (" +
+                  std::to_string(v.extent(kHeads)) + ")");
+  }
+  check_group(s, "the KV heads of k");
   check_extent("v", v.extents(), kHeads, s.Hkv, "KV heads of k");
   check_extent("v", v.extents(), kSeq, s.Skv, "key length of k");
-  check_group(s, "the KV heads of k and v");
   return s;
 }
 

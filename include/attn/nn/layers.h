@@ -293,7 +293,6 @@ class MultiHeadAttention {
   std::vector<float> alibi_;
   mutable std::vector<float> t5_table_;  // [Hq, 2 reach + 1] by distance
   mutable std::vector<float> q_, kv_, ctx_;
-  friend struct MhaAccess;
   void run(TensorView<const float> x, TensorView<float> out,
            const AttentionInputs& inputs, bool accumulate,
            AttentionTape* tape) const;
