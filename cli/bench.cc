@@ -7,7 +7,6 @@
 // a slice (batch 0, every head, the last 16 query rows) before it is
 // timed; a row that fails the check is reported and makes the command fail.
 #include "cli/bench.h"
-#include "cli/bench_report.h"
 
 #include <attn/attn.h>
 #include <fmt/core.h>
@@ -22,6 +21,7 @@
 #include <vector>
 
 #include "bench/support/machine.h"
+#include "cli/bench_report.h"
 
 namespace attn_cli {
 namespace {
@@ -41,11 +41,14 @@ const std::map<std::string, std::vector<Shape>>& presets() {
       {"transformer",  // Vaswani et al.: 8 heads x 64
        {{"transformer", 1, 8, 8, 512, 512, 64, 64, false, "float32", true},
         {"transformer", 1, 8, 8, 512, 512, 64, 64, true, "float32", true}}},
-      {"bert-base", {{"bert-base", 1, 12, 12, 512, 512, 64, 64, false, "float32", true}}},
-      {"gpt2-small", {{"gpt2-small", 1, 12, 12, 1024, 1024, 64, 64, true, "float32", true}}},
+      {"bert-base",
+       {{"bert-base", 1, 12, 12, 512, 512, 64, 64, false, "float32", true}}},
+      {"gpt2-small",
+       {{"gpt2-small", 1, 12, 12, 1024, 1024, 64, 64, true, "float32", true}}},
       {"llama3-8b",  // 32 query heads, 8 KV heads, 128
        {{"llama3-8b", 1, 32, 8, 2048, 2048, 128, 128, true, "float32", false},
-        {"llama3-8b", 1, 32, 8, 2048, 2048, 128, 128, true, "bfloat16", false}}},
+        {"llama3-8b", 1, 32, 8, 2048, 2048, 128, 128, true, "bfloat16",
+         false}}},
       {"targets",
        {{"h8-s4096", 1, 8, 8, 4096, 4096, 64, 64, false, "float32", false},
         {"h8-s4096", 1, 8, 8, 4096, 4096, 64, 64, false, "bfloat16", false},
@@ -53,17 +56,22 @@ const std::map<std::string, std::vector<Shape>>& presets() {
         {"h8-s4096", 1, 8, 8, 4096, 4096, 128, 128, false, "bfloat16", false}}},
       {"naive-4096",
        {{"h8-s4096", 1, 8, 8, 4096, 4096, 64, 64, false, "float32", true}}},
-      {"long-32k", {{"long-32k", 1, 8, 8, 32768, 32768, 128, 128, true, "float32", false}}},
-      {"long-128k", {{"long-128k", 1, 8, 8, 131072, 131072, 128, 128, true, "float32", false}}},
+      {"long-32k",
+       {{"long-32k", 1, 8, 8, 32768, 32768, 128, 128, true, "float32", false}}},
+      {"long-128k",
+       {{"long-128k", 1, 8, 8, 131072, 131072, 128, 128, true, "float32",
+         false}}},
   };
   return p;
 }
 
 const std::map<std::string, std::vector<std::string>> kGroups = {
-    {"quick", {"transformer", "bert-base", "gpt2-small", "llama3-8b", "targets",
-               "decode-quick", "backward-quick"}},
-    {"full", {"transformer", "bert-base", "gpt2-small", "llama3-8b", "targets",
-              "naive-4096", "long-32k", "decode", "prefill-16k", "backward"}},
+    {"quick",
+     {"transformer", "bert-base", "gpt2-small", "llama3-8b", "targets",
+      "decode-quick", "backward-quick"}},
+    {"full",
+     {"transformer", "bert-base", "gpt2-small", "llama3-8b", "targets",
+      "naive-4096", "long-32k", "decode", "prefill-16k", "backward"}},
 };
 
 double now_s() {
@@ -73,7 +81,8 @@ double now_s() {
 }
 
 double flops(const Shape& s) {
-  const double f = 2.0 * s.B * s.Hq * double(s.Sq) * double(s.Skv) * (s.D + s.Dv);
+  const double f =
+      2.0 * s.B * s.Hq * double(s.Sq) * double(s.Skv) * (s.D + s.Dv);
   return s.causal ? f / 2 : f;
 }
 
@@ -92,8 +101,10 @@ template <class T>
 struct Inputs {
   attn::Tensor<T> q, k, v, out;
   explicit Inputs(const Shape& s)
-      : q(s.B, s.Hq, s.Sq, s.D), k(s.B, s.Hkv, s.Skv, s.D),
-        v(s.B, s.Hkv, s.Skv, s.Dv), out(s.B, s.Hq, s.Sq, s.Dv) {
+      : q(s.B, s.Hq, s.Sq, s.D),
+        k(s.B, s.Hkv, s.Skv, s.D),
+        v(s.B, s.Hkv, s.Skv, s.Dv),
+        out(s.B, s.Hq, s.Sq, s.Dv) {
     std::mt19937 rng(123);
     std::normal_distribution<float> normal;
     for (auto* t : {&q, &k, &v}) {
@@ -113,12 +124,15 @@ attn::TensorView<T> slice(attn::TensorView<T> v, int64_t h0, int64_t heads,
 
 // See check_slice in bench.h.
 template <class T>
-SliceCheck check_rows(attn::TensorView<const T> q_all, attn::TensorView<const T> k_all,
-                      attn::TensorView<const T> v_all, attn::TensorView<const T> out_all,
+SliceCheck check_rows(attn::TensorView<const T> q_all,
+                      attn::TensorView<const T> k_all,
+                      attn::TensorView<const T> v_all,
+                      attn::TensorView<const T> out_all,
                       const attn::AttentionOptions& o) {
   // Every head: head-dependent options (ALiBi, patterns) keep their meaning.
   const int64_t Hq = q_all.extent(1), Hkv = k_all.extent(1);
-  const int64_t Sq = q_all.extent(2), Skv = k_all.extent(2), Dv = v_all.extent(3);
+  const int64_t Sq = q_all.extent(2), Skv = k_all.extent(2),
+                Dv = v_all.extent(3);
   const int64_t rows = std::min<int64_t>(Sq, 16);
   const int64_t first = Sq - rows;  // bottom-right alignment keeps meaning
   const auto q = slice<const T>(q_all, 0, Hq, first, rows);
@@ -140,14 +154,18 @@ SliceCheck check_rows(attn::TensorView<const T> q_all, attn::TensorView<const T>
 }
 
 template <class T>
-SliceCheck check_slice(const Shape&, Inputs<T>& in, const attn::AttentionOptions& o) {
-  return check_rows<T>(in.q.cview(), in.k.cview(), in.v.cview(), in.out.cview(), o);
+SliceCheck check_slice(const Shape&, Inputs<T>& in,
+                       const attn::AttentionOptions& o) {
+  return check_rows<T>(in.q.cview(), in.k.cview(), in.v.cview(), in.out.cview(),
+                       o);
 }
 
 }  // namespace
 
-SliceCheck check_slice(attn::TensorView<const float> q, attn::TensorView<const float> k,
-                       attn::TensorView<const float> v, attn::TensorView<const float> out,
+SliceCheck check_slice(attn::TensorView<const float> q,
+                       attn::TensorView<const float> k,
+                       attn::TensorView<const float> v,
+                       attn::TensorView<const float> out,
                        const attn::AttentionOptions& options) {
   return check_rows<float>(q, k, v, out, options);
 }
@@ -156,7 +174,8 @@ double time_ms(int repeats, const std::function<void()>& call) {
   const double t0 = now_s();
   call();
   const double first = now_s() - t0;
-  const int n = first > 1.0 ? 1 : std::max(1, std::min(repeats, int(3.0 / first)));
+  const int n =
+      first > 1.0 ? 1 : std::max(1, std::min(repeats, int(3.0 / first)));
   std::vector<double> ms;
   for (int i = 0; i < n; ++i) {
     const double t = now_s();
@@ -210,8 +229,14 @@ std::vector<Column> attention_columns() {
   return {{"shape", "shape", 42, true},
           {"dtype", "dtype", 8, true},
           {"algorithm", "", 0},
-          {"model", "", 0}, {"B", "", 0}, {"Hq", "", 0}, {"Hkv", "", 0},
-          {"Sq", "", 0}, {"Skv", "", 0}, {"D", "", 0}, {"Dv", "", 0},
+          {"model", "", 0},
+          {"B", "", 0},
+          {"Hq", "", 0},
+          {"Hkv", "", 0},
+          {"Sq", "", 0},
+          {"Skv", "", 0},
+          {"D", "", 0},
+          {"Dv", "", 0},
           {"causal", "", 0},
           {"median_ms", "median ms", 10},
           {"gflops", "GFLOP/s", 9},
@@ -229,17 +254,26 @@ std::vector<Cell> attention_cells(const Row& r) {
   return {Cell::str(shape_text(s)),
           Cell::str(s.dtype),
           Cell::str(r.algorithm),
-          Cell::str(s.model), Cell::integer(s.B), Cell::integer(s.Hq),
-          Cell::integer(s.Hkv), Cell::integer(s.Sq), Cell::integer(s.Skv),
-          Cell::integer(s.D), Cell::integer(s.Dv),
+          Cell::str(s.model),
+          Cell::integer(s.B),
+          Cell::integer(s.Hq),
+          Cell::integer(s.Hkv),
+          Cell::integer(s.Sq),
+          Cell::integer(s.Skv),
+          Cell::integer(s.D),
+          Cell::integer(s.Dv),
           Cell::shown(s.causal ? "causal" : "", s.causal),
           Cell::num(r.ms, "{:.2f}"),
           Cell::num(r.gflops, "{:.1f}"),
           Cell::shown(fmt::format("{:.1f}%", r.pct_fp32), r.pct_fp32),
           Cell::num(r.pct_bf16, "{:.2f}"),
-          Cell::shown(std::isnan(r.naive_ms) ? "-" : fmt::format("{:.1f}x", r.naive_ms / r.ms),
-                      std::isnan(r.naive_ms) ? nlohmann::json() : nlohmann::json(r.naive_ms)),
-          Cell::shown(fmt::format("{:.2f}MiB", r.scratch_mib), r.scratch_mib * 1048576.0),
+          Cell::shown(std::isnan(r.naive_ms)
+                          ? "-"
+                          : fmt::format("{:.1f}x", r.naive_ms / r.ms),
+                      std::isnan(r.naive_ms) ? nlohmann::json()
+                                             : nlohmann::json(r.naive_ms)),
+          Cell::shown(fmt::format("{:.2f}MiB", r.scratch_mib),
+                      r.scratch_mib * 1048576.0),
           Cell::num(r.max_err, "{:.3g}"),
           Cell::num(r.naive_err, "{:.3g}"),
           Cell::shown(fmt::format("{:.1e}/{:.1e}{}", r.max_err, r.naive_err,
@@ -261,10 +295,12 @@ void add_bench_options(CLI::App& cmd, BenchArgs& a) {
       ->check(CLI::PositiveNumber);
   cmd.add_flag("--json", a.json, "print JSON instead of a table");
   cmd.add_flag("--no-naive", a.no_naive, "skip the naive comparison runs");
-  cmd.add_option("--simd", a.simd, "force a SIMD target (see attn::available_simd_targets)");
-  cmd.add_flag("--scaling", a.scaling,
-               "time each sparse pattern for S = 1K, 2K, ... (causal, 8 heads, D 64) "
-               "and fit time ~ S^k");
+  cmd.add_option("--simd", a.simd,
+                 "force a SIMD target (see attn::available_simd_targets)");
+  cmd.add_flag(
+      "--scaling", a.scaling,
+      "time each sparse pattern for S = 1K, 2K, ... (causal, 8 heads, D 64) "
+      "and fit time ~ S^k");
   cmd.add_option("--scaling-min", a.scaling_min, "--scaling: shortest S")
       ->check(CLI::Range(int64_t{64}, int64_t{1} << 24));
   cmd.add_option("--scaling-max", a.scaling_max, "--scaling: longest S")
@@ -326,7 +362,8 @@ int bench_command(const BenchArgs& args) {
     return run_model_bench(args);
   }
   if (args.scaling) {
-    if (!args.presets.empty()) throw attn::Error("--scaling: takes no --preset");
+    if (!args.presets.empty())
+      throw attn::Error("--scaling: takes no --preset");
     return run_scaling(args, attn::bench::measure_fma_peak_gflops(threads));
   }
   const double fp32_peak = attn::bench::measure_fma_peak_gflops(threads);
@@ -371,7 +408,8 @@ int bench_command(const BenchArgs& args) {
         {"simd", target},
         {"threads", threads},
         {"fp32_peak_gflops", fp32_peak},
-        {"bf16_peak_gflops", bf16_peak > 0 ? nlohmann::json(bf16_peak) : nlohmann::json()},
+        {"bf16_peak_gflops",
+         bf16_peak > 0 ? nlohmann::json(bf16_peak) : nlohmann::json()},
         {"read_bandwidth_gbs", bandwidth},
         {"peak_resident_mib", peak_rss_mib},
         {"rows", table.rows()},
@@ -386,12 +424,14 @@ int bench_command(const BenchArgs& args) {
       const Shape& s = r.shape;
       const double elems = double(s.B) * (s.Hq * s.Sq * (s.D + s.Dv) +
                                           s.Hkv * s.Skv * (s.D + s.Dv));
-      io_mib = std::max(io_mib, elems * (s.dtype == "float32" ? 4 : 2) / 1048576.0);
+      io_mib =
+          std::max(io_mib, elems * (s.dtype == "float32" ? 4 : 2) / 1048576.0);
     }
-    fmt::print("\nprocess peak resident memory {:.0f} MiB; largest row's q, k, v, "
-               "out {:.0f} MiB; scratch = what the algorithm held beyond them\n"
-               "measured read bandwidth {:.1f} GB/s\n",
-               peak_rss_mib, io_mib, bandwidth);
+    fmt::print(
+        "\nprocess peak resident memory {:.0f} MiB; largest row's q, k, v, "
+        "out {:.0f} MiB; scratch = what the algorithm held beyond them\n"
+        "measured read bandwidth {:.1f} GB/s\n",
+        peak_rss_mib, io_mib, bandwidth);
   }
   if (!args.simd.empty()) attn::force_simd_target("");
   if (!all_ok) {

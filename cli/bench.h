@@ -5,10 +5,10 @@
 #include <attn/attn.h>
 
 #include <CLI/CLI.hpp>
-#include <nlohmann/json.hpp>
 #include <algorithm>
 #include <cmath>
 #include <functional>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
@@ -47,7 +47,8 @@ attn::Tensor<float> widened(attn::TensorView<const T> x) {
 
 // max |got - ref| over max |ref| (at least 1e-6), batch 0 of both.
 template <class T>
-double slice_error(const attn::Tensor<float>& ref, attn::TensorView<const T> got) {
+double slice_error(const attn::Tensor<float>& ref,
+                   attn::TensorView<const T> got) {
   double err = 0, scale = 1e-6;
   const auto want_v = ref.cview();
   for (int64_t h = 0; h < got.extent(1); ++h)
@@ -72,8 +73,10 @@ struct SliceCheck {
   double err = 0, naive_err = 0;
   bool ok() const { return err <= 2 * naive_err + 1e-6; }
 };
-SliceCheck check_slice(attn::TensorView<const float> q, attn::TensorView<const float> k,
-                       attn::TensorView<const float> v, attn::TensorView<const float> out,
+SliceCheck check_slice(attn::TensorView<const float> q,
+                       attn::TensorView<const float> k,
+                       attn::TensorView<const float> v,
+                       attn::TensorView<const float> out,
                        const attn::AttentionOptions& options);
 
 // KV-cache rows (bench_decode.cc): decode and chunked prefill.
@@ -86,15 +89,15 @@ struct SuiteResult {
   nlohmann::json rows = nlohmann::json::array();
 };
 SuiteResult run_decode_presets(const std::vector<std::string>& names,
-                                const BenchArgs& args, double fp32_peak,
-                                double bandwidth_gbs);
+                               const BenchArgs& args, double fp32_peak,
+                               double bandwidth_gbs);
 int bench_command(const BenchArgs& args);
 
 // bench_backward.cc: attention_backward rows.
 std::vector<std::string> backward_preset_names();
 bool is_backward_preset(const std::string& name);
 SuiteResult run_backward_presets(const std::vector<std::string>& names,
-                                  const BenchArgs& args, double fp32_peak);
+                                 const BenchArgs& args, double fp32_peak);
 
 // bench_scaling.cc: the --scaling table.
 int run_scaling(const BenchArgs& args, double fp32_peak);

@@ -50,9 +50,15 @@ struct BackwardInputs {
   attn::Tensor<T> q, k, v, out, dout, dq, dk, dv;
   attn::Tensor<float> lse;
   explicit BackwardInputs(const BackwardShape& s)
-      : q(s.B, s.Hq, s.S, s.D), k(s.B, s.Hkv, s.S, s.D), v(s.B, s.Hkv, s.S, s.D),
-        out(s.B, s.Hq, s.S, s.D), dout(s.B, s.Hq, s.S, s.D), dq(s.B, s.Hq, s.S, s.D),
-        dk(s.B, s.Hkv, s.S, s.D), dv(s.B, s.Hkv, s.S, s.D), lse(s.B, s.Hq, s.S, 1) {
+      : q(s.B, s.Hq, s.S, s.D),
+        k(s.B, s.Hkv, s.S, s.D),
+        v(s.B, s.Hkv, s.S, s.D),
+        out(s.B, s.Hq, s.S, s.D),
+        dout(s.B, s.Hq, s.S, s.D),
+        dq(s.B, s.Hq, s.S, s.D),
+        dk(s.B, s.Hkv, s.S, s.D),
+        dv(s.B, s.Hkv, s.S, s.D),
+        lse(s.B, s.Hq, s.S, 1) {
     std::mt19937 rng(321);
     std::normal_distribution<float> normal;
     for (auto* t : {&q, &k, &v, &dout}) {
@@ -73,11 +79,14 @@ attn::TensorView<T> rows_of(attn::TensorView<T> v, int64_t first, int64_t n) {
 // values widened to float), and the naive backward's on the same rows.
 template <class T>
 SliceCheck check_dq(BackwardInputs<T>& in, const attn::AttentionOptions& o) {
-  const int64_t S = in.q.extents()[2], n = std::min<int64_t>(S, 16), first = S - n;
+  const int64_t S = in.q.extents()[2], n = std::min<int64_t>(S, 16),
+                first = S - n;
   auto sl = [&](const attn::Tensor<T>& t) {
     return rows_of<const T>(t.cview(), first, n);
   };
-  auto all = [&](const attn::Tensor<T>& t) { return rows_of<const T>(t.cview(), 0, S); };
+  auto all = [&](const attn::Tensor<T>& t) {
+    return rows_of<const T>(t.cview(), 0, S);
+  };
   const auto lse = rows_of<const float>(in.lse.cview(), first, n);
   attn::AttentionOptions r = o;
   r.workspace = nullptr;
@@ -147,14 +156,19 @@ std::vector<std::string> backward_preset_names() {
 }
 
 SuiteResult run_backward_presets(const std::vector<std::string>& names,
-                                  const BenchArgs& args, double fp32_peak) {
+                                 const BenchArgs& args, double fp32_peak) {
   SuiteResult result;
   if (names.empty()) return result;
   Table table("\nbackward (attention_backward, flash; FLOPs = 2.5x forward)",
               {{"shape", "shape", 42, true},
                {"dtype", "dtype", 8, true},
-               {"model", "", 0}, {"B", "", 0}, {"Hq", "", 0}, {"Hkv", "", 0},
-               {"S", "", 0}, {"D", "", 0}, {"causal", "", 0},
+               {"model", "", 0},
+               {"B", "", 0},
+               {"Hq", "", 0},
+               {"Hkv", "", 0},
+               {"S", "", 0},
+               {"D", "", 0},
+               {"causal", "", 0},
                {"median_ms", "median ms", 10},
                {"gflops", "GFLOP/s", 9},
                {"pct_fp32_peak", "%fp32", 7},
@@ -172,25 +186,27 @@ SuiteResult run_backward_presets(const std::vector<std::string>& names,
               ? run_backward_shape<attn::bfloat16>(s, args, fp32_peak)
               : run_backward_shape<float>(s, args, fp32_peak);
       result.ok = result.ok && r.check.ok();
-      table.add({Cell::str(fmt::format("{} B{} H{}/{} S{} D{}{}", s.model, s.B, s.Hq,
-                                       s.Hkv, s.S, s.D, s.causal ? " causal" : "")),
-                 Cell::str(s.dtype),
-                 Cell::str(s.model), Cell::integer(s.B), Cell::integer(s.Hq),
-                 Cell::integer(s.Hkv), Cell::integer(s.S), Cell::integer(s.D),
-                 Cell::shown("", s.causal),
-                 Cell::num(r.ms, "{:.2f}"),
-                 Cell::num(r.gflops, "{:.1f}"),
-                 Cell::shown(fmt::format("{:.1f}%", r.pct), r.pct),
-                 Cell::shown(std::isnan(r.naive_ms) ? "-"
-                                                    : fmt::format("{:.1f}x", r.naive_ms / r.ms),
-                             std::isnan(r.naive_ms) ? nlohmann::json()
-                                                    : nlohmann::json(r.naive_ms)),
-                 Cell::shown(fmt::format("{:.2f}MiB", r.scratch_mib), r.scratch_mib * 1048576.0),
-                 Cell::num(r.check.err, "{:.3g}"),
-                 Cell::num(r.check.naive_err, "{:.3g}"),
-                 Cell::shown(fmt::format("{:.1e}/{:.1e}{}", r.check.err, r.check.naive_err,
-                                         r.check.ok() ? "" : " FAILED"),
-                             r.check.ok())});
+      table.add(
+          {Cell::str(fmt::format("{} B{} H{}/{} S{} D{}{}", s.model, s.B, s.Hq,
+                                 s.Hkv, s.S, s.D, s.causal ? " causal" : "")),
+           Cell::str(s.dtype), Cell::str(s.model), Cell::integer(s.B),
+           Cell::integer(s.Hq), Cell::integer(s.Hkv), Cell::integer(s.S),
+           Cell::integer(s.D), Cell::shown("", s.causal),
+           Cell::num(r.ms, "{:.2f}"), Cell::num(r.gflops, "{:.1f}"),
+           Cell::shown(fmt::format("{:.1f}%", r.pct), r.pct),
+           Cell::shown(std::isnan(r.naive_ms)
+                           ? "-"
+                           : fmt::format("{:.1f}x", r.naive_ms / r.ms),
+                       std::isnan(r.naive_ms) ? nlohmann::json()
+                                              : nlohmann::json(r.naive_ms)),
+           Cell::shown(fmt::format("{:.2f}MiB", r.scratch_mib),
+                       r.scratch_mib * 1048576.0),
+           Cell::num(r.check.err, "{:.3g}"),
+           Cell::num(r.check.naive_err, "{:.3g}"),
+           Cell::shown(
+               fmt::format("{:.1e}/{:.1e}{}", r.check.err, r.check.naive_err,
+                           r.check.ok() ? "" : " FAILED"),
+               r.check.ok())});
     }
   }
   result.rows = table.rows();

@@ -35,8 +35,9 @@ std::vector<DecodeShape> llama_rows(std::initializer_list<int64_t> lengths,
   std::vector<DecodeShape> rows;
   for (int64_t len : lengths)
     for (int64_t b : batches)
-      for (attn::CacheType t : {attn::CacheType::kFloat32, attn::CacheType::kBFloat16,
-                                attn::CacheType::kFloat16, attn::CacheType::kInt8}) {
+      for (attn::CacheType t :
+           {attn::CacheType::kFloat32, attn::CacheType::kBFloat16,
+            attn::CacheType::kFloat16, attn::CacheType::kInt8}) {
         rows.push_back({"llama3-8b", b, 32, 8, 128, len, 1, t, 16});
       }
   return rows;
@@ -48,9 +49,11 @@ const std::map<std::string, std::vector<DecodeShape>>& decode_presets() {
       {"decode-quick",
        {{"llama3-8b", 1, 32, 8, 128, 16384, 1, CacheType::kBFloat16, 16},
         {"llama3-8b", 1, 32, 8, 128, 16384, 1, CacheType::kInt8, 16}}},
-      {"decode", [] {
+      {"decode",
+       [] {
          auto rows = llama_rows({4096, 16384}, {1, 8});
-         rows.push_back({"llama3-8b", 1, 32, 8, 128, 16384, 1, CacheType::kBFloat16, 0});
+         rows.push_back(
+             {"llama3-8b", 1, 32, 8, 128, 16384, 1, CacheType::kBFloat16, 0});
          return rows;
        }()},
       {"decode-128k", llama_rows({131072}, {1, 8})},
@@ -62,12 +65,15 @@ const std::map<std::string, std::vector<DecodeShape>>& decode_presets() {
 }
 
 std::size_t element_bytes(attn::CacheType t) {
-  return t == attn::CacheType::kFloat32 ? 4 : t == attn::CacheType::kInt8 ? 1 : 2;
+  return t == attn::CacheType::kFloat32 ? 4
+         : t == attn::CacheType::kInt8  ? 1
+                                        : 2;
 }
 
 // Fills every sequence with `len` tokens of random keys and values, in
 // chunks cut from one random pool (offset per chunk and sequence).
-void fill_cache(attn::KVCache& cache, const std::vector<int64_t>& seqs, int64_t len) {
+void fill_cache(attn::KVCache& cache, const std::vector<int64_t>& seqs,
+                int64_t len) {
   const auto& o = cache.options();
   const int64_t H = o.num_kv_heads, D = o.head_dim, chunk = 512;
   const int64_t B = seqs.size();
@@ -80,10 +86,13 @@ void fill_cache(attn::KVCache& cache, const std::vector<int64_t>& seqs, int64_t 
     const int64_t n = std::min(chunk, len - t);
     for (int64_t b = 0; b < B; ++b) {
       const int64_t shift = ((t / chunk) * 7 + b * 13) % 97;
-      std::copy_n(pool.begin() + shift * D, H * n * D, k.begin() + b * H * n * D);
-      std::copy_n(pool.begin() + (96 - shift) * D, H * n * D, v.begin() + b * H * n * D);
+      std::copy_n(pool.begin() + shift * D, H * n * D,
+                  k.begin() + b * H * n * D);
+      std::copy_n(pool.begin() + (96 - shift) * D, H * n * D,
+                  v.begin() + b * H * n * D);
     }
-    cache.append(0, seqs, attn::TensorView<const float>::bhsd(k.data(), B, H, n, D),
+    cache.append(0, seqs,
+                 attn::TensorView<const float>::bhsd(k.data(), B, H, n, D),
                  attn::TensorView<const float>::bhsd(v.data(), B, H, n, D));
   }
 }
@@ -98,9 +107,10 @@ double entry0_error(attn::TensorView<const float> q, const attn::KVCache& cache,
   attn::AttentionOptions o = base;
   o.algorithm = algorithm;
   o.workspace = nullptr;
-  attn::attention(attn::TensorView<const float>(q.data(), {1, Hq, Sq, D}, q.strides()),
-                  cache, 0, std::vector<int64_t>{seq},
-                  attn::TensorView<float>::bhsd(out.data(), 1, Hq, Sq, D), o);
+  attn::attention(
+      attn::TensorView<const float>(q.data(), {1, Hq, Sq, D}, q.strides()),
+      cache, 0, std::vector<int64_t>{seq},
+      attn::TensorView<float>::bhsd(out.data(), 1, Hq, Sq, D), o);
   if (want.empty()) return 0;
   double err = 0, scale = 1e-6;
   for (size_t i = 0; i < out.size(); ++i) {
@@ -123,8 +133,8 @@ bool is_decode_preset(const std::string& name) {
 }
 
 SuiteResult run_decode_presets(const std::vector<std::string>& names,
-                                const BenchArgs& args, double fp32_peak,
-                                double bandwidth_gbs) {
+                               const BenchArgs& args, double fp32_peak,
+                               double bandwidth_gbs) {
   SuiteResult result;
   std::vector<DecodeShape> shapes;
   for (const std::string& n : names) {
@@ -132,22 +142,24 @@ SuiteResult run_decode_presets(const std::vector<std::string>& names,
     shapes.insert(shapes.end(), rows.begin(), rows.end());
   }
   if (shapes.empty()) return result;
-  Table table(fmt::format("\nKV cache: decode (GB/s of KV read vs measured {:.1f} GB/s) and "
-                          "chunked prefill (GFLOP/s vs fp32 peak); query float32",
-                          bandwidth_gbs),
-              {{"shape", "shape", 44, true},
-               {"cache", "cache", 9, true},
-               {"median_ms", "median ms", 9},
-               {"kv_gbs", "KV GB/s", 9},
-               {"pct_bandwidth", "%bw", 7},
-               {"tokens_per_s", "tokens/s", 10},
-               {"gflops", "GFLOP/s", 9},
-               {"pct_fp32_peak", "%fp32", 7},
-               {"cache_bytes", "cache MiB", 10},
-               {"max_rel_err", "", 0},
-               {"naive_max_rel_err", "", 0},
-               {"ok", "err/naive err", 17}},
-              args.json);
+  Table table(
+      fmt::format(
+          "\nKV cache: decode (GB/s of KV read vs measured {:.1f} GB/s) and "
+          "chunked prefill (GFLOP/s vs fp32 peak); query float32",
+          bandwidth_gbs),
+      {{"shape", "shape", 44, true},
+       {"cache", "cache", 9, true},
+       {"median_ms", "median ms", 9},
+       {"kv_gbs", "KV GB/s", 9},
+       {"pct_bandwidth", "%bw", 7},
+       {"tokens_per_s", "tokens/s", 10},
+       {"gflops", "GFLOP/s", 9},
+       {"pct_fp32_peak", "%fp32", 7},
+       {"cache_bytes", "cache MiB", 10},
+       {"max_rel_err", "", 0},
+       {"naive_max_rel_err", "", 0},
+       {"ok", "err/naive err", 17}},
+      args.json);
   table.begin();
   for (const DecodeShape& s : shapes) {
     attn::KVCacheOptions co;
@@ -160,28 +172,32 @@ SuiteResult run_decode_presets(const std::vector<std::string>& names,
     attn::KVCache cache(co);
     std::vector<int64_t> seqs;
     for (int64_t b = 0; b < s.B; ++b) seqs.push_back(cache.add_sequence());
-    fill_cache(cache, seqs, s.cached + s.Sq);  // the Sq new tokens appended last
+    fill_cache(cache, seqs,
+               s.cached + s.Sq);  // the Sq new tokens appended last
     std::vector<float> q(s.B * s.Hq * s.Sq * s.D);
     std::mt19937 rng(5);
     std::normal_distribution<float> normal;
     for (float& x : q) x = normal(rng);
-    const auto qv = attn::TensorView<const float>::bhsd(q.data(), s.B, s.Hq, s.Sq, s.D);
+    const auto qv =
+        attn::TensorView<const float>::bhsd(q.data(), s.B, s.Hq, s.Sq, s.D);
     std::vector<float> out(q.size());
     attn::Workspace ws;
     attn::AttentionOptions o;
     o.causal = true;  // bottom-right: decode sees everything, prefill is causal
     o.num_threads = args.threads;
     o.workspace = &ws;
-    o.algorithm = s.Sq <= 16 ? attn::Algorithm::kDecode : attn::Algorithm::kFlash;
+    o.algorithm =
+        s.Sq <= 16 ? attn::Algorithm::kDecode : attn::Algorithm::kFlash;
     auto call = [&] {
-      attn::attention(qv, cache, 0, seqs,
-                      attn::TensorView<float>::bhsd(out.data(), s.B, s.Hq, s.Sq, s.D), o);
+      attn::attention(
+          qv, cache, 0, seqs,
+          attn::TensorView<float>::bhsd(out.data(), s.B, s.Hq, s.Sq, s.D), o);
     };
     call();
     // Check batch entry 0 (a slice of the queries for prefill rows).
     const int64_t rows = std::min<int64_t>(s.Sq, 16);
-    const auto q0 = attn::TensorView<const float>(qv.row(0, 0, s.Sq - rows),
-                                                  {1, s.Hq, rows, s.D}, qv.strides());
+    const auto q0 = attn::TensorView<const float>(
+        qv.row(0, 0, s.Sq - rows), {1, s.Hq, rows, s.D}, qv.strides());
     std::vector<float> want(s.Hq * rows * s.D);
     {
       attn::AttentionOptions r = o;
@@ -189,10 +205,12 @@ SuiteResult run_decode_presets(const std::vector<std::string>& names,
       r.workspace = nullptr;
       // The slice's queries are the last `rows` of the chunk: with the
       // sequence shortened to end at them, bottom-right alignment holds.
-      attn::attention(q0, cache, 0, std::vector<int64_t>{seqs[0]},
-                      attn::TensorView<float>::bhsd(want.data(), 1, s.Hq, rows, s.D), r);
+      attn::attention(
+          q0, cache, 0, std::vector<int64_t>{seqs[0]},
+          attn::TensorView<float>::bhsd(want.data(), 1, s.Hq, rows, s.D), r);
     }
-    const double naive_err = entry0_error(q0, cache, seqs[0], o, attn::Algorithm::kNaive, want);
+    const double naive_err =
+        entry0_error(q0, cache, seqs[0], o, attn::Algorithm::kNaive, want);
     std::vector<float> got(s.Hq * rows * s.D);
     for (int64_t h = 0; h < s.Hq; ++h)
       for (int64_t i = 0; i < rows; ++i)
@@ -212,7 +230,8 @@ SuiteResult run_decode_presets(const std::vector<std::string>& names,
     // int8's two scales per token and head.
     const double tokens = double(s.B) * double(s.cached + s.Sq);
     double kv_bytes = tokens * s.Hkv * 2.0 * s.D * element_bytes(s.type);
-    if (s.type == attn::CacheType::kInt8) kv_bytes += tokens * s.Hkv * 2.0 * sizeof(float);
+    if (s.type == attn::CacheType::kInt8)
+      kv_bytes += tokens * s.Hkv * 2.0 * sizeof(float);
     const double gbs = kv_bytes / (ms * 1e-3) / 1e9;
     // FLOPs: query i of the chunk sees cached + i + 1 keys.
     double pairs = 0;
@@ -220,24 +239,23 @@ SuiteResult run_decode_presets(const std::vector<std::string>& names,
     const double gflops = 4.0 * s.B * s.Hq * pairs * s.D / (ms * 1e-3) / 1e9;
     const double tok_s = double(s.B) * s.Sq / (ms * 1e-3);
     const std::string shape = fmt::format(
-        "{} B{} H{}/{} D{} {} cached{}{}", s.model, s.B, s.Hq, s.Hkv, s.D, s.cached,
-        s.Sq > 1 ? fmt::format(" +{} chunk", s.Sq) : "",
+        "{} B{} H{}/{} D{} {} cached{}{}", s.model, s.B, s.Hq, s.Hkv, s.D,
+        s.cached, s.Sq > 1 ? fmt::format(" +{} chunk", s.Sq) : "",
         s.page_size ? fmt::format(" paged{}", s.page_size) : " contiguous");
-    const double bw_pct = 100 * gbs / bandwidth_gbs, fp_pct = 100 * gflops / fp32_peak;
-    table.add({Cell::str(shape),
-               Cell::str(attn::cache_type_name(s.type)),
-               Cell::num(ms, "{:.3f}"),
-               Cell::num(gbs, "{:.1f}"),
-               Cell::shown(fmt::format("{:.1f}%", bw_pct), bw_pct),
-               Cell::num(tok_s, "{:.1f}"),
-               Cell::num(gflops, "{:.1f}"),
-               Cell::shown(fmt::format("{:.1f}%", fp_pct), fp_pct),
-               Cell::shown(fmt::format("{:.0f}", cache.bytes_used() / 1048576.0),
-                           cache.bytes_used()),
-               Cell::num(err, "{:.3g}"),
-               Cell::num(naive_err, "{:.3g}"),
-               Cell::shown(fmt::format("{:.1e}/{:.1e}{}", err, naive_err, ok ? "" : " FAILED"),
-                           ok)});
+    const double bw_pct = 100 * gbs / bandwidth_gbs,
+                 fp_pct = 100 * gflops / fp32_peak;
+    table.add(
+        {Cell::str(shape), Cell::str(attn::cache_type_name(s.type)),
+         Cell::num(ms, "{:.3f}"), Cell::num(gbs, "{:.1f}"),
+         Cell::shown(fmt::format("{:.1f}%", bw_pct), bw_pct),
+         Cell::num(tok_s, "{:.1f}"), Cell::num(gflops, "{:.1f}"),
+         Cell::shown(fmt::format("{:.1f}%", fp_pct), fp_pct),
+         Cell::shown(fmt::format("{:.0f}", cache.bytes_used() / 1048576.0),
+                     cache.bytes_used()),
+         Cell::num(err, "{:.3g}"), Cell::num(naive_err, "{:.3g}"),
+         Cell::shown(fmt::format("{:.1e}/{:.1e}{}", err, naive_err,
+                                 ok ? "" : " FAILED"),
+                     ok)});
   }
   result.rows = table.rows();
   return result;

@@ -24,9 +24,8 @@
 #include <string>
 #include <vector>
 
-#include "cli/bench.h"
-
 #include "bench/support/machine.h"
+#include "cli/bench.h"
 
 namespace attn_cli {
 namespace {
@@ -293,7 +292,8 @@ int run_model_bench(const BenchArgs& args) {
     const std::vector<int64_t> s{seq};
     // The bandwidth just before and after the decode rows (the higher
     // one: this machine is shared and its bandwidth drifts).
-    bandwidth = attn::bench::measure_read_bandwidth_gbs(0, std::size_t{256} << 20);
+    bandwidth =
+        attn::bench::measure_read_bandwidth_gbs(0, std::size_t{256} << 20);
     Row r = time_layer(
         fmt::format("llama-3-8b layer decode @{}", ctx), 1, steps - 2,
         [&](Profile* p) {
@@ -302,8 +302,8 @@ int run_model_bench(const BenchArgs& args) {
                     {.self = {.cache = &cache, .sequences = s, .profile = p}});
         });
     r.check = max_rel_diff(c, a);
-    bandwidth = std::max(
-        bandwidth, attn::bench::measure_read_bandwidth_gbs(0, std::size_t{256} << 20));
+    bandwidth = std::max(bandwidth, attn::bench::measure_read_bandwidth_gbs(
+                                        0, std::size_t{256} << 20));
     rows.push_back(r);
     const double weights = 4.0 * (b.self_attn.q_proj.weight.size() +
                                   b.self_attn.kv_proj.weight.size() +

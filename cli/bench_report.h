@@ -71,7 +71,8 @@ class Table {
       std::fflush(stdout);
     }
     nlohmann::json row = nlohmann::json::object();
-    for (size_t i = 0; i < columns_.size(); ++i) row[columns_[i].key] = cells[i].value;
+    for (size_t i = 0; i < columns_.size(); ++i)
+      row[columns_[i].key] = cells[i].value;
     rows_.push_back(std::move(row));
   }
   const nlohmann::json& rows() const { return rows_; }
@@ -79,7 +80,8 @@ class Table {
 
  private:
   static std::string pad(const std::string& s, const Column& c) {
-    return c.left ? fmt::format("{:<{}}", s, c.width) : fmt::format("{:>{}}", s, c.width);
+    return c.left ? fmt::format("{:<{}}", s, c.width)
+                  : fmt::format("{:>{}}", s, c.width);
   }
   static std::string trim(std::string s) {
     while (!s.empty() && s.back() == ' ') s.pop_back();

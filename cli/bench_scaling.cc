@@ -10,11 +10,10 @@
 #include <attn/attn.h>
 #include <fmt/core.h>
 
-#include <nlohmann/json.hpp>
-
 #include <cmath>
 #include <functional>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <random>
 #include <string>
 #include <vector>
@@ -33,7 +32,8 @@ struct Column {
   int64_t max_len;
   bool linear = false;  // linear attention (attn/linear.h) instead
   // Fills options for length S; `keep` owns what they point to.
-  std::function<void(int64_t S, attn::AttentionOptions&, std::shared_ptr<void>& keep)>
+  std::function<void(int64_t S, attn::AttentionOptions&,
+                     std::shared_ptr<void>& keep)>
       setup;
 };
 
@@ -44,7 +44,8 @@ std::vector<uint8_t> bigbird(int64_t n) {
   std::mt19937 rng(5);
   std::uniform_int_distribution<int64_t> pick(0, n - 1);
   for (int64_t q = 0; q < n; ++q) {
-    for (int64_t k = std::max<int64_t>(0, q - 1); k <= std::min(n - 1, q + 1); ++k) {
+    for (int64_t k = std::max<int64_t>(0, q - 1); k <= std::min(n - 1, q + 1);
+         ++k) {
       l[q * n + k] = 1;
     }
     l[q * n + pick(rng)] = l[q * n + pick(rng)] = 1;
@@ -88,14 +89,16 @@ std::vector<Column> columns() {
          std::vector<int64_t> cu;  // documents of 2048 tokens
          for (int64_t t = 0; t < S; t += 2048) cu.push_back(t);
          cu.push_back(S);
-         auto p = std::make_shared<attn::Documents>(cu, std::vector<int64_t>{}, true);
+         auto p = std::make_shared<attn::Documents>(cu, std::vector<int64_t>{},
+                                                    true);
          o.pattern = *p;
          keep = p;
        }},
       {"fixed", 32768, false,
        [](int64_t, attn::AttentionOptions& o, Keep& keep) {
          // Not a fixed budget: every query sees 8 of every 128 keys.
-         auto p = std::make_shared<attn::SparseFixed>(attn::SparseFixed{128, 8, true});
+         auto p = std::make_shared<attn::SparseFixed>(
+             attn::SparseFixed{128, 8, true});
          o.pattern = *p;
          keep = p;
        }},
@@ -105,26 +108,32 @@ std::vector<Column> columns() {
 
 // Linear attention, causal (elu + 1): checked on the first 256 positions,
 // which depend on nothing after them, against the reference and naive.
-SliceCheck check_linear(const attn::Tensor<float>& q, const attn::Tensor<float>& k,
-                        const attn::Tensor<float>& v, const attn::Tensor<float>& out) {
+SliceCheck check_linear(const attn::Tensor<float>& q,
+                        const attn::Tensor<float>& k,
+                        const attn::Tensor<float>& v,
+                        const attn::Tensor<float>& out) {
   const int64_t n = std::min<int64_t>(q.view().extent(2), 256);
   const auto head = [n](attn::TensorView<const float> x) {
-    return attn::TensorView<const float>(x.data(), {1, kHeads, n, kDim}, x.strides());
+    return attn::TensorView<const float>(x.data(), {1, kHeads, n, kDim},
+                                         x.strides());
   };
   attn::Tensor<float> ref(1, kHeads, n, kDim), naive(1, kHeads, n, kDim);
   attn::LinearOptions o;
   o.causal = true;
   o.algorithm = attn::LinearAlgorithm::kReference;
-  attn::linear_attention(head(q.cview()), head(k.cview()), head(v.cview()), ref.view(), o);
+  attn::linear_attention(head(q.cview()), head(k.cview()), head(v.cview()),
+                         ref.view(), o);
   o.algorithm = attn::LinearAlgorithm::kNaive;
-  attn::linear_attention(head(q.cview()), head(k.cview()), head(v.cview()), naive.view(), o);
+  attn::linear_attention(head(q.cview()), head(k.cview()), head(v.cview()),
+                         naive.view(), o);
   const auto err = [&](attn::TensorView<const float> x) {
     double e = 0, scale = 1e-6;
     for (int64_t h = 0; h < kHeads; ++h)
       for (int64_t i = 0; i < n; ++i)
         for (int64_t d = 0; d < kDim; ++d) {
           scale = std::max(scale, double(std::fabs(ref.cview()(0, h, i, d))));
-          e = std::max(e, double(std::fabs(x(0, h, i, d) - ref.cview()(0, h, i, d))));
+          e = std::max(
+              e, double(std::fabs(x(0, h, i, d) - ref.cview()(0, h, i, d))));
         }
     return e / scale;
   };
@@ -145,7 +154,8 @@ struct Cell {
 };
 
 // Least-squares slope of log(ms) against log(S) over the cells with S >= 4K.
-double fitted_exponent(const std::vector<int64_t>& lens, const std::vector<Cell>& cells) {
+double fitted_exponent(const std::vector<int64_t>& lens,
+                       const std::vector<Cell>& cells) {
   double n = 0, sx = 0, sy = 0, sxx = 0, sxy = 0;
   for (size_t i = 0; i < lens.size(); ++i) {
     if (lens[i] < 4096 || std::isnan(cells[i].ms)) continue;
@@ -161,16 +171,19 @@ double fitted_exponent(const std::vector<int64_t>& lens, const std::vector<Cell>
 }
 
 std::string cell_text(double x, const char* fmt_spec) {
-  return std::isnan(x) ? std::string("-") : fmt::format(fmt::runtime(fmt_spec), x);
+  return std::isnan(x) ? std::string("-")
+                       : fmt::format(fmt::runtime(fmt_spec), x);
 }
 
 }  // namespace
 
 int run_scaling(const BenchArgs& args, double fp32_peak) {
   std::vector<int64_t> lens;
-  for (int64_t S = args.scaling_min; S <= args.scaling_max; S *= 2) lens.push_back(S);
+  for (int64_t S = args.scaling_min; S <= args.scaling_max; S *= 2)
+    lens.push_back(S);
   const std::vector<Column> cols = columns();
-  std::vector<std::vector<Cell>> cells(cols.size(), std::vector<Cell>(lens.size()));
+  std::vector<std::vector<Cell>> cells(cols.size(),
+                                       std::vector<Cell>(lens.size()));
   bool all_ok = true;
   attn::Workspace ws;
   for (size_t si = 0; si < lens.size(); ++si) {
@@ -196,28 +209,33 @@ int run_scaling(const BenchArgs& args, double fp32_peak) {
       lo.num_threads = args.threads;
       auto call = [&] {
         if (cols[c].linear) {
-          attn::linear_attention(q.cview(), k.cview(), v.cview(), out.view(), lo);
+          attn::linear_attention(q.cview(), k.cview(), v.cview(), out.view(),
+                                 lo);
         } else {
           attn::attention(q.cview(), k.cview(), v.cview(), out.view(), o);
         }
       };
       call();
       const SliceCheck check =
-          cols[c].linear ? check_linear(q, k, v, out)
-                         : check_slice(q.cview(), k.cview(), v.cview(), out.cview(), o);
+          cols[c].linear
+              ? check_linear(q, k, v, out)
+              : check_slice(q.cview(), k.cview(), v.cview(), out.cview(), o);
       Cell& cell = cells[c][si];
       cell.ok = check.ok();
       all_ok = all_ok && cell.ok;
       cell.ms = time_ms(args.repeats, call);
       const double flops =
-          cols[c].linear
-              ? linear_flops(S)
-              : 4.0 * double(attn::estimate_work(q.cview(), k.cview(), v.cview(), o).scores) *
-                    kDim;
+          cols[c].linear ? linear_flops(S)
+                         : 4.0 *
+                               double(attn::estimate_work(q.cview(), k.cview(),
+                                                          v.cview(), o)
+                                          .scores) *
+                               kDim;
       cell.gflops = flops / (cell.ms * 1e-3) / 1e9;
       if (!cell.ok) {
-        fmt::print(stderr, "attn bench --scaling: {} at S={} disagrees with the "
-                           "reference: error {:.2e}, naive {:.2e}\n",
+        fmt::print(stderr,
+                   "attn bench --scaling: {} at S={} disagrees with the "
+                   "reference: error {:.2e}, naive {:.2e}\n",
                    cols[c].name, S, check.err, check.naive_err);
       }
     }
@@ -230,13 +248,16 @@ int run_scaling(const BenchArgs& args, double fp32_peak) {
       for (size_t si = 0; si < lens.size(); ++si) {
         const Cell& x = cells[c][si];
         if (std::isnan(x.ms)) continue;
-        rows.push_back({{"S", lens[si]}, {"median_ms", x.ms},
-                        {"gflops_visited", x.gflops}, {"ok", x.ok}});
+        rows.push_back({{"S", lens[si]},
+                        {"median_ms", x.ms},
+                        {"gflops_visited", x.gflops},
+                        {"ok", x.ok}});
       }
       const double k = fitted_exponent(lens, cells[c]);
-      patterns.push_back({{"name", cols[c].name},
-                          {"exponent", std::isnan(k) ? nlohmann::json() : nlohmann::json(k)},
-                          {"rows", rows}});
+      patterns.push_back(
+          {{"name", cols[c].name},
+           {"exponent", std::isnan(k) ? nlohmann::json() : nlohmann::json(k)},
+           {"rows", rows}});
     }
     const nlohmann::json doc = {{"scaling",
                                  {{"heads", kHeads},
@@ -248,9 +269,10 @@ int run_scaling(const BenchArgs& args, double fp32_peak) {
     return all_ok ? 0 : 1;
   }
 
-  fmt::print("scaling: causal, B1 H{} D{} float32, flash; median ms per S "
-             "(each checked against the reference first)\n",
-             kHeads, kDim);
+  fmt::print(
+      "scaling: causal, B1 H{} D{} float32, flash; median ms per S "
+      "(each checked against the reference first)\n",
+      kHeads, kDim);
   fmt::print("{:<24}", "S");
   for (const Column& c : cols) fmt::print(" {:>11}", c.name);
   fmt::print("\n");
@@ -278,17 +300,20 @@ int run_scaling(const BenchArgs& args, double fp32_peak) {
   }
   fmt::print("\n{:<24}", "% of full's GFLOP/s");
   for (size_t c = 0; c < cols.size(); ++c) {
-    fmt::print(" {:>11}", cell_text(100.0 * cells[c][at].gflops / cells[0][at].gflops,
-                                    "{:.1f}%"));
+    fmt::print(" {:>11}",
+               cell_text(100.0 * cells[c][at].gflops / cells[0][at].gflops,
+                         "{:.1f}%"));
   }
   fmt::print("\n{:<24}", "speed-up over full");
   for (size_t c = 0; c < cols.size(); ++c) {
-    fmt::print(" {:>11}", cell_text(cells[0][at].ms / cells[c][at].ms, "{:.1f}x"));
+    fmt::print(" {:>11}",
+               cell_text(cells[0][at].ms / cells[c][at].ms, "{:.1f}x"));
   }
-  fmt::print("\nfp32 FMA peak {:.1f} GFLOP/s; GFLOP/s count 4 * D per score in the "
-             "tiles the kernel visits (attn::estimate_work); linear: elu + 1, "
-             "6 D Dv + 128 (D + Dv) per position and head as executed\n",
-             fp32_peak);
+  fmt::print(
+      "\nfp32 FMA peak {:.1f} GFLOP/s; GFLOP/s count 4 * D per score in the "
+      "tiles the kernel visits (attn::estimate_work); linear: elu + 1, "
+      "6 D Dv + 128 (D + Dv) per position and head as executed\n",
+      fp32_peak);
   if (!all_ok) fmt::print(stderr, "attn bench --scaling: a result disagreed\n");
   return all_ok ? 0 : 1;
 }

@@ -1,6 +1,6 @@
-// `attn generate`: loads a GPT-2/Llama-layout checkpoint (a model with an LM head) and continues
-// each prompt (token ids; attn has no tokenizer), printing the new ids and
-// the time per token.
+// `attn generate`: loads a GPT-2/Llama-layout checkpoint (a model with an LM
+// head) and continues each prompt (token ids; attn has no tokenizer), printing
+// the new ids and the time per token.
 #include "cli/generate.h"
 
 #include <attn/attn.h>

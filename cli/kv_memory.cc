@@ -27,16 +27,24 @@ std::string human(uint64_t bytes) {
 
 void add_kv_memory_options(CLI::App& cmd, KvMemoryArgs& a) {
   std::string names;
-  for (const auto& m : attn::bench::model_shapes()) names += (names.empty() ? "" : ", ") + m.name;
+  for (const auto& m : attn::bench::model_shapes())
+    names += (names.empty() ? "" : ", ") + m.name;
   cmd.add_option("--model", a.models, "models (default all): " + names);
-  cmd.add_option("--layers", a.layers, "explicit shape: layers")->check(CLI::PositiveNumber);
-  cmd.add_option("--q-heads", a.q_heads, "explicit shape: query heads")->check(CLI::PositiveNumber);
-  cmd.add_option("--kv-heads", a.kv_heads, "explicit shape: KV heads")->check(CLI::PositiveNumber);
-  cmd.add_option("--head-dim", a.head_dim, "explicit shape: head dim")->check(CLI::PositiveNumber);
-  cmd.add_option("--context", a.context, "tokens cached per sequence (default 131072)")
+  cmd.add_option("--layers", a.layers, "explicit shape: layers")
       ->check(CLI::PositiveNumber);
-  cmd.add_option("--batch", a.batch, "sequences (default 1)")->check(CLI::PositiveNumber);
-  cmd.add_option("--dtype", a.dtypes, "cache types: float32, bfloat16 (default), float16, int8");
+  cmd.add_option("--q-heads", a.q_heads, "explicit shape: query heads")
+      ->check(CLI::PositiveNumber);
+  cmd.add_option("--kv-heads", a.kv_heads, "explicit shape: KV heads")
+      ->check(CLI::PositiveNumber);
+  cmd.add_option("--head-dim", a.head_dim, "explicit shape: head dim")
+      ->check(CLI::PositiveNumber);
+  cmd.add_option("--context", a.context,
+                 "tokens cached per sequence (default 131072)")
+      ->check(CLI::PositiveNumber);
+  cmd.add_option("--batch", a.batch, "sequences (default 1)")
+      ->check(CLI::PositiveNumber);
+  cmd.add_option("--dtype", a.dtypes,
+                 "cache types: float32, bfloat16 (default), float16, int8");
 }
 
 int kv_memory_command(const KvMemoryArgs& a) {
@@ -44,8 +52,9 @@ int kv_memory_command(const KvMemoryArgs& a) {
   const bool explicit_shape = a.layers || a.q_heads || a.kv_heads || a.head_dim;
   if (explicit_shape) {
     if (!a.layers || !a.q_heads || !a.head_dim) {
-      throw attn::Error("--layers, --q-heads and --head-dim go together (--kv-heads "
-                        "defaults to --q-heads)");
+      throw attn::Error(
+          "--layers, --q-heads and --head-dim go together (--kv-heads "
+          "defaults to --q-heads)");
     }
     const int64_t kv = a.kv_heads ? a.kv_heads : a.q_heads;
     if (a.q_heads % kv != 0) {
@@ -65,13 +74,14 @@ int kv_memory_command(const KvMemoryArgs& a) {
   }
   if (models.empty()) models = attn::bench::model_shapes();
   std::vector<attn::CacheType> types;
-  for (const std::string& t : a.dtypes) types.push_back(attn::parse_cache_type(t));
+  for (const std::string& t : a.dtypes)
+    types.push_back(attn::parse_cache_type(t));
 
-  fmt::print("KV cache for {} tokens x batch {} (K and V, all layers)\n\n", a.context,
-             a.batch);
-  fmt::print("{:<18} {:>7} {:>6} {:>9} {:>5} {:<9} {:>14} {:>14} {:>14}\n", "model",
-             "layers", "heads", "kv heads", "dim", "dtype", "MHA", "as published",
-             "MQA");
+  fmt::print("KV cache for {} tokens x batch {} (K and V, all layers)\n\n",
+             a.context, a.batch);
+  fmt::print("{:<18} {:>7} {:>6} {:>9} {:>5} {:<9} {:>14} {:>14} {:>14}\n",
+             "model", "layers", "heads", "kv heads", "dim", "dtype", "MHA",
+             "as published", "MQA");
   for (const auto& m : models) {
     for (attn::CacheType t : types) {
       auto bytes = [&](int64_t kv) {

@@ -32,8 +32,9 @@ int main(int argc, char** argv) {
   attn_cli::add_kv_memory_options(*kv, kv_args);
 
   attn_cli::GenerateArgs gen_args;
-  CLI::App* gen = app.add_subcommand(
-      "generate", "Continue token ids with a GPT-2 or Llama checkpoint (models with an LM head)");
+  CLI::App* gen = app.add_subcommand("generate",
+                                     "Continue token ids with a GPT-2 or Llama "
+                                     "checkpoint (models with an LM head)");
   attn_cli::add_generate_options(*gen, gen_args);
 
   try {

@@ -40,8 +40,9 @@ attn::Algorithm parse_algorithm(const std::string& name) {
   if (name == "naive") return attn::Algorithm::kNaive;
   if (name == "flash") return attn::Algorithm::kFlash;
   if (name == "decode") return attn::Algorithm::kDecode;
-  throw Error("--algorithm: expected auto, reference, naive, flash or decode, got '" +
-              name + "'");
+  throw Error(
+      "--algorithm: expected auto, reference, naive, flash or decode, got '" +
+      name + "'");
 }
 
 // A q/k/v tensor read from .npy: float data plus its logical view.
@@ -87,8 +88,8 @@ attn::TensorView<const T> mask_view(const Array& a, const std::string& path) {
 }
 
 // --linear: linear attention (attn/linear.h) on the inputs; no lse.
-int run_linear(const RunArgs& args, const Input& q, const Input& k, const Input& v,
-               bool bshd) {
+int run_linear(const RunArgs& args, const Input& q, const Input& k,
+               const Input& v, bool bshd) {
   const auto refuse = [](bool given, const std::string& flag) {
     if (given) throw Error(flag + ": does not apply to --linear");
   };
@@ -113,26 +114,31 @@ int run_linear(const RunArgs& args, const Input& q, const Input& k, const Input&
   } else if (args.algorithm == "chunked") {
     o.algorithm = attn::LinearAlgorithm::kChunked;
   } else if (args.algorithm != "auto") {
-    throw Error("--algorithm: with --linear, expected auto, reference, naive or "
-                "chunked, got '" + args.algorithm + "'");
+    throw Error(
+        "--algorithm: with --linear, expected auto, reference, naive or "
+        "chunked, got '" +
+        args.algorithm + "'");
   }
-  const int64_t B = q.view.extent(attn::kBatch), Hq = q.view.extent(attn::kHeads),
+  const int64_t B = q.view.extent(attn::kBatch),
+                Hq = q.view.extent(attn::kHeads),
                 Sq = q.view.extent(attn::kSeq), Dv = v.view.extent(attn::kDim);
   std::vector<float> out(B * Hq * Sq * Dv);
-  const auto out_view = bshd ? attn::TensorView<float>::bshd(out.data(), B, Sq, Hq, Dv)
-                             : attn::TensorView<float>::bhsd(out.data(), B, Hq, Sq, Dv);
+  const auto out_view =
+      bshd ? attn::TensorView<float>::bshd(out.data(), B, Sq, Hq, Dv)
+           : attn::TensorView<float>::bhsd(out.data(), B, Hq, Sq, Dv);
   const double t0 = now_ms();
-  const attn::LinearAlgorithm ran =
-      attn::linear_attention(attn::TensorView<const float>(q.view),
-                             attn::TensorView<const float>(k.view),
-                             attn::TensorView<const float>(v.view), out_view, o);
+  const attn::LinearAlgorithm ran = attn::linear_attention(
+      attn::TensorView<const float>(q.view),
+      attn::TensorView<const float>(k.view),
+      attn::TensorView<const float>(v.view), out_view, o);
   const double ms = now_ms() - t0;
   std::vector<int64_t> out_shape = q.shape;
   out_shape[3] = Dv;
   if (!args.out.empty()) attn::npy::save(args.out, out, out_shape);
-  fmt::print("attn run --linear: q {} k {} v {} ({}) -> out {} with {} in {:.3f} ms\n",
-             shape_str(q.shape), shape_str(k.shape), shape_str(v.shape), args.layout,
-             shape_str(out_shape), attn::linear_algorithm_name(ran), ms);
+  fmt::print(
+      "attn run --linear: q {} k {} v {} ({}) -> out {} with {} in {:.3f} ms\n",
+      shape_str(q.shape), shape_str(k.shape), shape_str(v.shape), args.layout,
+      shape_str(out_shape), attn::linear_algorithm_name(ran), ms);
   return 0;
 }
 
@@ -208,17 +214,21 @@ void add_run_options(CLI::App& cmd, RunArgs& a) {
                  "broadcastable to [B, Hq, Sq, Skv]");
   cmd.add_option("--key-len", a.key_len,
                  "valid keys per batch entry, int32/int64 .npy [B]");
-  cmd.add_option("--algorithm", a.algorithm,
-                 "auto (default), reference, naive, flash or decode; with --linear "
-                 "auto, reference, naive or chunked")
-      ->check(CLI::IsMember({"auto", "reference", "naive", "flash", "decode", "chunked"}));
+  cmd.add_option(
+         "--algorithm", a.algorithm,
+         "auto (default), reference, naive, flash or decode; with --linear "
+         "auto, reference, naive or chunked")
+      ->check(CLI::IsMember(
+          {"auto", "reference", "naive", "flash", "decode", "chunked"}));
   cmd.add_option("--threads", a.threads, "worker threads (0 = all cores)")
       ->check(CLI::Range(0, attn::kMaxThreads));
   add_pattern_options(cmd, a.pattern);
-  cmd.add_flag("--linear", a.linear,
-               "linear attention (docs/linear.md) instead of softmax; with --causal, "
-               "--feature-map, --algorithm auto|reference|naive|chunked");
-  cmd.add_option("--feature-map", a.feature_map, "--linear: elu (elu + 1) or relu")
+  cmd.add_flag(
+      "--linear", a.linear,
+      "linear attention (docs/linear.md) instead of softmax; with --causal, "
+      "--feature-map, --algorithm auto|reference|naive|chunked");
+  cmd.add_option("--feature-map", a.feature_map,
+                 "--linear: elu (elu + 1) or relu")
       ->check(CLI::IsMember({"elu", "relu"}));
   cmd.add_option("--out", a.out, "output .npy, float32, in --layout order");
   cmd.add_option("--lse", a.lse, "log-sum-exp .npy, float32 [B, Hq, Sq]");
@@ -336,8 +346,9 @@ int run_command(const RunArgs& args) {
   const double t0 = now_ms();
   attn::Algorithm ran;
   try {
-    ran = attn::attention(q.view, k.view, v.view, out_view, o,
-                          attn::TensorView<float>::bhsd(lse.data(), B, Hq, Sq, 1));
+    ran = attn::attention(
+        q.view, k.view, v.view, out_view, o,
+        attn::TensorView<float>::bhsd(lse.data(), B, Hq, Sq, 1));
   } catch (const Error& e) {
     // A head or length mismatch is often files in the other axis order.
     const std::string what = e.what();
@@ -354,7 +365,8 @@ int run_command(const RunArgs& args) {
   std::vector<int64_t> out_shape = q.shape;
   out_shape[3] = Dv;
   if (!args.out.empty()) attn::npy::save(args.out, out, out_shape);
-  if (!args.lse.empty()) attn::npy::save(args.lse, lse, std::vector<int64_t>{B, Hq, Sq});
+  if (!args.lse.empty())
+    attn::npy::save(args.lse, lse, std::vector<int64_t>{B, Hq, Sq});
   fmt::print("attn run: q {} k {} v {} ({}) -> out {} with {} in {:.3f} ms\n",
              shape_str(q.shape), shape_str(k.shape), shape_str(v.shape),
              args.layout, shape_str(out_shape), attn::algorithm_name(ran), ms);

@@ -24,7 +24,7 @@ struct RunArgs {
   int threads = 0;
   std::string out, lse;
   PatternArgs pattern;
-  bool linear = false;             // --linear: linear attention
+  bool linear = false;              // --linear: linear attention
   std::string feature_map = "elu";  // or "relu"
 };
 

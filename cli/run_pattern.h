@@ -14,14 +14,14 @@ namespace attn_cli {
 struct PatternArgs {
   std::string name;  // empty: none
   int64_t stride = 0, local = -1, block = 0, summary = 0;
-  std::string dilation, global;             // comma-separated integers
+  std::string dilation, global;  // comma-separated integers
   std::string block_layout, cu_seqlens, cu_seqlens_k;  // .npy files
 };
 
 // Owns the pattern object that AttentionOptions::pattern refers to.
-using PatternHolder = std::variant<std::monostate, attn::SparseStrided,
-                                   attn::SparseFixed, attn::Longformer,
-                                   attn::BlockSparse, attn::Documents>;
+using PatternHolder =
+    std::variant<std::monostate, attn::SparseStrided, attn::SparseFixed,
+                 attn::Longformer, attn::BlockSparse, attn::Documents>;
 
 void add_pattern_options(CLI::App& cmd, PatternArgs& args);
 

@@ -14,7 +14,9 @@
 int main() {
   const int64_t B = 1, S = 16, Hq = 8, Hkv = 2, D = 64;
   std::mt19937 rng(42);
-  auto random_buffer = [&](int64_t n) { return example::random_buffer(n, rng); };
+  auto random_buffer = [&](int64_t n) {
+    return example::random_buffer(n, rng);
+  };
   std::vector<float> q = random_buffer(B * S * Hq * D);
   std::vector<float> k = random_buffer(B * S * Hkv * D);
   std::vector<float> v = random_buffer(B * S * Hkv * D);

@@ -44,15 +44,18 @@ int main() {
   o.pattern = pattern;
   std::vector<float> out(q.size()), expected(q.size());
   for (auto* dst : {&out, &expected}) {
-    attn::attention(View::bhsd(q.data(), 1, H, S, D), View::bhsd(k.data(), 1, H, S, D),
+    attn::attention(View::bhsd(q.data(), 1, H, S, D),
+                    View::bhsd(k.data(), 1, H, S, D),
                     View::bhsd(v.data(), 1, H, S, D),
                     attn::TensorView<float>::bhsd(dst->data(), 1, H, S, D), o);
     o.algorithm = attn::Algorithm::kReference;
   }
   const double err = example::max_abs_diff(out, expected);
-  std::printf("BigBird layout: %lld of %lld blocks on (%.1f%%), max |out - reference| = %.3g\n",
-              static_cast<long long>(pattern.count()),
-              static_cast<long long>(H * n * n),
-              100.0 * double(pattern.count()) / double(H * n * n), err);
+  std::printf(
+      "BigBird layout: %lld of %lld blocks on (%.1f%%), max |out - reference| "
+      "= %.3g\n",
+      static_cast<long long>(pattern.count()),
+      static_cast<long long>(H * n * n),
+      100.0 * double(pattern.count()) / double(H * n * n), err);
   return err < 1e-5 ? 0 : 1;
 }

@@ -17,7 +17,8 @@ inline std::vector<float> random_buffer(int64_t n, std::mt19937& rng) {
   return x;
 }
 
-inline double max_abs_diff(const std::vector<float>& a, const std::vector<float>& b) {
+inline double max_abs_diff(const std::vector<float>& a,
+                           const std::vector<float>& b) {
   double d = 0.0;
   for (size_t i = 0; i < a.size(); ++i) {
     d = std::max(d, std::fabs(double(a[i]) - double(b[i])));

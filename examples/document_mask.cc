@@ -22,8 +22,8 @@ struct SameDocument {
     if ((*doc)[i1 - 1] < (*doc)[j0] || (*doc)[j1 - 1] < (*doc)[i0]) {
       return attn::TileKind::kEmpty;
     }
-    const bool one = (*doc)[i0] == (*doc)[i1 - 1] && (*doc)[j0] == (*doc)[j1 - 1] &&
-                     (*doc)[i0] == (*doc)[j0];
+    const bool one = (*doc)[i0] == (*doc)[i1 - 1] &&
+                     (*doc)[j0] == (*doc)[j1 - 1] && (*doc)[i0] == (*doc)[j0];
     return one ? attn::TileKind::kFull : attn::TileKind::kPartial;
   }
 };
@@ -42,7 +42,8 @@ int main() {
   using View = attn::TensorView<const float>;
   const auto run = [&](const attn::AttentionOptions& o) {
     std::vector<float> out(q.size());
-    attn::attention(View::bshd(q.data(), 1, S, H, D), View::bshd(k.data(), 1, S, H, D),
+    attn::attention(View::bshd(q.data(), 1, S, H, D),
+                    View::bshd(k.data(), 1, S, H, D),
                     View::bshd(v.data(), 1, S, H, D),
                     attn::TensorView<float>::bshd(out.data(), 1, S, H, D), o);
     return out;
@@ -63,8 +64,9 @@ int main() {
   const std::vector<float> expected = run(o);
   const double e1 = example::max_abs_diff(with_functor, expected);
   const double e2 = example::max_abs_diff(with_builtin, expected);
-  std::printf("document mask, %zu documents: max |out - reference| functor %.3g, "
-              "attn::Documents %.3g\n",
-              cu_seqlens.size() - 1, e1, e2);
+  std::printf(
+      "document mask, %zu documents: max |out - reference| functor %.3g, "
+      "attn::Documents %.3g\n",
+      cu_seqlens.size() - 1, e1, e2);
   return e1 < 1e-5 && e2 < 1e-5 ? 0 : 1;
 }

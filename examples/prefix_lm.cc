@@ -26,14 +26,15 @@ int main() {
   o.pattern = prefix_lm;
   std::vector<float> out(q.size()), expected(q.size());
   for (auto* dst : {&out, &expected}) {
-    attn::attention(View::bhsd(q.data(), 1, Hq, S, D), View::bhsd(k.data(), 1, Hkv, S, D),
+    attn::attention(View::bhsd(q.data(), 1, Hq, S, D),
+                    View::bhsd(k.data(), 1, Hkv, S, D),
                     View::bhsd(v.data(), 1, Hkv, S, D),
                     attn::TensorView<float>::bhsd(dst->data(), 1, Hq, S, D), o);
     o.algorithm = attn::Algorithm::kReference;
   }
   const double err = example::max_abs_diff(out, expected);
   std::printf("prefix-LM (prefix %lld of %lld): max |out - reference| = %.3g\n",
-              static_cast<long long>(prefix_lm.prefix), static_cast<long long>(S),
-              err);
+              static_cast<long long>(prefix_lm.prefix),
+              static_cast<long long>(S), err);
   return err < 1e-5 ? 0 : 1;
 }

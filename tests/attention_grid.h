@@ -43,8 +43,7 @@ inline void random_mask(OptionSet& s, Extents e, double p, std::mt19937& rng) {
                                     {e[1] * e[2] * e[3], e[2] * e[3], e[3], 1});
 }
 
-inline const std::vector<std::pair<std::string, OptionBuilder>>&
-option_sets() {
+inline const std::vector<std::pair<std::string, OptionBuilder>>& option_sets() {
   static const std::vector<std::pair<std::string, OptionBuilder>> sets = {
       {"none", [](OptionSet&, const Dims&, std::mt19937&) {}},
       {"causal",
@@ -167,7 +166,8 @@ constexpr double tolerance() {
   return 5e-6;  // observed up to 1.8e-6 over this grid
 }
 
-inline std::string describe(const Dims& d, const std::string& opt, Placement p) {
+inline std::string describe(const Dims& d, const std::string& opt,
+                            Placement p) {
   return "B=" + std::to_string(d.B) + " Hq=" + std::to_string(d.Hq) +
          " Hkv=" + std::to_string(d.Hkv) + " Sq=" + std::to_string(d.Sq) +
          " Skv=" + std::to_string(d.Skv) + " D=" + std::to_string(d.D) +
@@ -176,11 +176,10 @@ inline std::string describe(const Dims& d, const std::string& opt, Placement p) 
          (p.kv_in_larger_buffer ? " kv-view" : "");
 }
 
-
 template <class T>
 struct RunResult {
-  std::vector<T> out;       // [B, Hq, Sq, Dv] gathered from the view
-  std::vector<float> lse;   // [B, Hq, Sq]
+  std::vector<T> out;      // [B, Hq, Sq, Dv] gathered from the view
+  std::vector<float> lse;  // [B, Hq, Sq]
   ErrorStats err;
 };
 
@@ -189,7 +188,8 @@ struct RunResult {
 template <class T>
 class Case {
  public:
-  Case(const Dims& d, Placement place, std::mt19937& rng, float input_scale = 1.0f)
+  Case(const Dims& d, Placement place, std::mt19937& rng,
+       float input_scale = 1.0f)
       : d_(d), place_(place) {
     const int64_t pad = place.kv_in_larger_buffer ? 5 : 0;
     const int64_t lead = place.kv_in_larger_buffer ? 3 : 0;
@@ -215,20 +215,24 @@ class Case {
 
   RunResult<T> run(const AttentionOptions& options, Algorithm algorithm,
                    const reference::Result& ref, int threads = 0) {
-    Buffer<T> out = make_buffer<T>(d_.B, d_.Hq, d_.Sq, d_.Dv, place_.layout, 2, 1);
+    Buffer<T> out =
+        make_buffer<T>(d_.B, d_.Hq, d_.Sq, d_.Dv, place_.layout, 2, 1);
     poison(out.storage);
     RunResult<T> r;
     r.lse.assign(d_.B * d_.Hq * d_.Sq, NAN);
-    const auto lse = TensorView<float>::bhsd(r.lse.data(), d_.B, d_.Hq, d_.Sq, 1);
+    const auto lse =
+        TensorView<float>::bhsd(r.lse.data(), d_.B, d_.Hq, d_.Sq, 1);
     AttentionOptions o = options;
     o.algorithm = algorithm;
     o.num_threads = threads;
-    EXPECT_EQ(attention(q_.view, k_.view, v_.view, out.view, o, lse), algorithm);
+    EXPECT_EQ(attention(q_.view, k_.view, v_.view, out.view, o, lse),
+              algorithm);
     r.err = compare<T>(ref, out.view, lse);
     for (int64_t b = 0; b < d_.B; ++b)
       for (int64_t h = 0; h < d_.Hq; ++h)
         for (int64_t i = 0; i < d_.Sq; ++i)
-          for (int64_t j = 0; j < d_.Dv; ++j) r.out.push_back(out.view(b, h, i, j));
+          for (int64_t j = 0; j < d_.Dv; ++j)
+            r.out.push_back(out.view(b, h, i, j));
     return r;
   }
 

@@ -27,8 +27,7 @@ std::string name_of(Algorithm a) { return algorithm_name(a); }
 
 // Shapes x options: every (Sq, Skv) pair for one (D, Dv); options, layout,
 // GQA ratio and batch cycle with the case number.
-class Grid
-    : public ::testing::TestWithParam<std::tuple<Algorithm, int>> {};
+class Grid : public ::testing::TestWithParam<std::tuple<Algorithm, int>> {};
 
 TEST_P(Grid, MatchesReference) {
   const auto [algorithm, dims_index] = GetParam();
@@ -61,16 +60,17 @@ INSTANTIATE_TEST_SUITE_P(
     });
 
 // Every option set on awkward shapes, both layouts, K/V as views.
-class Options
-    : public ::testing::TestWithParam<std::tuple<Algorithm, size_t>> {};
+class Options : public ::testing::TestWithParam<std::tuple<Algorithm, size_t>> {
+};
 
 TEST_P(Options, MatchesReference) {
   const auto [algorithm, set] = GetParam();
   const auto& [name, build] = option_sets()[set];
   std::mt19937 rng(2000 + set);
-  const Dims shapes[] = {{1, 1, 1, 1, 1, 8, 8},      {2, 4, 1, 1, 65, 64, 64},
-                         {1, 2, 2, 17, 63, 3, 5},    {2, 8, 2, 64, 64, 72, 72},
-                         {1, 4, 4, 65, 17, 128, 64}, {1, 3, 1, 300, 300, 16, 16}};
+  const Dims shapes[] = {
+      {1, 1, 1, 1, 1, 8, 8},      {2, 4, 1, 1, 65, 64, 64},
+      {1, 2, 2, 17, 63, 3, 5},    {2, 8, 2, 64, 64, 72, 72},
+      {1, 4, 4, 65, 17, 128, 64}, {1, 3, 1, 300, 300, 16, 16}};
   for (const Dims& d : shapes) {
     for (Placement place :
          {Placement{Layout::kBHSD, false}, Placement{Layout::kBSHD, true}}) {
@@ -96,7 +96,8 @@ void sixteen_bit_grid(unsigned seed, Algorithm algorithm) {
   std::mt19937 rng(seed);
   const auto& sets = option_sets();
   int n = 0;
-  for (auto [D, Dv] : {std::pair<int64_t, int64_t>{64, 64}, {3, 8}, {128, 72}}) {
+  for (auto [D, Dv] :
+       {std::pair<int64_t, int64_t>{64, 64}, {3, 8}, {128, 72}}) {
     for (int64_t Sq : {1, 17, 65}) {
       for (int64_t Skv : {1, 64, 300}) {
         ++n;
@@ -110,7 +111,9 @@ void sixteen_bit_grid(unsigned seed, Algorithm algorithm) {
   }
 }
 
-TEST_P(Invariants, BFloat16Inputs) { sixteen_bit_grid<bfloat16>(3, GetParam()); }
+TEST_P(Invariants, BFloat16Inputs) {
+  sixteen_bit_grid<bfloat16>(3, GetParam());
+}
 TEST_P(Invariants, Float16Inputs) { sixteen_bit_grid<float16>(4, GetParam()); }
 
 TEST_P(Invariants, SameBitsOnOneAndTwoThreads) {
@@ -213,7 +216,8 @@ TEST_P(Invariants, EmptyKeySet) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Algorithms, Invariants,
-                         ::testing::Values(Algorithm::kNaive, Algorithm::kFlash),
+                         ::testing::Values(Algorithm::kNaive,
+                                           Algorithm::kFlash),
                          [](const auto& info) { return name_of(info.param); });
 
 }  // namespace

@@ -31,7 +31,8 @@ std::vector<float> gather(TensorView<const T> v) {
   for (int64_t b = 0; b < v.extent(0); ++b)
     for (int64_t h = 0; h < v.extent(1); ++h)
       for (int64_t s = 0; s < v.extent(2); ++s)
-        for (int64_t d = 0; d < v.extent(3); ++d) x.push_back(to_float(v(b, h, s, d)));
+        for (int64_t d = 0; d < v.extent(3); ++d)
+          x.push_back(to_float(v(b, h, s, d)));
   return x;
 }
 
@@ -93,9 +94,9 @@ class BackwardCase {
   }
 
   reference::Grads reference(const AttentionOptions& o) {
-    const auto pb = detail::validate_backward<T>(
-        cq(), ck(), cv(), cout(), lse_view(), cdout(), dq_.view, dk_.view,
-        dv_.view, o);
+    const auto pb =
+        detail::validate_backward<T>(cq(), ck(), cv(), cout(), lse_view(),
+                                     cdout(), dq_.view, dk_.view, dv_.view, o);
     return reference::attention_backward_f64(pb);
   }
 
@@ -140,9 +141,9 @@ class BackwardCase {
 // --- The reference against finite differences ---------------------------
 
 // L = sum(out * dout) through the float64 forward reference.
-double loss(const Dims& d, const std::vector<float>& q, const std::vector<float>& k,
-            const std::vector<float>& v, const std::vector<float>& dout,
-            const AttentionOptions& o) {
+double loss(const Dims& d, const std::vector<float>& q,
+            const std::vector<float>& k, const std::vector<float>& v,
+            const std::vector<float>& dout, const AttentionOptions& o) {
   std::vector<float> out(d.B * d.Hq * d.Sq * d.Dv);
   const auto r = reference_result<float>(
       TensorView<const float>::bhsd(q.data(), d.B, d.Hq, d.Sq, d.D),
@@ -180,7 +181,8 @@ struct Quadratic {
 
 // The forward grid's option sets plus dropout (alone and with everything
 // else): the function with the mask drawn is as differentiable as without.
-const std::vector<std::pair<std::string, OptionBuilder>>& backward_option_sets() {
+const std::vector<std::pair<std::string, OptionBuilder>>&
+backward_option_sets() {
   static const std::vector<std::pair<std::string, OptionBuilder>> sets = [] {
     auto all = option_sets();
     all.push_back({"dropout_0.3", [](OptionSet& s, const Dims&, std::mt19937&) {
@@ -201,12 +203,13 @@ const std::vector<std::pair<std::string, OptionBuilder>>& backward_option_sets()
                      s.o.pattern = quad;
                      s.o.softcap = 4.0f;
                    }});
-    all.push_back({"everything_dropout_0.5",
-                   [everything](OptionSet& s, const Dims& d, std::mt19937& rng) {
-                     everything(s, d, rng);
-                     s.o.dropout_p = 0.5f;
-                     s.o.seed = 7;
-                   }});
+    all.push_back(
+        {"everything_dropout_0.5",
+         [everything](OptionSet& s, const Dims& d, std::mt19937& rng) {
+           everything(s, d, rng);
+           s.o.dropout_p = 0.5f;
+           s.o.seed = 7;
+         }});
     return all;
   }();
   return sets;
@@ -282,12 +285,12 @@ TEST(BackwardReference, GradientsAreNotTrivial) {
 
 const std::vector<Dims>& backward_shapes() {
   static const std::vector<Dims> shapes = {
-      {1, 1, 1, 1, 1, 1, 1},         // one of everything
-      {2, 4, 2, 61, 65, 16, 16},     // just over a query block and a key tile
-      {1, 2, 2, 130, 127, 33, 17},   // odd head dims, D != Dv
-      {2, 6, 2, 37, 200, 64, 64},    // GQA 3, keys over three tiles
-      {1, 4, 1, 64, 64, 128, 64},    // MQA, D = 128
-      {1, 2, 1, 121, 1, 8, 8},       // one key
+      {1, 1, 1, 1, 1, 1, 1},        // one of everything
+      {2, 4, 2, 61, 65, 16, 16},    // just over a query block and a key tile
+      {1, 2, 2, 130, 127, 33, 17},  // odd head dims, D != Dv
+      {2, 6, 2, 37, 200, 64, 64},   // GQA 3, keys over three tiles
+      {1, 4, 1, 64, 64, 128, 64},   // MQA, D = 128
+      {1, 2, 1, 121, 1, 8, 8},      // one key
   };
   return shapes;
 }
@@ -386,8 +389,10 @@ TEST(BackwardFlash, SameBitsForAnyThreadCount) {
       c.run(o, Algorithm::kFlash, threads, &q2, &k2, &v2);
       EXPECT_EQ(0, std::memcmp(q1.data(), q2.data(), q1.size() * sizeof(float)))
           << threads << " threads, causal " << causal;
-      EXPECT_EQ(0, std::memcmp(k1.data(), k2.data(), k1.size() * sizeof(float)));
-      EXPECT_EQ(0, std::memcmp(v1.data(), v2.data(), v1.size() * sizeof(float)));
+      EXPECT_EQ(0,
+                std::memcmp(k1.data(), k2.data(), k1.size() * sizeof(float)));
+      EXPECT_EQ(0,
+                std::memcmp(v1.data(), v2.data(), v1.size() * sizeof(float)));
     }
   }
 }
@@ -427,7 +432,8 @@ TEST(Dropout, SameMaskInEveryForwardAlgorithm) {
   Case<float> c(d, {}, rng);
   const reference::Result ref = c.reference(o);
   for (Algorithm a : {Algorithm::kNaive, Algorithm::kFlash}) {
-    EXPECT_LE(c.run(o, a, ref).err.max_rel, tolerance<float>()) << algorithm_name(a);
+    EXPECT_LE(c.run(o, a, ref).err.max_rel, tolerance<float>())
+        << algorithm_name(a);
   }
   AttentionOptions other = o;
   other.seed = 100;
@@ -445,7 +451,8 @@ TEST(Dropout, DecodeMatchesReference) {
   o.seed = 5;
   Case<float> c(d, {}, rng);
   const reference::Result ref = c.reference(o);
-  EXPECT_LE(c.run(o, Algorithm::kDecode, ref).err.max_rel, 2 * tolerance<float>());
+  EXPECT_LE(c.run(o, Algorithm::kDecode, ref).err.max_rel,
+            2 * tolerance<float>());
 }
 
 TEST(Dropout, SameBitsForAnyThreadCount) {
@@ -517,9 +524,12 @@ TEST(LinearBackward, ReferenceMatchesFiniteDifferences) {
     detail::LinearBackwardProblem<float> pb;
     pb.forward = detail::make_linear_problem<float>(
         o, {d.B, d.Hq, d.Hkv, d.Sq, d.Skv, d.D, d.Dv});
-    pb.forward.q = TensorView<const float>::bhsd(q.data(), d.B, d.Hq, d.Sq, d.D);
-    pb.forward.k = TensorView<const float>::bhsd(k.data(), d.B, d.Hkv, d.Skv, d.D);
-    pb.forward.v = TensorView<const float>::bhsd(v.data(), d.B, d.Hkv, d.Skv, d.Dv);
+    pb.forward.q =
+        TensorView<const float>::bhsd(q.data(), d.B, d.Hq, d.Sq, d.D);
+    pb.forward.k =
+        TensorView<const float>::bhsd(k.data(), d.B, d.Hkv, d.Skv, d.D);
+    pb.forward.v =
+        TensorView<const float>::bhsd(v.data(), d.B, d.Hkv, d.Skv, d.Dv);
     pb.dout = TensorView<const float>::bhsd(dout.data(), d.B, d.Hq, d.Sq, d.Dv);
     const reference::LinearGrads g = reference::linear_backward_f64(pb);
     const std::vector<double>* grads[3] = {&g.dq, &g.dk, &g.dv};
@@ -570,17 +580,18 @@ void check_linear_scan(double tolerance) {
     o.feature_map = c.map;
     o.eps = c.eps;
     detail::LinearBackwardProblem<T> pb;
-    pb.forward = detail::make_linear_problem<T>(o, {d.B, d.Hq, d.Hkv, d.Sq, d.Skv, d.D, d.Dv});
+    pb.forward = detail::make_linear_problem<T>(
+        o, {d.B, d.Hq, d.Hkv, d.Sq, d.Skv, d.D, d.Dv});
     pb.forward.q = q.view;
     pb.forward.k = k.view;
     pb.forward.v = v.view;
     pb.dout = dout.view;
     const reference::LinearGrads ref = reference::linear_backward_f64(pb);
     for (auto* b : {&dq, &dk, &dv}) poison(b->storage);
-    EXPECT_EQ(linear_attention_backward(TensorView<const T>(q.view), TensorView<const T>(k.view),
-                                          TensorView<const T>(v.view),
-                                          TensorView<const T>(dout.view), dq.view, dk.view,
-                                          dv.view, o),
+    EXPECT_EQ(linear_attention_backward(
+                  TensorView<const T>(q.view), TensorView<const T>(k.view),
+                  TensorView<const T>(v.view), TensorView<const T>(dout.view),
+                  dq.view, dk.view, dv.view, o),
               LinearAlgorithm::kChunked);
     const double scale =
         std::max({max_abs(ref.dq), max_abs(ref.dk), max_abs(ref.dv), 1e-6});
@@ -590,7 +601,9 @@ void check_linear_scan(double tolerance) {
   }
 }
 
-TEST(LinearBackward, ScanMatchesReferenceFloat) { check_linear_scan<float>(2e-6); }
+TEST(LinearBackward, ScanMatchesReferenceFloat) {
+  check_linear_scan<float>(2e-6);
+}
 TEST(LinearBackward, ScanMatchesReferenceBFloat16) {
   check_linear_scan<bfloat16>(1.0 / 256);
 }
@@ -601,7 +614,8 @@ TEST(LinearBackward, Errors) {
   auto out = [](std::vector<float>& y, int64_t s = 8) {
     return TensorView<float>::bhsd(y.data(), 1, 2, s, 4);
   };
-  auto message = [&](TensorView<float> dq, const LinearOptions& o) -> std::string {
+  auto message = [&](TensorView<float> dq,
+                     const LinearOptions& o) -> std::string {
     try {
       linear_attention_backward(in, in, in, in, dq, out(h), out(w), o);
     } catch (const Error& e) {
@@ -620,8 +634,10 @@ TEST(LinearBackward, Errors) {
   o.algorithm = LinearAlgorithm::kNaive;
   EXPECT_NE(message(out(g), o).find("options.algorithm"), std::string::npos);
   std::vector<float> small(2 * 7 * 4);
-  EXPECT_NE(message(out(small, 7), {}).find("dq: expected seq extent 8"), std::string::npos);
-  EXPECT_NE(message(out(x), {}).find("dq: memory overlaps input q"), std::string::npos);
+  EXPECT_NE(message(out(small, 7), {}).find("dq: expected seq extent 8"),
+            std::string::npos);
+  EXPECT_NE(message(out(x), {}).find("dq: memory overlaps input q"),
+            std::string::npos);
 }
 
 // --- Errors -----------------------------------------------------------------
@@ -637,7 +653,8 @@ class BackwardErrors : public ::testing::Test {
     return TensorView<float>::bhsd(x.data(), B, H, s, d);
   }
   std::string error(const AttentionOptions& o = {}) {
-    return error_with(view(dq), view(dk), view(dv), view(dout), view(lse, S, 1), o);
+    return error_with(view(dq), view(dk), view(dv), view(dout), view(lse, S, 1),
+                      o);
   }
   std::string error_with(TensorView<float> gq, TensorView<float> gk,
                          TensorView<float> gv, TensorView<float> go,
@@ -666,9 +683,10 @@ TEST_F(BackwardErrors, Shapes) {
                        view(lse, S, 1))
                 .find("dout: expected seq extent 8"),
             std::string::npos);
-  EXPECT_NE(error_with(view(dq), view(dk), view(dv), view(dout), view(lse, S - 1, 1))
-                .find("lse: expected seq extent 8"),
-            std::string::npos);
+  EXPECT_NE(
+      error_with(view(dq), view(dk), view(dv), view(dout), view(lse, S - 1, 1))
+          .find("lse: expected seq extent 8"),
+      std::string::npos);
   EXPECT_NE(error_with(view(dq), view(dk), view(dv), view(dout), {})
                 .find("lse: data pointer is null"),
             std::string::npos);
@@ -678,12 +696,14 @@ TEST_F(BackwardErrors, Overlaps) {
   EXPECT_NE(error_with(view(q), view(dk), view(dv), view(dout), view(lse, S, 1))
                 .find("dq: memory overlaps input q"),
             std::string::npos);
-  EXPECT_NE(error_with(view(dq), view(dq), view(dv), view(dout), view(lse, S, 1))
-                .find("dk: memory overlaps output dq"),
-            std::string::npos);
-  EXPECT_NE(error_with(view(dq), view(dk), view(dout), view(dout), view(lse, S, 1))
-                .find("dv: memory overlaps input dout"),
-            std::string::npos);
+  EXPECT_NE(
+      error_with(view(dq), view(dq), view(dv), view(dout), view(lse, S, 1))
+          .find("dk: memory overlaps output dq"),
+      std::string::npos);
+  EXPECT_NE(
+      error_with(view(dq), view(dk), view(dout), view(dout), view(lse, S, 1))
+          .find("dv: memory overlaps input dout"),
+      std::string::npos);
 }
 
 // dk and dv as the two halves of one [S, 2 H D] buffer (a fused K|V
@@ -695,14 +715,18 @@ TEST_F(BackwardErrors, InterleavedGradients) {
   auto half = [&](int64_t shift) {
     return TensorView<float>(kv.data() + shift, {B, H, S, D}, {S * W, D, W, 1});
   };
-  EXPECT_EQ(error_with(view(dq), half(0), half(H * D), view(dout), view(lse, S, 1)), "");
+  EXPECT_EQ(
+      error_with(view(dq), half(0), half(H * D), view(dout), view(lse, S, 1)),
+      "");
   std::vector<float> big(kv.size() + W);
   auto at = [&](int64_t shift) {
-    return TensorView<float>(big.data() + shift, {B, H, S, D}, {S * W, D, W, 1});
+    return TensorView<float>(big.data() + shift, {B, H, S, D},
+                             {S * W, D, W, 1});
   };
-  EXPECT_NE(error_with(view(dq), at(0), at(H * D - 1), view(dout), view(lse, S, 1))
-                .find("dv: memory overlaps output dk"),
-            std::string::npos);
+  EXPECT_NE(
+      error_with(view(dq), at(0), at(H * D - 1), view(dout), view(lse, S, 1))
+          .find("dv: memory overlaps output dk"),
+      std::string::npos);
 }
 
 TEST_F(BackwardErrors, Options) {
@@ -711,7 +735,8 @@ TEST_F(BackwardErrors, Options) {
   EXPECT_NE(error(o).find("decode has no backward"), std::string::npos);
   o = {};
   o.dropout_p = 1.0f;
-  EXPECT_NE(error(o).find("options.dropout_p: must be in [0, 1)"), std::string::npos);
+  EXPECT_NE(error(o).find("options.dropout_p: must be in [0, 1)"),
+            std::string::npos);
   o = {};
   o.kv_splits = 2;
   EXPECT_NE(error(o).find("options.kv_splits"), std::string::npos);

@@ -30,8 +30,10 @@ class DecodeOptions : public ::testing::TestWithParam<size_t> {};
 TEST_P(DecodeOptions, EverySplitCountMatchesReference) {
   const auto& [name, build] = option_sets()[GetParam()];
   std::mt19937 rng(3000 + GetParam());
-  const Dims shapes[] = {{2, 4, 4, 1, 1, 16, 16},     {1, 4, 1, 1, 700, 64, 64},
-                         {2, 8, 1, 3, 1300, 40, 24},  {1, 8, 2, 16, 129, 128, 128},
+  const Dims shapes[] = {{2, 4, 4, 1, 1, 16, 16},
+                         {1, 4, 1, 1, 700, 64, 64},
+                         {2, 8, 1, 3, 1300, 40, 24},
+                         {1, 8, 2, 16, 129, 128, 128},
                          {2, 2, 2, 1, 65, 72, 80}};
   for (const Dims& d : shapes) {
     OptionSet opts;
@@ -100,14 +102,15 @@ TEST(Decode, AutoPicksDecodeForFewQueries) {
   const auto kv = [](std::vector<float>& x) {
     return TensorView<const float>::bhsd(x.data(), 1, 2, 100, 8);
   };
-  EXPECT_EQ(attention(TensorView<const float>::bhsd(q.data(), 1, 4, 1, 8), kv(k),
-                      kv(v), TensorView<float>::bhsd(out.data(), 1, 4, 1, 8)),
-            Algorithm::kDecode);
+  EXPECT_EQ(
+      attention(TensorView<const float>::bhsd(q.data(), 1, 4, 1, 8), kv(k),
+                kv(v), TensorView<float>::bhsd(out.data(), 1, 4, 1, 8)),
+      Algorithm::kDecode);
   std::vector<float> q17(4 * 17 * 8, 0.1f);
-  EXPECT_EQ(attention(TensorView<const float>::bhsd(q17.data(), 1, 4, 17, 8),
-                      kv(k), kv(v),
-                      TensorView<float>::bhsd(out.data(), 1, 4, 17, 8)),
-            Algorithm::kFlash);
+  EXPECT_EQ(
+      attention(TensorView<const float>::bhsd(q17.data(), 1, 4, 17, 8), kv(k),
+                kv(v), TensorView<float>::bhsd(out.data(), 1, 4, 17, 8)),
+      Algorithm::kFlash);
 }
 
 }  // namespace

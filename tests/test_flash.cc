@@ -50,12 +50,15 @@ TEST_P(Targets, MatchReference) {
                          {1, 8, 2, 129, 129, 128, 128}};
   for (const Dims& d : shapes) {
     for (const auto& [name, build] : option_sets()) {
-      check<float>(d, name, build, {Layout::kBSHD, true}, rng, Algorithm::kFlash);
+      check<float>(d, name, build, {Layout::kBSHD, true}, rng,
+                   Algorithm::kFlash);
     }
   }
   const Dims half{1, 4, 2, 33, 70, 64, 64};
-  check<bfloat16>(half, "none", option_sets()[0].second, {}, rng, Algorithm::kFlash);
-  check<float16>(half, "causal", option_sets()[1].second, {}, rng, Algorithm::kFlash);
+  check<bfloat16>(half, "none", option_sets()[0].second, {}, rng,
+                  Algorithm::kFlash);
+  check<float16>(half, "causal", option_sets()[1].second, {}, rng,
+                 Algorithm::kFlash);
 }
 
 INSTANTIATE_TEST_SUITE_P(Available, Targets,
@@ -74,14 +77,15 @@ TEST(FlashTiles, LengthsAroundTileEdges) {
     for (int64_t G : {1, 4}) {
       const int64_t br = (banded ? kTargetRows / 4 : kTargetRows) / G;
       for (int64_t Sq : {br - 1, br, br + 1, 2 * br + 1}) {
-        for (int64_t Skv : {kKeyTile - 1, kKeyTile, kKeyTile + 1, 2 * kKeyTile + 1}) {
+        for (int64_t Skv :
+             {kKeyTile - 1, kKeyTile, kKeyTile + 1, 2 * kKeyTile + 1}) {
           ++n;
           const Dims d{1, 2 * G, 2, Sq, Skv, 32, 32};
           // A thin band (Skv >= 4 Sq, chunked prefill) keeps full items.
           const int64_t want = Skv >= 4 * Sq ? kTargetRows / G : br;
-          ASSERT_EQ(kernels::make_flash_plan({1, 2 * G, 2, Sq, Skv, 32, 32},
-                                             banded ? kernels::Band::kWide
-                                                    : kernels::Band::kNone)
+          ASSERT_EQ(kernels::make_flash_plan(
+                        {1, 2 * G, 2, Sq, Skv, 32, 32},
+                        banded ? kernels::Band::kWide : kernels::Band::kNone)
                         .block_positions,
                     std::min(want, Sq));
           // Banded: the causal set; otherwise the sets without causal or
@@ -101,8 +105,13 @@ TEST(FlashTiles, WideHeadDims) {
   std::mt19937 rng(33);
   const auto& sets = option_sets();
   int n = 0;
-  for (auto [D, Dv] : {std::pair<int64_t, int64_t>{80, 80}, {96, 96}, {160, 160},
-                       {192, 128}, {512, 512}, {512, 64}, {33, 512}}) {
+  for (auto [D, Dv] : {std::pair<int64_t, int64_t>{80, 80},
+                       {96, 96},
+                       {160, 160},
+                       {192, 128},
+                       {512, 512},
+                       {512, 64},
+                       {33, 512}}) {
     for (int64_t Skv : {1, 65, 200}) {
       ++n;
       const Dims d{1, 4, 2, 37, Skv, D, Dv};
@@ -128,12 +137,16 @@ TEST(FlashWorkspace, ReusedAcrossCallsAndSameBits) {
   EXPECT_EQ(ws.bytes_reserved(), held) << "a repeated call must not grow it";
   const auto own = c.run({}, Algorithm::kFlash, ref, 2);  // per-thread default
   for (size_t i = 0; i < first.out.size(); ++i) {
-    ASSERT_EQ(std::bit_cast<uint32_t>(first.out[i]), std::bit_cast<uint32_t>(second.out[i]));
-    ASSERT_EQ(std::bit_cast<uint32_t>(first.out[i]), std::bit_cast<uint32_t>(own.out[i]));
+    ASSERT_EQ(std::bit_cast<uint32_t>(first.out[i]),
+              std::bit_cast<uint32_t>(second.out[i]));
+    ASSERT_EQ(std::bit_cast<uint32_t>(first.out[i]),
+              std::bit_cast<uint32_t>(own.out[i]));
   }
   // Scratch does not grow with the sequence lengths.
-  const auto plan_short = kernels::make_flash_plan({1, 8, 2, 4096, 4096, 128, 128});
-  const auto plan_long = kernels::make_flash_plan({1, 8, 2, 131072, 131072, 128, 128});
+  const auto plan_short =
+      kernels::make_flash_plan({1, 8, 2, 4096, 4096, 128, 128});
+  const auto plan_long =
+      kernels::make_flash_plan({1, 8, 2, 131072, 131072, 128, 128});
   EXPECT_EQ(plan_short.bytes, plan_long.bytes);
   ws.release();
   EXPECT_EQ(ws.bytes_reserved(), 0u);

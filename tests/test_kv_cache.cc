@@ -45,7 +45,8 @@ Gathered gather(const KVCache& cache, int64_t layer,
     for (int64_t h = 0; h < H; ++h)
       for (int64_t j = 0; j < len; ++j) {
         std::copy_n(&k[(h * len + j) * D], D, &g.k[((b * H + h) * L + j) * D]);
-        std::copy_n(&v[(h * len + j) * Dv], Dv, &g.v[((b * H + h) * L + j) * Dv]);
+        std::copy_n(&v[(h * len + j) * Dv], Dv,
+                    &g.v[((b * H + h) * L + j) * Dv]);
       }
   }
   g.kview = TensorView<const float>::bhsd(g.k.data(), B, H, L, D);
@@ -55,16 +56,18 @@ Gathered gather(const KVCache& cache, int64_t layer,
 
 // The float64 reference of a call against the cache: the same validation
 // as the public entry point, on the gathered keys.
-reference::Result cache_reference(TensorView<const float> q, const KVCache& cache,
-                                  int64_t layer, const std::vector<int64_t>& seqs,
+reference::Result cache_reference(TensorView<const float> q,
+                                  const KVCache& cache, int64_t layer,
+                                  const std::vector<int64_t>& seqs,
                                   TensorView<float> out, AttentionOptions o) {
   const Gathered g = gather(cache, layer, seqs);
   std::vector<int64_t> lens, key_lengths;
   for (int64_t s : seqs) lens.push_back(cache.length(s, layer));
   o.algorithm = Algorithm::kReference;
   detail::Problem<float> p = detail::validate_cached(
-      q, {cache.options().num_kv_heads, cache.options().head_dim,
-          cache.options().value_head_dim},
+      q,
+      {cache.options().num_kv_heads, cache.options().head_dim,
+       cache.options().value_head_dim},
       lens, out, o, {}, key_lengths);
   p.k = g.kview;
   p.v = g.vview;
@@ -107,7 +110,8 @@ struct Layout {
   const char* name;
   int64_t page_size;
 };
-constexpr Layout kLayouts[] = {{"contiguous", 0}, {"paged16", 16}, {"paged48", 48}};
+constexpr Layout kLayouts[] = {
+    {"contiguous", 0}, {"paged16", 16}, {"paged48", 48}};
 constexpr CacheType kTypes[] = {CacheType::kFloat32, CacheType::kBFloat16,
                                 CacheType::kFloat16, CacheType::kInt8};
 
@@ -139,7 +143,8 @@ TEST_P(Generate, TokenByTokenEqualsPrefill) {
   co.max_tokens = 160;
   co.page_size = kLayouts[layout_index].page_size;
   KVCache cache(co);
-  const std::vector<int64_t> seqs = {cache.add_sequence(), cache.add_sequence()};
+  const std::vector<int64_t> seqs = {cache.add_sequence(),
+                                     cache.add_sequence()};
   // Inputs per sequence: q [Hq, S, D], k [Hkv, S, D], v [Hkv, S, Dv].
   std::vector<float> q[2], k[2], v[2];
   for (int s = 0; s < 2; ++s) {
@@ -158,8 +163,11 @@ TEST_P(Generate, TokenByTokenEqualsPrefill) {
     for (int64_t s : active) {  // one token: views into row t
       const int64_t S = lens[s];
       const std::vector<int64_t> one = {seqs[s]};
-      cache.append(0, one, TensorView<const float>(&k[s][t * D], {1, Hkv, 1, D}, {0, S * D, D, 1}),
-                   TensorView<const float>(&v[s][t * Dv], {1, Hkv, 1, Dv}, {0, S * Dv, Dv, 1}));
+      cache.append(0, one,
+                   TensorView<const float>(&k[s][t * D], {1, Hkv, 1, D},
+                                           {0, S * D, D, 1}),
+                   TensorView<const float>(&v[s][t * Dv], {1, Hkv, 1, Dv},
+                                           {0, S * Dv, Dv, 1}));
     }
     // Batched decode of the active sequences: q [B, Hq, 1, D].
     std::vector<float> qb;
@@ -167,18 +175,21 @@ TEST_P(Generate, TokenByTokenEqualsPrefill) {
     for (int64_t s : active) {
       ids.push_back(seqs[s]);
       for (int64_t h = 0; h < Hq; ++h)
-        qb.insert(qb.end(), &q[s][(h * lens[s] + t) * D], &q[s][(h * lens[s] + t) * D] + D);
+        qb.insert(qb.end(), &q[s][(h * lens[s] + t) * D],
+                  &q[s][(h * lens[s] + t) * D] + D);
     }
     const int64_t B = active.size();
     const auto qv = TensorView<const float>::bhsd(qb.data(), B, Hq, 1, D);
     std::vector<float> scratch(B * Hq * Dv);
-    const auto ref = cache_reference(qv, cache, 0, ids,
-                                     TensorView<float>::bhsd(scratch.data(), B, Hq, 1, Dv), {});
+    const auto ref = cache_reference(
+        qv, cache, 0, ids,
+        TensorView<float>::bhsd(scratch.data(), B, Hq, 1, Dv), {});
     const CallResult dec = call(qv, cache, 0, ids, {}, Algorithm::kDecode, ref);
     const CallResult nai = call(qv, cache, 0, ids, {}, Algorithm::kNaive, ref);
     worst_decode = std::max(worst_decode, dec.err.max_rel);
     worst_naive = std::max(worst_naive, nai.err.max_rel);
-    ASSERT_LE(dec.err.max_rel, 2 * nai.err.max_rel + 1e-6) << "t=" << t << " " << dec.err.worst;
+    ASSERT_LE(dec.err.max_rel, 2 * nai.err.max_rel + 1e-6)
+        << "t=" << t << " " << dec.err.worst;
     ASSERT_LE(dec.err.lse_max_abs, 2 * nai.err.lse_max_abs + 1e-6);
     for (int64_t b = 0; b < B; ++b)
       for (int64_t h = 0; h < Hq; ++h)
@@ -193,10 +204,13 @@ TEST_P(Generate, TokenByTokenEqualsPrefill) {
     AttentionOptions causal;
     causal.causal = true;
     const std::vector<int64_t> one = {seqs[s]};
-    const auto ref = cache_reference(qv, cache, 0, one,
-                                     TensorView<float>::bhsd(scratch.data(), 1, Hq, S, Dv), causal);
-    const CallResult flash = call(qv, cache, 0, one, causal, Algorithm::kFlash, ref);
-    const CallResult nai = call(qv, cache, 0, one, causal, Algorithm::kNaive, ref);
+    const auto ref = cache_reference(
+        qv, cache, 0, one,
+        TensorView<float>::bhsd(scratch.data(), 1, Hq, S, Dv), causal);
+    const CallResult flash =
+        call(qv, cache, 0, one, causal, Algorithm::kFlash, ref);
+    const CallResult nai =
+        call(qv, cache, 0, one, causal, Algorithm::kNaive, ref);
     EXPECT_LE(flash.err.max_rel, 2 * nai.err.max_rel + 1e-6) << flash.err.worst;
     const ErrorStats step_err = compare<float>(
         ref, TensorView<const float>::bhsd(steps[s].data(), 1, Hq, S, Dv), {});
@@ -210,8 +224,8 @@ INSTANTIATE_TEST_SUITE_P(
     ::testing::Combine(::testing::Range(0, 4), ::testing::Range(0, 3),
                        ::testing::Values(int64_t{1}, int64_t{4}, int64_t{8})),
     [](const auto& info) {
-      return std::string(cache_type_name(kTypes[std::get<0>(info.param)])) + "_" +
-             kLayouts[std::get<1>(info.param)].name + "_G" +
+      return std::string(cache_type_name(kTypes[std::get<0>(info.param)])) +
+             "_" + kLayouts[std::get<1>(info.param)].name + "_G" +
              std::to_string(std::get<2>(info.param));
     });
 
@@ -219,17 +233,19 @@ INSTANTIATE_TEST_SUITE_P(
 struct Filled {
   std::vector<float> k, v;
 };
-Filled fill(KVCache& cache, int64_t seq, int64_t layer, int64_t len, std::mt19937& rng,
-            int64_t chunk = 1000000) {
+Filled fill(KVCache& cache, int64_t seq, int64_t layer, int64_t len,
+            std::mt19937& rng, int64_t chunk = 1000000) {
   const KVCacheOptions& o = cache.options();
   const int64_t H = o.num_kv_heads, D = o.head_dim, Dv = o.value_head_dim;
   Filled f{normal(H * len * D, rng), normal(H * len * Dv, rng)};
   const std::vector<int64_t> one = {seq};
   for (int64_t t = 0; t < len; t += chunk) {
     const int64_t n = std::min(chunk, len - t);
-    cache.append(layer, one,
-                 TensorView<const float>(&f.k[t * D], {1, H, n, D}, {0, len * D, D, 1}),
-                 TensorView<const float>(&f.v[t * Dv], {1, H, n, Dv}, {0, len * Dv, Dv, 1}));
+    cache.append(
+        layer, one,
+        TensorView<const float>(&f.k[t * D], {1, H, n, D}, {0, len * D, D, 1}),
+        TensorView<const float>(&f.v[t * Dv], {1, H, n, Dv},
+                                {0, len * Dv, Dv, 1}));
   }
   return f;
 }
@@ -239,7 +255,8 @@ TEST(KVCache, ChunkedPrefillMatchesReference) {
   // attends to all of it plus itself, causally (bottom-right).
   std::mt19937 rng(7);
   for (int64_t page : {int64_t{0}, int64_t{32}}) {
-    KVCacheOptions co = cache_options(2, 40, 1, 400); co.page_size = page;
+    KVCacheOptions co = cache_options(2, 40, 1, 400);
+    co.page_size = page;
     KVCache cache(co);
     const int64_t s = cache.add_sequence();
     fill(cache, s, 0, 337, rng, 64);
@@ -248,17 +265,21 @@ TEST(KVCache, ChunkedPrefillMatchesReference) {
     std::vector<float> scratch(8 * 37 * 40);
     AttentionOptions causal;
     causal.causal = true;
-    const auto ref = cache_reference(qv, cache, 0, {s},
-                                     TensorView<float>::bhsd(scratch.data(), 1, 8, 37, 40), causal);
-    const CallResult nai = call(qv, cache, 0, {s}, causal, Algorithm::kNaive, ref);
-    const CallResult fl = call(qv, cache, 0, {s}, causal, Algorithm::kFlash, ref);
+    const auto ref = cache_reference(
+        qv, cache, 0, {s},
+        TensorView<float>::bhsd(scratch.data(), 1, 8, 37, 40), causal);
+    const CallResult nai =
+        call(qv, cache, 0, {s}, causal, Algorithm::kNaive, ref);
+    const CallResult fl =
+        call(qv, cache, 0, {s}, causal, Algorithm::kFlash, ref);
     EXPECT_LE(fl.err.max_rel, 2 * nai.err.max_rel + 1e-6) << fl.err.worst;
     EXPECT_TRUE(fl.err.lse_inf_match);
     // auto picks flash for 37 queries
     std::vector<float> out(8 * 37 * 40);
-    EXPECT_EQ(attention(qv, cache, 0, std::vector<int64_t>{s},
-                        TensorView<float>::bhsd(out.data(), 1, 8, 37, 40), causal),
-              Algorithm::kFlash);
+    EXPECT_EQ(
+        attention(qv, cache, 0, std::vector<int64_t>{s},
+                  TensorView<float>::bhsd(out.data(), 1, 8, 37, 40), causal),
+        Algorithm::kFlash);
   }
 }
 
@@ -266,7 +287,8 @@ TEST(KVCache, PagedEqualsContiguousBitwise) {
   for (CacheType type : {CacheType::kFloat32, CacheType::kBFloat16}) {
     std::mt19937 rng(8);
     const int64_t Hkv = 2, D = 64, len = 1000;
-    KVCacheOptions co = cache_options(Hkv, D, 1, 1024); co.type = type;
+    KVCacheOptions co = cache_options(Hkv, D, 1, 1024);
+    co.type = type;
     KVCache contiguous(co);
     co.page_size = 16;
     KVCache paged(co);
@@ -294,7 +316,8 @@ TEST(KVCache, PagedEqualsContiguousBitwise) {
 TEST(KVCache, EverySplitCountAndOption) {
   std::mt19937 rng(9);
   const int64_t Hkv = 2, G = 4, D = 32;
-  KVCacheOptions co = cache_options(Hkv, D, 3, 1500); co.page_size = 64;
+  KVCacheOptions co = cache_options(Hkv, D, 3, 1500);
+  co.page_size = 64;
   KVCache cache(co);
   const std::vector<int64_t> seqs = {cache.add_sequence(), cache.add_sequence(),
                                      cache.add_sequence()};
@@ -313,11 +336,13 @@ TEST(KVCache, EverySplitCountAndOption) {
       }
       SCOPED_TRACE(name + " Sq=" + std::to_string(Sq));
       const auto ref = cache_reference(qv, cache, 0, seqs, out, opts.o);
-      const CallResult nai = call(qv, cache, 0, seqs, opts.o, Algorithm::kNaive, ref);
+      const CallResult nai =
+          call(qv, cache, 0, seqs, opts.o, Algorithm::kNaive, ref);
       for (int splits : {0, 1, 2, 3, 22, 1000}) {
         AttentionOptions o = opts.o;
         o.kv_splits = splits;
-        const CallResult dec = call(qv, cache, 0, seqs, o, Algorithm::kDecode, ref);
+        const CallResult dec =
+            call(qv, cache, 0, seqs, o, Algorithm::kDecode, ref);
         EXPECT_LE(dec.err.max_rel, 2 * nai.err.max_rel + 1e-6)
             << "splits " << splits << ": " << dec.err.worst;
         EXPECT_LE(dec.err.lse_max_abs, 2 * nai.err.lse_max_abs + 1e-6);
@@ -342,22 +367,26 @@ TEST(KVCache, Int8WithinDocumentedBound) {
   const std::vector<float> q = normal(8 * D, rng);
   const auto qv = TensorView<const float>::bhsd(q.data(), 1, 8, 1, D);
   std::vector<float> scratch(8 * D);
-  const auto ref = cache_reference(qv, exact, 0, {0},
-                                   TensorView<float>::bhsd(scratch.data(), 1, 8, 1, D), {});
+  const auto ref =
+      cache_reference(qv, exact, 0, {0},
+                      TensorView<float>::bhsd(scratch.data(), 1, 8, 1, D), {});
   const CallResult r = call(qv, quant, 0, {0}, {}, Algorithm::kDecode, ref);
   EXPECT_LE(r.err.max_rel, 0.03) << r.err.worst;
   EXPECT_GT(r.err.max_rel, 1e-4);  // quantisation is really there
   // Stored values: each within half a step (scale / 2) of the input.
-  std::vector<float> kq(Hkv * len * D), vq(Hkv * len * D), ke(Hkv * len * D), ve(Hkv * len * D);
+  std::vector<float> kq(Hkv * len * D), vq(Hkv * len * D), ke(Hkv * len * D),
+      ve(Hkv * len * D);
   quant.read(0, 0, TensorView<float>::bhsd(kq.data(), 1, Hkv, len, D),
              TensorView<float>::bhsd(vq.data(), 1, Hkv, len, D));
   exact.read(0, 0, TensorView<float>::bhsd(ke.data(), 1, Hkv, len, D),
              TensorView<float>::bhsd(ve.data(), 1, Hkv, len, D));
   for (int64_t r0 = 0; r0 < Hkv * len; ++r0) {
     float amax = 0;
-    for (int64_t d = 0; d < D; ++d) amax = std::max(amax, std::fabs(ke[r0 * D + d]));
+    for (int64_t d = 0; d < D; ++d)
+      amax = std::max(amax, std::fabs(ke[r0 * D + d]));
     for (int64_t d = 0; d < D; ++d) {
-      ASSERT_LE(std::fabs(kq[r0 * D + d] - ke[r0 * D + d]), amax / 254 * 1.0001f);
+      ASSERT_LE(std::fabs(kq[r0 * D + d] - ke[r0 * D + d]),
+                amax / 254 * 1.0001f);
     }
   }
 }
@@ -365,7 +394,9 @@ TEST(KVCache, Int8WithinDocumentedBound) {
 TEST(KVCache, BFloat16QueriesOnBFloat16Cache) {
   std::mt19937 rng(11);
   const int64_t Hkv = 2, D = 64, len = 700;
-  KVCacheOptions co = cache_options(Hkv, D, 1, len); co.type = CacheType::kBFloat16; co.page_size = 16;
+  KVCacheOptions co = cache_options(Hkv, D, 1, len);
+  co.type = CacheType::kBFloat16;
+  co.page_size = 16;
   KVCache cache(co);
   fill(cache, cache.add_sequence(), 0, len, rng, 100);
   std::vector<bfloat16> q(8 * D);
@@ -376,12 +407,13 @@ TEST(KVCache, BFloat16QueriesOnBFloat16Cache) {
     qf[i] = q[i].to_float();
   }
   std::vector<float> scratch(8 * D);
-  const auto ref = cache_reference(TensorView<const float>::bhsd(qf.data(), 1, 8, 1, D), cache,
-                                   0, {0}, TensorView<float>::bhsd(scratch.data(), 1, 8, 1, D), {});
+  const auto ref = cache_reference(
+      TensorView<const float>::bhsd(qf.data(), 1, 8, 1, D), cache, 0, {0},
+      TensorView<float>::bhsd(scratch.data(), 1, 8, 1, D), {});
   std::vector<bfloat16> out(8 * D, bfloat16::from_float(NAN));
   std::vector<float> lse(8, NAN);
-  EXPECT_EQ(attention(TensorView<const bfloat16>::bhsd(q.data(), 1, 8, 1, D), cache, 0,
-                      std::vector<int64_t>{0},
+  EXPECT_EQ(attention(TensorView<const bfloat16>::bhsd(q.data(), 1, 8, 1, D),
+                      cache, 0, std::vector<int64_t>{0},
                       TensorView<bfloat16>::bhsd(out.data(), 1, 8, 1, D), {},
                       TensorView<float>::bhsd(lse.data(), 1, 8, 1, 1)),
             Algorithm::kDecode);
@@ -395,7 +427,10 @@ TEST(KVCache, BFloat16QueriesOnBFloat16Cache) {
 TEST(KVCache, ForksShareAndCopyOnWrite) {
   std::mt19937 rng(12);
   const int64_t H = 1, D = 8;
-  KVCacheOptions co = cache_options(H, D, 4, 100); co.num_layers = 2; co.page_size = 16; co.num_pages = 20;
+  KVCacheOptions co = cache_options(H, D, 4, 100);
+  co.num_layers = 2;
+  co.page_size = 16;
+  co.num_pages = 20;
   KVCache cache(co);
   const int64_t a = cache.add_sequence();
   const Filled prompt0 = fill(cache, a, 0, 40, rng);  // 3 pages
@@ -418,8 +453,10 @@ TEST(KVCache, ForksShareAndCopyOnWrite) {
     cache.read(seq, layer, TensorView<float>::bhsd(k.data(), 1, H, len, D),
                TensorView<float>::bhsd(v.data(), 1, H, len, D));
     for (int64_t i = 0; i < 40 * D; ++i) ASSERT_EQ(k[i], prefix.k[i]) << seq;
-    for (int64_t i = 40 * D; i < len * D; ++i) ASSERT_EQ(k[i], own.k[i - 40 * D]) << seq;
-    for (int64_t i = 40 * D; i < len * D; ++i) ASSERT_EQ(v[i], own.v[i - 40 * D]) << seq;
+    for (int64_t i = 40 * D; i < len * D; ++i)
+      ASSERT_EQ(k[i], own.k[i - 40 * D]) << seq;
+    for (int64_t i = 40 * D; i < len * D; ++i)
+      ASSERT_EQ(v[i], own.v[i - 40 * D]) << seq;
   };
   expect_contents(a, ta, 0, prompt0);
   expect_contents(b, tb, 0, prompt0);
@@ -484,13 +521,17 @@ void expect_error(F f, std::initializer_list<std::string> fragments) {
 
 TEST(KVCache, CapacityErrorsLeaveTheCacheAsItWas) {
   std::mt19937 rng(14);
-  KVCacheOptions co = cache_options(1, 4, 2, 20); co.page_size = 4; co.num_pages = 5;
+  KVCacheOptions co = cache_options(1, 4, 2, 20);
+  co.page_size = 4;
+  co.num_pages = 5;
   KVCache cache(co);
   const int64_t a = cache.add_sequence();
   const Filled before = fill(cache, a, 0, 15, rng);  // 4 pages
-  expect_error([&] { fill(cache, a, 0, 6, rng); }, {"max_tokens = 20", "15 tokens + 6"});
+  expect_error([&] { fill(cache, a, 0, 6, rng); },
+               {"max_tokens = 20", "15 tokens + 6"});
   const int64_t b = cache.add_sequence();
-  expect_error([&] { fill(cache, b, 0, 5, rng); }, {"out of pages", "needs 2", "1 of 5"});
+  expect_error([&] { fill(cache, b, 0, 5, rng); },
+               {"out of pages", "needs 2", "1 of 5"});
   EXPECT_EQ(cache.length(a, 0), 15);
   EXPECT_EQ(cache.length(b, 0), 0);
   EXPECT_EQ(cache.pages_free(), 1);
@@ -510,27 +551,67 @@ TEST(KVCache, CapacityErrorsLeaveTheCacheAsItWas) {
 
 TEST(KVCache, BadArguments) {
   KVCacheOptions co = cache_options(2, 4, 1, 8);
-  expect_error([&] { KVCacheOptions o = co; o.num_kv_heads = 0; KVCache c(o); },
-               {"options.num_kv_heads", "[1, 2^40]"});
-  expect_error([&] { KVCacheOptions o = co; o.max_tokens = -1; KVCache c(o); },
-               {"options.max_tokens"});
-  expect_error([&] { KVCacheOptions o = co; o.page_size = -4; KVCache c(o); },
-               {"options.page_size"});
-  expect_error([&] { KVCacheOptions o = co; o.rope = [] { RopeOptions r; r.rotary_dim = 6; return r; }(); KVCache c(o); },
-               {"rotary_dim 6 exceeds head_dim 4"});
-  expect_error([&] { KVCacheOptions o = co; o.rope = [] { RopeOptions r; r.theta = -1; return r; }(); KVCache c(o); },
-               {"theta"});
+  expect_error(
+      [&] {
+        KVCacheOptions o = co;
+        o.num_kv_heads = 0;
+        KVCache c(o);
+      },
+      {"options.num_kv_heads", "[1, 2^40]"});
+  expect_error(
+      [&] {
+        KVCacheOptions o = co;
+        o.max_tokens = -1;
+        KVCache c(o);
+      },
+      {"options.max_tokens"});
+  expect_error(
+      [&] {
+        KVCacheOptions o = co;
+        o.page_size = -4;
+        KVCache c(o);
+      },
+      {"options.page_size"});
+  expect_error(
+      [&] {
+        KVCacheOptions o = co;
+        o.rope = [] {
+          RopeOptions r;
+          r.rotary_dim = 6;
+          return r;
+        }();
+        KVCache c(o);
+      },
+      {"rotary_dim 6 exceeds head_dim 4"});
+  expect_error(
+      [&] {
+        KVCacheOptions o = co;
+        o.rope = [] {
+          RopeOptions r;
+          r.theta = -1;
+          return r;
+        }();
+        KVCache c(o);
+      },
+      {"theta"});
   KVCache cache(co);
   const int64_t s = cache.add_sequence();
   std::vector<float> k(2 * 3 * 4, 1.0f), v(2 * 3 * 4, 1.0f);
   const auto kv = TensorView<const float>::bhsd(k.data(), 1, 2, 3, 4);
   const std::vector<int64_t> one = {s}, bad = {7}, twice = {s, s};
-  expect_error([&] { cache.append(1, one, kv, kv); }, {"layer must be in [0, 1)"});
-  expect_error([&] { cache.append(0, bad, kv, kv); }, {"sequence 7 is not a live"});
+  expect_error([&] { cache.append(1, one, kv, kv); },
+               {"layer must be in [0, 1)"});
+  expect_error([&] { cache.append(0, bad, kv, kv); },
+               {"sequence 7 is not a live"});
   expect_error([&] { cache.append(0, twice, kv, kv); }, {"listed twice"});
-  expect_error([&] { cache.append(0, one, TensorView<const float>::bhsd(k.data(), 1, 1, 6, 4), kv); },
-               {"k: expected shape [1, 2, 6, 4]"});
-  expect_error([&] { cache.free_sequence(3); }, {"free_sequence", "not a live"});
+  expect_error(
+      [&] {
+        cache.append(0, one,
+                     TensorView<const float>::bhsd(k.data(), 1, 1, 6, 4), kv);
+      },
+      {"k: expected shape [1, 2, 6, 4]"});
+  expect_error([&] { cache.free_sequence(3); },
+               {"free_sequence", "not a live"});
   expect_error([&] { cache.length(s, 2); }, {"layer"});
   // int8 rejects non-finite values.
   KVCacheOptions q8 = co;
@@ -546,24 +627,32 @@ TEST(KVCache, BadArguments) {
                TensorView<const float>::bhsd(v.data(), 1, 2, 3, 4));
   std::vector<float> q(4 * 8, 0.5f), out(4 * 8, NAN);
   const auto qv = TensorView<const float>::bhsd(q.data(), 1, 4, 1, 8);
-  expect_error([&] { attention(qv, cache, 0, one, TensorView<float>::bhsd(out.data(), 1, 4, 1, 8)); },
-               {"q", "head dim of the cache"});
+  expect_error(
+      [&] {
+        attention(qv, cache, 0, one,
+                  TensorView<float>::bhsd(out.data(), 1, 4, 1, 8));
+      },
+      {"q", "head dim of the cache"});
   const auto q4 = TensorView<const float>::bhsd(q.data(), 1, 4, 1, 4);
   const auto o4 = TensorView<float>::bhsd(out.data(), 1, 4, 1, 4);
   expect_error([&] { attention(q4, cache, 0, std::vector<int64_t>{}, o4); },
                {"sequences", "one sequence id per batch entry"});
   expect_error([&] { attention(q4, cache, 1, one, o4); }, {"layer"});
-  expect_error([&] { attention(q4, cache, 0, bad, o4); }, {"not a live sequence"});
+  expect_error([&] { attention(q4, cache, 0, bad, o4); },
+               {"not a live sequence"});
   AttentionOptions lens;
   const std::vector<int64_t> four = {4};
   lens.key_lengths = four;
   expect_error([&] { attention(q4, cache, 0, one, o4, lens); },
                {"options.key_lengths", "[0, Skv = 3]"});
   std::vector<bfloat16> qb(16), ob(16);
-  expect_error([&] {
-    attention(TensorView<const bfloat16>::bhsd(qb.data(), 1, 4, 1, 4), cache, 0, one,
-              TensorView<bfloat16>::bhsd(ob.data(), 1, 4, 1, 4));
-  }, {"same type", "float32"});
+  expect_error(
+      [&] {
+        attention(TensorView<const bfloat16>::bhsd(qb.data(), 1, 4, 1, 4),
+                  cache, 0, one,
+                  TensorView<bfloat16>::bhsd(ob.data(), 1, 4, 1, 4));
+      },
+      {"same type", "float32"});
   for (float x : out) EXPECT_TRUE(std::isnan(x));
   attention(q4, cache, 0, one, o4);
   for (int i = 0; i < 16; ++i) EXPECT_FLOAT_EQ(out[i], 1.0f);  // v is all ones
@@ -575,7 +664,9 @@ TEST(KVCache, RopeOnAppendRotatesKeysAtTheirPositions) {
   RopeOptions rope;
   rope.theta = 500.0;
   rope.rotary_dim = 8;
-  KVCacheOptions co = cache_options(H, D, 1, 64); co.page_size = 8; co.rope = rope;
+  KVCacheOptions co = cache_options(H, D, 1, 64);
+  co.page_size = 8;
+  co.rope = rope;
   KVCache cache(co);
   const int64_t s = cache.add_sequence();
   const Filled f = fill(cache, s, 0, len, rng, 7);  // chunks: offsets 0, 7, ...
@@ -590,7 +681,9 @@ TEST(KVCache, RopeOnAppendRotatesKeysAtTheirPositions) {
 
 TEST(KVCache, LayersAreIndependent) {
   std::mt19937 rng(16);
-  KVCacheOptions co = cache_options(1, 8, 1, 50); co.num_layers = 3; co.page_size = 8;
+  KVCacheOptions co = cache_options(1, 8, 1, 50);
+  co.num_layers = 3;
+  co.page_size = 8;
   KVCache cache(co);
   const int64_t s = cache.add_sequence();
   fill(cache, s, 0, 20, rng);
@@ -605,7 +698,8 @@ TEST(KVCache, LayersAreIndependent) {
   // Layer 1 is empty: every row has no key (0 and -inf).
   std::vector<float> q(8, 1.0f), out(8, NAN), lse(1, NAN);
   attention(TensorView<const float>::bhsd(q.data(), 1, 1, 1, 8), cache, 1,
-            std::vector<int64_t>{s}, TensorView<float>::bhsd(out.data(), 1, 1, 1, 8), {},
+            std::vector<int64_t>{s},
+            TensorView<float>::bhsd(out.data(), 1, 1, 1, 8), {},
             TensorView<float>::bhsd(lse.data(), 1, 1, 1, 1));
   for (float x : out) EXPECT_EQ(x, 0.0f);
   EXPECT_EQ(lse[0], -INFINITY);
@@ -620,7 +714,8 @@ TEST(Merge, EqualsAttentionOverAllKeys) {
   std::vector<float> bias(d.B * d.Skv, 0.0f);
   for (int64_t j = 150; j < 200; ++j) bias[d.Skv + j] = -INFINITY;
   AttentionOptions full;
-  full.bias = TensorView<const float>(bias.data(), {d.B, 1, 1, d.Skv}, {d.Skv, 0, 0, 1});
+  full.bias = TensorView<const float>(bias.data(), {d.B, 1, 1, d.Skv},
+                                      {d.Skv, 0, 0, 1});
   const reference::Result ref = c.reference(full);
   // Parts over keys [0, 70), [70, 150), [150, 200) as views of k and v.
   const int64_t cuts[4] = {0, 70, 150, 200};
@@ -629,22 +724,26 @@ TEST(Merge, EqualsAttentionOverAllKeys) {
   for (int s = 0; s < 3; ++s) {
     const int64_t n = cuts[s + 1] - cuts[s];
     auto part = [&](TensorView<float> x) {
-      return TensorView<const float>(x.row(0, 0, cuts[s]), {d.B, d.Hkv, n, x.extent(3)},
-                                     x.strides());
+      return TensorView<const float>(x.row(0, 0, cuts[s]),
+                                     {d.B, d.Hkv, n, x.extent(3)}, x.strides());
     };
     outs[s].assign(d.B * d.Hq * d.Sq * d.Dv, NAN);
     lses[s].assign(d.B * d.Hq * d.Sq, NAN);
-    const auto ov = TensorView<float>::bhsd(outs[s].data(), d.B, d.Hq, d.Sq, d.Dv);
+    const auto ov =
+        TensorView<float>::bhsd(outs[s].data(), d.B, d.Hq, d.Sq, d.Dv);
     const auto lv = TensorView<float>::bhsd(lses[s].data(), d.B, d.Hq, d.Sq, 1);
     AttentionOptions o;
-    o.bias = TensorView<const float>(bias.data() + cuts[s], {d.B, 1, 1, n}, {d.Skv, 0, 0, 1});
-    attention(TensorView<const float>(c.q().data(), c.q().extents(), c.q().strides()),
-              part(c.k()), part(c.v()), ov, o, lv);
+    o.bias = TensorView<const float>(bias.data() + cuts[s], {d.B, 1, 1, n},
+                                     {d.Skv, 0, 0, 1});
+    attention(
+        TensorView<const float>(c.q().data(), c.q().extents(), c.q().strides()),
+        part(c.k()), part(c.v()), ov, o, lv);
     out_views.push_back(ov);
     lse_views.push_back(lv);
   }
   EXPECT_EQ(lses[2][d.Hq * d.Sq], -INFINITY);  // the empty part is there
-  std::vector<float> out(d.B * d.Hq * d.Sq * d.Dv, NAN), lse(d.B * d.Hq * d.Sq, NAN);
+  std::vector<float> out(d.B * d.Hq * d.Sq * d.Dv, NAN),
+      lse(d.B * d.Hq * d.Sq, NAN);
   const auto ov = TensorView<float>::bhsd(out.data(), d.B, d.Hq, d.Sq, d.Dv);
   const auto lv = TensorView<float>::bhsd(lse.data(), d.B, d.Hq, d.Sq, 1);
   merge(out_views, lse_views, ov, lv);
@@ -652,19 +751,26 @@ TEST(Merge, EqualsAttentionOverAllKeys) {
   EXPECT_LE(e.max_rel, 5e-6) << e.worst;
   EXPECT_LE(e.lse_max_abs, 1e-5);
   // In place: out is the first part.
-  const auto first = TensorView<float>::bhsd(outs[0].data(), d.B, d.Hq, d.Sq, d.Dv);
+  const auto first =
+      TensorView<float>::bhsd(outs[0].data(), d.B, d.Hq, d.Sq, d.Dv);
   merge(out_views, lse_views, first);
   EXPECT_EQ(outs[0], out);
   // Errors.
   expect_error([&] { merge({}, {}, ov); }, {"attn::merge", "outs"});
-  expect_error([&] { merge(out_views, std::span(lse_views).first(2), ov); }, {"lses"});
+  expect_error([&] { merge(out_views, std::span(lse_views).first(2), ov); },
+               {"lses"});
   std::vector<float> small(4);
-  expect_error([&] { merge(out_views, lse_views, TensorView<float>::bhsd(small.data(), 1, 1, 1, 4)); },
-               {"outs[0]", "expected extent"});
+  expect_error(
+      [&] {
+        merge(out_views, lse_views,
+              TensorView<float>::bhsd(small.data(), 1, 1, 1, 4));
+      },
+      {"outs[0]", "expected extent"});
 }
 
 TEST(Merge, AllPartsEmptyGiveZeroAndMinusInfinity) {
-  std::vector<float> o1(4, 7.0f), o2(4, 9.0f), l1(1, -INFINITY), l2(1, -INFINITY);
+  std::vector<float> o1(4, 7.0f), o2(4, 9.0f), l1(1, -INFINITY),
+      l2(1, -INFINITY);
   const std::vector<TensorView<const float>> outs = {
       TensorView<const float>::bhsd(o1.data(), 1, 1, 1, 4),
       TensorView<const float>::bhsd(o2.data(), 1, 1, 1, 4)};

@@ -40,8 +40,8 @@ TEST(KvMemory, PublishedLlamaFigures) {
 TEST(KvMemory, Errors) {
   EXPECT_THROW(kv_cache_bytes(0, 1, 1, 1, 1, CacheType::kInt8), Error);
   EXPECT_THROW(kv_cache_bytes(1, 1, 1, -5, 1, CacheType::kInt8), Error);
-  EXPECT_THROW(kv_cache_bytes(int64_t{1} << 40, int64_t{1} << 20, 128, 1 << 20, 1,
-                              CacheType::kFloat32),
+  EXPECT_THROW(kv_cache_bytes(int64_t{1} << 40, int64_t{1} << 20, 128, 1 << 20,
+                              1, CacheType::kFloat32),
                Error);
   EXPECT_EQ(parse_cache_type("int8"), CacheType::kInt8);
   EXPECT_THROW(parse_cache_type("int4"), Error);

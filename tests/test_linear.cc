@@ -39,7 +39,8 @@ double rel_error(const std::vector<double>& ref, TensorView<const T> out) {
 // A custom feature map: softplus, row by row.
 void softplus(const float* x, float* y, int64_t n, const void* context) {
   const float beta = *static_cast<const float*>(context);
-  for (int64_t d = 0; d < n; ++d) y[d] = std::log1p(std::exp(beta * x[d])) / beta;
+  for (int64_t d = 0; d < n; ++d)
+    y[d] = std::log1p(std::exp(beta * x[d])) / beta;
 }
 const float kBeta = 2.0f;
 
@@ -47,7 +48,8 @@ template <class T>
 struct LinearCase {
   LinearDims d;
   Buffer<T> q, k, v;
-  LinearCase(const LinearDims& dims, std::mt19937& rng, Layout layout = Layout::kBHSD)
+  LinearCase(const LinearDims& dims, std::mt19937& rng,
+             Layout layout = Layout::kBHSD)
       : d(dims) {
     q = make_buffer<T>(d.B, d.Hq, d.Sq, d.D, layout);
     k = make_buffer<T>(d.B, d.Hkv, d.Skv, d.D, layout, 3, 1);  // strided view
@@ -71,9 +73,9 @@ struct LinearCase {
     poison(out.storage);
     o.algorithm = a;
     o.num_threads = threads;
-    const LinearAlgorithm ran = linear_attention(TensorView<const T>(q.view),
-                                                 TensorView<const T>(k.view),
-                                                 TensorView<const T>(v.view), out.view, o);
+    const LinearAlgorithm ran = linear_attention(
+        TensorView<const T>(q.view), TensorView<const T>(k.view),
+        TensorView<const T>(v.view), out.view, o);
     EXPECT_EQ(ran, a == LinearAlgorithm::kAuto ? LinearAlgorithm::kChunked : a);
     return out;
   }
@@ -92,7 +94,9 @@ void check(const LinearDims& d, const LinearOptions& o, std::mt19937& rng,
   const Buffer<T> naive = c.run(o, LinearAlgorithm::kNaive);
   const double naive_err = rel_error<T>(ref, naive.view);
   // float32 sums over <= 300 keys; 16-bit outputs: half an ulp of out.
-  const double tol = std::is_same_v<T, float> ? 1e-5 : std::is_same_v<T, bfloat16> ? 1.0 / 128 : 1.0 / 512;
+  const double tol = std::is_same_v<T, float>      ? 1e-5
+                     : std::is_same_v<T, bfloat16> ? 1.0 / 128
+                                                   : 1.0 / 512;
   EXPECT_LE(naive_err, tol);
   const Buffer<T> fast = c.run(o, LinearAlgorithm::kChunked);
   EXPECT_LE(rel_error<T>(ref, fast.view), 2 * naive_err + 1e-6);
@@ -100,10 +104,11 @@ void check(const LinearDims& d, const LinearOptions& o, std::mt19937& rng,
 
 const std::vector<LinearDims>& dims() {
   static const std::vector<LinearDims> d = {
-      {1, 1, 1, 1, 1, 8, 8},        {2, 4, 2, 63, 63, 16, 16},
-      {1, 2, 2, 64, 64, 32, 17},    {1, 6, 3, 65, 65, 33, 40},
-      {1, 4, 1, 129, 129, 64, 64},  {2, 2, 1, 300, 300, 16, 24},
-      {1, 8, 8, 1100, 1100, 16, 16},  // more than 16 chunks: several per segment
+      {1, 1, 1, 1, 1, 8, 8},         {2, 4, 2, 63, 63, 16, 16},
+      {1, 2, 2, 64, 64, 32, 17},     {1, 6, 3, 65, 65, 33, 40},
+      {1, 4, 1, 129, 129, 64, 64},   {2, 2, 1, 300, 300, 16, 24},
+      {1, 8, 8, 1100, 1100, 16, 16},  // more than 16 chunks: several per
+                                      // segment
   };
   return d;
 }
@@ -121,7 +126,8 @@ TEST(Linear, MatchesReference) {
 
 TEST(Linear, CrossAttentionLengths) {
   std::mt19937 rng(91);
-  for (auto [Sq, Skv] : {std::pair<int64_t, int64_t>{1, 300}, {70, 5}, {130, 1000}}) {
+  for (auto [Sq, Skv] :
+       {std::pair<int64_t, int64_t>{1, 300}, {70, 5}, {130, 1000}}) {
     check<float>({2, 4, 2, Sq, Skv, 32, 32}, {}, rng, Layout::kBSHD);
   }
 }
@@ -150,7 +156,8 @@ TEST(Linear, ReluRowsWithNoWeightAreZero) {
   LinearCase<float> c({1, 2, 1, 70, 70, 16, 16}, rng);
   for (int64_t h = 0; h < 2; ++h)
     for (int64_t i = 0; i < 70; ++i)
-      for (int64_t x = 0; x < 16; ++x) c.q.view(0, h, i, x) = -1.0f - std::fabs(c.q.view(0, h, i, x));
+      for (int64_t x = 0; x < 16; ++x)
+        c.q.view(0, h, i, x) = -1.0f - std::fabs(c.q.view(0, h, i, x));
   LinearOptions o;
   o.feature_map = FeatureMap::kRelu;
   for (bool causal : {false, true}) {
@@ -196,11 +203,15 @@ TEST(LinearState, DecodingEqualsCausalPrefill) {
   LinearOptions o;
   o.causal = true;
   const std::vector<double> ref = c.reference(o);
-  const double naive_err = rel_error<float>(ref, c.run(o, LinearAlgorithm::kNaive).view);
+  const double naive_err =
+      rel_error<float>(ref, c.run(o, LinearAlgorithm::kNaive).view);
   for (const std::vector<int64_t>& steps :
-       {std::vector<int64_t>(150, 1), std::vector<int64_t>{1, 63, 64, 2, 20}, {150}}) {
+       {std::vector<int64_t>(150, 1),
+        std::vector<int64_t>{1, 63, 64, 2, 20},
+        {150}}) {
     LinearState state(d.B, d.Hkv, d.D, d.Dv);
-    Buffer<float> out = make_buffer<float>(d.B, d.Hq, d.Sq, d.Dv, Layout::kBHSD);
+    Buffer<float> out =
+        make_buffer<float>(d.B, d.Hq, d.Sq, d.Dv, Layout::kBHSD);
     poison(out.storage);
     int64_t at = 0;
     for (int64_t n : steps) {
@@ -210,7 +221,8 @@ TEST(LinearState, DecodingEqualsCausalPrefill) {
       };
       state.append(TensorView<const float>(rows(c.q.view, d.Hq)),
                    TensorView<const float>(rows(c.k.view, d.Hkv)),
-                   TensorView<const float>(rows(c.v.view, d.Hkv)), rows(out.view, d.Hq));
+                   TensorView<const float>(rows(c.v.view, d.Hkv)),
+                   rows(out.view, d.Hq));
       at += n;
     }
     EXPECT_EQ(state.length(), 150);
@@ -236,17 +248,20 @@ TEST(Linear, BadArgumentsAreErrors) {
   std::vector<float> x(2 * 4 * 8 * 16), y(x.size());
   const auto in = TensorView<const float>::bhsd(x.data(), 2, 4, 8, 16);
   const auto out = TensorView<float>::bhsd(y.data(), 2, 4, 8, 16);
-  const auto expect = [](const std::function<void()>& f, const std::string& what) {
+  const auto expect = [](const std::function<void()>& f,
+                         const std::string& what) {
     try {
       f();
       ADD_FAILURE() << "no error for " << what;
     } catch (const Error& e) {
-      EXPECT_NE(std::string(e.what()).find(what), std::string::npos) << e.what();
+      EXPECT_NE(std::string(e.what()).find(what), std::string::npos)
+          << e.what();
     }
   };
   LinearOptions o;
   o.feature_map = FeatureMap::kCustom;
-  expect([&] { linear_attention(in, in, in, out, o); }, "options.custom: kCustom needs");
+  expect([&] { linear_attention(in, in, in, out, o); },
+         "options.custom: kCustom needs");
   o = {};
   o.eps = -1.0f;
   expect([&] { linear_attention(in, in, in, out, o); }, "options.eps");
@@ -254,12 +269,15 @@ TEST(Linear, BadArgumentsAreErrors) {
   o.causal = true;
   const auto k5 = TensorView<const float>::bhsd(x.data(), 2, 4, 5, 16);
   expect([&] { linear_attention(in, k5, k5, out, o); },
-         "attn::linear_attention: q: causal linear attention needs as many queries");
+         "attn::linear_attention: q: causal linear attention needs as many "
+         "queries");
   const auto k3 = TensorView<const float>::bhsd(x.data(), 2, 3, 8, 16);
-  expect([&] { linear_attention(in, k3, k3, out, {}); }, "attn::linear_attention: q: query heads");
+  expect([&] { linear_attention(in, k3, k3, out, {}); },
+         "attn::linear_attention: q: query heads");
   expect([&] { LinearState(0, 1, 16, 16); }, "attn::LinearState: batch");
   LinearState s(2, 2, 16, 16);
-  expect([&] { s.append(in, in, in, out); }, "attn::LinearState::append: k: expected KV heads 2");
+  expect([&] { s.append(in, in, in, out); },
+         "attn::LinearState::append: k: expected KV heads 2");
   expect([&] { s.state(2, 0); }, "outside");
 }
 

@@ -12,8 +12,8 @@
 #include <vector>
 
 #include "attn/attention.h"
-#include "attn/nn/model.h"
 #include "attn/nn/layers.h"
+#include "attn/nn/model.h"
 
 namespace attn::nn {
 namespace {
@@ -125,8 +125,10 @@ TEST(NnLinear, BackwardMatchesLoops) {
   const int64_t B = 2, S = 5, In = 7, Out = 3;
   Linear l(In, Out, true);
   l.weight = randn(l.weight.size(), rng);
-  std::vector<float> x = randn(B * S * (In + 2), rng), dy = randn(B * S * Out, rng);
-  const TensorView<const float> xv(x.data(), {B, 1, S, In}, {S * (In + 2), 0, In + 2, 1});
+  std::vector<float> x = randn(B * S * (In + 2), rng),
+                     dy = randn(B * S * Out, rng);
+  const TensorView<const float> xv(x.data(), {B, 1, S, In},
+                                   {S * (In + 2), 0, In + 2, 1});
   std::vector<float> gw(In * Out, 1.0f), gb(Out, 1.0f), dx(B * S * In, 0.5f);
   l.backward(xv, rows(dy, B, S, Out), rows(dx, B, S, In), gw, gb, true);
   std::vector<double> wgw(In * Out, 1.0), wgb(Out, 1.0), wdx(B * S * In, 0.5);
@@ -149,7 +151,8 @@ TEST(NnLinear, BackwardMatchesLoops) {
   std::vector<float> gw2, gb2;
   l.backward(xv, rows(dy, B, S, Out), {}, gw2, gb2);
   EXPECT_EQ(gw2.size(), static_cast<size_t>(In * Out));
-  for (size_t i = 0; i < gw2.size(); ++i) EXPECT_NEAR(gw2[i], gw[i] - 1.0f, 1e-5);
+  for (size_t i = 0; i < gw2.size(); ++i)
+    EXPECT_NEAR(gw2[i], gw[i] - 1.0f, 1e-5);
   std::vector<float> bad(5);
   expect_error([&] { l.backward(xv, rows(dy, B, S, Out), {}, bad, gb2); },
                "grad_weight");
@@ -162,21 +165,31 @@ TEST(NnMultiHeadAttention, TrainingErrors) {
   AttentionConfig t5{.d_model = E, .num_heads = 2, .position = Position::kT5};
   MultiHeadAttention m5(t5);
   AttentionTape tape;
-  expect_error([&] { m5.forward_train(rows(x, B, S, E), rows(out, B, S, E), tape); },
-               "T5");
+  expect_error(
+      [&] { m5.forward_train(rows(x, B, S, E), rows(out, B, S, E), tape); },
+      "T5");
   MultiHeadAttention m({.d_model = E, .num_heads = 2});
   m.forward_train(rows(x, B, S, E), rows(out, B, S, E), tape);
   AttentionGrads g;
   std::vector<float> x3 = randn(B * 3 * E, rng), dx3(x3.size()), d3(x3.size());
-  expect_error([&] { m.backward(rows(x3, B, 3, E), rows(d3, B, 3, E), tape,
-                                rows(dx3, B, 3, E), g); },
-               "tape does not come from forward_train");
-  expect_error([&] { m.backward(rows(x, B, S, E), rows(out, B, S, E), tape,
-                                rows(x, B, S, E), g); },
-               "dx must not alias");
-  expect_error([&] { m.backward(rows(x, B, S, E), rows(out, B, S, E), tape,
-                                rows(dx, B, S, E), g, {}, rows(d3, B, 3, E)); },
-               "dmemory is for cross-attention");
+  expect_error(
+      [&] {
+        m.backward(rows(x3, B, 3, E), rows(d3, B, 3, E), tape,
+                   rows(dx3, B, 3, E), g);
+      },
+      "tape does not come from forward_train");
+  expect_error(
+      [&] {
+        m.backward(rows(x, B, S, E), rows(out, B, S, E), tape, rows(x, B, S, E),
+                   g);
+      },
+      "dx must not alias");
+  expect_error(
+      [&] {
+        m.backward(rows(x, B, S, E), rows(out, B, S, E), tape,
+                   rows(dx, B, S, E), g, {}, rows(d3, B, 3, E));
+      },
+      "dmemory is for cross-attention");
 }
 
 TEST(NnNorm, LayerNormAndRmsNormMatchTheirFormulas) {
@@ -647,7 +660,10 @@ TEST(NnCheckpoint, ConfigErrorsNameTheKey) {
       },
       "\"vocab_size\" must be in [0, 16777216]");
   expect_error(
-      [] { config_from_json(R"({"model_type": "gpt2", "n_embd": 8, "vocab_size": -3})"); },
+      [] {
+        config_from_json(
+            R"({"model_type": "gpt2", "n_embd": 8, "vocab_size": -3})");
+      },
       "\"vocab_size\" must be in");
   Family f;
   const ModelConfig c = config_from_json(

@@ -10,8 +10,8 @@
 #include <string>
 #include <vector>
 
-#include "attn/nn/model.h"
 #include "attn/nn/layers.h"
+#include "attn/nn/model.h"
 #include "attn/safetensors.h"
 
 namespace attn::nn {
@@ -177,7 +177,8 @@ TEST(TorchParity, MultiheadAttentionSelfGradients) {
   m.backward(rows_view(x, B, S, E), rows_view(dout, B, S, E), tape,
              rows_view(dx, B, S, E), g, in);
   expect_close(dx, c.get("dx"), "dx");
-  const std::vector<float> dw = c.get("d_in_proj_weight"), db = c.get("d_in_proj_bias");
+  const std::vector<float> dw = c.get("d_in_proj_weight"),
+                           db = c.get("d_in_proj_bias");
   expect_close(g.q_weight, slice(dw, 0, E * E), "dWq");
   expect_close(g.kv_weight, slice(dw, E * E, 2 * E * E), "dWk|dWv");
   expect_close(g.q_bias, slice(db, 0, E), "dbq");
@@ -198,7 +199,8 @@ TEST(TorchParity, MultiheadAttentionCrossGradients) {
   m.kv_proj.bias = slice(b, E, 2 * E);
   m.o_proj.weight = c.get("out_proj.weight");
   m.o_proj.bias = c.get("out_proj.bias");
-  std::vector<float> x = c.get("x"), mem = c.get("memory"), dout = c.get("dout");
+  std::vector<float> x = c.get("x"), mem = c.get("memory"),
+                     dout = c.get("dout");
   std::vector<float> out = poisoned(x.size()), dx = poisoned(x.size()),
                      dmem = poisoned(mem.size());
   const AttentionInputs in{.memory = rows_view(mem, B, L, KD)};
@@ -318,11 +320,14 @@ void run_encoder_case(const char* name) {
                c.get("d_self_attn.in_proj_weight"), "d in_proj_weight");
   expect_close(concat({g.attention.q_bias, g.attention.kv_bias}),
                c.get("d_self_attn.in_proj_bias"), "d in_proj_bias");
-  expect_close(g.attention.o_weight, c.get("d_self_attn.out_proj.weight"), "d out_proj.weight");
-  expect_close(g.attention.o_bias, c.get("d_self_attn.out_proj.bias"), "d out_proj.bias");
+  expect_close(g.attention.o_weight, c.get("d_self_attn.out_proj.weight"),
+               "d out_proj.weight");
+  expect_close(g.attention.o_bias, c.get("d_self_attn.out_proj.bias"),
+               "d out_proj.bias");
   expect_close(g.mlp.up_weight, c.get("d_linear1.weight"), "d linear1.weight");
   expect_close(g.mlp.up_bias, c.get("d_linear1.bias"), "d linear1.bias");
-  expect_close(g.mlp.down_weight, c.get("d_linear2.weight"), "d linear2.weight");
+  expect_close(g.mlp.down_weight, c.get("d_linear2.weight"),
+               "d linear2.weight");
   expect_close(g.mlp.down_bias, c.get("d_linear2.bias"), "d linear2.bias");
   expect_close(g.attn_norm_weight, c.get("d_norm1.weight"), "d norm1.weight");
   expect_close(g.attn_norm_bias, c.get("d_norm1.bias"), "d norm1.bias");
@@ -353,8 +358,8 @@ void run_decoder_case(const char* name) {
   load_torch_layer(c, "", block, E,
                    {&block.attn_norm, &block.cross_norm, &block.mlp_norm});
   std::vector<float> x = c.get("x"), mem = c.get("memory");
-  const BlockInputs in{.cross = {.memory = rows_view(mem, B, L, E),
-                                 .key_lengths = mem_lengths}};
+  const BlockInputs in{
+      .cross = {.memory = rows_view(mem, B, L, E), .key_lengths = mem_lengths}};
   block.forward(rows_view(x, B, S, E), in);
   expect_close(x, c.get("out"), "decoder layer");
 
@@ -370,11 +375,13 @@ void run_decoder_case(const char* name) {
   std::vector<float> want_dmem = c.get("dmemory");
   for (float& v : want_dmem) v += 1.0f;
   expect_close(dmem, want_dmem, "dmemory (added)");
-  expect_close(concat({g.cross_attention.q_weight, g.cross_attention.kv_weight}),
-               c.get("d_multihead_attn.in_proj_weight"), "d cross in_proj_weight");
+  expect_close(
+      concat({g.cross_attention.q_weight, g.cross_attention.kv_weight}),
+      c.get("d_multihead_attn.in_proj_weight"), "d cross in_proj_weight");
   expect_close(concat({g.attention.q_weight, g.attention.kv_weight}),
                c.get("d_self_attn.in_proj_weight"), "d self in_proj_weight");
-  expect_close(g.cross_attention.o_weight, c.get("d_multihead_attn.out_proj.weight"),
+  expect_close(g.cross_attention.o_weight,
+               c.get("d_multihead_attn.out_proj.weight"),
                "d cross out_proj.weight");
   expect_close(g.mlp.up_weight, c.get("d_linear1.weight"), "d linear1.weight");
   expect_close(g.attn_norm_weight, c.get("d_norm1.weight"), "d norm1.weight");
@@ -383,7 +390,9 @@ void run_decoder_case(const char* name) {
   expect_close(g.mlp_norm_weight, c.get("d_norm3.weight"), "d norm3.weight");
 }
 
-TEST(TorchParity, TransformerDecoderLayer) { run_decoder_case("decoder_layer"); }
+TEST(TorchParity, TransformerDecoderLayer) {
+  run_decoder_case("decoder_layer");
+}
 TEST(TorchParity, TransformerDecoderLayerPreNorm) {
   run_decoder_case("decoder_layer_pre");
 }
@@ -451,11 +460,13 @@ TEST(TorchParity, LlamaBlockGradients) {
                        c.get("d_self_attn.v_proj.weight")}),
                "dWk|dWv");
   expect_close(g.attention.o_weight, c.get("d_self_attn.o_proj.weight"), "dWo");
-  expect_close(g.mlp.up_weight,
-               concat({c.get("d_mlp.gate_proj.weight"), c.get("d_mlp.up_proj.weight")}),
-               "d gate|up");
+  expect_close(
+      g.mlp.up_weight,
+      concat({c.get("d_mlp.gate_proj.weight"), c.get("d_mlp.up_proj.weight")}),
+      "d gate|up");
   expect_close(g.mlp.down_weight, c.get("d_mlp.down_proj.weight"), "d down");
-  expect_close(g.attn_norm_weight, c.get("d_input_layernorm.weight"), "d input norm");
+  expect_close(g.attn_norm_weight, c.get("d_input_layernorm.weight"),
+               "d input norm");
   expect_close(g.mlp_norm_weight, c.get("d_post_attention_layernorm.weight"),
                "d post-attention norm");
 }

@@ -32,10 +32,9 @@ int64_t position(const Dims& d, const AttentionOptions& o, int64_t i) {
 // functors, `bias` as an additive mask).
 template <class T = float>
 void check_pattern(const Dims& d, AttentionOptions base, const Pattern& pattern,
-                   const Truth& truth, std::mt19937& rng,
-                   Placement place = {},
-                   const std::function<float(int64_t, int64_t, int64_t, int64_t)>&
-                       bias = nullptr) {
+                   const Truth& truth, std::mt19937& rng, Placement place = {},
+                   const std::function<float(int64_t, int64_t, int64_t,
+                                             int64_t)>& bias = nullptr) {
   const int64_t n = d.B * d.Hq * d.Sq * d.Skv;
   std::unique_ptr<bool[]> mask(new bool[n]);
   std::vector<float> additive(bias ? n : 0);
@@ -49,13 +48,13 @@ void check_pattern(const Dims& d, AttentionOptions base, const Pattern& pattern,
           if (bias) additive[x] = bias(b, h, position(d, base, i), j);
         }
   AttentionOptions explicit_o = base;
-  explicit_o.mask = TensorView<const bool>(
-      mask.get(), {d.B, d.Hq, d.Sq, d.Skv},
-      {d.Hq * d.Sq * d.Skv, d.Sq * d.Skv, d.Skv, 1});
+  explicit_o.mask =
+      TensorView<const bool>(mask.get(), {d.B, d.Hq, d.Sq, d.Skv},
+                             {d.Hq * d.Sq * d.Skv, d.Sq * d.Skv, d.Skv, 1});
   if (bias) {
-    explicit_o.bias = TensorView<const float>(
-        additive.data(), {d.B, d.Hq, d.Sq, d.Skv},
-        {d.Hq * d.Sq * d.Skv, d.Sq * d.Skv, d.Skv, 1});
+    explicit_o.bias =
+        TensorView<const float>(additive.data(), {d.B, d.Hq, d.Sq, d.Skv},
+                                {d.Hq * d.Sq * d.Skv, d.Sq * d.Skv, d.Skv, 1});
   }
   AttentionOptions with = base;
   with.pattern = pattern;
@@ -89,9 +88,9 @@ void check_pattern(const Dims& d, AttentionOptions base, const Pattern& pattern,
 // banded calls with G = 1), GQA, odd head dims, decode-sized query blocks.
 const std::vector<Dims>& shapes() {
   static const std::vector<Dims> s = {
-      {1, 1, 1, 1, 1, 16, 16},       {2, 2, 1, 63, 63, 32, 32},
-      {1, 4, 2, 65, 65, 33, 17},     {1, 2, 2, 130, 130, 64, 64},
-      {2, 8, 2, 97, 200, 32, 48},    {1, 4, 1, 7, 300, 64, 64},
+      {1, 1, 1, 1, 1, 16, 16},     {2, 2, 1, 63, 63, 32, 32},
+      {1, 4, 2, 65, 65, 33, 17},   {1, 2, 2, 130, 130, 64, 64},
+      {2, 8, 2, 97, 200, 32, 48},  {1, 4, 1, 7, 300, 64, 64},
       {1, 3, 3, 257, 257, 16, 16},
   };
   return s;
@@ -164,9 +163,12 @@ TEST(UserPatterns, DocumentIds) {
     for (bool causal : {false, true}) {
       AttentionOptions o;
       o.causal = causal;
-      check_pattern(d, o, fn, [&](int64_t, int64_t, int64_t i, int64_t j) {
-        return doc[i] == doc[j] && (!causal || j <= i);
-      }, rng);
+      check_pattern(
+          d, o, fn,
+          [&](int64_t, int64_t, int64_t i, int64_t j) {
+            return doc[i] == doc[j] && (!causal || j <= i);
+          },
+          rng);
     }
   }
 }
@@ -183,16 +185,20 @@ TEST(UserPatterns, ScoreFunctorsEqualAnAdditiveMask) {
     ScoreAndMask both{{0.02f}};
     AttentionOptions o;
     o.softcap = 5.0f;  // the functor's score comes after softcap
-    check_pattern(d, {}, score_only, [](auto...) { return true; }, rng, {},
-                  rel(0.05f));
-    check_pattern(d, {}, both, [&](int64_t, int64_t, int64_t i, int64_t j) {
-      return both.mask(0, 0, i, j);
-    }, rng, {}, rel(0.02f));
+    check_pattern(
+        d, {}, score_only, [](auto...) { return true; }, rng, {}, rel(0.05f));
+    check_pattern(
+        d, {}, both,
+        [&](int64_t, int64_t, int64_t i, int64_t j) {
+          return both.mask(0, 0, i, j);
+        },
+        rng, {}, rel(0.02f));
     AttentionOptions causal;
     causal.causal = true;
     causal.window_left = 40;
-    check_pattern(d, causal, score_only, [](auto...) { return true; }, rng, {},
-                  rel(0.05f));
+    check_pattern(
+        d, causal, score_only, [](auto...) { return true; }, rng, {},
+        rel(0.05f));
   }
 }
 
@@ -201,15 +207,18 @@ TEST(UserPatterns, ScoreFunctorsEqualAnAdditiveMask) {
 TEST(BuiltinPatterns, SparseStrided) {
   std::mt19937 rng(73);
   for (const Dims& d : shapes()) {
-    for (auto [stride, local] : {std::pair<int64_t, int64_t>{5, 3}, {70, 64},
-                                 {1, 0}, {16, 16}}) {
+    for (auto [stride, local] :
+         {std::pair<int64_t, int64_t>{5, 3}, {70, 64}, {1, 0}, {16, 16}}) {
       for (bool causal : {true, false}) {
         SparseStrided p{stride, local, causal};
-        check_pattern(d, {}, p, [&](int64_t, int64_t, int64_t i, int64_t j) {
-          if (causal && j > i) return false;
-          const int64_t dist = i > j ? i - j : j - i;
-          return dist <= local || dist % stride == 0;
-        }, rng);
+        check_pattern(
+            d, {}, p,
+            [&](int64_t, int64_t, int64_t i, int64_t j) {
+              if (causal && j > i) return false;
+              const int64_t dist = i > j ? i - j : j - i;
+              return dist <= local || dist % stride == 0;
+            },
+            rng);
       }
     }
   }
@@ -218,15 +227,21 @@ TEST(BuiltinPatterns, SparseStrided) {
 TEST(BuiltinPatterns, SparseFixed) {
   std::mt19937 rng(74);
   for (const Dims& d : shapes()) {
-    for (auto [block, summary] : {std::pair<int64_t, int64_t>{64, 8}, {7, 2},
-                                  {16, 0}, {10, 10}, {200, 1}}) {
+    for (auto [block, summary] : {std::pair<int64_t, int64_t>{64, 8},
+                                  {7, 2},
+                                  {16, 0},
+                                  {10, 10},
+                                  {200, 1}}) {
       for (bool causal : {true, false}) {
         SparseFixed p{block, summary, causal};
-        check_pattern(d, {}, p, [&](int64_t, int64_t, int64_t i, int64_t j) {
-          if (causal && j > i) return false;
-          const int64_t iblock = i >= 0 ? i / block : -1 - (-i - 1) / block;
-          return iblock == j / block || j % block >= block - summary;
-        }, rng);
+        check_pattern(
+            d, {}, p,
+            [&](int64_t, int64_t, int64_t i, int64_t j) {
+              if (causal && j > i) return false;
+              const int64_t iblock = i >= 0 ? i / block : -1 - (-i - 1) / block;
+              return iblock == j / block || j % block >= block - summary;
+            },
+            rng);
       }
     }
   }
@@ -242,13 +257,19 @@ TEST(BuiltinPatterns, Longformer) {
     for (bool causal : {false, true}) {
       for (int64_t window : {0, 3, 40}) {
         Longformer p(window, global, dil, causal);
-        check_pattern(d, {}, p, [&](int64_t, int64_t h, int64_t i, int64_t j) {
-          if (causal && j > i) return false;
-          const bool gi = std::find(global.begin(), global.end(), i) != global.end();
-          const bool gj = std::find(global.begin(), global.end(), j) != global.end();
-          const int64_t dist = i > j ? i - j : j - i;
-          return gi || gj || (dist % dil[h] == 0 && dist / dil[h] <= window);
-        }, rng);
+        check_pattern(
+            d, {}, p,
+            [&](int64_t, int64_t h, int64_t i, int64_t j) {
+              if (causal && j > i) return false;
+              const bool gi =
+                  std::find(global.begin(), global.end(), i) != global.end();
+              const bool gj =
+                  std::find(global.begin(), global.end(), j) != global.end();
+              const int64_t dist = i > j ? i - j : j - i;
+              return gi || gj ||
+                     (dist % dil[h] == 0 && dist / dil[h] <= window);
+            },
+            rng);
       }
     }
     // No global tokens, one dilation for all heads; combined with key lengths.
@@ -256,10 +277,13 @@ TEST(BuiltinPatterns, Longformer) {
     std::vector<int64_t> lens(d.B, std::max<int64_t>(d.Skv - 5, 0));
     AttentionOptions o;
     o.key_lengths = lens;
-    check_pattern(d, o, plain, [&](int64_t, int64_t, int64_t i, int64_t j) {
-      const int64_t dist = i > j ? i - j : j - i;
-      return dist % 2 == 0 && dist <= 18;
-    }, rng);
+    check_pattern(
+        d, o, plain,
+        [&](int64_t, int64_t, int64_t i, int64_t j) {
+          const int64_t dist = i > j ? i - j : j - i;
+          return dist % 2 == 0 && dist <= 18;
+        },
+        rng);
   }
 }
 
@@ -269,16 +293,21 @@ TEST(BuiltinPatterns, BlockSparse) {
     for (int64_t block : {16, 64, 100}) {
       for (bool per_head : {false, true}) {
         const int64_t heads = per_head ? d.Hq : 1;
-        const int64_t qb = (d.Sq + block - 1) / block, kb = (d.Skv + block - 1) / block;
+        const int64_t qb = (d.Sq + block - 1) / block,
+                      kb = (d.Skv + block - 1) / block;
         std::vector<uint8_t> layout(heads * qb * kb);
         std::bernoulli_distribution on(0.4);
         for (auto& x : layout) x = on(rng);
         BlockSparse p(block, heads, qb, kb, layout);
         AttentionOptions o;
         o.alignment = Alignment::kTopLeft;  // block rows are row indices
-        check_pattern(d, o, p, [&](int64_t, int64_t h, int64_t i, int64_t j) {
-          return layout[((per_head ? h : 0) * qb + i / block) * kb + j / block] != 0;
-        }, rng);
+        check_pattern(
+            d, o, p,
+            [&](int64_t, int64_t h, int64_t i, int64_t j) {
+              return layout[((per_head ? h : 0) * qb + i / block) * kb +
+                            j / block] != 0;
+            },
+            rng);
       }
     }
   }
@@ -296,12 +325,16 @@ TEST(BuiltinPatterns, Documents) {
         Documents p(cu, {}, causal);
         const auto doc = [&](int64_t x) {
           int64_t k = 0;
-          while (k + 1 < static_cast<int64_t>(cu.size()) - 1 && cu[k + 1] <= x) ++k;
+          while (k + 1 < static_cast<int64_t>(cu.size()) - 1 && cu[k + 1] <= x)
+            ++k;
           return k;
         };
-        check_pattern(d, {}, p, [&](int64_t, int64_t, int64_t i, int64_t j) {
-          return doc(i) == doc(j) && (!causal || j <= i);
-        }, rng);
+        check_pattern(
+            d, {}, p,
+            [&](int64_t, int64_t, int64_t i, int64_t j) {
+              return doc(i) == doc(j) && (!causal || j <= i);
+            },
+            rng);
       }
     }
     // Different query and key lengths per document (top-left positions):
@@ -312,15 +345,19 @@ TEST(BuiltinPatterns, Documents) {
       Documents p(cq, ck, causal);
       AttentionOptions o;
       o.alignment = Alignment::kTopLeft;
-      check_pattern(d, o, p, [&](int64_t, int64_t, int64_t i, int64_t j) {
-        for (int k = 0; k < 2; ++k) {
-          if (i < cq[k] || i >= cq[k + 1]) continue;
-          if (j < ck[k] || j >= ck[k + 1]) return false;
-          const int64_t qpos = (i - cq[k]) + (ck[k + 1] - ck[k]) - (cq[k + 1] - cq[k]);
-          return !causal || j - ck[k] <= qpos;
-        }
-        return false;
-      }, rng);
+      check_pattern(
+          d, o, p,
+          [&](int64_t, int64_t, int64_t i, int64_t j) {
+            for (int k = 0; k < 2; ++k) {
+              if (i < cq[k] || i >= cq[k + 1]) continue;
+              if (j < ck[k] || j >= ck[k + 1]) return false;
+              const int64_t qpos =
+                  (i - cq[k]) + (ck[k + 1] - ck[k]) - (cq[k + 1] - cq[k]);
+              return !causal || j - ck[k] <= qpos;
+            }
+            return false;
+          },
+          rng);
     }
   }
 }
@@ -344,7 +381,8 @@ void check_classifier(const P& p, int64_t heads, int64_t S, std::mt19937& rng) {
   for (int trial = 0; trial < 400; ++trial) {
     const int64_t h = trial % heads;
     const int64_t i0 = pos(rng), i1 = i0 + len(rng);
-    const int64_t j0 = std::max<int64_t>(0, pos(rng)), j1 = std::min(S, j0 + len(rng));
+    const int64_t j0 = std::max<int64_t>(0, pos(rng)),
+                  j1 = std::min(S, j0 + len(rng));
     if (j0 >= j1) continue;
     int64_t on = 0;
     for (int64_t i = i0; i < i1; ++i)
@@ -365,8 +403,10 @@ void check_classifier(const P& p, int64_t heads, int64_t S, std::mt19937& rng) {
     for (int64_t i = i0; i < std::min(i1, i0 + 3); ++i) {
       const int n = static_cast<int>(std::min<int64_t>(64, S - j0));
       uint64_t want = 0;
-      for (int c = 0; c < n; ++c) want |= uint64_t{p.mask(0, h, i, j0 + c)} << c;
-      EXPECT_EQ(p.mask_bits(0, h, i, j0, n), want) << "mask_bits i=" << i << " j0=" << j0;
+      for (int c = 0; c < n; ++c)
+        want |= uint64_t{p.mask(0, h, i, j0 + c)} << c;
+      EXPECT_EQ(p.mask_bits(0, h, i, j0, n), want)
+          << "mask_bits i=" << i << " j0=" << j0;
     }
   }
 }
@@ -381,7 +421,8 @@ TEST(Classifiers, ExactWhereTheyClaim) {
     check_classifier(SparseFixed{64, 8, causal}, 1, S, rng);
     check_classifier(SparseFixed{7, 7, causal}, 1, S, rng);
     check_classifier(SparseFixed{9, 0, causal}, 1, S, rng);
-    check_classifier(Longformer(10, {0, 150, 299}, {1, 2, 5}, causal), 3, S, rng);
+    check_classifier(Longformer(10, {0, 150, 299}, {1, 2, 5}, causal), 3, S,
+                     rng);
     check_classifier(Longformer(0, {}, {}, causal), 1, S, rng);
     check_classifier(Documents({0, 10, 10, 120, 290}, {}, causal), 1, S, rng);
     check_classifier(Documents({0, 100, 250}, {0, 30, 300}, causal), 1, S, rng);
@@ -412,7 +453,8 @@ TEST(TileWalk, VisitsExactlyTheCoveredTiles) {
       int64_t on = 0, all = 0;
       for (int64_t h = 0; h < 2; ++h)
         for (int64_t i = i0; i < i1; ++i)
-          for (int64_t j = t * tile; j < std::min(S, (t + 1) * tile); ++j, ++all)
+          for (int64_t j = t * tile; j < std::min(S, (t + 1) * tile);
+               ++j, ++all)
             on += lf.mask(0, h, i, j);
       EXPECT_GT(on, 0) << "tile " << t;
       if (kind == TileKind::kFull) {
@@ -445,9 +487,11 @@ TEST(Patterns, BadParametersAreErrors) {
       attention(view, view, view, out_view, o);
       ADD_FAILURE() << "no error for " << what;
     } catch (const Error& e) {
-      EXPECT_NE(std::string(e.what()).find("options.pattern"), std::string::npos)
+      EXPECT_NE(std::string(e.what()).find("options.pattern"),
+                std::string::npos)
           << e.what();
-      EXPECT_NE(std::string(e.what()).find(what), std::string::npos) << e.what();
+      EXPECT_NE(std::string(e.what()).find(what), std::string::npos)
+          << e.what();
     }
   };
   const SparseStrided zero_stride{0, 1, true};
@@ -590,7 +634,8 @@ TEST(CachePatterns, EachSequenceAtItsOwnPositions) {
   co.max_tokens = 256;
   co.page_size = 16;
   KVCache cache(co);
-  const std::vector<int64_t> seqs = {cache.add_sequence(), cache.add_sequence()};
+  const std::vector<int64_t> seqs = {cache.add_sequence(),
+                                     cache.add_sequence()};
   std::vector<Buffer<float>> ks, vs;
   for (size_t s = 0; s < 2; ++s) {
     ks.push_back(make_buffer<float>(1, Hkv, lens[s], D, Layout::kBHSD));
@@ -598,7 +643,8 @@ TEST(CachePatterns, EachSequenceAtItsOwnPositions) {
     fill_normal(ks[s].view, rng);
     fill_normal(vs[s].view, rng);
     const int64_t one[] = {seqs[s]};
-    cache.append(0, one, TensorView<const float>(ks[s].view), TensorView<const float>(vs[s].view));
+    cache.append(0, one, TensorView<const float>(ks[s].view),
+                 TensorView<const float>(vs[s].view));
   }
   Buffer<float> q = make_buffer<float>(2, Hq, Sq, D, Layout::kBHSD);
   fill_normal(q.view, rng);
@@ -611,15 +657,17 @@ TEST(CachePatterns, EachSequenceAtItsOwnPositions) {
     poison(out.storage);
     attention(TensorView<const float>(q.view), cache, 0, seqs, out.view, o);
     for (int64_t s = 0; s < 2; ++s) {
-      const TensorView<const float> qs(q.view.row(s, 0, 0), {1, Hq, Sq, D}, q.view.strides());
+      const TensorView<const float> qs(q.view.row(s, 0, 0), {1, Hq, Sq, D},
+                                       q.view.strides());
       Buffer<float> alone = make_buffer<float>(1, Hq, Sq, D, Layout::kBHSD);
-      attention(qs, TensorView<const float>(ks[s].view), TensorView<const float>(vs[s].view),
-                alone.view, o);
+      attention(qs, TensorView<const float>(ks[s].view),
+                TensorView<const float>(vs[s].view), alone.view, o);
       for (int64_t h = 0; h < Hq; ++h)
         for (int64_t i = 0; i < Sq; ++i)
           for (int64_t d = 0; d < D; ++d) {
             ASSERT_NEAR(out.view(s, h, i, d), alone.view(0, h, i, d), 1e-6)
-                << algorithm_name(a) << " seq " << s << " h " << h << " i " << i;
+                << algorithm_name(a) << " seq " << s << " h " << h << " i "
+                << i;
           }
     }
   }

@@ -19,7 +19,8 @@ namespace {
 std::vector<double> reference_inv_freq(int64_t R, double theta,
                                        const std::optional<RopeScaling>& sc) {
   std::vector<double> f(R / 2);
-  for (int64_t i = 0; i < R / 2; ++i) f[i] = 1.0 / std::pow(theta, double(2 * i) / R);
+  for (int64_t i = 0; i < R / 2; ++i)
+    f[i] = 1.0 / std::pow(theta, double(2 * i) / R);
   if (!sc) return f;
   const double low = sc->original_max_positions / sc->low_freq_factor;
   const double high = sc->original_max_positions / sc->high_freq_factor;
@@ -29,8 +30,9 @@ std::vector<double> reference_inv_freq(int64_t R, double theta,
     if (wl > low) {
       x /= sc->factor;
     } else {
-      const double smooth = (sc->original_max_positions / wl - sc->low_freq_factor) /
-                            (sc->high_freq_factor - sc->low_freq_factor);
+      const double smooth =
+          (sc->original_max_positions / wl - sc->low_freq_factor) /
+          (sc->high_freq_factor - sc->low_freq_factor);
       x = (1 - smooth) * x / sc->factor + smooth * x;
     }
   }
@@ -45,7 +47,8 @@ std::vector<double> reference_row(const std::vector<double>& x, double pos,
   std::vector<double> y = x;
   for (int64_t i = 0; i < R / 2; ++i) {
     const int64_t a = o.style == RopeStyle::kInterleaved ? 2 * i : i;
-    const int64_t b = o.style == RopeStyle::kInterleaved ? 2 * i + 1 : i + R / 2;
+    const int64_t b =
+        o.style == RopeStyle::kInterleaved ? 2 * i + 1 : i + R / 2;
     const double c = std::cos(pos * f[i]), s = std::sin(pos * f[i]);
     y[a] = x[a] * c - x[b] * s;
     y[b] = x[b] * c + x[a] * s;
@@ -64,11 +67,13 @@ struct Case {
 // with the float64 formula; the padding must stay untouched.
 template <class T>
 void check(const Case& c, double tol) {
-  SCOPED_TRACE("D=" + std::to_string(c.D) + " R=" + std::to_string(c.o.rotary_dim) +
-               (c.o.style == RopeStyle::kInterleaved ? " interleaved" : " half") +
-               (c.o.scaling ? " scaled" : ""));
+  SCOPED_TRACE(
+      "D=" + std::to_string(c.D) + " R=" + std::to_string(c.o.rotary_dim) +
+      (c.o.style == RopeStyle::kInterleaved ? " interleaved" : " half") +
+      (c.o.scaling ? " scaled" : ""));
   std::mt19937 rng(7);
-  auto buf = testing::make_buffer<T>(c.B, c.H, c.S, c.D, testing::Layout::kBSHD, 3, 2);
+  auto buf =
+      testing::make_buffer<T>(c.B, c.H, c.S, c.D, testing::Layout::kBSHD, 3, 2);
   testing::poison(buf.storage);
   testing::fill_normal(buf.view, rng);
   std::vector<T> before = buf.storage;
@@ -78,7 +83,8 @@ void check(const Case& c, double tol) {
     for (int64_t h = 0; h < c.H; ++h)
       for (int64_t s = 0; s < c.S; ++s) {
         std::vector<double> x(c.D);
-        const T* orig = before.data() + (buf.view.row(b, h, s) - buf.storage.data());
+        const T* orig =
+            before.data() + (buf.view.row(b, h, s) - buf.storage.data());
         for (int64_t d = 0; d < c.D; ++d) x[d] = to_float(orig[d]);
         const double pos = c.positions.empty()
                                ? double(c.offset + s)
@@ -120,8 +126,9 @@ TEST(Rope, BothStylesPartialDimsAndScaling) {
 
 TEST(Rope, ExplicitPositions) {
   RopeOptions o;
-  check<float>({2, 2, 3, 16, o, 0, {5, 0, 9}}, 1e-6);                // per row
-  check<float>({2, 2, 3, 16, o, 0, {1, 2, 3, 100, 200, 300}}, 1e-6);  // per batch
+  check<float>({2, 2, 3, 16, o, 0, {5, 0, 9}}, 1e-6);  // per row
+  check<float>({2, 2, 3, 16, o, 0, {1, 2, 3, 100, 200, 300}},
+               1e-6);  // per batch
 }
 
 TEST(Rope, SixteenBitTypes) {
@@ -173,7 +180,8 @@ TEST(Rope, Errors) {
       apply_rope(view, o, 0, pos);
       ADD_FAILURE() << "accepted; expected '" << fragment << "'";
     } catch (const Error& e) {
-      EXPECT_NE(std::string(e.what()).find(fragment), std::string::npos) << e.what();
+      EXPECT_NE(std::string(e.what()).find(fragment), std::string::npos)
+          << e.what();
     }
   };
   RopeOptions odd;
@@ -189,7 +197,8 @@ TEST(Rope, Errors) {
   bad_scale.scaling = RopeScaling{8, 4, 1, 8192};
   expect(v, bad_scale, {}, "options.scaling");
   expect(v, {}, {1, 2}, "positions");
-  expect(TensorView<float>(x.data(), {1, 2, 4, 8}, {64, 0, 8, 1}), {}, {}, "share memory");
+  expect(TensorView<float>(x.data(), {1, 2, 4, 8}, {64, 0, 8, 1}), {}, {},
+         "share memory");
   expect(TensorView<float>::bhsd(nullptr, 1, 2, 4, 8), {}, {}, "null");
   for (float e : x) EXPECT_EQ(e, 1.0f) << "written before an error";
 }

@@ -304,7 +304,8 @@ TEST(Validation, TensorElementCountOverflowIsAnError) {
     Tensor<double>(int64_t{1} << 31, int64_t{1} << 31, 1, 1);
     ADD_FAILURE() << "no attn::Error";
   } catch (const Error& err) {
-    EXPECT_NE(std::string(err.what()).find("more than 2^62 bytes"), std::string::npos)
+    EXPECT_NE(std::string(err.what()).find("more than 2^62 bytes"),
+              std::string::npos)
         << err.what();
   }
 }
@@ -313,7 +314,8 @@ TEST(Validation, ThreadCountOutOfRange) {
   for (int threads : {-1, kMaxThreads + 1, 100000}) {
     Call c;
     c.options.num_threads = threads;
-    expect_error(c, {"options.num_threads", "[0, 1024]", std::to_string(threads)});
+    expect_error(c,
+                 {"options.num_threads", "[0, 1024]", std::to_string(threads)});
   }
 }
 

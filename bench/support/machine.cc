@@ -124,9 +124,10 @@ double measure_fma_peak_gflops(int threads) {
   threads = resolve_threads(threads);
   std::vector<float> sinks(threads * 16, 0.0f);
   const auto fn = &HWY_DYNAMIC_DISPATCH(FmaLoop);
-  return best_parallel_rate(threads, 7, [&](int w) {
-           return fn(int64_t{4} << 20, &sinks[w * 16]);
-         }) / 1e9;
+  return best_parallel_rate(
+             threads, 7,
+             [&](int w) { return fn(int64_t{4} << 20, &sinks[w * 16]); }) /
+         1e9;
 }
 
 bool cpu_has_avx512_bf16() {
@@ -138,19 +139,24 @@ double measure_bf16_dot_peak_gflops(int threads) {
   if (!cpu_has_avx512_bf16()) return 0.0;
   threads = resolve_threads(threads);
   std::vector<float> sinks(threads * 16, 0.0f);
-  return best_parallel_rate(threads, 7, [&](int w) {
-           return bf16_dot_loop(int64_t{2} << 20, &sinks[w * 16]);
-         }) / 1e9;
+  return best_parallel_rate(threads, 7,
+                            [&](int w) {
+                              return bf16_dot_loop(int64_t{2} << 20,
+                                                   &sinks[w * 16]);
+                            }) /
+         1e9;
 }
 
 double measure_read_bandwidth_gbs(int threads, std::size_t bytes) {
   threads = resolve_threads(threads);
   const std::size_t n = bytes / sizeof(float) / threads * threads;
   struct Free {
-    void operator()(float* p) const { ::operator delete[](p, std::align_val_t(64)); }
+    void operator()(float* p) const {
+      ::operator delete[](p, std::align_val_t(64));
+    }
   };
-  std::unique_ptr<float[], Free> buf(
-      static_cast<float*>(::operator new[](n * sizeof(float), std::align_val_t(64))));
+  std::unique_ptr<float[], Free> buf(static_cast<float*>(
+      ::operator new[](n * sizeof(float), std::align_val_t(64))));
   // First touch from the thread that will read each part.
   const std::size_t part = n / threads;
 #pragma omp parallel for num_threads(threads) schedule(static, 1)
@@ -158,15 +164,17 @@ double measure_read_bandwidth_gbs(int threads, std::size_t bytes) {
     std::fill(buf.get() + t * part, buf.get() + (t + 1) * part, 1.0f);
   }
   std::vector<float> sinks(threads * 16, 0.0f);
-  return best_parallel_rate(threads, 5, [&](int w) {
-           const float* p = buf.get() + w * part;
-           float s[16] = {};
-           for (std::size_t i = 0; i < part; i += 16) {
-             for (int l = 0; l < 16; ++l) s[l] += p[i + l];
-           }
-           for (float x : s) sinks[w * 16] += x;
-           return static_cast<double>(part * sizeof(float));
-         }) / 1e9;
+  return best_parallel_rate(threads, 5,
+                            [&](int w) {
+                              const float* p = buf.get() + w * part;
+                              float s[16] = {};
+                              for (std::size_t i = 0; i < part; i += 16) {
+                                for (int l = 0; l < 16; ++l) s[l] += p[i + l];
+                              }
+                              for (float x : s) sinks[w * 16] += x;
+                              return static_cast<double>(part * sizeof(float));
+                            }) /
+         1e9;
 }
 
 std::size_t resident_bytes() { return status_kib("VmRSS:"); }

@@ -21,7 +21,8 @@ bool cpu_has_avx512_bf16();
 
 // Read bandwidth in GB/s (1e9 bytes/s) streaming a buffer far larger than
 // the caches on `threads` threads.
-double measure_read_bandwidth_gbs(int threads, std::size_t bytes = std::size_t{1} << 30);
+double measure_read_bandwidth_gbs(int threads,
+                                  std::size_t bytes = std::size_t{1} << 30);
 
 // Memory this process holds now and at most since the last reset, in bytes
 // (Linux: VmRSS and VmHWM from /proc/self/status; 0 when unavailable).

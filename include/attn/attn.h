@@ -18,9 +18,9 @@
 #include "attn/patterns.h"
 #include "attn/rope.h"
 #include "attn/safetensors.h"
+#include "attn/simd.h"
 #include "attn/tensor.h"
 #include "attn/types.h"
-#include "attn/simd.h"
 #include "attn/version.h"
 #include "attn/workspace.h"
 

@@ -22,10 +22,10 @@
 //
 // Every option of the forward applies with the same meaning
 // (docs/semantics.md), dropout included; a pattern score functor must also
-// provide score_grad (attn/pattern.h). Algorithms: kReference (float64, materialises
-// P), kNaive (float32, materialises P per head group), kFlash (tiled,
-// FlashAttention-2 style: memory independent of Sq * Skv); kAuto is kFlash.
-// Results are the same bits for any thread count.
+// provide score_grad (attn/pattern.h). Algorithms: kReference (float64,
+// materialises P), kNaive (float32, materialises P per head group), kFlash
+// (tiled, FlashAttention-2 style: memory independent of Sq * Skv); kAuto is
+// kFlash. Results are the same bits for any thread count.
 //
 // bfloat16 / float16 inputs: arithmetic and accumulation in float32, the
 // gradients rounded once at the end.
@@ -38,12 +38,14 @@
 
 namespace attn {
 
-Algorithm attention_backward(
-    TensorView<const float> q, TensorView<const float> k,
-    TensorView<const float> v, TensorView<const float> out,
-    TensorView<const float> lse, TensorView<const float> dout,
-    TensorView<float> dq, TensorView<float> dk, TensorView<float> dv,
-    const AttentionOptions& options = {});
+Algorithm attention_backward(TensorView<const float> q,
+                             TensorView<const float> k,
+                             TensorView<const float> v,
+                             TensorView<const float> out,
+                             TensorView<const float> lse,
+                             TensorView<const float> dout, TensorView<float> dq,
+                             TensorView<float> dk, TensorView<float> dv,
+                             const AttentionOptions& options = {});
 Algorithm attention_backward(
     TensorView<const bfloat16> q, TensorView<const bfloat16> k,
     TensorView<const bfloat16> v, TensorView<const bfloat16> out,

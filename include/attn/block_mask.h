@@ -39,7 +39,9 @@ class BlockMask {
   std::span<const int32_t> full(int64_t b, int64_t h, int64_t qb) const;
   TileKind kind(int64_t b, int64_t h, int64_t qb, int64_t kb) const;
   // Totals over every (b, h, query block).
-  int64_t partial_count() const { return static_cast<int64_t>(partial_.size()); }
+  int64_t partial_count() const {
+    return static_cast<int64_t>(partial_.size());
+  }
   int64_t full_count() const { return static_cast<int64_t>(full_.size()); }
   // Visited blocks over all blocks.
   double density() const;
@@ -68,7 +70,8 @@ struct WorkEstimate {
   int64_t scores = 0;  // query rows x keys inside those tiles
 };
 WorkEstimate estimate_work(TensorView<const float> q, TensorView<const float> k,
-                           TensorView<const float> v, const AttentionOptions& options);
+                           TensorView<const float> v,
+                           const AttentionOptions& options);
 
 }  // namespace attn
 

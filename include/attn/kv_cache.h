@@ -47,12 +47,12 @@ namespace attn {
 
 struct KVCacheOptions {
   int64_t num_layers = 1;
-  int64_t num_kv_heads = 0;     // Hkv
-  int64_t head_dim = 0;         // D of keys (and queries)
-  int64_t value_head_dim = 0;   // Dv; 0 = head_dim
+  int64_t num_kv_heads = 0;    // Hkv
+  int64_t head_dim = 0;        // D of keys (and queries)
+  int64_t value_head_dim = 0;  // Dv; 0 = head_dim
   CacheType type = CacheType::kFloat32;
-  int64_t max_sequences = 1;    // sequences alive at once
-  int64_t max_tokens = 0;       // per sequence
+  int64_t max_sequences = 1;  // sequences alive at once
+  int64_t max_tokens = 0;     // per sequence
   // 0: contiguous. > 0: paged, with pages of this many tokens (a power of
   // two reads fastest).
   int64_t page_size = 0;

@@ -4,7 +4,8 @@
 // instead of O(S^2):
 //
 //   out_i = (phi(q_i)^T S_i) / (phi(q_i) . z_i + eps)
-//   S_i = sum_{j in keys(i)} phi(k_j) v_j^T,   z_i = sum_{j in keys(i)} phi(k_j)
+//   S_i = sum_{j in keys(i)} phi(k_j) v_j^T,   z_i = sum_{j in keys(i)}
+//   phi(k_j)
 //
 // keys(i) = every key (non-causal) or j <= i (causal). A row whose
 // denominator is 0 gives 0. GQA as in attn::attention: query head h reads
@@ -31,7 +32,8 @@ enum class FeatureMap {
 
 // phi over one row of n values: y[d] = phi(x)[d]. May mix elements within
 // the row (e.g. random features), must be deterministic.
-using FeatureFn = void (*)(const float* x, float* y, int64_t n, const void* context);
+using FeatureFn = void (*)(const float* x, float* y, int64_t n,
+                           const void* context);
 
 enum class LinearAlgorithm {
   kAuto,       // kChunked
@@ -50,16 +52,20 @@ struct LinearOptions {
   int num_threads = 0;  // 0: every core
 };
 
-LinearAlgorithm linear_attention(TensorView<const float> q, TensorView<const float> k,
-                                 TensorView<const float> v, TensorView<float> out,
+LinearAlgorithm linear_attention(TensorView<const float> q,
+                                 TensorView<const float> k,
+                                 TensorView<const float> v,
+                                 TensorView<float> out,
                                  const LinearOptions& options = {});
 LinearAlgorithm linear_attention(TensorView<const bfloat16> q,
                                  TensorView<const bfloat16> k,
-                                 TensorView<const bfloat16> v, TensorView<bfloat16> out,
+                                 TensorView<const bfloat16> v,
+                                 TensorView<bfloat16> out,
                                  const LinearOptions& options = {});
 LinearAlgorithm linear_attention(TensorView<const float16> q,
                                  TensorView<const float16> k,
-                                 TensorView<const float16> v, TensorView<float16> out,
+                                 TensorView<const float16> v,
+                                 TensorView<float16> out,
                                  const LinearOptions& options = {});
 
 // The gradients of linear_attention (same options, causal or not) with
@@ -77,9 +83,10 @@ LinearAlgorithm linear_attention(TensorView<const float16> q,
 // float64; kReference: float64, quadratic. kCustom feature maps have no
 // known derivative and are rejected, as is kNaive.
 LinearAlgorithm linear_attention_backward(
-    TensorView<const float> q, TensorView<const float> k, TensorView<const float> v,
-    TensorView<const float> dout, TensorView<float> dq, TensorView<float> dk,
-    TensorView<float> dv, const LinearOptions& options = {});
+    TensorView<const float> q, TensorView<const float> k,
+    TensorView<const float> v, TensorView<const float> dout,
+    TensorView<float> dq, TensorView<float> dk, TensorView<float> dv,
+    const LinearOptions& options = {});
 LinearAlgorithm linear_attention_backward(
     TensorView<const bfloat16> q, TensorView<const bfloat16> k,
     TensorView<const bfloat16> v, TensorView<const bfloat16> dout,

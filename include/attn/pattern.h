@@ -41,9 +41,9 @@
 #ifndef ATTN_PATTERN_H_
 #define ATTN_PATTERN_H_
 
+#include <concepts>
 #include <cstdint>
 #include <string>
-#include <concepts>
 #include <type_traits>
 
 namespace attn {
@@ -95,8 +95,7 @@ class Pattern;
 struct SparseStrided;  // attn/patterns.h
 namespace pattern_detail {
 template <class F>
-concept Functor =
-    !std::is_same_v<F, Pattern> && (HasMask<F> || HasScore<F>);
+concept Functor = !std::is_same_v<F, Pattern> && (HasMask<F> || HasScore<F>);
 }  // namespace pattern_detail
 
 // A non-owning, trivially copyable reference to a pattern functor. Empty
@@ -105,8 +104,8 @@ class Pattern {
  public:
   Pattern() = default;
   template <class F>
-    requires(pattern_detail::Functor<F>)
-  Pattern(const F& f)  // NOLINT(google-explicit-constructor): like a view
+  requires(pattern_detail::Functor<F>)
+      Pattern(const F& f)  // NOLINT(google-explicit-constructor): like a view
       : self_(&f),
         mask_(pattern_detail::HasMask<F> ? &mask_of<F> : nullptr),
         mask_bits_(pattern_detail::HasMask<F> ? &mask_bits_of<F> : nullptr),
@@ -128,8 +127,8 @@ class Pattern {
   }
   // A pattern must outlive the calls that use it: no temporaries.
   template <class F>
-    requires(pattern_detail::Functor<F>)
-  Pattern(const F&&) = delete;
+  requires(pattern_detail::Functor<F>) Pattern(const F&&)
+  = delete;
 
   bool empty() const { return self_ == nullptr; }
   bool has_mask() const { return mask_ != nullptr; }
@@ -157,7 +156,8 @@ class Pattern {
   float score_grad(float s, int64_t b, int64_t h, int64_t i, int64_t j) const {
     return score_grad_ == nullptr ? 1.0f : score_grad_(self_, s, b, h, i, j);
   }
-  double score_grad(double s, int64_t b, int64_t h, int64_t i, int64_t j) const {
+  double score_grad(double s, int64_t b, int64_t h, int64_t i,
+                    int64_t j) const {
     return score_grad64_ == nullptr ? 1.0 : score_grad64_(self_, s, b, h, i, j);
   }
   // s[c] = score(s[c], b, h, i, j0 + c) for c < n.
@@ -220,7 +220,8 @@ class Pattern {
   static S score_grad_of(const void* f, S s, int64_t b, int64_t h, int64_t i,
                          int64_t j) {
     if constexpr (pattern_detail::HasScoreGrad<F>) {
-      return static_cast<S>(static_cast<const F*>(f)->score_grad(s, b, h, i, j));
+      return static_cast<S>(
+          static_cast<const F*>(f)->score_grad(s, b, h, i, j));
     } else {
       return S(1);
     }

@@ -89,14 +89,16 @@ constexpr TileKind classify_by_difference(int64_t i0, int64_t i1, int64_t j0,
 struct SparseStrided {
   int64_t stride = 128;  // > 0
   int64_t local = 128;   // >= 0
-  bool causal = false;  // as AttentionOptions::causal: only when asked
+  bool causal = false;   // as AttentionOptions::causal: only when asked
 
   std::string check(int64_t, int64_t, int64_t, int64_t) const {
     if (stride < 1 || stride > kMaxPatternExtent) {
-      return "SparseStrided: stride must be in [1, 2^40], got " + std::to_string(stride);
+      return "SparseStrided: stride must be in [1, 2^40], got " +
+             std::to_string(stride);
     }
     if (local < 0 || local > kMaxPatternExtent) {
-      return "SparseStrided: local must be in [0, 2^40], got " + std::to_string(local);
+      return "SparseStrided: local must be in [0, 2^40], got " +
+             std::to_string(local);
     }
     return {};
   }
@@ -140,7 +142,8 @@ struct SparseFixed {
 
   std::string check(int64_t, int64_t, int64_t, int64_t) const {
     if (block < 1 || block > kMaxPatternExtent) {
-      return "SparseFixed: block must be in [1, 2^40], got " + std::to_string(block);
+      return "SparseFixed: block must be in [1, 2^40], got " +
+             std::to_string(block);
     }
     if (summary < 0 || summary > block) {
       return "SparseFixed: summary must be in [0, block = " +
@@ -153,15 +156,16 @@ struct SparseFixed {
   }
   bool mask(int64_t, int64_t, int64_t i, int64_t j) const {
     if (causal && j > i) return false;
-    return pattern_math::floor_div(i, block) == pattern_math::floor_div(j, block) ||
+    return pattern_math::floor_div(i, block) ==
+               pattern_math::floor_div(j, block) ||
            is_summary(j);
   }
   // The first summary key >= j.
   int64_t next_summary(int64_t j) const {
     if (summary == 0) return INT64_MAX;
-    return is_summary(j) ? j
-                         : pattern_math::floor_div(j, block) * block + block -
-                               summary;
+    return is_summary(j)
+               ? j
+               : pattern_math::floor_div(j, block) * block + block - summary;
   }
   TileKind classify(int64_t, int64_t, int64_t i0, int64_t i1, int64_t j0,
                     int64_t j1) const {
@@ -187,7 +191,8 @@ struct SparseFixed {
     uint64_t bits = key_bits(qb * block - j0, qb * block + block - j0);
     if (summary > 0) {
       for (int64_t kb = floor_div(j0, block); kb * block < j0 + n; ++kb) {
-        bits |= key_bits(kb * block + block - summary - j0, kb * block + block - j0);
+        bits |= key_bits(kb * block + block - summary - j0,
+                         kb * block + block - j0);
       }
     }
     if (causal) bits &= key_bits(0, i - j0 + 1);
@@ -229,15 +234,19 @@ class Longformer {
   std::string check(int64_t, int64_t heads, int64_t, int64_t) const {
     // Bounded so that window * dilation and positions +- it cannot overflow.
     if (window_ < 0 || window_ > kMaxPatternExtent) {
-      return "Longformer: window must be in [0, 2^40], got " + std::to_string(window_);
+      return "Longformer: window must be in [0, 2^40], got " +
+             std::to_string(window_);
     }
-    if (dilation_.size() > 1 && static_cast<int64_t>(dilation_.size()) != heads) {
+    if (dilation_.size() > 1 &&
+        static_cast<int64_t>(dilation_.size()) != heads) {
       return "Longformer: expected 0, 1 or one dilation per query head (" +
-             std::to_string(heads) + "), got " + std::to_string(dilation_.size());
+             std::to_string(heads) + "), got " +
+             std::to_string(dilation_.size());
     }
     for (int64_t d : dilation_) {
       if (d < 1 || d > (int64_t{1} << 20)) {
-        return "Longformer: dilations must be in [1, 2^20], got " + std::to_string(d);
+        return "Longformer: dilations must be in [1, 2^20], got " +
+               std::to_string(d);
       }
     }
     return {};
@@ -281,21 +290,23 @@ class Longformer {
     if (band == TileKind::kEmpty && grows == 0 && gcols == 0) {
       return TileKind::kEmpty;
     }
-    if (causal_full && (band == TileKind::kFull || grows == i1 - i0 ||
-                        gcols == j1 - j0)) {
+    if (causal_full &&
+        (band == TileKind::kFull || grows == i1 - i0 || gcols == j1 - j0)) {
       return TileKind::kFull;
     }
     return TileKind::kPartial;
   }
   uint64_t mask_bits(int64_t, int64_t h, int64_t i, int64_t j0, int n) const {
     const uint64_t in_range = key_bits(0, n);
-    const uint64_t causal_bits = causal_ ? key_bits(0, i - j0 + 1) : ~uint64_t{0};
+    const uint64_t causal_bits =
+        causal_ ? key_bits(0, i - j0 + 1) : ~uint64_t{0};
     if (is_global(i)) return in_range & causal_bits;
     const int64_t dil = dilation(h), reach = window_ * dil;
     const int64_t d0 = i - j0;  // key j0 + c has difference d0 - c
     uint64_t bits = key_bits(d0 - reach, d0 + reach + 1);
     if (dil > 1) {
-      bits &= pattern_math::periodic_bits(pattern_math::floor_mod(d0, dil), dil, n);
+      bits &=
+          pattern_math::periodic_bits(pattern_math::floor_mod(d0, dil), dil, n);
     }
     for (auto it = std::lower_bound(global_.begin(), global_.end(), j0);
          it != global_.end() && *it < j0 + n; ++it) {
@@ -332,7 +343,8 @@ class BlockSparse {
     // invalid, empty pattern rather than an allocation (check() then names
     // the problem): with all three >= 1 the prefix-sum table below has at
     // most 4x the layout's cells, so its size follows the data given.
-    const int64_t cells = pattern_math::checked_product(heads, q_blocks, kv_blocks);
+    const int64_t cells =
+        pattern_math::checked_product(heads, q_blocks, kv_blocks);
     if (heads < 1 || q_blocks < 1 || kv_blocks < 1 || cells < 0 ||
         layout_.size() != static_cast<size_t>(cells)) {
       heads_ = q_blocks_ = kv_blocks_ = 0;
@@ -340,7 +352,8 @@ class BlockSparse {
       valid_ = false;
       return;
     }
-    sums_.assign(static_cast<size_t>(heads * (q_blocks + 1) * (kv_blocks + 1)), 0);
+    sums_.assign(static_cast<size_t>(heads * (q_blocks + 1) * (kv_blocks + 1)),
+                 0);
     for (int64_t h = 0; h < heads; ++h) {
       for (int64_t q = 0; q < q_blocks; ++q) {
         for (int64_t k = 0; k < kv_blocks; ++k) {
@@ -359,7 +372,8 @@ class BlockSparse {
   // is all off; attention calls reject it).
   bool valid() const { return valid_; }
   bool on(int64_t h, int64_t qb, int64_t kb) const {
-    return layout_[static_cast<size_t>((h * q_blocks_ + qb) * kv_blocks_ + kb)] != 0;
+    return layout_[static_cast<size_t>((h * q_blocks_ + qb) * kv_blocks_ +
+                                       kb)] != 0;
   }
   // Blocks switched on over every head.
   int64_t count() const {
@@ -368,7 +382,8 @@ class BlockSparse {
     return n;
   }
 
-  std::string check(int64_t, int64_t heads, int64_t q_len, int64_t kv_len) const {
+  std::string check(int64_t, int64_t heads, int64_t q_len,
+                    int64_t kv_len) const {
     const auto str = [](int64_t x) { return std::to_string(x); };
     if (block_ < 1 || block_ > kMaxPatternExtent) {
       return "BlockSparse: block must be in [1, 2^40], got " + str(block_);
@@ -377,11 +392,13 @@ class BlockSparse {
       return "BlockSparse: layout dimensions must be >= 1 and hold heads x "
              "q_blocks x kv_blocks values";
     }
-    const int64_t qb = (q_len + block_ - 1) / block_, kb = (kv_len + block_ - 1) / block_;
-    if ((heads_ != 1 && heads_ != heads) || q_blocks_ < qb || kv_blocks_ != kb) {
-      return "BlockSparse: layout is [" + str(heads_) + ", " + str(q_blocks_) + ", " +
-             str(kv_blocks_) + "], expected [1 or " + str(heads) + ", >= " + str(qb) +
-             ", " + str(kb) + "] for block " + str(block_);
+    const int64_t qb = (q_len + block_ - 1) / block_,
+                  kb = (kv_len + block_ - 1) / block_;
+    if ((heads_ != 1 && heads_ != heads) || q_blocks_ < qb ||
+        kv_blocks_ != kb) {
+      return "BlockSparse: layout is [" + str(heads_) + ", " + str(q_blocks_) +
+             ", " + str(kv_blocks_) + "], expected [1 or " + str(heads) +
+             ", >= " + str(qb) + ", " + str(kb) + "] for block " + str(block_);
     }
     return {};
   }
@@ -395,15 +412,16 @@ class BlockSparse {
     using pattern_math::floor_div;
     const int64_t q0 = std::max<int64_t>(floor_div(i0, block_), 0);
     const int64_t q1 = std::min(floor_div(i1 - 1, block_) + 1, q_blocks_);
-    const int64_t k0 = j0 / block_, k1 = std::min((j1 - 1) / block_ + 1, kv_blocks_);
+    const int64_t k0 = j0 / block_,
+                  k1 = std::min((j1 - 1) / block_ + 1, kv_blocks_);
     if (q0 >= q1 || k0 >= k1) return TileKind::kEmpty;
     const int64_t hh = head(h);
-    const int64_t n = sum(hh, q1, k1) - sum(hh, q0, k1) - sum(hh, q1, k0) +
-                      sum(hh, q0, k0);
+    const int64_t n =
+        sum(hh, q1, k1) - sum(hh, q0, k1) - sum(hh, q1, k0) + sum(hh, q0, k0);
     if (n == 0) return TileKind::kEmpty;
     // Full only if the rectangle lies inside the layout and every block is on.
-    const bool inside = i0 >= 0 && i1 <= q_blocks_ * block_ &&
-                        j1 <= kv_blocks_ * block_;
+    const bool inside =
+        i0 >= 0 && i1 <= q_blocks_ * block_ && j1 <= kv_blocks_ * block_;
     return inside && n == (q1 - q0) * (k1 - k0) ? TileKind::kFull
                                                 : TileKind::kPartial;
   }
@@ -412,8 +430,10 @@ class BlockSparse {
     if (qb < 0 || qb >= q_blocks_) return 0;
     const int64_t hh = head(h);
     uint64_t bits = 0;
-    for (int64_t kb = j0 / block_; kb * block_ < j0 + n && kb < kv_blocks_; ++kb) {
-      if (on(hh, qb, kb)) bits |= key_bits(kb * block_ - j0, kb * block_ + block_ - j0);
+    for (int64_t kb = j0 / block_; kb * block_ < j0 + n && kb < kv_blocks_;
+         ++kb) {
+      if (on(hh, qb, kb))
+        bits |= key_bits(kb * block_ - j0, kb * block_ + block_ - j0);
     }
     return bits & key_bits(0, n);
   }
@@ -421,10 +441,12 @@ class BlockSparse {
  private:
   int64_t head(int64_t h) const { return heads_ == 1 ? 0 : h; }
   int64_t& sum(int64_t h, int64_t q, int64_t k) {
-    return sums_[static_cast<size_t>((h * (q_blocks_ + 1) + q) * (kv_blocks_ + 1) + k)];
+    return sums_[static_cast<size_t>(
+        (h * (q_blocks_ + 1) + q) * (kv_blocks_ + 1) + k)];
   }
   int64_t sum(int64_t h, int64_t q, int64_t k) const {
-    return sums_[static_cast<size_t>((h * (q_blocks_ + 1) + q) * (kv_blocks_ + 1) + k)];
+    return sums_[static_cast<size_t>(
+        (h * (q_blocks_ + 1) + q) * (kv_blocks_ + 1) + k)];
   }
 
   int64_t block_, heads_, q_blocks_, kv_blocks_;
@@ -441,8 +463,8 @@ class BlockSparse {
 // cu_k != cu_q, use top-left alignment so positions are row indices.
 class Documents {
  public:
-  Documents(std::vector<int64_t> cu_seqlens_q, std::vector<int64_t> cu_seqlens_k = {},
-            bool causal = false)
+  Documents(std::vector<int64_t> cu_seqlens_q,
+            std::vector<int64_t> cu_seqlens_k = {}, bool causal = false)
       : cu_q_(std::move(cu_seqlens_q)),
         cu_k_(cu_seqlens_k.empty() ? cu_q_ : std::move(cu_seqlens_k)),
         causal_(causal) {}
@@ -456,7 +478,8 @@ class Documents {
 
   std::string check(int64_t, int64_t, int64_t, int64_t kv_len) const {
     const auto sorted = [](const std::vector<int64_t>& cu) {
-      return !cu.empty() && cu.front() >= 0 && std::is_sorted(cu.begin(), cu.end());
+      return !cu.empty() && cu.front() >= 0 &&
+             std::is_sorted(cu.begin(), cu.end());
     };
     if (!sorted(cu_q_) || !sorted(cu_k_)) {
       return "Documents: cumulative lengths must be non-empty, start at >= 0 "
@@ -483,8 +506,10 @@ class Documents {
     Range r{cu_k_[d], cu_k_[d + 1]};
     if (causal_) {
       // Bottom-right within the document.
-      const int64_t shift = (cu_k_[d + 1] - cu_k_[d]) - (cu_q_[d + 1] - cu_q_[d]);
-      r.end = std::min(r.end, std::max(r.begin, cu_k_[d] + (i - cu_q_[d]) + shift + 1));
+      const int64_t shift =
+          (cu_k_[d + 1] - cu_k_[d]) - (cu_q_[d + 1] - cu_q_[d]);
+      r.end = std::min(
+          r.end, std::max(r.begin, cu_k_[d] + (i - cu_q_[d]) + shift + 1));
     }
     return r;
   }
@@ -499,13 +524,15 @@ class Documents {
   TileKind classify(int64_t, int64_t, int64_t i0, int64_t i1, int64_t j0,
                     int64_t j1) const {
     if (cu_q_.size() < 2) return TileKind::kEmpty;
-    const int64_t a = std::max(i0, cu_q_.front()), b = std::min(i1, cu_q_.back());
+    const int64_t a = std::max(i0, cu_q_.front()),
+                  b = std::min(i1, cu_q_.back());
     if (a >= b) return TileKind::kEmpty;
     const Range first = keys_of(a), last = keys_of(b - 1);
     if (j1 <= first.begin || j0 >= last.end) return TileKind::kEmpty;
     const bool every_row = a == i0 && b == i1;
-    return every_row && last.begin <= j0 && first.end >= j1 ? TileKind::kFull
-                                                            : TileKind::kPartial;
+    return every_row && last.begin <= j0 && first.end >= j1
+               ? TileKind::kFull
+               : TileKind::kPartial;
   }
   uint64_t mask_bits(int64_t, int64_t, int64_t i, int64_t j0, int n) const {
     const Range r = keys_of(i);

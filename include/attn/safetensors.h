@@ -44,14 +44,19 @@ struct TensorInfo {
 class File {
  public:
   // Parses a whole file held in memory (copied). `name` appears in errors.
-  static File parse(std::span<const std::byte> bytes, const std::string& name = "safetensors");
+  static File parse(std::span<const std::byte> bytes,
+                    const std::string& name = "safetensors");
   // Reads and parses the file at `path`.
   static File load(const std::string& path);
 
-  const std::map<std::string, std::string>& metadata() const { return metadata_; }
+  const std::map<std::string, std::string>& metadata() const {
+    return metadata_;
+  }
   // Tensor names, sorted.
   std::vector<std::string> names() const;
-  bool contains(const std::string& name) const { return tensors_.count(name) > 0; }
+  bool contains(const std::string& name) const {
+    return tensors_.count(name) > 0;
+  }
   // Throws attn::Error naming the tensor when there is none of that name.
   const TensorInfo& info(const std::string& name) const;
   std::span<const std::byte> bytes(const std::string& name) const;
@@ -77,8 +82,9 @@ struct Entry {
   std::span<const float> values;
   DType dtype = DType::kF32;
 };
-std::vector<std::byte> serialize(std::span<const Entry> tensors,
-                                 const std::map<std::string, std::string>& metadata = {});
+std::vector<std::byte> serialize(
+    std::span<const Entry> tensors,
+    const std::map<std::string, std::string>& metadata = {});
 void save(const std::string& path, std::span<const Entry> tensors,
           const std::map<std::string, std::string>& metadata = {});
 

@@ -20,8 +20,8 @@ namespace {
 
 void check_positive(const char* arg, int64_t x, int64_t min) {
   if (x < min || x > (int64_t{1} << 40)) {
-    fail(std::string("shape.") + arg,
-         "must be in [" + std::to_string(min) + ", 2^40], got " + std::to_string(x));
+    fail(std::string("shape.") + arg, "must be in [" + std::to_string(min) +
+                                          ", 2^40], got " + std::to_string(x));
   }
 }
 
@@ -32,10 +32,12 @@ WorkEstimate estimate(TensorView<const T> q, TensorView<const T> k,
   WorkEstimate w;
   w.algorithm = p.algorithm;
   if (p.algorithm == Algorithm::kFlash || p.algorithm == Algorithm::kDecode) {
-    kernels::FlashWork f = std::is_same_v<T, float> ? detail::strided_work(p)
-                                                    : kernels::FlashWork{-1, -1};
+    kernels::FlashWork f = std::is_same_v<T, float>
+                               ? detail::strided_work(p)
+                               : kernels::FlashWork{-1, -1};
     if (f.tiles < 0) {
-      f = kernels::count_flash_work(p, p.algorithm == Algorithm::kFlash ? 1 : p.kv_splits);
+      f = kernels::count_flash_work(
+          p, p.algorithm == Algorithm::kFlash ? 1 : p.kv_splits);
     }
     w.tiles = f.tiles;
     w.scores = f.scores;
@@ -50,21 +52,24 @@ WorkEstimate estimate(TensorView<const T> q, TensorView<const T> k,
 int64_t BlockMask::row(int64_t b, int64_t h, int64_t qb) const {
   if (b < 0 || b >= shape_.batch || h < 0 || h >= shape_.heads || qb < 0 ||
       qb >= q_blocks_) {
-    throw Error("attn::BlockMask: (b, h, q block) = (" + std::to_string(b) + ", " +
-                std::to_string(h) + ", " + std::to_string(qb) + ") is outside [" +
-                std::to_string(shape_.batch) + ", " + std::to_string(shape_.heads) +
-                ", " + std::to_string(q_blocks_) + ")");
+    throw Error("attn::BlockMask: (b, h, q block) = (" + std::to_string(b) +
+                ", " + std::to_string(h) + ", " + std::to_string(qb) +
+                ") is outside [" + std::to_string(shape_.batch) + ", " +
+                std::to_string(shape_.heads) + ", " +
+                std::to_string(q_blocks_) + ")");
   }
   return (b * shape_.heads + h) * q_blocks_ + qb;
 }
 
-std::span<const int32_t> BlockMask::partial(int64_t b, int64_t h, int64_t qb) const {
+std::span<const int32_t> BlockMask::partial(int64_t b, int64_t h,
+                                            int64_t qb) const {
   const int64_t r = row(b, h, qb);
   return {partial_.data() + partial_begin_[r],
           static_cast<size_t>(partial_begin_[r + 1] - partial_begin_[r])};
 }
 
-std::span<const int32_t> BlockMask::full(int64_t b, int64_t h, int64_t qb) const {
+std::span<const int32_t> BlockMask::full(int64_t b, int64_t h,
+                                         int64_t qb) const {
   const int64_t r = row(b, h, qb);
   return {full_.data() + full_begin_[r],
           static_cast<size_t>(full_begin_[r + 1] - full_begin_[r])};
@@ -79,8 +84,8 @@ TileKind BlockMask::kind(int64_t b, int64_t h, int64_t qb, int64_t kb) const {
 }
 
 double BlockMask::density() const {
-  const double all = double(shape_.batch) * double(shape_.heads) * double(q_blocks_) *
-                     double(kv_blocks_);
+  const double all = double(shape_.batch) * double(shape_.heads) *
+                     double(q_blocks_) * double(kv_blocks_);
   return all > 0 ? double(partial_.size() + full_.size()) / all : 0.0;
 }
 
@@ -91,14 +96,16 @@ BlockMask make_block_mask(const Pattern& pattern, const BlockMaskShape& shape) {
   check_positive("kv_len", shape.kv_len, 0);
   check_positive("q_block", shape.q_block, 1);
   check_positive("kv_block", shape.kv_block, 1);
-  if (shape.query_offset < -(int64_t{1} << 40) || shape.query_offset > (int64_t{1} << 40)) {
+  if (shape.query_offset < -(int64_t{1} << 40) ||
+      shape.query_offset > (int64_t{1} << 40)) {
     fail("shape.query_offset", "must be within +-2^40");
   }
   BlockMask m;
   m.shape_ = shape;
   m.q_blocks_ = (shape.q_len + shape.q_block - 1) / shape.q_block;
   m.kv_blocks_ = (shape.kv_len + shape.kv_block - 1) / shape.kv_block;
-  if (m.kv_blocks_ > INT32_MAX) fail("shape.kv_len", "more than 2^31 KV blocks");
+  if (m.kv_blocks_ > INT32_MAX)
+    fail("shape.kv_len", "more than 2^31 KV blocks");
   m.partial_begin_.push_back(0);
   m.full_begin_.push_back(0);
   for (int64_t b = 0; b < shape.batch; ++b) {
@@ -124,7 +131,8 @@ BlockMask make_block_mask(const Pattern& pattern, const BlockMaskShape& shape) {
 }
 
 WorkEstimate estimate_work(TensorView<const float> q, TensorView<const float> k,
-                           TensorView<const float> v, const AttentionOptions& options) {
+                           TensorView<const float> v,
+                           const AttentionOptions& options) {
   return estimate(q, k, v, options);
 }
 

@@ -10,10 +10,10 @@
 #include "attn/error.h"
 #include "attn/kv_cache.h"
 #include "src/api/validate.h"
+#include "src/cache/kv_cache_impl.h"
 #include "src/kernels/flash.h"
 #include "src/kernels/merge.h"
 #include "src/kernels/naive.h"
-#include "src/cache/kv_cache_impl.h"
 #include "src/reference/reference.h"
 #include "src/util/parallel.h"
 
@@ -73,7 +73,8 @@ Algorithm run(TensorView<const T> q, const KVCache& cache, int64_t layer,
     for (size_t e = 0; e < b; ++e) {
       if (sequences[e] == sequences[b]) {
         // Allowed would be harmless, but it is almost always a bug.
-        fail("sequences", "id " + std::to_string(sequences[b]) + " listed twice");
+        fail("sequences",
+             "id " + std::to_string(sequences[b]) + " listed twice");
       }
     }
     lengths.push_back(c.length(sequences[b], layer));
@@ -89,15 +90,16 @@ Algorithm run(TensorView<const T> q, const KVCache& cache, int64_t layer,
                   cache_type_name(type) + " (pass float32 queries)");
   }
   std::vector<int64_t> key_lengths;
-  const detail::Problem<T> p = detail::validate_cached(
-      q, detail::CacheShape{c.layout.Hkv, c.D, c.Dv}, lengths, out, options, lse,
-      key_lengths);
+  const detail::Problem<T> p =
+      detail::validate_cached(q, detail::CacheShape{c.layout.Hkv, c.D, c.Dv},
+                              lengths, out, options, lse, key_lengths);
   const Algorithm algorithm = p.params.algorithm;
   if (algorithm == Algorithm::kReference || algorithm == Algorithm::kNaive) {
     run_materialised(p, cache, layer, sequences);
     return algorithm;
   }
-  const int64_t splits = algorithm == Algorithm::kDecode ? p.params.kv_splits : 1;
+  const int64_t splits =
+      algorithm == Algorithm::kDecode ? p.params.kv_splits : 1;
   auto go = [&](auto tag) {
     using E = decltype(tag);
     if constexpr (std::is_same_v<T, float> || std::is_same_v<T, E>) {
@@ -107,10 +109,18 @@ Algorithm run(TensorView<const T> q, const KVCache& cache, int64_t layer,
     }
   };
   switch (type) {
-    case CacheType::kFloat32: go(float{}); break;
-    case CacheType::kBFloat16: go(bfloat16{}); break;
-    case CacheType::kFloat16: go(float16{}); break;
-    case CacheType::kInt8: go(int8_t{}); break;
+    case CacheType::kFloat32:
+      go(float{});
+      break;
+    case CacheType::kBFloat16:
+      go(bfloat16{});
+      break;
+    case CacheType::kFloat16:
+      go(float16{});
+      break;
+    case CacheType::kInt8:
+      go(int8_t{});
+      break;
   }
   return algorithm;
 }
@@ -144,8 +154,9 @@ void merge(std::span<const TensorView<const float>> outs,
   };
   if (outs.empty()) bad("outs", "expected at least one partial result");
   if (lses.size() != outs.size()) {
-    bad("lses", "expected one per partial output (" + std::to_string(outs.size()) +
-                    "), got " + std::to_string(lses.size()));
+    bad("lses", "expected one per partial output (" +
+                    std::to_string(outs.size()) + "), got " +
+                    std::to_string(lses.size()));
   }
   const Extents e = out.extents();
   auto check = [&](const std::string& arg, auto view, int64_t dim) {
@@ -159,7 +170,8 @@ void merge(std::span<const TensorView<const float>> outs,
                      "]) and non-negative strides");
       }
     }
-    if (view.extent(kDim) > 1 && view.stride(kDim) != 1) bad(arg, "dim stride must be 1");
+    if (view.extent(kDim) > 1 && view.stride(kDim) != 1)
+      bad(arg, "dim stride must be 1");
   };
   check("out", out, e[kDim]);
   if (detail::has_self_overlap(out.extents(), out.strides())) {

@@ -21,37 +21,44 @@ void check_options(const LinearOptions& o, int64_t D, const std::string& fn) {
   const auto fail = [&](const std::string& arg, const std::string& what) {
     throw Error(fn + ": " + arg + ": " + what);
   };
-  if (o.feature_map != FeatureMap::kEluPlusOne && o.feature_map != FeatureMap::kRelu &&
+  if (o.feature_map != FeatureMap::kEluPlusOne &&
+      o.feature_map != FeatureMap::kRelu &&
       o.feature_map != FeatureMap::kCustom) {
     fail("options.feature_map", "must be kEluPlusOne, kRelu or kCustom");
   }
   if (D > kMaxDim) {
-    fail("q", "linear attention takes head dims up to " + std::to_string(kMaxDim) +
-                  ", got " + std::to_string(D));
+    fail("q", "linear attention takes head dims up to " +
+                  std::to_string(kMaxDim) + ", got " + std::to_string(D));
   }
   if (o.feature_map == FeatureMap::kCustom) {
-    if (o.custom == nullptr) fail("options.custom", "kCustom needs a feature function");
+    if (o.custom == nullptr)
+      fail("options.custom", "kCustom needs a feature function");
   } else if (o.custom != nullptr) {
     fail("options.custom", "given, but options.feature_map is not kCustom");
   }
   if (!(o.eps >= 0.0f) || !std::isfinite(o.eps)) {
-    fail("options.eps", "must be finite and >= 0, got " + std::to_string(o.eps));
+    fail("options.eps",
+         "must be finite and >= 0, got " + std::to_string(o.eps));
   }
   if (o.num_threads < 0 || o.num_threads > kMaxThreads) {
-    fail("options.num_threads", "must be in [0, " + std::to_string(kMaxThreads) + "] (0 = all cores), got " +
-                                    std::to_string(o.num_threads));
+    fail("options.num_threads",
+         "must be in [0, " + std::to_string(kMaxThreads) +
+             "] (0 = all cores), got " + std::to_string(o.num_threads));
   }
 }
 
 template <class T>
-LinearAlgorithm run(TensorView<const T> q, TensorView<const T> k, TensorView<const T> v,
-                    TensorView<T> out, const LinearOptions& o) {
+LinearAlgorithm run(TensorView<const T> q, TensorView<const T> k,
+                    TensorView<const T> v, TensorView<T> out,
+                    const LinearOptions& o) {
   const char* fn = "attn::linear_attention";
   const detail::Shape s = detail::validate_views(q, k, v, out, fn);
   check_options(o, s.D, fn);
   if (o.causal && s.Sq != s.Skv) {
-    throw Error(std::string(fn) + ": q: causal linear attention needs as many queries "
-                "as keys (Sq " + std::to_string(s.Sq) + ", Skv " + std::to_string(s.Skv) +
+    throw Error(std::string(fn) +
+                ": q: causal linear attention needs as many queries "
+                "as keys (Sq " +
+                std::to_string(s.Sq) + ", Skv " + std::to_string(s.Skv) +
                 "); continue a sequence with attn::LinearState");
   }
   detail::LinearProblem<T> p = detail::make_linear_problem<T>(o, s);
@@ -77,10 +84,11 @@ LinearAlgorithm run(TensorView<const T> q, TensorView<const T> k, TensorView<con
 template <class T>
 LinearAlgorithm run_backward(TensorView<const T> q, TensorView<const T> k,
                              TensorView<const T> v, TensorView<const T> dout,
-                             TensorView<T> dq, TensorView<T> dk, TensorView<T> dv,
-                             const LinearOptions& o) {
+                             TensorView<T> dq, TensorView<T> dk,
+                             TensorView<T> dv, const LinearOptions& o) {
   const char* fn = "attn::linear_attention_backward";
-  const detail::Shape s = detail::validate_linear_backward(q, k, v, dout, dq, dk, dv, fn);
+  const detail::Shape s =
+      detail::validate_linear_backward(q, k, v, dout, dq, dk, dv, fn);
   check_options(o, s.D, fn);
   if (o.feature_map == FeatureMap::kCustom) {
     throw Error(std::string(fn) +
@@ -88,8 +96,10 @@ LinearAlgorithm run_backward(TensorView<const T> q, TensorView<const T> k,
                 "derivative (kEluPlusOne or kRelu)");
   }
   if (o.causal && s.Sq != s.Skv) {
-    throw Error(std::string(fn) + ": q: causal linear attention needs as many queries "
-                "as keys (Sq " + std::to_string(s.Sq) + ", Skv " + std::to_string(s.Skv) + ")");
+    throw Error(std::string(fn) +
+                ": q: causal linear attention needs as many queries "
+                "as keys (Sq " +
+                std::to_string(s.Sq) + ", Skv " + std::to_string(s.Skv) + ")");
   }
   detail::LinearBackwardProblem<T> p;
   p.forward = detail::make_linear_problem<T>(o, s);
@@ -111,16 +121,18 @@ LinearAlgorithm run_backward(TensorView<const T> q, TensorView<const T> k,
     case LinearAlgorithm::kNaive:
       break;
   }
-  throw Error(std::string(fn) +
-              ": options.algorithm: the backward runs as auto, chunked or reference");
+  throw Error(
+      std::string(fn) +
+      ": options.algorithm: the backward runs as auto, chunked or reference");
 }
 
 }  // namespace
 
 LinearAlgorithm linear_attention_backward(
-    TensorView<const float> q, TensorView<const float> k, TensorView<const float> v,
-    TensorView<const float> dout, TensorView<float> dq, TensorView<float> dk,
-    TensorView<float> dv, const LinearOptions& options) {
+    TensorView<const float> q, TensorView<const float> k,
+    TensorView<const float> v, TensorView<const float> dout,
+    TensorView<float> dq, TensorView<float> dk, TensorView<float> dv,
+    const LinearOptions& options) {
   return run_backward(q, k, v, dout, dq, dk, dv, options);
 }
 LinearAlgorithm linear_attention_backward(
@@ -152,20 +164,24 @@ const char* linear_algorithm_name(LinearAlgorithm a) {
   return "unknown";
 }
 
-LinearAlgorithm linear_attention(TensorView<const float> q, TensorView<const float> k,
-                                 TensorView<const float> v, TensorView<float> out,
+LinearAlgorithm linear_attention(TensorView<const float> q,
+                                 TensorView<const float> k,
+                                 TensorView<const float> v,
+                                 TensorView<float> out,
                                  const LinearOptions& options) {
   return run(q, k, v, out, options);
 }
 LinearAlgorithm linear_attention(TensorView<const bfloat16> q,
                                  TensorView<const bfloat16> k,
-                                 TensorView<const bfloat16> v, TensorView<bfloat16> out,
+                                 TensorView<const bfloat16> v,
+                                 TensorView<bfloat16> out,
                                  const LinearOptions& options) {
   return run(q, k, v, out, options);
 }
 LinearAlgorithm linear_attention(TensorView<const float16> q,
                                  TensorView<const float16> k,
-                                 TensorView<const float16> v, TensorView<float16> out,
+                                 TensorView<const float16> v,
+                                 TensorView<float16> out,
                                  const LinearOptions& options) {
   return run(q, k, v, out, options);
 }
@@ -182,7 +198,8 @@ LinearState::LinearState(int64_t batch, int64_t kv_heads, int64_t head_dim,
   const std::string fn = "attn::LinearState";
   const auto check = [&](const char* arg, int64_t x) {
     if (x < 1 || x > (int64_t{1} << 20)) {
-      throw Error(fn + ": " + arg + ": must be in [1, 2^20], got " + std::to_string(x));
+      throw Error(fn + ": " + arg + ": must be in [1, 2^20], got " +
+                  std::to_string(x));
     }
   };
   check("batch", batch);
@@ -192,8 +209,8 @@ LinearState::LinearState(int64_t batch, int64_t kv_heads, int64_t head_dim,
   check_options(options, head_dim, fn);
   const double floats = double(batch) * kv_heads * head_dim * (value_dim + 1);
   if (floats > double(int64_t{1} << 32)) {
-    throw Error(fn + ": the state would need " + std::to_string(floats * 4 / (1 << 30)) +
-                " GiB");
+    throw Error(fn + ": the state would need " +
+                std::to_string(floats * 4 / (1 << 30)) + " GiB");
   }
   impl_ = std::make_unique<Impl>();
   impl_->B = batch;
@@ -214,10 +231,12 @@ void LinearState::append(TensorView<const float> q, TensorView<const float> k,
   const char* fn = "attn::LinearState::append";
   const detail::Shape s = detail::validate_views(q, k, v, out, fn);
   const Impl& m = *impl_;
-  const auto expect = [&](const char* arg, const char* what, int64_t got, int64_t want) {
+  const auto expect = [&](const char* arg, const char* what, int64_t got,
+                          int64_t want) {
     if (got != want) {
       throw Error(std::string(fn) + ": " + arg + ": expected " + what + " " +
-                  std::to_string(want) + " (the state's), got " + std::to_string(got));
+                  std::to_string(want) + " (the state's), got " +
+                  std::to_string(got));
     }
   };
   expect("q", "batch", s.B, m.B);
@@ -225,7 +244,8 @@ void LinearState::append(TensorView<const float> q, TensorView<const float> k,
   expect("q", "head dim", s.D, m.D);
   expect("v", "value head dim", s.Dv, m.Dv);
   expect("k", "new tokens (as many as q's)", s.Skv, s.Sq);
-  detail::LinearProblem<float> p = detail::make_linear_problem<float>(m.options, s);
+  detail::LinearProblem<float> p =
+      detail::make_linear_problem<float>(m.options, s);
   p.q = q;
   p.k = k;
   p.v = v;
@@ -244,8 +264,9 @@ void LinearState::reset() {
 const float* LinearState::state(int64_t b, int64_t kv_head) const {
   const Impl& m = *impl_;
   if (b < 0 || b >= m.B || kv_head < 0 || kv_head >= m.Hkv) {
-    throw Error("attn::LinearState::state: (b, kv_head) = (" + std::to_string(b) + ", " +
-                std::to_string(kv_head) + ") outside [" + std::to_string(m.B) + ", " +
+    throw Error("attn::LinearState::state: (b, kv_head) = (" +
+                std::to_string(b) + ", " + std::to_string(kv_head) +
+                ") outside [" + std::to_string(m.B) + ", " +
                 std::to_string(m.Hkv) + ")");
   }
   return m.state.data() + (b * m.Hkv + kv_head) * m.D * (m.Dv + 1);

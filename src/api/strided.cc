@@ -48,14 +48,19 @@ std::optional<StridedPlan> plan_strided(const Params& p) {
       p.dropout.on()) {  // its parts renumber rows and keys
     return std::nullopt;
   }
-  StridedPlan plan{sh.Sq, sp->stride, sp->local, sp->local / sp->stride + 1,
-                   sp->causal || p.causal, {}};
+  StridedPlan plan{sh.Sq,
+                   sp->stride,
+                   sp->local,
+                   sp->local / sp->stride + 1,
+                   sp->causal || p.causal,
+                   {}};
   // Classes of one or two members: the tile walk does as well. (Value
   // heads beyond 1024 would overflow the merge's row buffer.)
   if (plan.S < 2 * plan.stride || sh.Dv > 1024) return std::nullopt;
   const int64_t rem = plan.S % plan.stride;
-  for (const StridedPlan::Group g : {StridedPlan::Group{0, rem, plan.S / plan.stride + 1},
-                                     StridedPlan::Group{rem, plan.stride, plan.S / plan.stride}}) {
+  for (const StridedPlan::Group g :
+       {StridedPlan::Group{0, rem, plan.S / plan.stride + 1},
+        StridedPlan::Group{rem, plan.stride, plan.S / plan.stride}}) {
     if (g.r1 > g.r0 && g.n > plan.m) plan.groups.push_back(g);
   }
   return plan;
@@ -82,7 +87,8 @@ kernels::FlashWork strided_work(const Params& p) {
   for (const StridedPlan::Group& g : plan->groups) {
     Params cls = p;
     cls.pattern = {};
-    cls.shape = {g.r1 - g.r0, sh.group(), 1, g.n - plan->m, g.n - plan->m, sh.D, sh.Dv};
+    cls.shape = {g.r1 - g.r0,   sh.group(), 1,    g.n - plan->m,
+                 g.n - plan->m, sh.D,       sh.Dv};
     cls.offset = 0;
     cls.causal = true;
     add(cls, sh.B * sh.Hkv);  // left part, per (b, KV head)
@@ -95,12 +101,14 @@ kernels::FlashWork strided_work(const Params& p) {
   return total;
 }
 
-bool strided_attention(const Problem<float>& pb, const AttentionOptions& options) {
+bool strided_attention(const Problem<float>& pb,
+                       const AttentionOptions& options) {
   const Params& p = pb.params;
   const Shape& sh = p.shape;
   const std::optional<StridedPlan> plan = plan_strided(p);
   if (!plan) return false;
-  const int64_t S = plan->S, stride = plan->stride, local = plan->local, m = plan->m;
+  const int64_t S = plan->S, stride = plan->stride, local = plan->local,
+                m = plan->m;
   const bool causal = plan->causal;
   const int64_t G = sh.group(), Dv = sh.Dv;
   const float neg_inf = -std::numeric_limits<float>::infinity();
@@ -116,12 +124,15 @@ bool strided_attention(const Problem<float>& pb, const AttentionOptions& options
   // the class attention itself.
   thread_local std::vector<float> buffer;
   const size_t lse_floats = static_cast<size_t>(parts * G * S);
-  const size_t need = lse_floats + static_cast<size_t>((parts - 1) * G * S * Dv);
+  const size_t need =
+      lse_floats + static_cast<size_t>((parts - 1) * G * S * Dv);
   if (buffer.size() < need) buffer.resize(need);
   float* const lse = buffer.data();
   float* const class_out = lse + lse_floats;
   const auto lse_part = [&](int part) { return lse + part * G * S; };
-  const auto out_part = [&](int part) { return class_out + (part - 1) * G * S * Dv; };
+  const auto out_part = [&](int part) {
+    return class_out + (part - 1) * G * S * Dv;
+  };
 
   for (int64_t b = 0; b < sh.B; ++b) {
     for (int64_t kvh = 0; kvh < sh.Hkv; ++kvh) {
@@ -190,7 +201,8 @@ bool strided_attention(const Problem<float>& pb, const AttentionOptions& options
               [&](int64_t part) -> const float* {
                 return part == 0 ? row : out_part(int(part)) + (g * S + i) * Dv;
               },
-              [&](int64_t part) { return lse_part(int(part))[g * S + i]; }, acc);
+              [&](int64_t part) { return lse_part(int(part))[g * S + i]; },
+              acc);
           std::copy(acc, acc + Dv, row);
           if (!pb.lse.empty()) pb.lse(b, kvh * G + g, i, 0) = merged;
         }

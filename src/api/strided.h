@@ -14,7 +14,8 @@ namespace attn::detail {
 // does not allow it (not flash; Sq != Skv; key lengths, masks, biases,
 // ALiBi or windows of its own; fewer than two class members), so the tile
 // walk runs it instead.
-bool strided_attention(const Problem<float>& problem, const AttentionOptions& options);
+bool strided_attention(const Problem<float>& problem,
+                       const AttentionOptions& options);
 
 // The tiles and scores strided_attention's flash calls visit for params,
 // or {-1, -1} when it would not take the call.

@@ -32,7 +32,9 @@ thread_local const char* entry_point = "attn::attention";
 // Sets entry_point for the duration of one check.
 class EntryPoint {
  public:
-  explicit EntryPoint(const char* name) : saved_(entry_point) { entry_point = name; }
+  explicit EntryPoint(const char* name) : saved_(entry_point) {
+    entry_point = name;
+  }
   ~EntryPoint() { entry_point = saved_; }
   EntryPoint(const EntryPoint&) = delete;
   EntryPoint& operator=(const EntryPoint&) = delete;
@@ -73,7 +75,8 @@ ByteRange check_view(const std::string& arg, const TensorView<T>& view,
   }
   // Each extent and stride is at most 2^40, but their products are not:
   // the span must stay inside what a process can address.
-  const std::optional<int64_t> last = last_offset(view.extents(), view.strides());
+  const std::optional<int64_t> last =
+      last_offset(view.extents(), view.strides());
   if (!last || *last >= kMaxSpanBytes / int64_t{sizeof(T)}) {
     fail(arg, "shape " + shape_str(view.extents()) + " with strides " +
                   shape_str(view.strides()) + " spans more than 2^48 bytes");
@@ -87,8 +90,9 @@ ByteRange check_view(const std::string& arg, const TensorView<T>& view,
 template <class T>
 void check_no_self_overlap(const std::string& arg, const TensorView<T>& view) {
   if (has_self_overlap(view.extents(), view.strides())) {
-    fail(arg, "strides make distinct elements share memory (an output "
-              "needs non-overlapping strides)");
+    fail(arg,
+         "strides make distinct elements share memory (an output "
+         "needs non-overlapping strides)");
   }
 }
 
@@ -126,15 +130,17 @@ TensorView<const T> broadcast(const std::string& arg, TensorView<const T> view,
 // Hq a multiple of Hkv.
 void check_group(const Shape& s, const std::string& kv_heads) {
   if (s.Hq % s.Hkv != 0) {
-    fail("q", "query heads (" + std::to_string(s.Hq) + ") must be a multiple of " +
-                  kv_heads + " (" + std::to_string(s.Hkv) + ")");
+    fail("q", "query heads (" + std::to_string(s.Hq) +
+                  ") must be a multiple of " + kv_heads + " (" +
+                  std::to_string(s.Hkv) + ")");
   }
 }
 
 // Hq a multiple of Hkv; out [B, Hq, Sq, Dv] and writable.
 template <class T>
 void check_group_and_out(const Shape& s, const TensorView<T>& out,
-                         const std::string& kv_heads, const std::string& dv_from) {
+                         const std::string& kv_heads,
+                         const std::string& dv_from) {
   check_group(s, kv_heads);
   check_extent("out", out.extents(), kBatch, s.B, "batch of q");
   check_extent("out", out.extents(), kHeads, s.Hq, "query heads of q");
@@ -144,8 +150,9 @@ void check_group_and_out(const Shape& s, const TensorView<T>& out,
 }
 
 // lse, when given: [B, Hq, Sq, 1], writable, clear of the other views.
-void check_lse(const TensorView<float>& lse, const Shape& s,
-               std::initializer_list<std::pair<const char*, ByteRange>> others) {
+void check_lse(
+    const TensorView<float>& lse, const Shape& s,
+    std::initializer_list<std::pair<const char*, ByteRange>> others) {
   if (lse.empty()) return;
   const ByteRange rl = check_view("lse", lse);
   const Extents want{s.B, s.Hq, s.Sq, 1};
@@ -270,12 +277,13 @@ void resolve_options(const AttentionOptions& o, Params& pr) {
   pr.dropout = detail::make_dropout(o.dropout_p, o.seed);
   if (o.num_threads < 0 || o.num_threads > kMaxThreads) {
     fail("options.num_threads",
-         "must be in [0, " + std::to_string(kMaxThreads) + "] (0 = all cores), got " + std::to_string(o.num_threads));
+         "must be in [0, " + std::to_string(kMaxThreads) +
+             "] (0 = all cores), got " + std::to_string(o.num_threads));
   }
   pr.num_threads = o.num_threads;
   if (o.kv_splits < 0) {
-    fail("options.kv_splits", "must be >= 0 (0 = automatic), got " +
-                                  std::to_string(o.kv_splits));
+    fail("options.kv_splits",
+         "must be >= 0 (0 = automatic), got " + std::to_string(o.kv_splits));
   }
   pr.kv_splits = o.kv_splits;
 }
@@ -339,9 +347,9 @@ Shape check_inputs(TensorView<const T> q, TensorView<const T> k,
   // k's head count is checked against q before v is compared with k, so a
   // wrong k is blamed on k, not on v.
   if (s.Hq % s.Hkv != 0 && v.extent(kHeads) != s.Hkv) {
-    fail("k", "KV heads (" + std::to_string(s.Hkv) + ") must divide the query heads (" +
-                  std::to_string(s.Hq) + ") and equal v's (" +
-                  std::to_string(v.extent(kHeads)) + ")");
+    fail("k", "KV heads (" + std::to_string(s.Hkv) +
+                  ") must divide the query heads (" + std::to_string(s.Hq) +
+                  ") and equal v's (" + std::to_string(v.extent(kHeads)) + ")");
   }
   check_group(s, "the KV heads of k");
   check_extent("v", v.extents(), kHeads, s.Hkv, "KV heads of k");
@@ -364,7 +372,8 @@ Params validate_params(TensorView<const T> q, TensorView<const T> k,
 
 template <class T>
 Shape validate_views(TensorView<const T> q, TensorView<const T> k,
-                     TensorView<const T> v, TensorView<T> out, const char* entry) {
+                     TensorView<const T> v, TensorView<T> out,
+                     const char* entry) {
   const EntryPoint named(entry);
   ByteRange ranges[3];
   const Shape s = check_inputs(q, k, v, ranges);
@@ -402,7 +411,6 @@ Problem<T> validate(TensorView<const T> q, TensorView<const T> k,
   p.lse = lse;
   return p;
 }
-
 
 namespace {
 
@@ -550,7 +558,8 @@ Problem<T> validate_cached(TensorView<const T> q, const CacheShape& cache,
   s.Skv = 0;
   for (int64_t len : sequence_lengths) s.Skv = std::max(s.Skv, len);
   check_extent("q", q.extents(), kDim, cache.D, "head dim of the cache");
-  check_group_and_out(s, out, "the cache's KV heads", "value head dim of the cache");
+  check_group_and_out(s, out, "the cache's KV heads",
+                      "value head dim of the cache");
   if (ro.overlaps(rq)) fail("out", "memory overlaps input q");
   check_lse(lse, s, {{"q", rq}, {"out", ro}});
 
@@ -559,11 +568,11 @@ Problem<T> validate_cached(TensorView<const T> q, const CacheShape& cache,
   key_lengths.assign(sequence_lengths.begin(), sequence_lengths.end());
   for (size_t b = 0; b < o.key_lengths.size(); ++b) {
     if (o.key_lengths[b] > sequence_lengths[b]) {
-      fail("options.key_lengths",
-           "entry " + std::to_string(b) + " is " +
-               std::to_string(o.key_lengths[b]) +
-               ", more than the sequence's " +
-               std::to_string(sequence_lengths[b]) + " cached tokens");
+      fail("options.key_lengths", "entry " + std::to_string(b) + " is " +
+                                      std::to_string(o.key_lengths[b]) +
+                                      ", more than the sequence's " +
+                                      std::to_string(sequence_lengths[b]) +
+                                      " cached tokens");
     }
     key_lengths[b] = o.key_lengths[b];
   }
@@ -576,25 +585,27 @@ Problem<T> validate_cached(TensorView<const T> q, const CacheShape& cache,
   return p;
 }
 
-#define ATTN_INSTANTIATE(T)                                                 \
-  template Problem<T> validate<T>(TensorView<const T>, TensorView<const T>, \
-                                  TensorView<const T>, TensorView<T>,       \
+#define ATTN_INSTANTIATE(T)                                                    \
+  template Problem<T> validate<T>(TensorView<const T>, TensorView<const T>,    \
+                                  TensorView<const T>, TensorView<T>,          \
                                   const AttentionOptions&, TensorView<float>); \
-  template Shape validate_views<T>(TensorView<const T>, TensorView<const T>, \
-                                   TensorView<const T>, TensorView<T>, const char*); \
+  template Shape validate_views<T>(TensorView<const T>, TensorView<const T>,   \
+                                   TensorView<const T>, TensorView<T>,         \
+                                   const char*);                               \
   template Params validate_params<T>(TensorView<const T>, TensorView<const T>, \
-                                     TensorView<const T>, const AttentionOptions&); \
-  template Problem<T> validate_cached<T>(                                   \
-      TensorView<const T>, const CacheShape&, std::span<const int64_t>,     \
-      TensorView<T>, const AttentionOptions&, TensorView<float>,            \
-      std::vector<int64_t>&);                                              \
-  template BackwardProblem<T> validate_backward<T>(                         \
-      TensorView<const T>, TensorView<const T>, TensorView<const T>,        \
-      TensorView<const T>, TensorView<const float>, TensorView<const T>,    \
-      TensorView<T>, TensorView<T>, TensorView<T>, const AttentionOptions&); \
-  template Shape validate_linear_backward<T>(                               \
-      TensorView<const T>, TensorView<const T>, TensorView<const T>,        \
-      TensorView<const T>, TensorView<T>, TensorView<T>, TensorView<T>,     \
+                                     TensorView<const T>,                      \
+                                     const AttentionOptions&);                 \
+  template Problem<T> validate_cached<T>(                                      \
+      TensorView<const T>, const CacheShape&, std::span<const int64_t>,        \
+      TensorView<T>, const AttentionOptions&, TensorView<float>,               \
+      std::vector<int64_t>&);                                                  \
+  template BackwardProblem<T> validate_backward<T>(                            \
+      TensorView<const T>, TensorView<const T>, TensorView<const T>,           \
+      TensorView<const T>, TensorView<const float>, TensorView<const T>,       \
+      TensorView<T>, TensorView<T>, TensorView<T>, const AttentionOptions&);   \
+  template Shape validate_linear_backward<T>(                                  \
+      TensorView<const T>, TensorView<const T>, TensorView<const T>,           \
+      TensorView<const T>, TensorView<T>, TensorView<T>, TensorView<T>,        \
       const char*);
 ATTN_INSTANTIATE(float)
 ATTN_INSTANTIATE(bfloat16)

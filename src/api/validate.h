@@ -25,7 +25,8 @@ Problem<T> validate(TensorView<const T> q, TensorView<const T> k,
 // entry points (`entry` names the function in messages); returns the shape.
 template <class T>
 Shape validate_views(TensorView<const T> q, TensorView<const T> k,
-                     TensorView<const T> v, TensorView<T> out, const char* entry);
+                     TensorView<const T> v, TensorView<T> out,
+                     const char* entry);
 
 // validate() without an output: the parameters a call with these inputs
 // and options would run with (for estimates; nothing is written).

@@ -124,7 +124,8 @@ void drop_page(KVCache::Impl& c, int32_t page) {
 // Copies page `from` to a fresh page in every layer; returns the new page.
 int32_t copy_page(KVCache::Impl& c, int32_t from) {
   const int32_t to = take_page(c);
-  const std::size_t rows = static_cast<std::size_t>(c.layout.Hkv * c.layout.page_size);
+  const std::size_t rows =
+      static_cast<std::size_t>(c.layout.Hkv * c.layout.page_size);
   for (auto& layer : c.layers) {
     std::memcpy(layer.k.get() + to * rows * c.D * c.element_bytes,
                 layer.k.get() + from * rows * c.D * c.element_bytes,
@@ -261,10 +262,11 @@ void append_impl(KVCache::Impl& c, int64_t layer, std::span<const int64_t> seqs,
         for (int64_t t = 0; t < n; ++t) {
           const int64_t pos = len + t;
           const int64_t r = c.layout.row(table[pos / P], h, pos % P);
-          const float sk =
-              detail::encode_row(kf.data() + (h * n + t) * c.D, c.D, kpool + r * c.D);
+          const float sk = detail::encode_row(kf.data() + (h * n + t) * c.D,
+                                              c.D, kpool + r * c.D);
           for (int64_t d = 0; d < c.Dv; ++d) row[d] = to_float(v(b, h, t, d));
-          const float sv = detail::encode_row(row.data(), c.Dv, vpool + r * c.Dv);
+          const float sv =
+              detail::encode_row(row.data(), c.Dv, vpool + r * c.Dv);
           if (ks != nullptr) {
             ks[r] = sk;
             vs[r] = sv;
@@ -279,7 +281,8 @@ void append_impl(KVCache::Impl& c, int64_t layer, std::span<const int64_t> seqs,
 }  // namespace
 
 std::size_t KVCache::Impl::page_bytes() const {
-  const std::size_t rows = static_cast<std::size_t>(layout.Hkv * layout.page_size);
+  const std::size_t rows =
+      static_cast<std::size_t>(layout.Hkv * layout.page_size);
   std::size_t bytes = rows * (D + Dv) * element_bytes;
   if (options.type == CacheType::kInt8) bytes += 2 * rows * sizeof(float);
   return bytes;
@@ -340,14 +343,16 @@ KVCache::KVCache(const KVCacheOptions& options)
   } else {
     c.layout.page_size = o.page_size;
     c.layout.table_width = (o.max_tokens + o.page_size - 1) / o.page_size;
-    if (o.num_pages == 0) o.num_pages = mul(o.max_sequences, c.layout.table_width);
+    if (o.num_pages == 0)
+      o.num_pages = mul(o.max_sequences, c.layout.table_width);
   }
   if (o.num_pages > (int64_t{1} << 31) - 1) {
     fail(where, "options.num_pages must be < 2^31, got " +
                     std::to_string(o.num_pages));
   }
   if ((c.layout.page_size & (c.layout.page_size - 1)) == 0) {
-    c.layout.page_shift = std::countr_zero(static_cast<uint64_t>(c.layout.page_size));
+    c.layout.page_shift =
+        std::countr_zero(static_cast<uint64_t>(c.layout.page_size));
   }
   const uint64_t rows = mul(mul(o.num_pages, c.layout.Hkv), c.layout.page_size);
   mul(mul(rows, c.D + c.Dv), c.element_bytes * o.num_layers);  // overflow check
@@ -457,9 +462,12 @@ void KVCache::read(int64_t sequence, int64_t layer, TensorView<float> k,
     const float* vs = reinterpret_cast<const float*>(pools.v_scales.get());
     for (int64_t h = 0; h < c.layout.Hkv; ++h) {
       for (int64_t t = 0; t < len; ++t) {
-        const int64_t r = c.layout.row(table[t / c.layout.page_size], h, t % c.layout.page_size);
-        detail::decode_row(kpool + r * c.D, c.D, ks ? ks[r] : 1.0f, k.row(0, h, t));
-        detail::decode_row(vpool + r * c.Dv, c.Dv, vs ? vs[r] : 1.0f, v.row(0, h, t));
+        const int64_t r = c.layout.row(table[t / c.layout.page_size], h,
+                                       t % c.layout.page_size);
+        detail::decode_row(kpool + r * c.D, c.D, ks ? ks[r] : 1.0f,
+                           k.row(0, h, t));
+        detail::decode_row(vpool + r * c.Dv, c.Dv, vs ? vs[r] : 1.0f,
+                           v.row(0, h, t));
       }
     }
   });

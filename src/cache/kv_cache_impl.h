@@ -41,9 +41,9 @@ struct KVCache::Impl {
   // tokens per layer.
   std::vector<uint8_t> alive;
   std::vector<int64_t> pages_held;
-  std::vector<int64_t> lengths;  // [max_sequences, num_layers]
-  std::vector<int32_t> tables;   // [max_sequences, table_width]
-  std::vector<int32_t> refcount;  // per page
+  std::vector<int64_t> lengths;     // [max_sequences, num_layers]
+  std::vector<int32_t> tables;      // [max_sequences, table_width]
+  std::vector<int32_t> refcount;    // per page
   std::vector<int32_t> free_pages;  // a stack; pages handed out from the back
   int64_t live = 0;
 

@@ -6,10 +6,14 @@ namespace attn {
 
 const char* cache_type_name(CacheType type) {
   switch (type) {
-    case CacheType::kFloat32: return "float32";
-    case CacheType::kBFloat16: return "bfloat16";
-    case CacheType::kFloat16: return "float16";
-    case CacheType::kInt8: return "int8";
+    case CacheType::kFloat32:
+      return "float32";
+    case CacheType::kBFloat16:
+      return "bfloat16";
+    case CacheType::kFloat16:
+      return "float16";
+    case CacheType::kInt8:
+      return "int8";
   }
   return "unknown";
 }
@@ -33,7 +37,9 @@ uint64_t kv_cache_bytes(int64_t layers, int64_t kv_heads, int64_t head_dim,
                   " must be >= 1, got " + std::to_string(args[i]));
     }
   }
-  const uint64_t elem = type == CacheType::kFloat32 ? 4 : type == CacheType::kInt8 ? 1 : 2;
+  const uint64_t elem = type == CacheType::kFloat32 ? 4
+                        : type == CacheType::kInt8  ? 1
+                                                    : 2;
   // Per token, layer and head: K and V rows, plus int8's two scales.
   uint64_t per_head_token = 2 * (uint64_t(head_dim) * elem);
   if (type == CacheType::kInt8) per_head_token += 2 * sizeof(float);

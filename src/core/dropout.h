@@ -26,7 +26,7 @@ inline uint64_t splitmix64(uint64_t x) {
 }
 
 struct Dropout {
-  float p = 0.0f;           // 0: off
+  float p = 0.0f;  // 0: off
   uint64_t seed = 0;
   uint32_t threshold = 0;   // floor(p * 2^32)
   float keep_scale = 1.0f;  // 1 / (1 - p)
@@ -39,7 +39,8 @@ struct Dropout {
     return splitmix64(r + static_cast<uint64_t>(i));
   }
   bool keep(uint64_t row_key, int64_t j) const {
-    return static_cast<uint32_t>(splitmix64(row_key + static_cast<uint64_t>(j)) >> 32) >=
+    return static_cast<uint32_t>(
+               splitmix64(row_key + static_cast<uint64_t>(j)) >> 32) >=
            threshold;
   }
   // Bit c set iff key j0 + c is kept, for c < n <= 64.

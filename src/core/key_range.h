@@ -21,12 +21,14 @@ struct KeyRange {
 // For batch b and query row i. Monotone in i: begin and end never decrease
 // as i grows, so a block of consecutive rows sees one interval of keys.
 inline KeyRange key_range(const Params& p, int64_t b, int64_t i) {
-  const int64_t pos = i + p.offset_of(b);  // within [-Sq, Skv + Sq]
+  const int64_t pos = i + p.offset_of(b);      // within [-Sq, Skv + Sq]
   const int64_t n = p.shape.Skv + p.shape.Sq;  // wider than any distance
   int64_t begin = 0, end = p.key_length(b);
   if (p.causal) end = std::min(end, pos + 1);
-  if (p.window_right >= 0) end = std::min(end, pos + std::min(p.window_right, n) + 1);
-  if (p.window_left >= 0) begin = std::max(begin, pos - std::min(p.window_left, n));
+  if (p.window_right >= 0)
+    end = std::min(end, pos + std::min(p.window_right, n) + 1);
+  if (p.window_left >= 0)
+    begin = std::max(begin, pos - std::min(p.window_left, n));
   return {begin, std::max(begin, end)};
 }
 

@@ -54,7 +54,8 @@ void phi_row(const LinearProblem<T>& p, const float* x, F* y, int64_t n) {
       }
       return;
     case FeatureMap::kRelu:
-      for (int64_t d = 0; d < n; ++d) y[d] = x[d] > 0 ? static_cast<F>(x[d]) : F(0);
+      for (int64_t d = 0; d < n; ++d)
+        y[d] = x[d] > 0 ? static_cast<F>(x[d]) : F(0);
       return;
     case FeatureMap::kCustom: {
       float tmp[1024];  // validation bounds D to 1024

@@ -39,7 +39,7 @@ struct Params {
   std::span<const float> alibi_slopes;  // empty or Hq
   TensorView<const bool> mask;
   TensorView<const float> bias;
-  std::span<const int64_t> key_lengths;    // empty or B
+  std::span<const int64_t> key_lengths;  // empty or B
   // Functor mask and score (attn/pattern.h); sees query positions.
   Pattern pattern;
   Algorithm algorithm = Algorithm::kAuto;  // never kAuto after validation

@@ -15,7 +15,8 @@ std::optional<int64_t> checked_numel(const Extents& extents) {
   return n;
 }
 
-std::optional<int64_t> last_offset(const Extents& extents, const Strides& strides) {
+std::optional<int64_t> last_offset(const Extents& extents,
+                                   const Strides& strides) {
   int64_t last = 0;
   for (int a = 0; a < 4; ++a) {
     if (extents[a] == 0) return 0;

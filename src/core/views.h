@@ -40,7 +40,8 @@ std::optional<int64_t> checked_numel(const Extents& extents);
 // The element offset of a view's last element, sum (e - 1) * s over axes
 // with e >= 1 (strides >= 0), or nullopt when it overflows; 0 for an empty
 // view.
-std::optional<int64_t> last_offset(const Extents& extents, const Strides& strides);
+std::optional<int64_t> last_offset(const Extents& extents,
+                                   const Strides& strides);
 
 // Whether a view of these extents and (non-negative) strides reaches one
 // element through two indices: such a view cannot be written to.
@@ -55,7 +56,8 @@ bool has_self_overlap(const Extents& extents, const Strides& strides);
 template <class T>
 bool interleaved_disjoint(const TensorView<T>& a, const TensorView<T>& b) {
   if (a.strides() != b.strides()) return false;
-  auto run_and_rest = [](const TensorView<T>& v, int64_t& run, int64_t& period) {
+  auto run_and_rest = [](const TensorView<T>& v, int64_t& run,
+                         int64_t& period) {
     run = v.extent(3);
     bool merged[4] = {false, false, false, true};
     for (bool grew = true; grew;) {
@@ -83,7 +85,8 @@ bool interleaved_disjoint(const TensorView<T>& a, const TensorView<T>& b) {
     return false;
   }
   const int64_t delta = static_cast<int64_t>(b.data() - a.data());
-  const int64_t off = ((delta % pa) + pa) % pa;  // b's run start within a period
+  const int64_t off =
+      ((delta % pa) + pa) % pa;  // b's run start within a period
   // a occupies [0, run_a), b [off, off + run_b), both modulo the period.
   return off >= run_a && off + run_b <= pa;
 }

@@ -46,13 +46,13 @@
 
 #include "hwy/cache_control.h"
 #include "hwy/highway.h"
+#include "src/core/key_range.h"
+#include "src/kernels/flash.h"
+#include "src/kernels/flash_bf16_dot.h"
+#include "src/kernels/kv_source.h"
 #include "src/kernels/micro_gemm-inl.h"
 #include "src/kernels/online_softmax-inl.h"
 #include "src/kernels/row_ops-inl.h"
-#include "src/kernels/flash.h"
-#include "src/kernels/flash_bf16_dot.h"
-#include "src/core/key_range.h"
-#include "src/kernels/kv_source.h"
 #include "src/kernels/tile_walk.h"
 
 HWY_BEFORE_NAMESPACE();
@@ -95,8 +95,10 @@ HWY_INLINE void PackKTransposed32(RowOf row, int64_t j_lo, int64_t j_hi,
       }
       // u[4g + c]: lane q holds column 4q + c of rows 4g .. 4g + 3.
       for (int g = 0; g < 4; ++g) {
-        const __m512d a = _mm512_castps_pd(t[4 * g]), bb = _mm512_castps_pd(t[4 * g + 2]);
-        const __m512d c = _mm512_castps_pd(t[4 * g + 1]), e = _mm512_castps_pd(t[4 * g + 3]);
+        const __m512d a = _mm512_castps_pd(t[4 * g]),
+                      bb = _mm512_castps_pd(t[4 * g + 2]);
+        const __m512d c = _mm512_castps_pd(t[4 * g + 1]),
+                      e = _mm512_castps_pd(t[4 * g + 3]);
         r[4 * g + 0] = _mm512_castpd_ps(_mm512_unpacklo_pd(a, bb));
         r[4 * g + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a, bb));
         r[4 * g + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(c, e));
@@ -108,14 +110,19 @@ HWY_INLINE void PackKTransposed32(RowOf row, int64_t j_lo, int64_t j_hi,
         const __m512 y01 = _mm512_shuffle_f32x4(r[8 + c], r[12 + c], 0x44);
         const __m512 x23 = _mm512_shuffle_f32x4(r[c], r[4 + c], 0xEE);
         const __m512 y23 = _mm512_shuffle_f32x4(r[8 + c], r[12 + c], 0xEE);
-        _mm512_storeu_ps(kt + (d + c) * kKeyTile + j, _mm512_shuffle_f32x4(x01, y01, 0x88));
-        _mm512_storeu_ps(kt + (d + 4 + c) * kKeyTile + j, _mm512_shuffle_f32x4(x01, y01, 0xDD));
-        _mm512_storeu_ps(kt + (d + 8 + c) * kKeyTile + j, _mm512_shuffle_f32x4(x23, y23, 0x88));
-        _mm512_storeu_ps(kt + (d + 12 + c) * kKeyTile + j, _mm512_shuffle_f32x4(x23, y23, 0xDD));
+        _mm512_storeu_ps(kt + (d + c) * kKeyTile + j,
+                         _mm512_shuffle_f32x4(x01, y01, 0x88));
+        _mm512_storeu_ps(kt + (d + 4 + c) * kKeyTile + j,
+                         _mm512_shuffle_f32x4(x01, y01, 0xDD));
+        _mm512_storeu_ps(kt + (d + 8 + c) * kKeyTile + j,
+                         _mm512_shuffle_f32x4(x23, y23, 0x88));
+        _mm512_storeu_ps(kt + (d + 12 + c) * kKeyTile + j,
+                         _mm512_shuffle_f32x4(x23, y23, 0xDD));
       }
     }
     for (int64_t d = dim16; d < dim; ++d) {
-      for (int x = 0; x < 16; ++x) kt[d * kKeyTile + j + x] = load32(rows[x] + d);
+      for (int x = 0; x < 16; ++x)
+        kt[d * kKeyTile + j + x] = load32(rows[x] + d);
     }
   }
   for (; j < j_hi; ++j) {
@@ -137,8 +144,10 @@ HWY_INLINE void QKRowsDirect4(const float* HWY_RESTRICT q, int64_t dim,
                               const float* const* krows, int64_t keys,
                               float* HWY_RESTRICT s) {
   for (int64_t j = 0; j < kKeyTile; j += 4) {
-    if (j >= keys || (!krows[j] && !krows[j + 1] && !krows[j + 2] && !krows[j + 3])) {
-      for (int r = 0; r < 4; ++r) _mm_storeu_ps(s + r * kKeyTile + j, _mm_setzero_ps());
+    if (j >= keys ||
+        (!krows[j] && !krows[j + 1] && !krows[j + 2] && !krows[j + 3])) {
+      for (int r = 0; r < 4; ++r)
+        _mm_storeu_ps(s + r * kKeyTile + j, _mm_setzero_ps());
       continue;
     }
     __m512 a[16];
@@ -152,7 +161,8 @@ HWY_INLINE void QKRowsDirect4(const float* HWY_RESTRICT q, int64_t dim,
       }
       for (int r = 0; r < 4; ++r) qv[r] = _mm512_loadu_ps(q + r * dim + d);
       for (int m = 0; m < 4; ++m) {
-        for (int r = 0; r < 4; ++r) a[4 * m + r] = _mm512_fmadd_ps(qv[r], kv[m], a[4 * m + r]);
+        for (int r = 0; r < 4; ++r)
+          a[4 * m + r] = _mm512_fmadd_ps(qv[r], kv[m], a[4 * m + r]);
       }
     }
     // 16 vectors -> 8: halves of 256 bits.
@@ -172,9 +182,11 @@ HWY_INLINE void QKRowsDirect4(const float* HWY_RESTRICT q, int64_t dim,
                                     _mm512_unpackhi_ps(c[0], c[1]));
     const __m512 d1 = _mm512_add_ps(_mm512_unpacklo_ps(c[2], c[3]),
                                     _mm512_unpackhi_ps(c[2], c[3]));
-    const __m512 e = _mm512_add_ps(
-        _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(d0), _mm512_castps_pd(d1))),
-        _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(d0), _mm512_castps_pd(d1))));
+    const __m512 e =
+        _mm512_add_ps(_mm512_castpd_ps(_mm512_unpacklo_pd(
+                          _mm512_castps_pd(d0), _mm512_castps_pd(d1))),
+                      _mm512_castpd_ps(_mm512_unpackhi_pd(
+                          _mm512_castps_pd(d0), _mm512_castps_pd(d1))));
     _mm_storeu_ps(s + 0 * kKeyTile + j, _mm512_extractf32x4_ps(e, 0));
     _mm_storeu_ps(s + 1 * kKeyTile + j, _mm512_extractf32x4_ps(e, 1));
     _mm_storeu_ps(s + 2 * kKeyTile + j, _mm512_extractf32x4_ps(e, 2));
@@ -222,7 +234,8 @@ void FlashItem(const detail::Problem<T>& pb, const Src& src,
   // PV path, where they are l's terms rounded to bfloat16.
   float* HWY_RESTRICT lw = reinterpret_cast<float*>(scratch + plan.lw);
   // Per row, the keys of the current tile it sees (bit j: key j0 + j).
-  uint64_t* HWY_RESTRICT keep = reinterpret_cast<uint64_t*>(scratch + plan.keep);
+  uint64_t* HWY_RESTRICT keep =
+      reinterpret_cast<uint64_t*>(scratch + plan.keep);
 
   const bool score_mods =
       p.softcap > 0.0f || !p.alibi_slopes.empty() || !p.bias.empty();
@@ -240,8 +253,8 @@ void FlashItem(const detail::Problem<T>& pb, const Src& src,
   constexpr float kLog2e = 1.4426950408889634f;
   const float log2_scale = p.scale * kLog2e;
 #if HWY_TARGET == HWY_AVX3 || HWY_TARGET == HWY_AVX3_DL
-  const bool dot = std::is_same_v<T, bfloat16> &&
-                   std::is_same_v<E, bfloat16> && plan.bf16_dot && D > 1;
+  const bool dot = std::is_same_v<T, bfloat16> && std::is_same_v<E, bfloat16> &&
+                   plan.bf16_dot && D > 1;
 #else
   const bool dot = false;
 #endif
@@ -347,7 +360,8 @@ void FlashItem(const detail::Problem<T>& pb, const Src& src,
     } else if (k_direct) {
       if constexpr (std::is_same_v<E, float>) {
         for (int64_t j = 0; j < kKeyTile; ++j) {
-          krows[j] = j >= t_begin - j0 && j < bc ? src.k_row(b, kvh, j0 + j) : nullptr;
+          krows[j] =
+              j >= t_begin - j0 && j < bc ? src.k_row(b, kvh, j0 + j) : nullptr;
         }
       }
     } else {
@@ -378,17 +392,19 @@ void FlashItem(const detail::Problem<T>& pb, const Src& src,
       // Keys outside [t_begin - j0, bc) read as zeros.
       const int64_t first = t_begin - j0;
       [[maybe_unused]] auto vrow = [&](int64_t j) -> const uint16_t* {
-        return j >= first && j < bc
-                   ? reinterpret_cast<const uint16_t*>(src.v_row(b, kvh, j0 + j))
-                   : nullptr;
+        return j >= first && j < bc ? reinterpret_cast<const uint16_t*>(
+                                          src.v_row(b, kvh, j0 + j))
+                                    : nullptr;
       };
       for (int64_t pr = 0; pr < (bc + 1) / 2; ++pr) {
 #if HWY_TARGET == HWY_AVX3 || HWY_TARGET == HWY_AVX3_DL
-        pack_value_pairs(vrow(2 * pr), vrow(2 * pr + 1), Dv, Dvp, Vp + pr * Dvp);
+        pack_value_pairs(vrow(2 * pr), vrow(2 * pr + 1), Dv, Dvp,
+                         Vp + pr * Dvp);
 #endif
       }
     } else if (v_direct) {
-      for (int64_t j = t_begin - j0; j < bc; ++j) vrows[j] = src.v_row(b, kvh, j0 + j);
+      for (int64_t j = t_begin - j0; j < bc; ++j)
+        vrows[j] = src.v_row(b, kvh, j0 + j);
     } else {
       for (int64_t j = 0; j < bc; ++j) {
         float* dst = V + j * Dvp;
@@ -495,9 +511,10 @@ void FlashItem(const detail::Problem<T>& pb, const Src& src,
         float* HWY_RESTRICT srow = S + r * kKeyTile;
         const VF keep_scale = hn::Set(df, p.dropout.keep_scale);
         for (int64_t c = 0; c < kKeyTile; c += static_cast<int64_t>(N)) {
-          hn::Store(hn::IfThenElseZero(KeepMask(df, bits, c),
-                                       hn::Mul(hn::Load(df, srow + c), keep_scale)),
-                    df, srow + c);
+          hn::Store(
+              hn::IfThenElseZero(KeepMask(df, bits, c),
+                                 hn::Mul(hn::Load(df, srow + c), keep_scale)),
+              df, srow + c);
         }
       }
     }
@@ -507,7 +524,8 @@ void FlashItem(const detail::Problem<T>& pb, const Src& src,
     if constexpr (std::is_same_v<E, int8_t>) {
       if (v_direct) {  // fold each value row's scale into its probabilities
         float vscale[kKeyTile];
-        for (int64_t j = first; j < bc; ++j) vscale[j] = src.v_scale(b, kvh, j0 + j);
+        for (int64_t j = first; j < bc; ++j)
+          vscale[j] = src.v_scale(b, kvh, j0 + j);
         for (int64_t r = 0; r < (four_rows ? 4 : rows_padded); ++r) {
           for (int64_t j = first; j < bc; ++j) S[r * kKeyTile + j] *= vscale[j];
         }
@@ -516,7 +534,8 @@ void FlashItem(const detail::Problem<T>& pb, const Src& src,
     const int64_t vecs_total = (v_direct ? Dv : Dvp) / static_cast<int64_t>(N);
     const auto pv_block = [&]<int R>(int64_t r) {
       for (int64_t c = 0; c < vecs_total; c += kVecs) {
-        const int vecs = static_cast<int>(std::min<int64_t>(kVecs, vecs_total - c));
+        const int vecs =
+            static_cast<int>(std::min<int64_t>(kVecs, vecs_total - c));
 #if HWY_TARGET == HWY_AVX3 || HWY_TARGET == HWY_AVX3_DL
         if (dot_pv) {
           pv_block_bf16_dot(Pp + r * (kKeyTile / 2), (bc + 1) / 2, Vp + c * N,
@@ -553,7 +572,8 @@ void FlashItem(const detail::Problem<T>& pb, const Src& src,
     // m is in log2 units: lse = ln 2 * m + ln l, in double and rounded
     // once (two float roundings at |lse| ~ 30 cost an ulp, 1.9e-6).
     const float row_lse =
-        any ? static_cast<float>(static_cast<double>(m[r]) * 0.6931471805599453 +
+        any ? static_cast<float>(static_cast<double>(m[r]) *
+                                     0.6931471805599453 +
                                  std::log(static_cast<double>(l[r])))
             : kNegInf;
     const float* orow = O + r * Dvp;

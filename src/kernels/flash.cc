@@ -42,9 +42,9 @@ void FlashItemF16(const detail::Problem<float16>& p, const FlashPlan& plan,
 HWY_AFTER_NAMESPACE();
 
 #if HWY_ONCE
-#include "src/util/cpu.h"
 #include "src/kernels/merge.h"
 #include "src/kernels/tile_walk.h"
+#include "src/util/cpu.h"
 #include "src/util/parallel.h"
 #include "src/util/workspace_impl.h"
 
@@ -92,7 +92,9 @@ void merge_partials(const detail::Problem<T>& pb, const FlashPlan& plan,
     for (int64_t r = 0; r < G * br; ++r) {
       const float lse = merge_row(
           plan.splits, Dv,
-          [&](int64_t s) { return partial + plan.partial_out(first + s) + r * Dv; },
+          [&](int64_t s) {
+            return partial + plan.partial_out(first + s) + r * Dv;
+          },
           [&](int64_t s) { return partial[plan.partial_lse(first + s) + r]; },
           acc);
       const int64_t h = kvh * G + r / br, i = i0 + r % br;
@@ -105,8 +107,8 @@ void merge_partials(const detail::Problem<T>& pb, const FlashPlan& plan,
 
 }  // namespace
 
-FlashPlan make_flash_plan(const detail::Shape& sh, Band band,
-                          int64_t splits, int64_t narrow) {
+FlashPlan make_flash_plan(const detail::Shape& sh, Band band, int64_t splits,
+                          int64_t narrow) {
   FlashPlan plan;
   const int64_t G = sh.group();
   // Causal or windowed calls on short sequences get smaller items: less of
@@ -192,10 +194,9 @@ void run_flash_items(const detail::Problem<T>& problem, const FlashPlan& plan,
       util::resolve_threads(problem.params.num_threads), plan.items));
   Workspace::Impl& impl = ws.impl();
   impl.reserve(threads, plan.bytes);
-  float* partial =
-      plan.splits > 1 ? reinterpret_cast<float*>(impl.shared(
-                            plan.partial_floats() * sizeof(float)))
-                      : nullptr;
+  float* partial = plan.splits > 1 ? reinterpret_cast<float*>(impl.shared(
+                                         plan.partial_floats() * sizeof(float)))
+                                   : nullptr;
   util::ParallelFor(plan.items, threads, [&](int64_t item, int worker) {
     fn(item, impl.slice(worker), partial);
   });
@@ -207,7 +208,8 @@ void flash_attention(const detail::Problem<T>& problem, Workspace* workspace,
                      int64_t splits) {
   const detail::Params& p = problem.params;
   FlashPlan plan = make_flash_plan(p, splits);
-  if constexpr (std::is_same_v<T, bfloat16>) plan.bf16_dot = util::cpu_has_avx512_bf16();
+  if constexpr (std::is_same_v<T, bfloat16>)
+    plan.bf16_dot = util::cpu_has_avx512_bf16();
   const auto fn = item_function<T>();
   run_flash_items<T>(
       problem, plan,
@@ -217,9 +219,9 @@ void flash_attention(const detail::Problem<T>& problem, Workspace* workspace,
       workspace);
 }
 
-#define ATTN_INSTANTIATE(T)                                                 \
-  template void flash_attention(const detail::Problem<T>&, Workspace*,     \
-                                int64_t);                                   \
+#define ATTN_INSTANTIATE(T)                                                  \
+  template void flash_attention(const detail::Problem<T>&, Workspace*,       \
+                                int64_t);                                    \
   template void run_flash_items(const detail::Problem<T>&, const FlashPlan&, \
                                 const FlashItemFn&, Workspace*);
 ATTN_INSTANTIATE(float)

@@ -7,8 +7,8 @@
 #include <functional>
 
 #include "attn/workspace.h"
-#include "src/core/problem.h"
 #include "src/core/key_range.h"
+#include "src/core/problem.h"
 #include "src/kernels/kv_source.h"
 
 namespace attn::kernels {
@@ -34,8 +34,8 @@ struct FlashPlan {
   int64_t rows_padded = 0;      // round_up(G * Br, kRowBlock)
   int64_t dv_padded = 0;        // round_up(Dv, kDvAlign)
   // Byte offsets into a worker's scratch slice.
-  std::size_t q = 0, kt = 0, kd = 0, v = 0, s = 0, o = 0, m = 0, l = 0,
-              lw = 0, ranges = 0, pp = 0, keep = 0;
+  std::size_t q = 0, kt = 0, kd = 0, v = 0, s = 0, o = 0, m = 0, l = 0, lw = 0,
+              ranges = 0, pp = 0, keep = 0;
   std::size_t bytes = 0;  // total per worker
   // Split-KV (the decode algorithm): the keys are cut into `splits` chunks
   // of split_keys keys (a multiple of kKeyTile); each (b, kv head, query
@@ -75,7 +75,8 @@ inline constexpr int64_t kMinSplitKeys = 512;
 // where smaller items visit fewer keys each.
 enum class Band { kNone, kWide, kNarrow };
 inline Band band(const detail::Params& p) {
-  const bool narrow_window = p.window_left >= 0 && p.window_left <= p.shape.Sq / 4;
+  const bool narrow_window =
+      p.window_left >= 0 && p.window_left <= p.shape.Sq / 4;
   if (narrow_window || p.pattern.has_mask()) return Band::kNarrow;
   const bool wide = p.causal || p.window_left >= 0 || p.window_right >= 0;
   return wide ? Band::kWide : Band::kNone;

@@ -41,9 +41,9 @@
 #include "hwy/foreach_target.h"  // IWYU pragma: keep
 // Must come after foreach_target.h.
 #include "hwy/highway.h"
+#include "src/kernels/flash_backward.h"
 #include "src/kernels/micro_gemm-inl.h"
 #include "src/kernels/row_ops-inl.h"
-#include "src/kernels/flash_backward.h"
 #include "src/util/parallel.h"
 
 #ifndef ATTN_SRC_KERNELS_FLASH_BACKWARD_PLAN_
@@ -61,8 +61,8 @@ struct BackwardPlan {
 
 // What every item shares.
 struct BackwardShared {
-  float* dq = nullptr;     // [B, Hq, Sq, Dp] accumulator
-  float* delta = nullptr;  // [B, Hq, Sq]
+  float* dq = nullptr;                   // [B, Hq, Sq, Dp] accumulator
+  float* delta = nullptr;                // [B, Hq, Sq]
   std::atomic<int64_t>* turn = nullptr;  // [B, Hq, q_blocks]: next key tile
 };
 
@@ -81,8 +81,8 @@ HWY_INLINE void GemmRows(DF df, const float* a, int64_t sm, int64_t sk,
                          int64_t kdim, const float* b, int64_t ldb,
                          int64_t ncols, float* c, int64_t ldc) {
   const int64_t N = static_cast<int64_t>(hn::Lanes(df));
-  MicroGemmCols<R>(df, a, sm, sk, 0, kdim, MatrixB{b, ldb}, 0, ncols / N, c, ldc,
-                   kAcc, kDotChain);
+  MicroGemmCols<R>(df, a, sm, sk, 0, kdim, MatrixB{b, ldb}, 0, ncols / N, c,
+                   ldc, kAcc, kDotChain);
 }
 
 // C[m, :ncols] (+)= sum_{k < kdim} A(m, k) B[k, :ncols] for m < rows, in
@@ -94,23 +94,36 @@ void Gemm(DF df, int64_t rows, const float* a, int64_t sm, int64_t sk,
   static_assert(kRowBlock == 6);
   int64_t m = 0;
   for (; m + 6 <= rows; m += 6) {
-    GemmRows<6, kAcc>(df, a + m * sm, sm, sk, kdim, b, ldb, ncols, c + m * ldc, ldc);
+    GemmRows<6, kAcc>(df, a + m * sm, sm, sk, kdim, b, ldb, ncols, c + m * ldc,
+                      ldc);
   }
   const float* am = a + m * sm;
   float* cm = c + m * ldc;
   switch (rows - m) {
-    case 1: GemmRows<1, kAcc>(df, am, sm, sk, kdim, b, ldb, ncols, cm, ldc); break;
-    case 2: GemmRows<2, kAcc>(df, am, sm, sk, kdim, b, ldb, ncols, cm, ldc); break;
-    case 3: GemmRows<3, kAcc>(df, am, sm, sk, kdim, b, ldb, ncols, cm, ldc); break;
-    case 4: GemmRows<4, kAcc>(df, am, sm, sk, kdim, b, ldb, ncols, cm, ldc); break;
-    case 5: GemmRows<5, kAcc>(df, am, sm, sk, kdim, b, ldb, ncols, cm, ldc); break;
-    default: break;
+    case 1:
+      GemmRows<1, kAcc>(df, am, sm, sk, kdim, b, ldb, ncols, cm, ldc);
+      break;
+    case 2:
+      GemmRows<2, kAcc>(df, am, sm, sk, kdim, b, ldb, ncols, cm, ldc);
+      break;
+    case 3:
+      GemmRows<3, kAcc>(df, am, sm, sk, kdim, b, ldb, ncols, cm, ldc);
+      break;
+    case 4:
+      GemmRows<4, kAcc>(df, am, sm, sk, kdim, b, ldb, ncols, cm, ldc);
+      break;
+    case 5:
+      GemmRows<5, kAcc>(df, am, sm, sk, kdim, b, ldb, ncols, cm, ldc);
+      break;
+    default:
+      break;
   }
 }
 
 template <class T>
-void BackwardItem(const detail::BackwardProblem<T>& pb, const BackwardPlan& plan,
-                  const BackwardShared& sh, int64_t item, std::byte* scratch) {
+void BackwardItem(const detail::BackwardProblem<T>& pb,
+                  const BackwardPlan& plan, const BackwardShared& sh,
+                  int64_t item, std::byte* scratch) {
   const DF df;
   const int64_t N = static_cast<int64_t>(hn::Lanes(df));
   const detail::Params& p = pb.params;
@@ -127,19 +140,20 @@ void BackwardItem(const detail::BackwardProblem<T>& pb, const BackwardPlan& plan
   auto buf = [&](std::size_t off) {
     return reinterpret_cast<float*>(scratch + off);
   };
-  float* HWY_RESTRICT Kt = buf(plan.kt);  // [Dp, 64]
-  float* HWY_RESTRICT Vt = buf(plan.vt);  // [Dvp, 64]
-  float* HWY_RESTRICT Kr = buf(plan.kr);  // [64, Dp]
-  float* HWY_RESTRICT dK = buf(plan.dk);  // [64, Dp]
-  float* HWY_RESTRICT dV = buf(plan.dv);  // [64, Dvp]
-  float* HWY_RESTRICT Q = buf(plan.q);    // [rows, Dp]
+  float* HWY_RESTRICT Kt = buf(plan.kt);    // [Dp, 64]
+  float* HWY_RESTRICT Vt = buf(plan.vt);    // [Dvp, 64]
+  float* HWY_RESTRICT Kr = buf(plan.kr);    // [64, Dp]
+  float* HWY_RESTRICT dK = buf(plan.dk);    // [64, Dp]
+  float* HWY_RESTRICT dV = buf(plan.dv);    // [64, Dvp]
+  float* HWY_RESTRICT Q = buf(plan.q);      // [rows, Dp]
   float* HWY_RESTRICT dO = buf(plan.dout);  // [rows, Dvp]
-  float* HWY_RESTRICT P = buf(plan.p);    // [rows, 64]: S, then P
-  float* HWY_RESTRICT dS = buf(plan.ds);  // [rows, 64]: dP, then dS
+  float* HWY_RESTRICT P = buf(plan.p);      // [rows, 64]: S, then P
+  float* HWY_RESTRICT dS = buf(plan.ds);    // [rows, 64]: dP, then dS
   float* HWY_RESTRICT F = buf(plan.f);    // [rows, 64]: ds/d(q.k), general path
   float* HWY_RESTRICT dQ = buf(plan.dq);  // [rows, Dp]
   float* HWY_RESTRICT Z = buf(plan.z);    // [64]: one row's dropout factors
-  uint64_t* HWY_RESTRICT keep = reinterpret_cast<uint64_t*>(scratch + plan.keep);
+  uint64_t* HWY_RESTRICT keep =
+      reinterpret_cast<uint64_t*>(scratch + plan.keep);
 
   // The tile: K rows, K and V transposed (keys past Skv and dims past D
   // stay zero); dK and dV cleared.
@@ -160,7 +174,8 @@ void BackwardItem(const detail::BackwardProblem<T>& pb, const BackwardPlan& plan
 
   const bool direct = std::is_same_v<T, float> && Dp == D && Dvp == Dv;
   const bool general = p.softcap > 0.0f || !p.alibi_slopes.empty() ||
-                       !p.bias.empty() || !p.mask.empty() || p.pattern.has_score();
+                       !p.bias.empty() || !p.mask.empty() ||
+                       p.pattern.has_score();
   const float c1 = p.scale * kLog2e;
   const VF vc1 = hn::Set(df, c1);
   const VF vscale = hn::Set(df, p.scale);
@@ -172,7 +187,8 @@ void BackwardItem(const detail::BackwardProblem<T>& pb, const BackwardPlan& plan
       const int64_t br = std::min(kBackwardRows, s.Sq - i0);
       const int64_t pos0 = i0 + p.offset_of(b);
       // Does any row of the block see a key of the tile?
-      const KeyRange first = key_range(p, b, i0), last = key_range(p, b, i0 + br - 1);
+      const KeyRange first = key_range(p, b, i0),
+                     last = key_range(p, b, i0 + br - 1);
       TileKind kind = TileKind::kEmpty;
       if (std::max(first.begin, j0) < std::min(last.end, j0 + bc)) {
         kind = p.pattern.classify(b, h, pos0, pos0 + br, j0, j0 + bc);
@@ -184,7 +200,8 @@ void BackwardItem(const detail::BackwardProblem<T>& pb, const BackwardPlan& plan
           const KeyRange kr = key_range(p, b, i);
           uint64_t bits = key_bits(kr.begin - j0, std::min(kr.end - j0, bc));
           if (bits != 0 && kind == TileKind::kPartial) {
-            bits &= p.pattern.mask_bits(b, h, pos0 + r, j0, static_cast<int>(bc));
+            bits &=
+                p.pattern.mask_bits(b, h, pos0 + r, j0, static_cast<int>(bc));
           }
           if (pb.lse(b, h, i, 0) == kNegInf) bits = 0;
           keep[r] = bits;
@@ -194,7 +211,8 @@ void BackwardItem(const detail::BackwardProblem<T>& pb, const BackwardPlan& plan
       std::atomic<int64_t>& turn = sh.turn[(b * s.Hq + h) * plan.q_blocks + qb];
       if (!any) {  // pass this block's turn on
         int64_t spins = 0;
-        while (turn.load(std::memory_order_acquire) != tile) util::SpinPause(spins);
+        while (turn.load(std::memory_order_acquire) != tile)
+          util::SpinPause(spins);
         turn.store(tile + 1, std::memory_order_release);
         continue;
       }
@@ -223,7 +241,8 @@ void BackwardItem(const detail::BackwardProblem<T>& pb, const BackwardPlan& plan
       }
       // S = Q Kt, dP = dO Vt.
       Gemm<false>(df, br, Qb, ldq, 1, Dp, Kt, kKeyTile, kKeyTile, P, kKeyTile);
-      Gemm<false>(df, br, dOb, ldo, 1, Dvp, Vt, kKeyTile, kKeyTile, dS, kKeyTile);
+      Gemm<false>(df, br, dOb, ldo, 1, Dvp, Vt, kKeyTile, kKeyTile, dS,
+                  kKeyTile);
       // P, then dS = P (dP - Delta) ds/d(q.k).
       for (int64_t r = 0; r < br; ++r) {
         float* HWY_RESTRICT prow = P + r * kKeyTile;
@@ -238,17 +257,19 @@ void BackwardItem(const detail::BackwardProblem<T>& pb, const BackwardPlan& plan
         const float lse = pb.lse(b, h, i, 0);
         const VF delta = hn::Set(df, sh.delta[(b * s.Hq + h) * s.Sq + i]);
         if (p.dropout.on()) {  // factors z: 0 or 1 / (1 - p) per key
-          const uint64_t kept = DropoutKeepBits(p.dropout, p.dropout.row(b, h, i),
-                                                j0, static_cast<int>(bc));
+          const uint64_t kept = DropoutKeepBits(
+              p.dropout, p.dropout.row(b, h, i), j0, static_cast<int>(bc));
           const VF keep_scale = hn::Set(df, p.dropout.keep_scale);
           for (int64_t c = 0; c < kKeyTile; c += N) {
-            hn::Store(hn::IfThenElseZero(KeepMask(df, kept, c), keep_scale), df, Z + c);
+            hn::Store(hn::IfThenElseZero(KeepMask(df, kept, c), keep_scale), df,
+                      Z + c);
           }
         }
         if (!general) {
           const VF lse2 = hn::Set(df, lse * kLog2e);
           for (int64_t c = 0; c < kKeyTile; c += N) {
-            const VF e = Exp2(df, hn::MulSub(hn::Load(df, prow + c), vc1, lse2));
+            const VF e =
+                Exp2(df, hn::MulSub(hn::Load(df, prow + c), vc1, lse2));
             const VF pv = hn::IfThenElseZero(KeepMask(df, bits, c), e);
             VF dp = hn::Load(df, dsrow + c);
             if (p.dropout.on()) {
@@ -258,14 +279,16 @@ void BackwardItem(const detail::BackwardProblem<T>& pb, const BackwardPlan& plan
             } else {
               hn::Store(pv, df, prow + c);
             }
-            hn::Store(hn::Mul(hn::Mul(pv, hn::Sub(dp, delta)), vscale), df, dsrow + c);
+            hn::Store(hn::Mul(hn::Mul(pv, hn::Sub(dp, delta)), vscale), df,
+                      dsrow + c);
           }
           continue;
         }
         float* HWY_RESTRICT frow = F + r * kKeyTile;
         for (int64_t c = 0; c < kKeyTile; ++c) {
           const int64_t j = j0 + c;
-          if (((bits >> c) & 1) == 0 || (!p.mask.empty() && !p.mask(b, h, i, j))) {
+          if (((bits >> c) & 1) == 0 ||
+              (!p.mask.empty() && !p.mask(b, h, i, j))) {
             prow[c] = 0.0f;
             frow[c] = 0.0f;
             continue;
@@ -293,8 +316,9 @@ void BackwardItem(const detail::BackwardProblem<T>& pb, const BackwardPlan& plan
             dp = hn::Mul(dp, z);
             hn::Store(hn::Mul(pv, z), df, prow + c);
           }
-          hn::Store(hn::Mul(hn::Mul(pv, hn::Sub(dp, delta)), hn::Load(df, frow + c)),
-                    df, dsrow + c);
+          hn::Store(
+              hn::Mul(hn::Mul(pv, hn::Sub(dp, delta)), hn::Load(df, frow + c)),
+              df, dsrow + c);
         }
       }
       // dV += P^T dO, dK += dS^T Q (rows: the tile's keys), dQ = dS K.
@@ -304,10 +328,12 @@ void BackwardItem(const detail::BackwardProblem<T>& pb, const BackwardPlan& plan
 
       // Add to the shared dQ in key-tile order.
       int64_t spins = 0;
-      while (turn.load(std::memory_order_acquire) != tile) util::SpinPause(spins);
+      while (turn.load(std::memory_order_acquire) != tile)
+        util::SpinPause(spins);
       float* acc = sh.dq + ((b * s.Hq + h) * s.Sq + i0) * Dp;
       for (int64_t x = 0; x < br * Dp; x += N) {
-        hn::Store(hn::Add(hn::Load(df, acc + x), hn::Load(df, dQ + x)), df, acc + x);
+        hn::Store(hn::Add(hn::Load(df, acc + x), hn::Load(df, dQ + x)), df,
+                  acc + x);
       }
       turn.store(tile + 1, std::memory_order_release);
     }
@@ -413,8 +439,8 @@ void flash_attention_backward(const detail::BackwardProblem<T>& pb,
 
   // Shared: the dQ accumulator and Delta.
   const int64_t rows = s.B * s.Hq * s.Sq;
-  float* shared = reinterpret_cast<float*>(
-      impl.shared(static_cast<std::size_t>(rows * (plan.Dp + 1)) * sizeof(float)));
+  float* shared = reinterpret_cast<float*>(impl.shared(
+      static_cast<std::size_t>(rows * (plan.Dp + 1)) * sizeof(float)));
   BackwardShared sh;
   sh.dq = shared;
   sh.delta = shared + rows * plan.Dp;
@@ -425,12 +451,14 @@ void flash_attention_backward(const detail::BackwardProblem<T>& pb,
   // Delta_i = dO_i . O_i; dQ accumulator cleared.
   util::ParallelFor(s.B * s.Hq, threads, [&](int64_t bh, int) {
     const int64_t b = bh / s.Hq, h = bh % s.Hq;
-    std::fill(sh.dq + bh * s.Sq * plan.Dp, sh.dq + (bh + 1) * s.Sq * plan.Dp, 0.0f);
+    std::fill(sh.dq + bh * s.Sq * plan.Dp, sh.dq + (bh + 1) * s.Sq * plan.Dp,
+              0.0f);
     for (int64_t i = 0; i < s.Sq; ++i) {
       const T* o = pb.out.row(b, h, i);
       const T* dout = pb.dout.row(b, h, i);
       float delta = 0.0f;
-      for (int64_t d = 0; d < s.Dv; ++d) delta += to_float(dout[d]) * to_float(o[d]);
+      for (int64_t d = 0; d < s.Dv; ++d)
+        delta += to_float(dout[d]) * to_float(o[d]);
       sh.delta[bh * s.Sq + i] = delta;
     }
   });

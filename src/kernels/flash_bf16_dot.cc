@@ -22,13 +22,15 @@ __attribute__((target("avx512f,avx512bf16"))) void qk_block_bf16_dot(
       k[c] = (__m512bh)_mm512_loadu_si512(kp + p * kKeyTile + c * 16);
     }
     for (int r = 0; r < R; ++r) {
-      const __m512bh qv = (__m512bh)_mm512_set1_epi32(
-          static_cast<int>(q[r * pairs + p]));
-      for (int c = 0; c < C; ++c) acc[r][c] = _mm512_dpbf16_ps(acc[r][c], qv, k[c]);
+      const __m512bh qv =
+          (__m512bh)_mm512_set1_epi32(static_cast<int>(q[r * pairs + p]));
+      for (int c = 0; c < C; ++c)
+        acc[r][c] = _mm512_dpbf16_ps(acc[r][c], qv, k[c]);
     }
   }
   for (int r = 0; r < R; ++r)
-    for (int c = 0; c < C; ++c) _mm512_storeu_ps(s + r * kKeyTile + c * 16, acc[r][c]);
+    for (int c = 0; c < C; ++c)
+      _mm512_storeu_ps(s + r * kKeyTile + c * 16, acc[r][c]);
 }
 
 __attribute__((target("avx512f,avx512bf16"))) void pack_probability_pairs(
@@ -50,18 +52,20 @@ __attribute__((target("avx512f,avx512bw"))) void pack_value_pairs(
   // Word indices into (a | b): a0 b0 a1 b1 ... for the first 16 pairs and
   // a16 b16 ... for the next 16 (b's words are numbered from 32).
   alignas(64) static const uint16_t kLo[32] = {
-      0, 32, 1, 33, 2, 34, 3, 35, 4, 36, 5, 37, 6, 38, 7, 39,
+      0, 32, 1, 33, 2,  34, 3,  35, 4,  36, 5,  37, 6,  38, 7,  39,
       8, 40, 9, 41, 10, 42, 11, 43, 12, 44, 13, 45, 14, 46, 15, 47};
   alignas(64) static const uint16_t kHi[32] = {
       16, 48, 17, 49, 18, 50, 19, 51, 20, 52, 21, 53, 22, 54, 23, 55,
       24, 56, 25, 57, 26, 58, 27, 59, 28, 60, 29, 61, 30, 62, 31, 63};
-  const __m512i lo_idx = _mm512_load_si512(kLo), hi_idx = _mm512_load_si512(kHi);
+  const __m512i lo_idx = _mm512_load_si512(kLo),
+                hi_idx = _mm512_load_si512(kHi);
   int64_t d = 0;
   for (; d + 32 <= n; d += 32) {
     const __m512i va = a ? _mm512_loadu_si512(a + d) : _mm512_setzero_si512();
     const __m512i vb = b ? _mm512_loadu_si512(b + d) : _mm512_setzero_si512();
     _mm512_storeu_si512(dst + d, _mm512_permutex2var_epi16(va, lo_idx, vb));
-    _mm512_storeu_si512(dst + d + 16, _mm512_permutex2var_epi16(va, hi_idx, vb));
+    _mm512_storeu_si512(dst + d + 16,
+                        _mm512_permutex2var_epi16(va, hi_idx, vb));
   }
   for (; d < n; ++d) {
     dst[d] = (a ? a[d] : 0u) | (static_cast<uint32_t>(b ? b[d] : 0u) << 16);
@@ -78,7 +82,8 @@ __attribute__((target("avx512f,avx512bf16"))) inline void pv_block(
   constexpr int R = kRowBlock;
   __m512 acc[R][C];
   for (int r = 0; r < R; ++r)
-    for (int c = 0; c < C; ++c) acc[r][c] = _mm512_loadu_ps(o + r * dvp + c * 16);
+    for (int c = 0; c < C; ++c)
+      acc[r][c] = _mm512_loadu_ps(o + r * dvp + c * 16);
   for (int64_t p = 0; p < pairs; ++p) {
     __m512bh v[C];
     for (int c = 0; c < C; ++c) {
@@ -87,11 +92,13 @@ __attribute__((target("avx512f,avx512bf16"))) inline void pv_block(
     for (int r = 0; r < R; ++r) {
       const __m512bh pv = (__m512bh)_mm512_set1_epi32(
           static_cast<int>(pp[r * (kKeyTile / 2) + p]));
-      for (int c = 0; c < C; ++c) acc[r][c] = _mm512_dpbf16_ps(acc[r][c], pv, v[c]);
+      for (int c = 0; c < C; ++c)
+        acc[r][c] = _mm512_dpbf16_ps(acc[r][c], pv, v[c]);
     }
   }
   for (int r = 0; r < R; ++r)
-    for (int c = 0; c < C; ++c) _mm512_storeu_ps(o + r * dvp + c * 16, acc[r][c]);
+    for (int c = 0; c < C; ++c)
+      _mm512_storeu_ps(o + r * dvp + c * 16, acc[r][c]);
 }
 
 }  // namespace
@@ -99,10 +106,14 @@ __attribute__((target("avx512f,avx512bf16"))) inline void pv_block(
 void pv_block_bf16_dot(const uint32_t* pp, int64_t pairs, const uint32_t* vp,
                        int64_t dvp, int vecs, float* o) {
   switch (vecs) {
-    case 1: return pv_block<1>(pp, pairs, vp, dvp, o);
-    case 2: return pv_block<2>(pp, pairs, vp, dvp, o);
-    case 3: return pv_block<3>(pp, pairs, vp, dvp, o);
-    default: return pv_block<4>(pp, pairs, vp, dvp, o);
+    case 1:
+      return pv_block<1>(pp, pairs, vp, dvp, o);
+    case 2:
+      return pv_block<2>(pp, pairs, vp, dvp, o);
+    case 3:
+      return pv_block<3>(pp, pairs, vp, dvp, o);
+    default:
+      return pv_block<4>(pp, pairs, vp, dvp, o);
   }
 }
 

@@ -19,7 +19,8 @@ void qk_block_bf16_dot(const uint32_t* q, int64_t pairs, const uint32_t* kp,
 
 // Packs R = kRowBlock rows of kKeyTile probabilities, already rounded to
 // bfloat16 values, as bfloat16 pairs along the keys: pp[r, p] holds keys
-// 2p (low half) and 2p + 1.   p: [kRowBlock, kKeyTile]   pp: [kRowBlock, kKeyTile / 2]
+// 2p (low half) and 2p + 1.   p: [kRowBlock, kKeyTile]   pp: [kRowBlock,
+// kKeyTile / 2]
 void pack_probability_pairs(const float* p, uint32_t* pp);
 
 // O[r, 0 .. vecs * 16) += sum_p dot(pp[r, p], vp[p, :]) for r < kRowBlock,

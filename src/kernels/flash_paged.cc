@@ -13,11 +13,11 @@ HWY_BEFORE_NAMESPACE();
 namespace attn::kernels {
 namespace HWY_NAMESPACE {
 
-#define ATTN_PAGED_ITEM(NAME, T, E)                                        \
-  void NAME(const detail::Problem<T>& p, const PagedKV<E>& kv,             \
-            const FlashPlan& plan, int64_t item, std::byte* scratch,       \
-            float* partial) {                                              \
-    FlashItem(p, kv, plan, item, scratch, partial);                        \
+#define ATTN_PAGED_ITEM(NAME, T, E)                                  \
+  void NAME(const detail::Problem<T>& p, const PagedKV<E>& kv,       \
+            const FlashPlan& plan, int64_t item, std::byte* scratch, \
+            float* partial) {                                        \
+    FlashItem(p, kv, plan, item, scratch, partial);                  \
   }
 ATTN_PAGED_ITEM(PagedF32F32, float, float)
 ATTN_PAGED_ITEM(PagedF32BF16, float, bfloat16)
@@ -51,13 +51,15 @@ auto paged_item_function() {
   if (!chosen.IsInitialized()) chosen.Update(hwy::SupportedTargets());
   if constexpr (std::is_same_v<T, float> && std::is_same_v<E, float>) {
     return &HWY_DYNAMIC_DISPATCH(PagedF32F32);
-  } else if constexpr (std::is_same_v<T, float> && std::is_same_v<E, bfloat16>) {
+  } else if constexpr (std::is_same_v<T, float> &&
+                       std::is_same_v<E, bfloat16>) {
     return &HWY_DYNAMIC_DISPATCH(PagedF32BF16);
   } else if constexpr (std::is_same_v<T, float> && std::is_same_v<E, float16>) {
     return &HWY_DYNAMIC_DISPATCH(PagedF32F16);
   } else if constexpr (std::is_same_v<T, float> && std::is_same_v<E, int8_t>) {
     return &HWY_DYNAMIC_DISPATCH(PagedF32I8);
-  } else if constexpr (std::is_same_v<T, bfloat16> && std::is_same_v<E, bfloat16>) {
+  } else if constexpr (std::is_same_v<T, bfloat16> &&
+                       std::is_same_v<E, bfloat16>) {
     return &HWY_DYNAMIC_DISPATCH(PagedBF16BF16);
   } else {
     static_assert(std::is_same_v<T, float16> && std::is_same_v<E, float16>,
@@ -74,7 +76,8 @@ void flash_attention_paged(const detail::Problem<T>& problem,
                            int64_t splits) {
   const detail::Params& p = problem.params;
   FlashPlan plan = make_flash_plan(p, splits);
-  if constexpr (std::is_same_v<T, bfloat16>) plan.bf16_dot = util::cpu_has_avx512_bf16();
+  if constexpr (std::is_same_v<T, bfloat16>)
+    plan.bf16_dot = util::cpu_has_avx512_bf16();
   const auto fn = paged_item_function<T, E>();
   run_flash_items<T>(
       problem, plan,
@@ -87,15 +90,20 @@ void flash_attention_paged(const detail::Problem<T>& problem,
 template void flash_attention_paged(const detail::Problem<float>&,
                                     const PagedKV<float>&, Workspace*, int64_t);
 template void flash_attention_paged(const detail::Problem<float>&,
-                                    const PagedKV<bfloat16>&, Workspace*, int64_t);
+                                    const PagedKV<bfloat16>&, Workspace*,
+                                    int64_t);
 template void flash_attention_paged(const detail::Problem<float>&,
-                                    const PagedKV<float16>&, Workspace*, int64_t);
+                                    const PagedKV<float16>&, Workspace*,
+                                    int64_t);
 template void flash_attention_paged(const detail::Problem<float>&,
-                                    const PagedKV<int8_t>&, Workspace*, int64_t);
+                                    const PagedKV<int8_t>&, Workspace*,
+                                    int64_t);
 template void flash_attention_paged(const detail::Problem<bfloat16>&,
-                                    const PagedKV<bfloat16>&, Workspace*, int64_t);
+                                    const PagedKV<bfloat16>&, Workspace*,
+                                    int64_t);
 template void flash_attention_paged(const detail::Problem<float16>&,
-                                    const PagedKV<float16>&, Workspace*, int64_t);
+                                    const PagedKV<float16>&, Workspace*,
+                                    int64_t);
 
 }  // namespace attn::kernels
 #endif  // HWY_ONCE

@@ -26,8 +26,12 @@ struct ViewKV {
   using Element = E;
   TensorView<const E> k, v;
 
-  const E* k_row(int64_t b, int64_t h, int64_t j) const { return k.row(b, h, j); }
-  const E* v_row(int64_t b, int64_t h, int64_t j) const { return v.row(b, h, j); }
+  const E* k_row(int64_t b, int64_t h, int64_t j) const {
+    return k.row(b, h, j);
+  }
+  const E* v_row(int64_t b, int64_t h, int64_t j) const {
+    return v.row(b, h, j);
+  }
   float k_scale(int64_t, int64_t, int64_t) const { return 1.0f; }
   float v_scale(int64_t, int64_t, int64_t) const { return 1.0f; }
 };
@@ -35,8 +39,8 @@ struct ViewKV {
 template <class E>
 struct PagedKV {
   using Element = E;
-  const E* k = nullptr;  // [pages, Hkv, P, D]
-  const E* v = nullptr;  // [pages, Hkv, P, Dv]
+  const E* k = nullptr;             // [pages, Hkv, P, D]
+  const E* v = nullptr;             // [pages, Hkv, P, Dv]
   const float* k_scales = nullptr;  // [pages, Hkv, P], int8 only
   const float* v_scales = nullptr;
   // The cache's block tables [sequences, table_width] (page numbers), the
@@ -50,8 +54,12 @@ struct PagedKV {
   int64_t slot(int64_t b, int64_t h, int64_t j) const {
     return layout.token_row(layout.table_of(tables, sequences[b]), h, j);
   }
-  const E* k_row(int64_t b, int64_t h, int64_t j) const { return k + slot(b, h, j) * D; }
-  const E* v_row(int64_t b, int64_t h, int64_t j) const { return v + slot(b, h, j) * Dv; }
+  const E* k_row(int64_t b, int64_t h, int64_t j) const {
+    return k + slot(b, h, j) * D;
+  }
+  const E* v_row(int64_t b, int64_t h, int64_t j) const {
+    return v + slot(b, h, j) * Dv;
+  }
   // 1 for every type but int8 (whose scale arrays exist only then).
   float k_scale(int64_t b, int64_t h, int64_t j) const {
     if constexpr (std::is_same_v<E, int8_t>) return k_scales[slot(b, h, j)];

@@ -1,7 +1,7 @@
 // Linear attention, chunked (attn/linear.h):
 //
 //   out_i = phi(q_i)^T S_i / (phi(q_i) . z_i + eps)
-//   S_i = sum_{j in keys(i)} phi(k_j) v_j^T   [D, Dv],   z_i = sum phi(k_j)  [D]
+//   S_i = sum_{j in keys(i)} phi(k_j) v_j^T   [D, Dv],   z_i = sum phi(k_j) [D]
 //
 // The keys of each (b, KV head) are cut into segments of whole chunks (C =
 // 64 keys; about 16 segments, a function of the shape only, so results do
@@ -64,7 +64,8 @@ HWY_INLINE float Dot(const float* HWY_RESTRICT a, const float* HWY_RESTRICT b,
   const int64_t N = static_cast<int64_t>(hn::Lanes(df));
   auto acc = hn::Zero(df);
   int64_t i = 0;
-  for (; i + N <= n; i += N) acc = hn::MulAdd(hn::LoadU(df, a + i), hn::LoadU(df, b + i), acc);
+  for (; i + N <= n; i += N)
+    acc = hn::MulAdd(hn::LoadU(df, a + i), hn::LoadU(df, b + i), acc);
   float sum = hn::GetLane(hn::SumOfLanes(df, acc));
   for (; i < n; ++i) sum += a[i] * b[i];
   return sum;
@@ -75,9 +76,9 @@ HWY_INLINE float Dot(const float* HWY_RESTRICT a, const float* HWY_RESTRICT b,
 constexpr int kRows = 4;
 
 template <int R>
-HWY_INLINE void ProductRows(const float* A, int64_t lda, int64_t K, const float* B,
-                            int64_t ldb, float* C, int64_t ldc, int64_t vecs,
-                            bool add) {
+HWY_INLINE void ProductRows(const float* A, int64_t lda, int64_t K,
+                            const float* B, int64_t ldb, float* C, int64_t ldc,
+                            int64_t vecs, bool add) {
   MicroGemmCols<R>(DF(), A, lda, 1, 0, K, MatrixB{B, ldb}, 0, vecs, C, ldc, add,
                    kDotChain);
 }
@@ -90,7 +91,8 @@ HWY_INLINE void Product(const float* A, int64_t lda, int64_t M, int64_t K,
   const int64_t vecs = cols / static_cast<int64_t>(hn::Lanes(DF()));
   int64_t r = 0;
   for (; r + kRows <= M; r += kRows) {
-    ProductRows<kRows>(A + r * lda, lda, K, B, ldb, C + r * ldc, ldc, vecs, add);
+    ProductRows<kRows>(A + r * lda, lda, K, B, ldb, C + r * ldc, ldc, vecs,
+                       add);
   }
   for (; r < M; ++r) {
     ProductRows<1>(A + r * lda, lda, K, B, ldb, C + r * ldc, ldc, vecs, add);
@@ -109,10 +111,12 @@ HWY_INLINE void LowerProduct(float* A, int64_t lda, int64_t M, const float* B,
     for (int64_t x = 0; x < kRows; ++x) {
       for (int64_t y = x + 1; y < kRows; ++y) A[(r + x) * lda + r + y] = 0.0f;
     }
-    ProductRows<kRows>(A + r * lda, lda, r + kRows, B, ldb, C + r * ldc, ldc, vecs, true);
+    ProductRows<kRows>(A + r * lda, lda, r + kRows, B, ldb, C + r * ldc, ldc,
+                       vecs, true);
   }
   for (; r < M; ++r) {
-    ProductRows<1>(A + r * lda, lda, r + 1, B, ldb, C + r * ldc, ldc, vecs, true);
+    ProductRows<1>(A + r * lda, lda, r + 1, B, ldb, C + r * ldc, ldc, vecs,
+                   true);
   }
 }
 
@@ -147,7 +151,8 @@ HWY_INLINE void Phi(const LinearProblem<T>& p, const float* HWY_RESTRICT x,
       hn::StoreU(hn::Max(v, zero), df, y + d);
     } else {
       const auto e = hn::Exp(df, hn::Max(v, lowest));
-      hn::StoreU(hn::IfThenElse(hn::Gt(v, zero), hn::Add(v, one), e), df, y + d);
+      hn::StoreU(hn::IfThenElse(hn::Gt(v, zero), hn::Add(v, one), e), df,
+                 y + d);
     }
   }
   for (; d < n; ++d) {
@@ -161,8 +166,8 @@ HWY_INLINE void Phi(const LinearProblem<T>& p, const float* HWY_RESTRICT x,
 // C] and V into v [C, Dvp] (padding columns zero); adds colsum phi(K) to z.
 template <class T>
 void LoadChunk(const LinearProblem<T>& p, const LinearPlan& plan, int64_t b,
-               int64_t kvh, int64_t c0, int64_t n, float* phikt, float* V, float* z,
-               float* row) {
+               int64_t kvh, int64_t c0, int64_t n, float* phikt, float* V,
+               float* z, float* row) {
   const int64_t D = p.shape.D, Dv = p.shape.Dv, C = plan.chunk, Dvp = plan.dvp;
   float phik[1024 + 16];  // one key's features; D <= 1024 checked at the API
   for (int64_t jj = 0; jj < n; ++jj) {
@@ -175,7 +180,8 @@ void LoadChunk(const LinearProblem<T>& p, const LinearPlan& plan, int64_t b,
     std::copy(v, v + Dv, V + jj * Dvp);
     std::fill(V + jj * Dvp + Dv, V + (jj + 1) * Dvp, 0.0f);
   }
-  for (int64_t d = 0; d < D && n < C; ++d) std::fill(phikt + d * C + n, phikt + (d + 1) * C, 0.0f);
+  for (int64_t d = 0; d < D && n < C; ++d)
+    std::fill(phikt + d * C + n, phikt + (d + 1) * C, 0.0f);
 }
 
 // S (padded [D, Dvp], z [D]) from and to the stored form (D * Dv + D).
@@ -189,14 +195,16 @@ HWY_INLINE void UnpackState(const float* st, int64_t D, int64_t Dv, int64_t Dvp,
 }
 HWY_INLINE void PackState(const float* S, const float* z, int64_t D, int64_t Dv,
                           int64_t Dvp, float* st) {
-  for (int64_t d = 0; d < D; ++d) std::copy(S + d * Dvp, S + d * Dvp + Dv, st + d * Dv);
+  for (int64_t d = 0; d < D; ++d)
+    std::copy(S + d * Dvp, S + d * Dvp + Dv, st + d * Dv);
   std::copy(z, z + D, st + D * Dv);
 }
 
 // Pass 1: totals of keys [j0, j1) of (b, kvh) into st (stored form).
 template <class T>
 void SegmentTotals(const LinearProblem<T>& p, const LinearPlan& plan, int64_t b,
-                   int64_t kvh, int64_t j0, int64_t j1, float* st, float* scratch) {
+                   int64_t kvh, int64_t j0, int64_t j1, float* st,
+                   float* scratch) {
   const int64_t D = p.shape.D, Dv = p.shape.Dv, Dvp = plan.dvp, C = plan.chunk;
   float* S = scratch + plan.s;
   float* z = scratch + plan.z;
@@ -214,8 +222,8 @@ void SegmentTotals(const LinearProblem<T>& p, const LinearPlan& plan, int64_t b,
 
 // Writes out row i of head h from num [Dv] and den.
 template <class T>
-HWY_INLINE void WriteRow(const LinearProblem<T>& p, int64_t b, int64_t h, int64_t i,
-                         const float* num, float den) {
+HWY_INLINE void WriteRow(const LinearProblem<T>& p, int64_t b, int64_t h,
+                         int64_t i, const float* num, float den) {
   T* out = p.out.row(b, h, i);
   den += p.eps;
   const float inv = den != 0.0f ? 1.0f / den : 0.0f;
@@ -228,8 +236,8 @@ template <class T>
 void CausalSegment(const LinearProblem<T>& p, const LinearPlan& plan, int64_t b,
                    int64_t kvh, int64_t j0, int64_t j1, const float* st_in,
                    float* scratch) {
-  const int64_t D = p.shape.D, Dv = p.shape.Dv, G = p.shape.group(), C = plan.chunk,
-                Dvp = plan.dvp;
+  const int64_t D = p.shape.D, Dv = p.shape.Dv, G = p.shape.group(),
+                C = plan.chunk, Dvp = plan.dvp;
   float* S = scratch + plan.s;
   float* z = scratch + plan.z;
   float* phikt = scratch + plan.phikt;
@@ -271,7 +279,8 @@ template <class T>
 void NonCausalRows(const LinearProblem<T>& p, const LinearPlan& plan, int64_t b,
                    int64_t kvh, int64_t i0, int64_t i1, const float* st,
                    float* scratch) {
-  const int64_t D = p.shape.D, Dv = p.shape.Dv, G = p.shape.group(), Dvp = plan.dvp;
+  const int64_t D = p.shape.D, Dv = p.shape.Dv, G = p.shape.group(),
+                Dvp = plan.dvp;
   float* S = scratch + plan.s;
   float* z = scratch + plan.z;
   float* phiq = scratch + plan.phiq;
@@ -291,21 +300,21 @@ void NonCausalRows(const LinearProblem<T>& p, const LinearPlan& plan, int64_t b,
   }
 }
 
-#define ATTN_LINEAR_ITEMS(T, Suffix)                                              \
-  void Totals##Suffix(const LinearProblem<T>& p, const LinearPlan& plan,          \
-                      int64_t b, int64_t kvh, int64_t j0, int64_t j1, float* st,  \
-                      float* scratch) {                                           \
-    SegmentTotals(p, plan, b, kvh, j0, j1, st, scratch);                          \
-  }                                                                               \
-  void Causal##Suffix(const LinearProblem<T>& p, const LinearPlan& plan,          \
-                      int64_t b, int64_t kvh, int64_t j0, int64_t j1,             \
-                      const float* st_in, float* scratch) {                       \
-    CausalSegment(p, plan, b, kvh, j0, j1, st_in, scratch);                       \
-  }                                                                               \
-  void Rows##Suffix(const LinearProblem<T>& p, const LinearPlan& plan, int64_t b, \
-                    int64_t kvh, int64_t i0, int64_t i1, const float* st,         \
-                    float* scratch) {                                             \
-    NonCausalRows(p, plan, b, kvh, i0, i1, st, scratch);                          \
+#define ATTN_LINEAR_ITEMS(T, Suffix)                                     \
+  void Totals##Suffix(const LinearProblem<T>& p, const LinearPlan& plan, \
+                      int64_t b, int64_t kvh, int64_t j0, int64_t j1,    \
+                      float* st, float* scratch) {                       \
+    SegmentTotals(p, plan, b, kvh, j0, j1, st, scratch);                 \
+  }                                                                      \
+  void Causal##Suffix(const LinearProblem<T>& p, const LinearPlan& plan, \
+                      int64_t b, int64_t kvh, int64_t j0, int64_t j1,    \
+                      const float* st_in, float* scratch) {              \
+    CausalSegment(p, plan, b, kvh, j0, j1, st_in, scratch);              \
+  }                                                                      \
+  void Rows##Suffix(const LinearProblem<T>& p, const LinearPlan& plan,   \
+                    int64_t b, int64_t kvh, int64_t i0, int64_t i1,      \
+                    const float* st, float* scratch) {                   \
+    NonCausalRows(p, plan, b, kvh, i0, i1, st, scratch);                 \
   }
 ATTN_LINEAR_ITEMS(float, F32)
 ATTN_LINEAR_ITEMS(bfloat16, BF16)
@@ -338,12 +347,12 @@ namespace {
 
 template <class T>
 struct Items;
-#define ATTN_LINEAR_DISPATCH(T, Suffix)                                        \
-  template <>                                                                  \
-  struct Items<T> {                                                            \
-    static auto totals() { return &HWY_DYNAMIC_DISPATCH(Totals##Suffix); }     \
-    static auto causal() { return &HWY_DYNAMIC_DISPATCH(Causal##Suffix); }     \
-    static auto rows() { return &HWY_DYNAMIC_DISPATCH(Rows##Suffix); }         \
+#define ATTN_LINEAR_DISPATCH(T, Suffix)                                    \
+  template <>                                                              \
+  struct Items<T> {                                                        \
+    static auto totals() { return &HWY_DYNAMIC_DISPATCH(Totals##Suffix); } \
+    static auto causal() { return &HWY_DYNAMIC_DISPATCH(Causal##Suffix); } \
+    static auto rows() { return &HWY_DYNAMIC_DISPATCH(Rows##Suffix); }     \
   };
 ATTN_LINEAR_DISPATCH(float, F32)
 ATTN_LINEAR_DISPATCH(bfloat16, BF16)
@@ -355,7 +364,8 @@ LinearPlan make_plan(const detail::Shape& sh) {
   const int64_t C = plan.chunk;
   const int64_t per = (sh.Skv + kLinearSegments - 1) / kLinearSegments;
   plan.seg_len = std::max(C, (per + C - 1) / C * C);
-  plan.segments = std::max<int64_t>(1, (sh.Skv + plan.seg_len - 1) / plan.seg_len);
+  plan.segments =
+      std::max<int64_t>(1, (sh.Skv + plan.seg_len - 1) / plan.seg_len);
   plan.state_floats = sh.D * sh.Dv + sh.D;
   plan.dvp = (sh.Dv + 15) / 16 * 16;
   int64_t at = 0;
@@ -379,7 +389,8 @@ LinearPlan make_plan(const detail::Shape& sh) {
 }  // namespace
 
 template <class T>
-void linear_chunked(const LinearProblem<T>& p, Workspace* workspace, float* state) {
+void linear_chunked(const LinearProblem<T>& p, Workspace* workspace,
+                    float* state) {
   hwy::ChosenTarget& chosen = hwy::GetChosenTarget();
   if (!chosen.IsInitialized()) chosen.Update(hwy::SupportedTargets());
   const detail::Shape& sh = p.shape;
@@ -388,13 +399,15 @@ void linear_chunked(const LinearProblem<T>& p, Workspace* workspace, float* stat
   thread_local Workspace own;
   Workspace& ws = workspace != nullptr ? *workspace : own;
   Workspace::Impl& impl = ws.impl();
-  const int threads = static_cast<int>(std::min<int64_t>(
-      util::resolve_threads(p.num_threads), heads * std::max(nseg, sh.Sq / plan.chunk + 1)));
+  const int threads = static_cast<int>(
+      std::min<int64_t>(util::resolve_threads(p.num_threads),
+                        heads * std::max(nseg, sh.Sq / plan.chunk + 1)));
   impl.reserve(threads, static_cast<std::size_t>(plan.floats) * sizeof(float));
   // Totals, one block per (b, kv head, segment), then one more block per
   // (b, kv head) for the running sum.
   float* totals = reinterpret_cast<float*>(impl.shared(
-      static_cast<std::size_t>(heads * (nseg + 1) * plan.state_floats) * sizeof(float)));
+      static_cast<std::size_t>(heads * (nseg + 1) * plan.state_floats) *
+      sizeof(float)));
   const auto block = [&](int64_t bh, int64_t seg) {
     return totals + (bh * (nseg + 1) + seg) * plan.state_floats;
   };
@@ -402,7 +415,8 @@ void linear_chunked(const LinearProblem<T>& p, Workspace* workspace, float* stat
     return reinterpret_cast<float*>(impl.slice(worker));
   };
   const auto seg_keys = [&](int64_t seg) {
-    return std::pair{seg * plan.seg_len, std::min(sh.Skv, (seg + 1) * plan.seg_len)};
+    return std::pair{seg * plan.seg_len,
+                     std::min(sh.Skv, (seg + 1) * plan.seg_len)};
   };
 
   // 1. Segment totals.
@@ -410,15 +424,16 @@ void linear_chunked(const LinearProblem<T>& p, Workspace* workspace, float* stat
   util::ParallelFor(heads * nseg, threads, [&](int64_t item, int worker) {
     const int64_t bh = item / nseg, seg = item % nseg;
     const auto [j0, j1] = seg_keys(seg);
-    totals_fn(p, plan, bh / sh.Hkv, bh % sh.Hkv, j0, j1, block(bh, seg), scratch(worker));
+    totals_fn(p, plan, bh / sh.Hkv, bh % sh.Hkv, j0, j1, block(bh, seg),
+              scratch(worker));
   });
   // 2. Prefix sums in segment order (non-causal: the sum lands in the last
   // block).
   util::ParallelFor(heads, threads, [&](int64_t bh, int) {
     float* running = block(bh, nseg);
     if (state != nullptr) {
-      std::copy(state + bh * plan.state_floats, state + (bh + 1) * plan.state_floats,
-                running);
+      std::copy(state + bh * plan.state_floats,
+                state + (bh + 1) * plan.state_floats, running);
     } else {
       std::fill(running, running + plan.state_floats, 0.0f);
     }
@@ -437,8 +452,9 @@ void linear_chunked(const LinearProblem<T>& p, Workspace* workspace, float* stat
     const auto rows_fn = Items<T>::rows();
     util::ParallelFor(heads * blocks, threads, [&](int64_t item, int worker) {
       const int64_t bh = item / blocks, i0 = (item % blocks) * plan.chunk;
-      rows_fn(p, plan, bh / sh.Hkv, bh % sh.Hkv, i0, std::min(sh.Sq, i0 + plan.chunk),
-              block(bh, nseg), scratch(worker));
+      rows_fn(p, plan, bh / sh.Hkv, bh % sh.Hkv, i0,
+              std::min(sh.Sq, i0 + plan.chunk), block(bh, nseg),
+              scratch(worker));
     });
     return;
   }
@@ -480,11 +496,13 @@ void linear_naive(const LinearProblem<T>& p) {
         float s = 0.0f;
         for (int64_t d = 0; d < sh.D; ++d) s += pq[d] * pk[j * sh.D + d];
         den += s;
-        for (int64_t e = 0; e < sh.Dv; ++e) num[e] += s * to_float(p.v(b, kvh, j, e));
+        for (int64_t e = 0; e < sh.Dv; ++e)
+          num[e] += s * to_float(p.v(b, kvh, j, e));
       }
       den += p.eps;
       const float inv = den != 0.0f ? 1.0f / den : 0.0f;
-      for (int64_t e = 0; e < sh.Dv; ++e) p.out(b, h, i, e) = from_float<T>(num[e] * inv);
+      for (int64_t e = 0; e < sh.Dv; ++e)
+        p.out(b, h, i, e) = from_float<T>(num[e] * inv);
     }
   });
 }

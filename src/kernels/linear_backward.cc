@@ -110,7 +110,8 @@ void linear_backward_scan(const LinearBackwardProblem<T>& pb) {
           const double* Sr = &w.S[d * Dv];
           double acc = dden * w.z[d];
           for (int64_t e = 0; e < Dv; ++e) acc += Sr[e] * dnum[e];
-          dq[d] = from_float<T>(static_cast<float>(acc * phi_derivative<double>(p.map, w.x[d])));
+          dq[d] = from_float<T>(
+              static_cast<float>(acc * phi_derivative<double>(p.map, w.x[d])));
         }
       }
     }
@@ -120,8 +121,8 @@ void linear_backward_scan(const LinearBackwardProblem<T>& pb) {
     auto fold_row = [&](int64_t i) {
       for (int64_t g = 0; g < G; ++g) {
         phi_of(p.q.row(b, kv * G + g, i), w);
-        fold(w.phi.data(), &w.dnum[(g * s.Sq + i) * Dv], D, Dv, w.U.data(), w.w.data(),
-             w.dden[g * s.Sq + i]);
+        fold(w.phi.data(), &w.dnum[(g * s.Sq + i) * Dv], D, Dv, w.U.data(),
+             w.w.data(), w.dden[g * s.Sq + i]);
       }
     };
     if (!p.causal) {
@@ -138,13 +139,15 @@ void linear_backward_scan(const LinearBackwardProblem<T>& pb) {
         const double* Ur = &w.U[d * Dv];
         for (int64_t e = 0; e < Dv; ++e) w.acc[e] += f * Ur[e];
       }
-      for (int64_t e = 0; e < Dv; ++e) dv[e] = from_float<T>(static_cast<float>(w.acc[e]));
+      for (int64_t e = 0; e < Dv; ++e)
+        dv[e] = from_float<T>(static_cast<float>(w.acc[e]));
       for (int64_t e = 0; e < Dv; ++e) vrow[e] = to_float(p.v(b, kv, j, e));
       for (int64_t d = 0; d < D; ++d) {
         const double* Ur = &w.U[d * Dv];
         double acc = w.w[d];
         for (int64_t e = 0; e < Dv; ++e) acc += Ur[e] * vrow[e];
-        dk[d] = from_float<T>(static_cast<float>(acc * phi_derivative<double>(p.map, w.x[d])));
+        dk[d] = from_float<T>(
+            static_cast<float>(acc * phi_derivative<double>(p.map, w.x[d])));
       }
     }
   });

@@ -68,8 +68,9 @@ struct RowsB {
 template <int R, int C, class LoadB>
 HWY_INLINE void MicroGemm(DF df, const float* HWY_RESTRICT a, int64_t sm,
                           int64_t sk, int64_t k0, int64_t k1,
-                          const LoadB& load_b, int64_t col, float* HWY_RESTRICT c,
-                          int64_t ldc, bool accumulate, int64_t chain) {
+                          const LoadB& load_b, int64_t col,
+                          float* HWY_RESTRICT c, int64_t ldc, bool accumulate,
+                          int64_t chain) {
   const int64_t N = static_cast<int64_t>(hn::Lanes(df));
   for (int64_t c0 = k0; c0 < k1 || c0 == k0; c0 += chain) {
     const int64_t c1 = std::min(k1, c0 + chain);
@@ -79,7 +80,8 @@ HWY_INLINE void MicroGemm(DF df, const float* HWY_RESTRICT a, int64_t sm,
     const bool from_c = accumulate && c0 == k0;
     for (int r = 0; r < R; ++r) {
       for (int x = 0; x < C; ++x) {
-        acc[r][x] = from_c ? hn::LoadU(df, c + r * ldc + col + x * N) : hn::Zero(df);
+        acc[r][x] =
+            from_c ? hn::LoadU(df, c + r * ldc + col + x * N) : hn::Zero(df);
       }
     }
     for (int64_t k = c0; k < c1; ++k) {
@@ -87,14 +89,16 @@ HWY_INLINE void MicroGemm(DF df, const float* HWY_RESTRICT a, int64_t sm,
       for (int x = 0; x < C; ++x) bv[x] = load_b(k, col + x * N);
       for (int r = 0; r < R; ++r) {
         const VF av = hn::Set(df, a[r * sm + k * sk]);
-        for (int x = 0; x < C; ++x) acc[r][x] = hn::MulAdd(av, bv[x], acc[r][x]);
+        for (int x = 0; x < C; ++x)
+          acc[r][x] = hn::MulAdd(av, bv[x], acc[r][x]);
       }
     }
     const bool add = c0 > k0;
     for (int r = 0; r < R; ++r) {
       for (int x = 0; x < C; ++x) {
         float* out = c + r * ldc + col + x * N;
-        hn::StoreU(add ? hn::Add(hn::LoadU(df, out), acc[r][x]) : acc[r][x], df, out);
+        hn::StoreU(add ? hn::Add(hn::LoadU(df, out), acc[r][x]) : acc[r][x], df,
+                   out);
       }
     }
     if (c1 >= k1) break;
@@ -113,17 +117,21 @@ HWY_INLINE void MicroGemmCols(DF df, const float* a, int64_t sm, int64_t sk,
     const int64_t col = col0 + v * N;
     switch (std::min<int64_t>(kVecs, vecs - v)) {
       case 1:
-        MicroGemm<R, 1>(df, a, sm, sk, k0, k1, load_b, col, c, ldc, accumulate, chain);
+        MicroGemm<R, 1>(df, a, sm, sk, k0, k1, load_b, col, c, ldc, accumulate,
+                        chain);
         break;
       case 2:
-        MicroGemm<R, 2>(df, a, sm, sk, k0, k1, load_b, col, c, ldc, accumulate, chain);
+        MicroGemm<R, 2>(df, a, sm, sk, k0, k1, load_b, col, c, ldc, accumulate,
+                        chain);
         break;
 #if HWY_MAX_BYTES >= 64
       case 3:
-        MicroGemm<R, 3>(df, a, sm, sk, k0, k1, load_b, col, c, ldc, accumulate, chain);
+        MicroGemm<R, 3>(df, a, sm, sk, k0, k1, load_b, col, c, ldc, accumulate,
+                        chain);
         break;
       case 4:
-        MicroGemm<R, 4>(df, a, sm, sk, k0, k1, load_b, col, c, ldc, accumulate, chain);
+        MicroGemm<R, 4>(df, a, sm, sk, k0, k1, load_b, col, c, ldc, accumulate,
+                        chain);
         break;
 #endif
       default:

@@ -233,8 +233,10 @@ void naive_attention_backward(const detail::BackwardProblem<T>& pb) {
     for (int64_t j = 0; j < s.Skv; ++j) {
       T* dk = pb.dk.row(b, kv, j);
       T* dv = pb.dv.row(b, kv, j);
-      for (int64_t d = 0; d < s.D; ++d) dk[d] = from_float<T>(w.dK[j * s.D + d]);
-      for (int64_t d = 0; d < s.Dv; ++d) dv[d] = from_float<T>(w.dV[j * s.Dv + d]);
+      for (int64_t d = 0; d < s.D; ++d)
+        dk[d] = from_float<T>(w.dK[j * s.D + d]);
+      for (int64_t d = 0; d < s.Dv; ++d)
+        dv[d] = from_float<T>(w.dV[j * s.Dv + d]);
     }
   });
 }
@@ -243,7 +245,8 @@ template void naive_attention(const detail::Problem<float>&);
 template void naive_attention(const detail::Problem<bfloat16>&);
 template void naive_attention(const detail::Problem<float16>&);
 template void naive_attention_backward(const detail::BackwardProblem<float>&);
-template void naive_attention_backward(const detail::BackwardProblem<bfloat16>&);
+template void naive_attention_backward(
+    const detail::BackwardProblem<bfloat16>&);
 template void naive_attention_backward(const detail::BackwardProblem<float16>&);
 
 }  // namespace attn::kernels

@@ -3,7 +3,8 @@
 // probabilities 2^(s - m) in place, and the row of O is rescaled when m
 // moves. m moves lazily (only when passed by 2^8), so most tiles skip the
 // rescale. Included once per Highway target.
-#if defined(ATTN_SRC_KERNELS_ONLINE_SOFTMAX_INL_H_) == defined(HWY_TARGET_TOGGLE)
+#if defined(ATTN_SRC_KERNELS_ONLINE_SOFTMAX_INL_H_) == \
+    defined(HWY_TARGET_TOGGLE)
 #ifdef ATTN_SRC_KERNELS_ONLINE_SOFTMAX_INL_H_
 #undef ATTN_SRC_KERNELS_ONLINE_SOFTMAX_INL_H_
 #else
@@ -31,9 +32,9 @@ namespace hn = hwy::HWY_NAMESPACE;
 // one fused S * score_scale - m', rounded relative to |s - m'| rather
 // than |s|, which is what keeps large logits accurate.
 HWY_INLINE void SoftmaxRowLog2(DF df, float* HWY_RESTRICT srow, uint64_t keep,
-                               float score_scale, bool round_bf16,
-                               float& m, float& l, float& lw,
-                               float* HWY_RESTRICT orow, int64_t dvp) {
+                               float score_scale, bool round_bf16, float& m,
+                               float& l, float& lw, float* HWY_RESTRICT orow,
+                               int64_t dvp) {
   const size_t N = hn::Lanes(df);
   const VF neg_inf = hn::Set(df, -std::numeric_limits<float>::infinity());
   VF vmax = neg_inf;
@@ -114,7 +115,8 @@ HWY_INLINE void SoftmaxBlockFull(DF df, float* HWY_RESTRICT p,
   for (int r = 0; r < R; ++r) {
     const float* prow = p + r * kKeyTile;
     vmax[r] = hn::Load(df, prow);
-    for (int c = 1; c < C; ++c) vmax[r] = hn::Max(vmax[r], hn::Load(df, prow + c * N));
+    for (int c = 1; c < C; ++c)
+      vmax[r] = hn::Max(vmax[r], hn::Load(df, prow + c * N));
   }
   float m_new[R], alpha[R];
   for (int r = 0; r < R; ++r) {
@@ -161,19 +163,19 @@ HWY_INLINE void SoftmaxBlockFull(DF df, float* HWY_RESTRICT p,
 // computed (still in L1). keep: per row, the keys it sees (0 for padding
 // rows, which get P = 0).
 template <int R>
-HWY_INLINE void SoftmaxRows(DF df, float* HWY_RESTRICT p,
-                            const uint64_t* keep, float score_scale,
-                            bool round_bf16, float* HWY_RESTRICT m,
-                            float* HWY_RESTRICT l, float* HWY_RESTRICT lw,
-                            float* HWY_RESTRICT o, int64_t dvp) {
+HWY_INLINE void SoftmaxRows(DF df, float* HWY_RESTRICT p, const uint64_t* keep,
+                            float score_scale, bool round_bf16,
+                            float* HWY_RESTRICT m, float* HWY_RESTRICT l,
+                            float* HWY_RESTRICT lw, float* HWY_RESTRICT o,
+                            int64_t dvp) {
   constexpr int C = kKeyTile / (HWY_MAX_BYTES / sizeof(float));
   if (C * hn::Lanes(df) == kKeyTile && score_scale > 0.0f) {
     bool full = true;
     for (int r = 0; r < R; ++r) full = full && keep[r] == ~uint64_t{0};
     // Full rows with finite scores: m stays finite after the first tile.
     if (full) {
-      return SoftmaxBlockFull<R, C>(df, p, score_scale, round_bf16, m, l, lw,
-                                    o, dvp);
+      return SoftmaxBlockFull<R, C>(df, p, score_scale, round_bf16, m, l, lw, o,
+                                    dvp);
     }
   }
   for (int r = 0; r < R; ++r) {

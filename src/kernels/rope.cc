@@ -22,10 +22,12 @@ namespace {
 
 void check_options(const RopeOptions& o, int64_t rotary_dim) {
   if (!(o.theta > 0.0) || !std::isfinite(o.theta)) {
-    fail("options.theta", "must be finite and > 0, got " + std::to_string(o.theta));
+    fail("options.theta",
+         "must be finite and > 0, got " + std::to_string(o.theta));
   }
   if (rotary_dim < 2 || rotary_dim % 2 != 0) {
-    fail("options.rotary_dim", "must be even and >= 2, got " + std::to_string(rotary_dim));
+    fail("options.rotary_dim",
+         "must be even and >= 2, got " + std::to_string(rotary_dim));
   }
   if (o.style != RopeStyle::kRotateHalf && o.style != RopeStyle::kInterleaved) {
     fail("options.style", "must be kRotateHalf or kInterleaved");
@@ -35,9 +37,11 @@ void check_options(const RopeOptions& o, int64_t rotary_dim) {
     if (!(s.factor >= 1.0) || !std::isfinite(s.factor)) {
       fail("options.scaling.factor", "must be finite and >= 1");
     }
-    if (!(s.low_freq_factor > 0.0) || !(s.high_freq_factor > s.low_freq_factor) ||
+    if (!(s.low_freq_factor > 0.0) ||
+        !(s.high_freq_factor > s.low_freq_factor) ||
         !std::isfinite(s.high_freq_factor)) {
-      fail("options.scaling", "needs 0 < low_freq_factor < high_freq_factor (finite)");
+      fail("options.scaling",
+           "needs 0 < low_freq_factor < high_freq_factor (finite)");
     }
     if (s.original_max_positions < 1) {
       fail("options.scaling.original_max_positions", "must be >= 1");
@@ -62,22 +66,23 @@ void rope(TensorView<T> x, const RopeOptions& o, int64_t offset,
   const int64_t R = o.rotary_dim == 0 ? D : o.rotary_dim;
   check_options(o, R);
   if (R > D) {
-    fail("options.rotary_dim", std::to_string(R) + " exceeds the head dim " +
-                                   std::to_string(D));
+    fail("options.rotary_dim",
+         std::to_string(R) + " exceeds the head dim " + std::to_string(D));
   }
   const bool per_batch = static_cast<int64_t>(positions.size()) == B * S;
   if (!positions.empty() && !per_batch &&
       static_cast<int64_t>(positions.size()) != S) {
-    fail("positions", "expected S = " + std::to_string(S) + " or B * S = " +
-                          std::to_string(B * S) + " entries, got " +
-                          std::to_string(positions.size()));
+    fail("positions", "expected S = " + std::to_string(S) +
+                          " or B * S = " + std::to_string(B * S) +
+                          " entries, got " + std::to_string(positions.size()));
   }
   const std::vector<double> inv_freq = rope_inverse_frequencies(R, o);
   const int64_t half = R / 2;
   const int64_t rows = per_batch ? B * S : S;  // distinct position rows
   std::vector<float> cos_t(rows * half), sin_t(rows * half);
   for (int64_t r = 0; r < rows; ++r) {
-    const double pos = positions.empty() ? double(offset + r) : double(positions[r]);
+    const double pos =
+        positions.empty() ? double(offset + r) : double(positions[r]);
     for (int64_t i = 0; i < half; ++i) {
       const double angle = pos * inv_freq[i];
       cos_t[r * half + i] = static_cast<float>(std::cos(angle));

@@ -47,8 +47,8 @@ HWY_INLINE VF Exp2(DF df, VF x) {
   p = hn::MulAdd(p, f, hn::Set(df, 6.9314718055994531e-1f));
   p = hn::MulAdd(p, f, hn::Set(df, 1.0f));
   // n + 127 in [0, 254]: exponent field 0 makes 2^n = 0 for n = -127.
-  const auto bits = hn::ShiftLeft<23>(
-      hn::Add(hn::ConvertTo(di, n), hn::Set(di, 127)));
+  const auto bits =
+      hn::ShiftLeft<23>(hn::Add(hn::ConvertTo(di, n), hn::Set(di, 127)));
   return hn::Mul(p, hn::BitCast(df, bits));
 }
 
@@ -59,8 +59,9 @@ HWY_INLINE VF RoundToBFloat16(DF df, VF x) {
   const hn::RebindToUnsigned<DF> du;
   const auto bits = hn::BitCast(du, x);
   const auto odd = hn::And(hn::ShiftRight<16>(bits), hn::Set(du, 1u));
-  const auto rounded = hn::And(hn::Add(bits, hn::Add(hn::Set(du, 0x7fffu), odd)),
-                               hn::Set(du, 0xffff0000u));
+  const auto rounded =
+      hn::And(hn::Add(bits, hn::Add(hn::Set(du, 0x7fffu), odd)),
+              hn::Set(du, 0xffff0000u));
   return hn::BitCast(df, rounded);
 }
 
@@ -80,7 +81,8 @@ HWY_INLINE VF LoadAsFloat(DF df, const E* HWY_RESTRICT p) {
     return hn::LoadU(df, p);
   } else if constexpr (std::is_same_v<E, int8_t>) {
     const hn::Rebind<int8_t, DF> d8;
-    return hn::ConvertTo(df, hn::PromoteTo(hn::RebindToSigned<DF>(), hn::LoadU(d8, p)));
+    return hn::ConvertTo(
+        df, hn::PromoteTo(hn::RebindToSigned<DF>(), hn::LoadU(d8, p)));
   } else {
     using H = std::conditional_t<std::is_same_v<E, bfloat16>, hwy::bfloat16_t,
                                  hwy::float16_t>;

@@ -84,10 +84,12 @@ class TileWalker {
   TileKind classify(int64_t t0, int64_t t1) const {
     const int64_t j0 = std::max(t0 * tile_, key_begin_);
     const int64_t j1 = std::min(t1 * tile_, key_end_);
-    TileKind kind = pattern_.classify(b_, h_begin_, pos_begin_, pos_end_, j0, j1);
+    TileKind kind =
+        pattern_.classify(b_, h_begin_, pos_begin_, pos_end_, j0, j1);
     for (int64_t h = h_begin_ + 1; h < h_end_ && kind != TileKind::kPartial;
          ++h) {
-      kind = combine(kind, pattern_.classify(b_, h, pos_begin_, pos_end_, j0, j1));
+      kind =
+          combine(kind, pattern_.classify(b_, h, pos_begin_, pos_end_, j0, j1));
     }
     return kind;
   }

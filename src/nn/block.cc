@@ -92,7 +92,8 @@ std::vector<float> copy_rows(TensorView<const float> x) {
   return v;
 }
 
-TensorView<float> rows_of(std::vector<float>& v, int64_t B, int64_t S, int64_t E) {
+TensorView<float> rows_of(std::vector<float>& v, int64_t B, int64_t S,
+                          int64_t E) {
   return TensorView<float>::bhsd(v.data(), B, 1, S, E);
 }
 TensorView<const float> rows_of(const std::vector<float>& v, int64_t B,
@@ -177,8 +178,9 @@ void TransformerBlock::backward(TensorView<float> dx, const BlockTape& tape,
   const int64_t B = dx.extent(0), S = dx.extent(2);
   const size_t n = static_cast<size_t>(B * S * E);
   if (cross_attn.has_value() != !in.cross.memory.empty()) {
-    detail::fail(where, "inputs.cross.memory must be given exactly when the "
-                        "block cross-attends");
+    detail::fail(where,
+                 "inputs.cross.memory must be given exactly when the "
+                 "block cross-attends");
   }
   if (!cross_attn && !dmemory.empty()) {
     detail::fail(where, "dmemory: this block has no cross-attention");
@@ -186,7 +188,8 @@ void TransformerBlock::backward(TensorView<float> dx, const BlockTape& tape,
   if (tape.x.size() != n || tape.x1.size() != n || tape.m_in.size() != n ||
       (config_.pre_norm ? tape.a_in.size() != n : tape.x2.size() != n) ||
       (cross_attn && (tape.c_in.size() != n || tape.x1c.size() != n))) {
-    detail::fail(where, "tape does not come from forward_train with this shape");
+    detail::fail(where,
+                 "tape does not come from forward_train with this shape");
   }
   std::vector<float> t1(n), t2(n), dmem;
   auto view = [&](const std::vector<float>& v) { return rows_of(v, B, S, E); };
@@ -194,19 +197,21 @@ void TransformerBlock::backward(TensorView<float> dx, const BlockTape& tape,
   // The cross-attention's part of dx: dc = d(cross input), added to
   // dmemory through a temporary (MultiHeadAttention::backward writes it).
   auto cross_backward = [&](TensorView<const float> c_in,
-                            TensorView<const float> dout, TensorView<float> dc) {
+                            TensorView<const float> dout,
+                            TensorView<float> dc) {
     TensorView<float> dm;
     if (!dmemory.empty()) {
-      detail::check_rows(dmemory, where, "dmemory", cross_attn->kv_proj.in_features,
-                         B, in.cross.memory.extent(2));
+      detail::check_rows(dmemory, where, "dmemory",
+                         cross_attn->kv_proj.in_features, B,
+                         in.cross.memory.extent(2));
       dmem.assign(static_cast<size_t>(dmemory.extent(0) * dmemory.extent(2) *
                                       dmemory.extent(3)),
                   0.0f);
       dm = TensorView<float>::bhsd(dmem.data(), dmemory.extent(0), 1,
                                    dmemory.extent(2), dmemory.extent(3));
     }
-    cross_attn->backward(c_in, dout, tape.cross_attention, dc, g.cross_attention,
-                         in.cross, dm);
+    cross_attn->backward(c_in, dout, tape.cross_attention, dc,
+                         g.cross_attention, in.cross, dm);
     if (!dmemory.empty()) add_rows(dmemory, dmem);
   };
   if (config_.pre_norm) {

@@ -12,9 +12,10 @@
 #define HWY_TARGET_INCLUDE "src/nn/gemv.cc"
 #include "hwy/foreach_target.h"  // IWYU pragma: keep
 // Must come after foreach_target.h.
+#include <algorithm>
+
 #include "hwy/cache_control.h"
 #include "hwy/highway.h"
-#include <algorithm>
 #include "src/nn/gemv.h"
 
 HWY_BEFORE_NAMESPACE();

@@ -2,11 +2,12 @@
 //   LayerNorm: y = (x - mean) / sqrt(var + eps) * w + b, var biased
 //   RMSNorm:   y = x / sqrt(mean(x^2) + eps) * w
 // Statistics per row in float64 (two passes), one rounding to float.
+#include "attn/nn/layers.h"
+
 #include <algorithm>
 #include <cmath>
 #include <utility>
 
-#include "attn/nn/layers.h"
 #include "src/nn/rows.h"
 #include "src/util/parallel.h"
 
@@ -99,8 +100,9 @@ void Norm::backward(TensorView<const float> x, TensorView<const float> dy,
   if (!bias.empty() && grad_bias.empty()) grad_bias.assign(bias.size(), 0.0f);
   if (grad_weight.size() != static_cast<size_t>(dim) ||
       grad_bias.size() != bias.size()) {
-    detail::fail(where, "grad_weight / grad_bias must be empty or sized like "
-                        "weight / bias");
+    detail::fail(where,
+                 "grad_weight / grad_bias must be empty or sized like "
+                 "weight / bias");
   }
   // Rows in order on one thread for the parameter sums (deterministic),
   // float64 throughout.
@@ -127,7 +129,8 @@ void Norm::backward(TensorView<const float> x, TensorView<const float> dy,
     // no mean term.
     if (kind == NormKind::kRMSNorm) mean_g = 0.0;
     for (int64_t c = 0; c < dim; ++c) {
-      const float v = static_cast<float>(rstd * (g[c] - mean_g - xhat[c] * mean_gx));
+      const float v =
+          static_cast<float>(rstd * (g[c] - mean_g - xhat[c] * mean_gx));
       dxr[c] = accumulate ? dxr[c] + v : v;
     }
   }
@@ -299,8 +302,8 @@ void Mlp::backward(TensorView<const float> x, TensorView<const float> dy,
   }
   const int64_t W = up.out_features;
   // u = up(x) again, a = act(u) (gated: act(gate) * up).
-  std::vector<float> u(static_cast<size_t>(B * S * W)), a(static_cast<size_t>(B * S * F)),
-      du(u.size()), da(a.size());
+  std::vector<float> u(static_cast<size_t>(B * S * W)),
+      a(static_cast<size_t>(B * S * F)), du(u.size()), da(a.size());
   auto rows = [&](std::vector<float>& v, int64_t w) {
     return TensorView<float>::bhsd(v.data(), B, 1, S, w);
   };
@@ -314,7 +317,8 @@ void Mlp::backward(TensorView<const float> x, TensorView<const float> dy,
       for (int64_t f = 0; f < F; ++f) ar[f] *= ur[F + f];
     }
   }
-  down.backward(rows(a, F), dy, rows(da, F), grads.down_weight, grads.down_bias);
+  down.backward(rows(a, F), dy, rows(da, F), grads.down_weight,
+                grads.down_bias);
   for (int64_t r = 0; r < B * S; ++r) {
     const float* ur = &u[r * W];
     const float* dar = &da[r * F];

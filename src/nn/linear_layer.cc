@@ -101,13 +101,14 @@ void linear_rows(const float* x, int64_t rows, int64_t ldx, const float* w,
 namespace detail {
 
 void sgemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k,
-           const float* a, int64_t lda, const float* b, int64_t ldb,
-           float beta, float* c, int64_t ldc) {
+           const float* a, int64_t lda, const float* b, int64_t ldb, float beta,
+           float* c, int64_t ldc) {
   if (m <= 0 || n <= 0) return;
   if (k <= 0) {
     for (int64_t r = 0; r < m; ++r) {
       float* cr = c + r * ldc;
-      for (int64_t x = 0; x < n; ++x) cr[x] = beta == 0.0f ? 0.0f : cr[x] * beta;
+      for (int64_t x = 0; x < n; ++x)
+        cr[x] = beta == 0.0f ? 0.0f : cr[x] * beta;
     }
     return;
   }
@@ -187,8 +188,9 @@ void Linear::forward(TensorView<const float> x, TensorView<float> y,
   detail::check_rows(x, where, "x", in_features);
   detail::check_rows(y, where, "y", out_features, x.extent(0), x.extent(2));
   if (x.data() == y.data() && x.numel() > 0) {
-    detail::fail(where, "y must not alias x (the product reads x while "
-                        "writing y)");
+    detail::fail(where,
+                 "y must not alias x (the product reads x while "
+                 "writing y)");
   }
   const float* b = bias.empty() ? nullptr : bias.data();
   detail::for_each_block(

@@ -318,8 +318,9 @@ void MultiHeadAttention::backward(TensorView<const float> x,
   detail::check_rows(dout, where, "dout", c.d_model, B, Sq);
   detail::check_rows(dx, where, "dx", c.d_model, B, Sq);
   if (dx.data() == x.data() || dx.data() == dout.data()) {
-    detail::fail(where, "dx must not alias x or dout (both are read after dx "
-                        "is written)");
+    detail::fail(where,
+                 "dx must not alias x or dout (both are read after dx "
+                 "is written)");
   }
   const bool cross = !in.memory.empty();
   if (cross) {
@@ -357,12 +358,12 @@ void MultiHeadAttention::backward(TensorView<const float> x,
   float* kv = const_cast<float*>(tape.kv.data());
   const AttentionOptions o = attention_options(in, cross);
   attention_backward(
-      TensorView<const float>(heads_view(const_cast<float*>(tape.q.data()), B,
-                                         Hq, Sq, D, Wq)),
+      TensorView<const float>(
+          heads_view(const_cast<float*>(tape.q.data()), B, Hq, Sq, D, Wq)),
       TensorView<const float>(heads_view(kv, B, Hkv, Skv, D, Wkv)),
       TensorView<const float>(heads_view(kv + Hkv * D, B, Hkv, Skv, D, Wkv)),
-      TensorView<const float>(heads_view(const_cast<float*>(tape.ctx.data()),
-                                         B, Hq, Sq, D, Wq)),
+      TensorView<const float>(
+          heads_view(const_cast<float*>(tape.ctx.data()), B, Hq, Sq, D, Wq)),
       TensorView<const float>::bhsd(tape.lse.data(), B, Hq, Sq, 1),
       TensorView<const float>(heads_view(dctx.data(), B, Hq, Sq, D, Wq)),
       heads_view(dq.data(), B, Hq, Sq, D, Wq),

@@ -59,8 +59,8 @@ void for_each_block(const TensorView<X>& x, const TensorView<Y>& y, F&& fn) {
 // C [m, n] = op(A) op(B) + beta C, row-major, through BLAS (op: transposed
 // when asked; A is m x k after op, B k x n).
 void sgemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k,
-           const float* a, int64_t lda, const float* b, int64_t ldb,
-           float beta, float* c, int64_t ldc);
+           const float* a, int64_t lda, const float* b, int64_t ldb, float beta,
+           float* c, int64_t ldc);
 
 // Adds the seconds since `start` to *slot (when profiling).
 class Timer {

@@ -8,7 +8,8 @@
 //   dS_ij   = P_ij (dP_ij - Delta_i) * scale * (1 - tanh^2(scale q.k / cap))
 //             * score_grad (the tanh factor only under softcap, the last
 //             only with a pattern's score functor; hidden keys: 0)
-//   dq_i += sum_j dS_ij k_j;  dk_j += sum_i dS_ij q_i;  dv_j += sum_i P_ij z_ij dout_i
+//   dq_i += sum_j dS_ij k_j;  dk_j += sum_i dS_ij q_i;  dv_j += sum_i P_ij z_ij
+//   dout_i
 // dk and dv of a KV head collect every query head of its group.
 // Single-threaded and unoptimised on purpose: it is the oracle.
 #include "src/reference/backward_reference.h"
@@ -49,8 +50,8 @@ Grads attention_backward_f64(const detail::BackwardProblem<T>& pb) {
             f *= 1.0 - t * t;
           }
           if (seen && p.pattern.has_score()) {
-            f *= p.pattern.score_grad(p.score_builtin<double>(dot, b, h, i, j), b,
-                                      h, i + p.offset_of(b), j);
+            f *= p.pattern.score_grad(p.score_builtin<double>(dot, b, h, i, j),
+                                      b, h, i + p.offset_of(b), j);
           }
           F[i * s.Skv + j] = seen ? f : 0.0;
         }
@@ -80,7 +81,8 @@ Grads attention_backward_f64(const detail::BackwardProblem<T>& pb) {
           }
         }
         double delta = 0.0;
-        for (int64_t d = 0; d < s.Dv; ++d) delta += in(pb.dout(b, h, i, d)) * o[d];
+        for (int64_t d = 0; d < s.Dv; ++d)
+          delta += in(pb.dout(b, h, i, d)) * o[d];
         double* dq = &g.dq[((b * s.Hq + h) * s.Sq + i) * s.D];
         for (int64_t j = 0; j < s.Skv; ++j) {
           if (Pi[j] == 0.0) continue;
@@ -122,10 +124,12 @@ void attention_backward(const detail::BackwardProblem<T>& pb) {
     for (int64_t h = 0; h < s.Hkv; ++h) {
       for (int64_t j = 0; j < s.Skv; ++j) {
         for (int64_t d = 0; d < s.D; ++d) {
-          pb.dk(b, h, j, d) = out(g.dk[((b * s.Hkv + h) * s.Skv + j) * s.D + d]);
+          pb.dk(b, h, j, d) =
+              out(g.dk[((b * s.Hkv + h) * s.Skv + j) * s.D + d]);
         }
         for (int64_t d = 0; d < s.Dv; ++d) {
-          pb.dv(b, h, j, d) = out(g.dv[((b * s.Hkv + h) * s.Skv + j) * s.Dv + d]);
+          pb.dv(b, h, j, d) =
+              out(g.dv[((b * s.Hkv + h) * s.Skv + j) * s.Dv + d]);
         }
       }
     }

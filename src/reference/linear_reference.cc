@@ -31,7 +31,8 @@ std::vector<double> linear_attention_f64(const detail::LinearProblem<T>& p) {
           double a = 0.0;
           for (int64_t d = 0; d < s.D; ++d) a += pq[d] * pk[j * s.D + d];
           den += a;
-          for (int64_t e = 0; e < s.Dv; ++e) o[e] += a * to_float(p.v(b, kv, j, e));
+          for (int64_t e = 0; e < s.Dv; ++e)
+            o[e] += a * to_float(p.v(b, kv, j, e));
         }
         den += p.eps;
         for (int64_t e = 0; e < s.Dv; ++e) o[e] = den != 0.0 ? o[e] / den : 0.0;
@@ -88,7 +89,8 @@ LinearGrads linear_backward_f64(const detail::LinearBackwardProblem<T>& pb) {
             for (int64_t d = 0; d < s.D; ++d) a += pq[d] * pk[j * s.D + d];
             A[j] = a;
             den += a;
-            for (int64_t e = 0; e < s.Dv; ++e) num[e] += a * to_float(p.v(b, kv, j, e));
+            for (int64_t e = 0; e < s.Dv; ++e)
+              num[e] += a * to_float(p.v(b, kv, j, e));
           }
           if (den == 0.0) continue;  // out 0: no gradient
           double dden = 0.0;
@@ -120,8 +122,8 @@ LinearGrads linear_backward_f64(const detail::LinearBackwardProblem<T>& pb) {
       for (int64_t j = 0; j < s.Skv; ++j) {
         double* dk = &g.dk[((b * s.Hkv + kv) * s.Skv + j) * s.D];
         for (int64_t d = 0; d < s.D; ++d) {
-          dk[d] = dphik[j * s.D + d] *
-                  detail::phi_derivative<double>(p.map, to_float(p.k(b, kv, j, d)));
+          dk[d] = dphik[j * s.D + d] * detail::phi_derivative<double>(
+                                           p.map, to_float(p.k(b, kv, j, d)));
         }
       }
     }
@@ -142,18 +144,23 @@ void linear_attention_backward(const detail::LinearBackwardProblem<T>& pb) {
     for (int64_t h = 0; h < s.Hkv; ++h)
       for (int64_t j = 0; j < s.Skv; ++j) {
         for (int64_t d = 0; d < s.D; ++d)
-          pb.dk(b, h, j, d) = out(g.dk[((b * s.Hkv + h) * s.Skv + j) * s.D + d]);
+          pb.dk(b, h, j, d) =
+              out(g.dk[((b * s.Hkv + h) * s.Skv + j) * s.D + d]);
         for (int64_t e = 0; e < s.Dv; ++e)
-          pb.dv(b, h, j, e) = out(g.dv[((b * s.Hkv + h) * s.Skv + j) * s.Dv + e]);
+          pb.dv(b, h, j, e) =
+              out(g.dv[((b * s.Hkv + h) * s.Skv + j) * s.Dv + e]);
       }
   }
 }
 
-#define ATTN_INSTANTIATE(T)                                                          \
-  template std::vector<double> linear_attention_f64(const detail::LinearProblem<T>&); \
-  template void linear_attention(const detail::LinearProblem<T>&);                  \
-  template LinearGrads linear_backward_f64(const detail::LinearBackwardProblem<T>&); \
-  template void linear_attention_backward(const detail::LinearBackwardProblem<T>&);
+#define ATTN_INSTANTIATE(T)                                        \
+  template std::vector<double> linear_attention_f64(               \
+      const detail::LinearProblem<T>&);                            \
+  template void linear_attention(const detail::LinearProblem<T>&); \
+  template LinearGrads linear_backward_f64(                        \
+      const detail::LinearBackwardProblem<T>&);                    \
+  template void linear_attention_backward(                         \
+      const detail::LinearBackwardProblem<T>&);
 ATTN_INSTANTIATE(float)
 ATTN_INSTANTIATE(bfloat16)
 ATTN_INSTANTIATE(float16)

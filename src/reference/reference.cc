@@ -60,10 +60,10 @@ Result attention_f64(const detail::Problem<T>& problem) {
         for (int64_t j = 0; j < s.Skv; ++j) {
           if (Si[j] == kNegInf) continue;  // hidden keys' values are never read
           // Rule 7: dropped keys contribute nothing, kept ones / (1 - p).
-          const double w = p.dropout.on()
-                               ? Pi[j] * static_cast<double>(
-                                             p.dropout.factor(drop_row, j))
-                               : Pi[j];
+          const double w =
+              p.dropout.on()
+                  ? Pi[j] * static_cast<double>(p.dropout.factor(drop_row, j))
+                  : Pi[j];
           if (w == 0.0) continue;
           for (int64_t d = 0; d < s.Dv; ++d) {
             out[d] += w * static_cast<double>(to_float(problem.v(b, kv, j, d)));

@@ -10,14 +10,19 @@
 
 namespace attn::util {
 
-std::vector<std::byte> read_file(const std::string& path, const std::string& label) {
-  const auto fail = [&](const std::string& why) { throw Error(label + ": " + why); };
+std::vector<std::byte> read_file(const std::string& path,
+                                 const std::string& label) {
+  const auto fail = [&](const std::string& why) {
+    throw Error(label + ": " + why);
+  };
   // Only regular files: a directory "opens" and reports a nonsense size, a
   // FIFO or a terminal would block forever.
   struct stat st {};
-  if (::stat(path.c_str(), &st) != 0) fail("cannot open for reading (no such file)");
+  if (::stat(path.c_str(), &st) != 0)
+    fail("cannot open for reading (no such file)");
   if (S_ISDIR(st.st_mode)) fail("is a directory, expected a file");
-  if (!S_ISREG(st.st_mode)) fail("is not a regular file (a FIFO, device or socket)");
+  if (!S_ISREG(st.st_mode))
+    fail("is not a regular file (a FIFO, device or socket)");
   std::ifstream in(path, std::ios::binary);
   if (!in) fail("cannot open for reading");
   in.seekg(0, std::ios::end);
@@ -32,7 +37,8 @@ std::vector<std::byte> read_file(const std::string& path, const std::string& lab
   } catch (const std::length_error&) {
     fail("its " + std::to_string(size) + " bytes do not fit in memory");
   }
-  if (!in.read(reinterpret_cast<char*>(bytes.data()), size)) fail("read failed");
+  if (!in.read(reinterpret_cast<char*>(bytes.data()), size))
+    fail("read failed");
   return bytes;
 }
 
@@ -50,7 +56,9 @@ void write_file(const std::string& path, std::span<const std::byte> bytes,
 }
 
 void check_writable(const std::string& path, const std::string& label) {
-  const auto fail = [&](const std::string& why) { throw Error(label + ": " + why); };
+  const auto fail = [&](const std::string& why) {
+    throw Error(label + ": " + why);
+  };
   struct stat st {};
   if (::stat(path.c_str(), &st) == 0) {
     if (S_ISDIR(st.st_mode)) fail("is a directory, expected a file name");
@@ -58,12 +66,14 @@ void check_writable(const std::string& path, const std::string& label) {
     return;
   }
   const std::string::size_type slash = path.find_last_of('/');
-  const std::string dir =
-      slash == std::string::npos ? "." : (slash == 0 ? "/" : path.substr(0, slash));
+  const std::string dir = slash == std::string::npos
+                              ? "."
+                              : (slash == 0 ? "/" : path.substr(0, slash));
   if (::stat(dir.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) {
     fail("its directory '" + dir + "' does not exist");
   }
-  if (::access(dir.c_str(), W_OK) != 0) fail("its directory '" + dir + "' is not writable");
+  if (::access(dir.c_str(), W_OK) != 0)
+    fail("its directory '" + dir + "' is not writable");
 }
 
 }  // namespace attn::util

@@ -11,7 +11,8 @@ namespace attn::util {
 
 // The file's bytes; throws attn::Error "<label>: <reason>" when it cannot
 // be read (label names the file, e.g. "npy file 'x.npy'").
-std::vector<std::byte> read_file(const std::string& path, const std::string& label);
+std::vector<std::byte> read_file(const std::string& path,
+                                 const std::string& label);
 // Replaces the file's contents; throws like read_file.
 void write_file(const std::string& path, std::span<const std::byte> bytes,
                 const std::string& label);

@@ -22,10 +22,11 @@ constexpr struct {
   const char* name;
   std::size_t size;
 } kDTypes[] = {
-    {DType::kBool, "BOOL", 1}, {DType::kU8, "U8", 1},     {DType::kI8, "I8", 1},
-    {DType::kI16, "I16", 2},   {DType::kI32, "I32", 4},   {DType::kI64, "I64", 8},
-    {DType::kF16, "F16", 2},   {DType::kBF16, "BF16", 2}, {DType::kF32, "F32", 4},
-    {DType::kF64, "F64", 8},
+    {DType::kBool, "BOOL", 1}, {DType::kU8, "U8", 1},
+    {DType::kI8, "I8", 1},     {DType::kI16, "I16", 2},
+    {DType::kI32, "I32", 4},   {DType::kI64, "I64", 8},
+    {DType::kF16, "F16", 2},   {DType::kBF16, "BF16", 2},
+    {DType::kF32, "F32", 4},   {DType::kF64, "F64", 8},
 };
 
 [[noreturn]] void fail(const std::string& name, const std::string& what) {
@@ -39,8 +40,10 @@ uint64_t read_le64(const std::byte* p) {
 }
 
 // An unsigned JSON integer, or an error naming `what`.
-uint64_t unsigned_value(const json& j, const std::string& file, const std::string& what) {
-  if (!j.is_number_unsigned()) fail(file, what + " must be a non-negative integer");
+uint64_t unsigned_value(const json& j, const std::string& file,
+                        const std::string& what) {
+  if (!j.is_number_unsigned())
+    fail(file, what + " must be a non-negative integer");
   return j.get<uint64_t>();
 }
 
@@ -72,25 +75,30 @@ File File::parse(std::span<const std::byte> bytes, const std::string& name) {
   if (bytes.size() < 8) fail(name, "shorter than the 8-byte header length");
   const uint64_t header_len = read_le64(bytes.data());
   if (header_len > kMaxHeaderBytes) {
-    fail(name, "header length " + std::to_string(header_len) + " exceeds the limit of " +
-                   std::to_string(kMaxHeaderBytes) + " bytes");
+    fail(name, "header length " + std::to_string(header_len) +
+                   " exceeds the limit of " + std::to_string(kMaxHeaderBytes) +
+                   " bytes");
   }
   if (header_len > bytes.size() - 8) {
-    fail(name, "header length " + std::to_string(header_len) + " runs past the end of the " +
-                   std::to_string(bytes.size()) + "-byte file");
+    fail(name, "header length " + std::to_string(header_len) +
+                   " runs past the end of the " + std::to_string(bytes.size()) +
+                   "-byte file");
   }
   const char* text = reinterpret_cast<const char*>(bytes.data() + 8);
-  if (header_len == 0 || text[0] != '{') fail(name, "header is not a JSON object");
+  if (header_len == 0 || text[0] != '{')
+    fail(name, "header is not a JSON object");
   std::set<std::string> seen;
   json header;
   try {
     header = json::parse(
         text, text + header_len,
         [&](int depth, json::parse_event_t event, json& parsed) {
-          if (depth > 3) fail(name, "header nests deeper than the format allows");
+          if (depth > 3)
+            fail(name, "header nests deeper than the format allows");
           if (event == json::parse_event_t::key && depth == 1) {
             const std::string key = parsed.get<std::string>();
-            if (!seen.insert(key).second) fail(name, "tensor '" + key + "' appears twice");
+            if (!seen.insert(key).second)
+              fail(name, "tensor '" + key + "' appears twice");
           }
           return true;
         });
@@ -103,9 +111,11 @@ File File::parse(std::span<const std::byte> bytes, const std::string& name) {
   std::vector<std::pair<std::size_t, std::size_t>> ranges;
   for (const auto& [key, entry] : header.items()) {
     if (key == "__metadata__") {
-      if (!entry.is_object()) fail(name, "__metadata__ must be an object of strings");
+      if (!entry.is_object())
+        fail(name, "__metadata__ must be an object of strings");
       for (const auto& [mk, mv] : entry.items()) {
-        if (!mv.is_string()) fail(name, "__metadata__ value '" + mk + "' is not a string");
+        if (!mv.is_string())
+          fail(name, "__metadata__ value '" + mk + "' is not a string");
         f.metadata_[mk] = mv.get<std::string>();
       }
       continue;
@@ -113,7 +123,9 @@ File File::parse(std::span<const std::byte> bytes, const std::string& name) {
     const std::string where = "tensor '" + key + "'";
     if (!entry.is_object() || entry.size() != 3 || !entry.contains("dtype") ||
         !entry.contains("shape") || !entry.contains("data_offsets")) {
-      fail(name, where + " must be an object with exactly dtype, shape and data_offsets");
+      fail(name,
+           where +
+               " must be an object with exactly dtype, shape and data_offsets");
     }
     TensorInfo t;
     const json& dt = entry["dtype"];
@@ -129,8 +141,8 @@ File File::parse(std::span<const std::byte> bytes, const std::string& name) {
     if (!known) fail(name, where + " has an unknown dtype " + dt.dump());
     const json& shape = entry["shape"];
     if (!shape.is_array() || shape.size() > kMaxDims) {
-      fail(name, where + " shape must be an array of at most " + std::to_string(kMaxDims) +
-                     " non-negative integers");
+      fail(name, where + " shape must be an array of at most " +
+                     std::to_string(kMaxDims) + " non-negative integers");
     }
     // Byte size, checked against the buffer at every step so it cannot
     // overflow.
@@ -138,7 +150,8 @@ File File::parse(std::span<const std::byte> bytes, const std::string& name) {
     bool zero = false;
     for (const json& d : shape) {
       const uint64_t extent = unsigned_value(d, name, where + " shape entry");
-      if (extent > (uint64_t{1} << 62)) fail(name, where + " has an absurd extent");
+      if (extent > (uint64_t{1} << 62))
+        fail(name, where + " has an absurd extent");
       t.shape.push_back(static_cast<int64_t>(extent));
       if (extent == 0) zero = true;
       if (!zero && size > buffer / std::max<uint64_t>(extent, 1)) {
@@ -151,15 +164,18 @@ File File::parse(std::span<const std::byte> bytes, const std::string& name) {
     if (!off.is_array() || off.size() != 2) {
       fail(name, where + " data_offsets must be [begin, end]");
     }
-    const uint64_t begin = unsigned_value(off[0], name, where + " data_offsets begin");
-    const uint64_t end = unsigned_value(off[1], name, where + " data_offsets end");
+    const uint64_t begin =
+        unsigned_value(off[0], name, where + " data_offsets begin");
+    const uint64_t end =
+        unsigned_value(off[1], name, where + " data_offsets end");
     if (begin > end || end > buffer) {
       fail(name, where + " data_offsets [" + std::to_string(begin) + ", " +
-                     std::to_string(end) + "] fall outside the " + std::to_string(buffer) +
-                     "-byte data buffer");
+                     std::to_string(end) + "] fall outside the " +
+                     std::to_string(buffer) + "-byte data buffer");
     }
     if (end - begin != size) {
-      fail(name, where + " holds " + std::to_string(end - begin) + " bytes, its dtype and shape need " +
+      fail(name, where + " holds " + std::to_string(end - begin) +
+                     " bytes, its dtype and shape need " +
                      std::to_string(size));
     }
     t.begin = static_cast<std::size_t>(begin);
@@ -172,13 +188,15 @@ File File::parse(std::span<const std::byte> bytes, const std::string& name) {
   std::size_t at = 0;
   for (const auto& [b, e] : ranges) {
     if (b != at) {
-      fail(name, b < at ? "tensors overlap at byte " + std::to_string(b)
-                        : "the data buffer has a gap at byte " + std::to_string(at));
+      fail(name,
+           b < at ? "tensors overlap at byte " + std::to_string(b)
+                  : "the data buffer has a gap at byte " + std::to_string(at));
     }
     at = e;
   }
   if (at != buffer) {
-    fail(name, std::to_string(buffer - at) + " bytes after the last tensor belong to none");
+    fail(name, std::to_string(buffer - at) +
+                   " bytes after the last tensor belong to none");
   }
   const std::byte* data = bytes.data() + 8 + header_len;
   f.data_.assign(data, data + buffer);
@@ -238,24 +256,26 @@ std::vector<float> File::to_float(const std::string& name) const {
   return out;
 }
 
-std::vector<float> File::to_float(const std::string& name,
-                                  std::span<const int64_t> expected_shape) const {
+std::vector<float> File::to_float(
+    const std::string& name, std::span<const int64_t> expected_shape) const {
   const TensorInfo& t = info(name);
   if (!std::equal(t.shape.begin(), t.shape.end(), expected_shape.begin(),
                   expected_shape.end())) {
     const auto str = [](auto s) {
       std::string r = "[";
-      for (size_t i = 0; i < s.size(); ++i) r += (i ? ", " : "") + std::to_string(s[i]);
+      for (size_t i = 0; i < s.size(); ++i)
+        r += (i ? ", " : "") + std::to_string(s[i]);
       return r + "]";
     };
-    fail(name_, "tensor '" + name + "' has shape " + str(t.shape) + ", expected " +
-                    str(expected_shape));
+    fail(name_, "tensor '" + name + "' has shape " + str(t.shape) +
+                    ", expected " + str(expected_shape));
   }
   return to_float(name);
 }
 
-std::vector<std::byte> serialize(std::span<const Entry> tensors,
-                                 const std::map<std::string, std::string>& metadata) {
+std::vector<std::byte> serialize(
+    std::span<const Entry> tensors,
+    const std::map<std::string, std::string>& metadata) {
   json header = json::object();
   std::size_t at = 0;
   for (const Entry& e : tensors) {
@@ -263,18 +283,22 @@ std::vector<std::byte> serialize(std::span<const Entry> tensors,
       throw Error("attn::safetensors::serialize: tensor name '" + e.name +
                   "' is empty, reserved or repeated");
     }
-    if (e.dtype != DType::kF32 && e.dtype != DType::kF16 && e.dtype != DType::kBF16) {
+    if (e.dtype != DType::kF32 && e.dtype != DType::kF16 &&
+        e.dtype != DType::kBF16) {
       throw Error("attn::safetensors::serialize: tensor '" + e.name +
                   "': dtype must be F32, F16 or BF16");
     }
     int64_t n = 1;
     for (int64_t d : e.shape) {
-      if (d < 0) throw Error("attn::safetensors::serialize: tensor '" + e.name + "': negative extent");
+      if (d < 0)
+        throw Error("attn::safetensors::serialize: tensor '" + e.name +
+                    "': negative extent");
       n *= d;
     }
     if (static_cast<std::size_t>(n) != e.values.size()) {
-      throw Error("attn::safetensors::serialize: tensor '" + e.name + "': shape holds " +
-                  std::to_string(n) + " values, got " + std::to_string(e.values.size()));
+      throw Error("attn::safetensors::serialize: tensor '" + e.name +
+                  "': shape holds " + std::to_string(n) + " values, got " +
+                  std::to_string(e.values.size()));
     }
     const std::size_t size = static_cast<std::size_t>(n) * dtype_size(e.dtype);
     header[e.name] = {{"dtype", dtype_name(e.dtype)},
@@ -286,7 +310,8 @@ std::vector<std::byte> serialize(std::span<const Entry> tensors,
   std::string text = header.dump();
   text.append((8 - text.size() % 8) % 8, ' ');  // data starts 8-byte aligned
   std::vector<std::byte> out(8 + text.size() + at);
-  for (int i = 0; i < 8; ++i) out[i] = static_cast<std::byte>((text.size() >> (8 * i)) & 0xff);
+  for (int i = 0; i < 8; ++i)
+    out[i] = static_cast<std::byte>((text.size() >> (8 * i)) & 0xff);
   std::memcpy(out.data() + 8, text.data(), text.size());
   std::byte* data = out.data() + 8 + text.size();
   for (const Entry& e : tensors) {
@@ -295,8 +320,9 @@ std::vector<std::byte> serialize(std::span<const Entry> tensors,
         std::memcpy(data, &x, 4);
         data += 4;
       } else {
-        const uint16_t bits = e.dtype == DType::kF16 ? float16::from_float(x).bits
-                                                     : bfloat16::from_float(x).bits;
+        const uint16_t bits = e.dtype == DType::kF16
+                                  ? float16::from_float(x).bits
+                                  : bfloat16::from_float(x).bits;
         std::memcpy(data, &bits, 2);
         data += 2;
       }
@@ -307,7 +333,8 @@ std::vector<std::byte> serialize(std::span<const Entry> tensors,
 
 void save(const std::string& path, std::span<const Entry> tensors,
           const std::map<std::string, std::string>& metadata) {
-  util::write_file(path, serialize(tensors, metadata), "safetensors file '" + path + "'");
+  util::write_file(path, serialize(tensors, metadata),
+                   "safetensors file '" + path + "'");
 }
 
 }  // namespace attn::safetensors

@@ -47,8 +47,8 @@ void force_simd_target(const std::string& name) {
     known += std::string(known.empty() ? "" : ", ") + hwy::TargetName(t);
   }
   throw Error("attn::force_simd_target: '" + name +
-              "' is not a target this build can run here (available: " +
-              known + ")");
+              "' is not a target this build can run here (available: " + known +
+              ")");
 }
 
 }  // namespace attn

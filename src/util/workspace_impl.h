@@ -28,7 +28,8 @@ struct Workspace::Impl {
   // the parallel loop, never inside it.
   void reserve(int workers, std::size_t bytes) {
     bytes = (bytes + 63) / 64 * 64;
-    if (slices.size() < static_cast<std::size_t>(workers)) slices.resize(workers);
+    if (slices.size() < static_cast<std::size_t>(workers))
+      slices.resize(workers);
     for (int w = 0; w < workers; ++w) {
       Slice& s = slices[w];
       if (s.bytes >= bytes) continue;

@@ -12,17 +12,20 @@
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   namespace st = attn::safetensors;
-  const std::span<const std::byte> bytes(reinterpret_cast<const std::byte*>(data), size);
+  const std::span<const std::byte> bytes(
+      reinterpret_cast<const std::byte*>(data), size);
   try {
     const st::File f = st::File::parse(bytes, "fuzz");
     for (const std::string& name : f.names()) {
       const st::TensorInfo& t = f.info(name);
-      if (f.bytes(name).size() != static_cast<size_t>(t.numel()) * st::dtype_size(t.dtype)) {
+      if (f.bytes(name).size() !=
+          static_cast<size_t>(t.numel()) * st::dtype_size(t.dtype)) {
         std::abort();
       }
       if (t.dtype == st::DType::kF32 || t.dtype == st::DType::kF16 ||
           t.dtype == st::DType::kBF16 || t.dtype == st::DType::kF64) {
-        if (f.to_float(name).size() != static_cast<size_t>(t.numel())) std::abort();
+        if (f.to_float(name).size() != static_cast<size_t>(t.numel()))
+          std::abort();
       }
     }
   } catch (const attn::Error&) {

@@ -274,7 +274,8 @@ class MultiHeadAttention {
   // `memory`; no cache, no memory_kv, no T5 buckets (their bias would need
   // its own gradient). Dropout: inputs.dropout_p / seed.
   void forward_train(TensorView<const float> x, TensorView<float> out,
-                     AttentionTape& tape, const AttentionInputs& inputs = {}) const;
+                     AttentionTape& tape,
+                     const AttentionInputs& inputs = {}) const;
 
   // The gradients of forward_train's output given dout [B, 1, Sq, E] and
   // the same x and inputs: the parameters' into `grads` (added), dx [B, 1,
@@ -322,16 +323,16 @@ struct BlockInputs {
 
 // What TransformerBlock::forward_train keeps for backward.
 struct BlockTape {
-  std::vector<float> x;       // the block's input
-  std::vector<float> a_in;    // pre-norm: norm(x); post-norm: unused
-  std::vector<float> x1;      // after the attention residual (post-norm:
-                              // before its norm)
-  std::vector<float> c_in;    // the cross-attention's input (pre-norm:
-                              // its norm's output; post-norm: x1 normed)
-  std::vector<float> x1c;     // after the cross residual (post-norm: before
-                              // its norm)
-  std::vector<float> m_in;    // the MLP's input
-  std::vector<float> x2;      // post-norm: before the last norm
+  std::vector<float> x;     // the block's input
+  std::vector<float> a_in;  // pre-norm: norm(x); post-norm: unused
+  std::vector<float> x1;    // after the attention residual (post-norm:
+                            // before its norm)
+  std::vector<float> c_in;  // the cross-attention's input (pre-norm:
+                            // its norm's output; post-norm: x1 normed)
+  std::vector<float> x1c;   // after the cross residual (post-norm: before
+                            // its norm)
+  std::vector<float> m_in;  // the MLP's input
+  std::vector<float> x2;    // post-norm: before the last norm
   AttentionTape attention, cross_attention;
 };
 

@@ -5,8 +5,8 @@
 // public checkpoints (safetensors + the Hugging Face config.json) for
 // BERT, GPT-2 and Llama. Tensor names and config keys: docs/models.md.
 //
-// Hidden states are float32 views [B, 1, S, E] as in attn/nn/layers.h; token ids
-// are int64, [B * S] row-major. Like the layers, a model keeps scratch
+// Hidden states are float32 views [B, 1, S, E] as in attn/nn/layers.h; token
+// ids are int64, [B * S] row-major. Like the layers, a model keeps scratch
 // between calls: one call at a time.
 #ifndef ATTN_NN_MODEL_H_
 #define ATTN_NN_MODEL_H_
