@@ -265,20 +265,13 @@ std::vector<Cell> attention_cells(const Row& r) {
           Cell::shown(s.causal ? "causal" : "", s.causal),
           Cell::num(r.ms, "{:.2f}"),
           Cell::num(r.gflops, "{:.1f}"),
-          Cell::shown(fmt::format("{:.1f}%", r.pct_fp32), r.pct_fp32),
+          Cell::percent(r.pct_fp32),
           Cell::num(r.pct_bf16, "{:.2f}"),
-          Cell::shown(std::isnan(r.naive_ms)
-                          ? "-"
-                          : fmt::format("{:.1f}x", r.naive_ms / r.ms),
-                      std::isnan(r.naive_ms) ? nlohmann::json()
-                                             : nlohmann::json(r.naive_ms)),
-          Cell::shown(fmt::format("{:.2f}MiB", r.scratch_mib),
-                      r.scratch_mib * 1048576.0),
+          Cell::speedup(r.naive_ms, r.ms),
+          Cell::scratch(r.scratch_mib),
           Cell::num(r.max_err, "{:.3g}"),
           Cell::num(r.naive_err, "{:.3g}"),
-          Cell::shown(fmt::format("{:.1e}/{:.1e}{}", r.max_err, r.naive_err,
-                                  r.ok ? "" : " FAILED"),
-                      r.ok)};
+          Cell::check(r.max_err, r.naive_err, r.ok)};
 }
 
 }  // namespace

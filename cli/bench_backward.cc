@@ -193,20 +193,10 @@ SuiteResult run_backward_presets(const std::vector<std::string>& names,
            Cell::integer(s.Hq), Cell::integer(s.Hkv), Cell::integer(s.S),
            Cell::integer(s.D), Cell::shown("", s.causal),
            Cell::num(r.ms, "{:.2f}"), Cell::num(r.gflops, "{:.1f}"),
-           Cell::shown(fmt::format("{:.1f}%", r.pct), r.pct),
-           Cell::shown(std::isnan(r.naive_ms)
-                           ? "-"
-                           : fmt::format("{:.1f}x", r.naive_ms / r.ms),
-                       std::isnan(r.naive_ms) ? nlohmann::json()
-                                              : nlohmann::json(r.naive_ms)),
-           Cell::shown(fmt::format("{:.2f}MiB", r.scratch_mib),
-                       r.scratch_mib * 1048576.0),
-           Cell::num(r.check.err, "{:.3g}"),
+           Cell::percent(r.pct), Cell::speedup(r.naive_ms, r.ms),
+           Cell::scratch(r.scratch_mib), Cell::num(r.check.err, "{:.3g}"),
            Cell::num(r.check.naive_err, "{:.3g}"),
-           Cell::shown(
-               fmt::format("{:.1e}/{:.1e}{}", r.check.err, r.check.naive_err,
-                           r.check.ok() ? "" : " FAILED"),
-               r.check.ok())});
+           Cell::check(r.check.err, r.check.naive_err, r.check.ok())});
     }
   }
   result.rows = table.rows();

@@ -247,15 +247,12 @@ SuiteResult run_decode_presets(const std::vector<std::string>& names,
     table.add(
         {Cell::str(shape), Cell::str(attn::cache_type_name(s.type)),
          Cell::num(ms, "{:.3f}"), Cell::num(gbs, "{:.1f}"),
-         Cell::shown(fmt::format("{:.1f}%", bw_pct), bw_pct),
-         Cell::num(tok_s, "{:.1f}"), Cell::num(gflops, "{:.1f}"),
-         Cell::shown(fmt::format("{:.1f}%", fp_pct), fp_pct),
+         Cell::percent(bw_pct), Cell::num(tok_s, "{:.1f}"),
+         Cell::num(gflops, "{:.1f}"), Cell::percent(fp_pct),
          Cell::shown(fmt::format("{:.0f}", cache.bytes_used() / 1048576.0),
                      cache.bytes_used()),
          Cell::num(err, "{:.3g}"), Cell::num(naive_err, "{:.3g}"),
-         Cell::shown(fmt::format("{:.1e}/{:.1e}{}", err, naive_err,
-                                 ok ? "" : " FAILED"),
-                     ok)});
+         Cell::check(err, naive_err, ok)});
   }
   result.rows = table.rows();
   return result;

@@ -34,6 +34,24 @@ struct Cell {
   static Cell shown(std::string text, nlohmann::json value) {
     return {std::move(text), std::move(value)};
   }
+  // A percentage: "12.3%" in the table, 12.3 in JSON.
+  static Cell percent(double x) { return {fmt::format("{:.1f}%", x), x}; }
+  // "12.3x" (naive over timed) in the table, naive's ms in JSON; "-" and
+  // null when naive was not run (NaN).
+  static Cell speedup(double naive_ms, double ms) {
+    if (std::isnan(naive_ms)) return {"-", nullptr};
+    return {fmt::format("{:.1f}x", naive_ms / ms), naive_ms};
+  }
+  // Scratch in MiB in the table, bytes in JSON.
+  static Cell scratch(double mib) {
+    return {fmt::format("{:.2f}MiB", mib), mib * 1048576.0};
+  }
+  // The reference check: "err/naive err" (and FAILED) in the table, the
+  // verdict in JSON.
+  static Cell check(double err, double naive_err, bool ok) {
+    return {fmt::format("{:.1e}/{:.1e}{}", err, naive_err, ok ? "" : " FAILED"),
+            ok};
+  }
 };
 
 struct Column {
