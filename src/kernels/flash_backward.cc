@@ -76,44 +76,47 @@ namespace HWY_NAMESPACE {
 // C [R, ncols] (+)= A B through the family's micro-GEMM
 // (micro_gemm-inl.h): A's element (r, k) at a[r sm + k sk], B row-major
 // [kdim, ncols] with leading dimension ldb; ncols a multiple of the lanes.
-template <int R, bool kAcc>
+template <int R, bool kAcc, int64_t kChain>
 HWY_INLINE void GemmRows(DF df, const float* a, int64_t sm, int64_t sk,
                          int64_t kdim, const float* b, int64_t ldb,
                          int64_t ncols, float* c, int64_t ldc) {
   const int64_t N = static_cast<int64_t>(hn::Lanes(df));
   MicroGemmCols<R>(df, a, sm, sk, 0, kdim, MatrixB{b, ldb}, 0, ncols / N, c,
-                   ldc, kAcc, kDotChain);
+                   ldc, kAcc, kChain);
 }
 
 // C[m, :ncols] (+)= sum_{k < kdim} A(m, k) B[k, :ncols] for m < rows, in
-// blocks of kRowBlock rows (ncols a multiple of the vector length).
-template <bool kAcc>
+// blocks of kRowBlock rows (ncols a multiple of the vector length). kChain:
+// kDotChain for the head-dim sums that the recomputed P and dP - Delta
+// depend on (S = Q Kt, dP = dO Vt); kOneChain for the sums over keys or
+// rows that only accumulate gradients (dV, dK, dQ), which need no cut.
+template <bool kAcc, int64_t kChain>
 void Gemm(DF df, int64_t rows, const float* a, int64_t sm, int64_t sk,
           int64_t kdim, const float* b, int64_t ldb, int64_t ncols, float* c,
           int64_t ldc) {
   static_assert(kRowBlock == 6);
   int64_t m = 0;
   for (; m + 6 <= rows; m += 6) {
-    GemmRows<6, kAcc>(df, a + m * sm, sm, sk, kdim, b, ldb, ncols, c + m * ldc,
-                      ldc);
+    GemmRows<6, kAcc, kChain>(df, a + m * sm, sm, sk, kdim, b, ldb, ncols,
+                              c + m * ldc, ldc);
   }
   const float* am = a + m * sm;
   float* cm = c + m * ldc;
   switch (rows - m) {
     case 1:
-      GemmRows<1, kAcc>(df, am, sm, sk, kdim, b, ldb, ncols, cm, ldc);
+      GemmRows<1, kAcc, kChain>(df, am, sm, sk, kdim, b, ldb, ncols, cm, ldc);
       break;
     case 2:
-      GemmRows<2, kAcc>(df, am, sm, sk, kdim, b, ldb, ncols, cm, ldc);
+      GemmRows<2, kAcc, kChain>(df, am, sm, sk, kdim, b, ldb, ncols, cm, ldc);
       break;
     case 3:
-      GemmRows<3, kAcc>(df, am, sm, sk, kdim, b, ldb, ncols, cm, ldc);
+      GemmRows<3, kAcc, kChain>(df, am, sm, sk, kdim, b, ldb, ncols, cm, ldc);
       break;
     case 4:
-      GemmRows<4, kAcc>(df, am, sm, sk, kdim, b, ldb, ncols, cm, ldc);
+      GemmRows<4, kAcc, kChain>(df, am, sm, sk, kdim, b, ldb, ncols, cm, ldc);
       break;
     case 5:
-      GemmRows<5, kAcc>(df, am, sm, sk, kdim, b, ldb, ncols, cm, ldc);
+      GemmRows<5, kAcc, kChain>(df, am, sm, sk, kdim, b, ldb, ncols, cm, ldc);
       break;
     default:
       break;
@@ -240,9 +243,10 @@ void BackwardItem(const detail::BackwardProblem<T>& pb,
         }
       }
       // S = Q Kt, dP = dO Vt.
-      Gemm<false>(df, br, Qb, ldq, 1, Dp, Kt, kKeyTile, kKeyTile, P, kKeyTile);
-      Gemm<false>(df, br, dOb, ldo, 1, Dvp, Vt, kKeyTile, kKeyTile, dS,
-                  kKeyTile);
+      Gemm<false, kDotChain>(df, br, Qb, ldq, 1, Dp, Kt, kKeyTile, kKeyTile, P,
+                             kKeyTile);
+      Gemm<false, kDotChain>(df, br, dOb, ldo, 1, Dvp, Vt, kKeyTile, kKeyTile,
+                             dS, kKeyTile);
       // P, then dS = P (dP - Delta) ds/d(q.k).
       for (int64_t r = 0; r < br; ++r) {
         float* HWY_RESTRICT prow = P + r * kKeyTile;
@@ -322,9 +326,9 @@ void BackwardItem(const detail::BackwardProblem<T>& pb,
         }
       }
       // dV += P^T dO, dK += dS^T Q (rows: the tile's keys), dQ = dS K.
-      Gemm<true>(df, bc, P, 1, kKeyTile, br, dOb, ldo, Dvp, dV, Dvp);
-      Gemm<true>(df, bc, dS, 1, kKeyTile, br, Qb, ldq, Dp, dK, Dp);
-      Gemm<false>(df, br, dS, kKeyTile, 1, bc, Kr, Dp, Dp, dQ, Dp);
+      Gemm<true, kOneChain>(df, bc, P, 1, kKeyTile, br, dOb, ldo, Dvp, dV, Dvp);
+      Gemm<true, kOneChain>(df, bc, dS, 1, kKeyTile, br, Qb, ldq, Dp, dK, Dp);
+      Gemm<false, kOneChain>(df, br, dS, kKeyTile, 1, bc, Kr, Dp, Dp, dQ, Dp);
 
       // Add to the shared dQ in key-tile order.
       int64_t spins = 0;
