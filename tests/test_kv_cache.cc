@@ -65,7 +65,7 @@ reference::Result cache_reference(TensorView<const float> q,
   for (int64_t s : seqs) lens.push_back(cache.length(s, layer));
   o.algorithm = Algorithm::kReference;
   detail::Problem<float> p = detail::validate_cached(
-      q,
+      util::Check("attn::attention"), q,
       {cache.options().num_kv_heads, cache.options().head_dim,
        cache.options().value_head_dim},
       lens, out, o, {}, key_lengths);
@@ -765,7 +765,7 @@ TEST(Merge, EqualsAttentionOverAllKeys) {
         merge(out_views, lse_views,
               TensorView<float>::bhsd(small.data(), 1, 1, 1, 4));
       },
-      {"outs[0]", "expected extent"});
+      {"outs[0]", "expected", "extent", "the shape of out"});
 }
 
 TEST(Merge, AllPartsEmptyGiveZeroAndMinusInfinity) {

@@ -14,6 +14,7 @@
 #include "attn/patterns.h"
 #include "src/kernels/flash.h"
 #include "src/kernels/tile_walk.h"
+#include "src/util/workspace_impl.h"
 #include "tests/attention_grid.h"
 
 namespace attn::testing {
@@ -607,11 +608,59 @@ TEST(EstimateWork, StridedRunsOnResidueClasses) {
   int64_t visible = 0;
   for (int64_t i = 0; i < S; ++i)
     for (int64_t j = 0; j <= i; ++j) visible += p.mask(0, 0, i, j);
+  EXPECT_EQ(w.algorithm, Algorithm::kFlash);
+  EXPECT_EQ(w.rewrite, Rewrite::kStridedClasses);
   EXPECT_GE(w.scores, H * visible);
   EXPECT_LT(w.scores, 4 * H * visible);
   std::vector<int64_t> lens = {S};
   o.key_lengths = lens;  // not eligible: the tile walk's cover
-  EXPECT_GT(estimate_work(v, v, v, o).scores, 4 * w.scores);
+  const WorkEstimate walk = estimate_work(v, v, v, o);
+  EXPECT_EQ(walk.rewrite, Rewrite::kNone);
+  EXPECT_GT(walk.scores, 4 * w.scores);
+  o.key_lengths = {};
+  o.algorithm = Algorithm::kNaive;  // the rewrite is flash's
+  EXPECT_EQ(estimate_work(v, v, v, o).rewrite, Rewrite::kNone);
+  EXPECT_STREQ(rewrite_name(Rewrite::kStridedClasses), "strided classes");
+}
+
+// The rewrite's part results live in the call's Workspace (no buffer of its
+// own), and its output, like the tile walk's (the same call made
+// ineligible by key lengths equal to Skv), matches the float64 reference.
+TEST(StridedRewrite, RunsOnTheWorkspace) {
+  const int64_t S = 300, G = 2, D = 24;
+  std::mt19937 rng(91);
+  Tensor<float> q(1, G, S, D), k(1, 1, S, D), v(1, 1, S, D);
+  fill_normal(q.view(), rng);
+  fill_normal(k.view(), rng);
+  fill_normal(v.view(), rng);
+  Workspace ws;
+  AttentionOptions o;
+  o.workspace = &ws;
+  const SparseStrided strided{16, 5, false};
+  o.pattern = strided;
+  Tensor<float> scratch(1, G, S, D);
+  const reference::Result ref =
+      reference_result(q.cview(), k.cview(), v.cview(), scratch.view(), o);
+  const auto run = [&](Rewrite expected) {
+    ASSERT_EQ(estimate_work(q.cview(), k.cview(), v.cview(), o).rewrite,
+              expected);
+    Tensor<float> out(1, G, S, D);
+    for (int64_t i = 0; i < out.numel(); ++i) out.data()[i] = NAN;
+    EXPECT_EQ(attention(q.cview(), k.cview(), v.cview(), out.view(), o),
+              Algorithm::kFlash);
+    const ErrorStats e = compare(ref, out.cview(), TensorView<const float>{});
+    EXPECT_LE(e.max_rel, 2e-6) << rewrite_name(expected) << ": " << e.worst;
+  };
+  run(Rewrite::kStridedClasses);
+  // Window, left and right classes: 3 G S lse values and 2 G S D outputs.
+  EXPECT_GE(ws.impl().rewrite_slice.bytes,
+            (3 * G * S + 2 * G * S * D) * sizeof(float));
+  ws.release();
+  EXPECT_EQ(ws.bytes_reserved(), 0u);
+  std::vector<int64_t> lens = {S};
+  o.key_lengths = lens;
+  run(Rewrite::kNone);
+  EXPECT_EQ(ws.impl().rewrite_slice.bytes, 0u);  // the tile walk needs none
 }
 
 }  // namespace

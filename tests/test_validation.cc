@@ -10,6 +10,8 @@
 
 #include "attn/attention.h"
 #include "attn/error.h"
+#include "attn/kv_cache.h"
+#include "attn/rope.h"
 #include "attn/tensor.h"
 
 namespace attn {
@@ -36,11 +38,11 @@ struct Call {
   void run() { attention(q, k, v, out, options, lse); }
 };
 
-// Runs the call, expects attn::Error whose message contains every fragment,
-// and checks that nothing was written.
-void expect_error(Call& c, std::initializer_list<std::string> fragments) {
+// Runs call, expects attn::Error whose message contains every fragment.
+void expect_message(const std::function<void()>& call,
+                    std::initializer_list<std::string> fragments) {
   try {
-    c.run();
+    call();
     ADD_FAILURE() << "no attn::Error thrown";
   } catch (const Error& e) {
     const std::string msg = e.what();
@@ -49,6 +51,12 @@ void expect_error(Call& c, std::initializer_list<std::string> fragments) {
           << "message lacks '" << f << "': " << msg;
     }
   }
+}
+
+// Runs the call, expects attn::Error whose message contains every fragment,
+// and checks that nothing was written.
+void expect_error(Call& c, std::initializer_list<std::string> fragments) {
+  expect_message([&] { c.run(); }, fragments);
   for (float x : c.ob)
     ASSERT_TRUE(std::isnan(x)) << "output written before error";
 }
@@ -364,6 +372,65 @@ TEST(Validation, AlibiSlopesHelper) {
   for (int e = 0; e < 4; ++e) {
     EXPECT_FLOAT_EQ(s12[8 + e], std::exp2(-0.5f * (2 * e + 1)));
   }
+}
+
+// Every entry point applies the same view rules through its own name: the
+// absurd views attention refuses are refused by rope, merge and the cache
+// too (these used to be checked by hand, without the span limit).
+TEST(Validation, EveryEntryPointAppliesTheViewRules) {
+  std::vector<float> buf(64, 1.0f);
+  const int64_t e = int64_t{1} << 21;
+  const TensorView<float> huge(buf.data(), {1, e, e, 2},
+                               {0, int64_t{1} << 40, 2, 1});
+  expect_message([&] { apply_rope(huge, {}); },
+                 {"attn::apply_rope: x:", "spans more than 2^48 bytes"});
+  const TensorView<float> long_seq(buf.data(), {1, 1, int64_t{1} << 41, 2},
+                                   {0, 0, 2, 1});
+  expect_message([&] { apply_rope(long_seq, {}); },
+                 {"attn::apply_rope: x:", "seq extent must be in [1, 2^40]"});
+  const TensorView<float> shared(buf.data(), {1, 1, 4, 4}, {0, 0, 2, 1});
+  expect_message([&] { apply_rope(shared, {}); },
+                 {"attn::apply_rope: x:", "share memory"});
+
+  const auto part = TensorView<const float>::bhsd(buf.data(), 1, 1, 2, 4);
+  const auto part_lse = TensorView<const float>::bhsd(buf.data(), 1, 1, 2, 1);
+  const std::vector<TensorView<const float>> outs = {part}, lses = {part_lse};
+  std::vector<float> ob(8);
+  expect_message(
+      [&] {
+        merge(outs, lses,
+              TensorView<float>(nullptr, {1, 1, 2, 4}, {8, 8, 4, 1}));
+      },
+      {"attn::merge: out:", "null"});
+  expect_message(
+      [&] {
+        merge(outs, lses,
+              TensorView<float>(ob.data(), {1, 1, 2, 4}, {8, 8, 0, 1}));
+      },
+      {"attn::merge: out:", "share memory"});
+
+  KVCacheOptions co;
+  co.num_layers = 1;
+  co.num_kv_heads = 1;
+  co.head_dim = 4;
+  co.max_sequences = 1;
+  co.max_tokens = 8;
+  KVCache cache(co);
+  const int64_t seq = cache.add_sequence();
+  const std::vector<int64_t> seqs = {seq};
+  cache.append(0, seqs, part, part);
+  std::vector<float> kb(8), vb(8);
+  expect_message(
+      [&] {
+        cache.read(seq, 0,
+                   TensorView<float>(kb.data(), {1, 1, 2, 4}, {8, 8, 0, 1}),
+                   TensorView<float>::bhsd(vb.data(), 1, 1, 2, 4));
+      },
+      {"attn::KVCache::read: k:", "share memory"});
+  const TensorView<const float> bad_stride(buf.data(), {1, 1, 2, 4},
+                                           {8, 8, 4, 2});
+  expect_message([&] { cache.append(0, seqs, bad_stride, part); },
+                 {"attn::KVCache::append: k:", "dim stride must be 1"});
 }
 
 }  // namespace

@@ -61,11 +61,13 @@ class BlockMask {
 BlockMask make_block_mask(const Pattern& pattern, const BlockMaskShape& shape);
 
 // The work an attention call would do, without doing it: the algorithm
-// auto (or options.algorithm) picks, the KV tiles it visits over all work
-// items, and the (query row, key) scores those tiles hold, which is what
-// GFLOP/s over visited tiles counts: 2 * scores * (D + Dv) FLOPs.
+// auto (or options.algorithm) picks and the exact rewrite it runs through
+// (attn/options.h), the KV tiles it visits over all work items (all parts
+// of a rewrite together), and the (query row, key) scores those tiles hold,
+// which is what GFLOP/s over visited tiles counts: 2 * scores * (D + Dv) FLOPs.
 struct WorkEstimate {
   Algorithm algorithm = Algorithm::kAuto;
+  Rewrite rewrite = Rewrite::kNone;
   int64_t tiles = 0;   // (work item, KV tile) pairs visited
   int64_t scores = 0;  // query rows x keys inside those tiles
 };

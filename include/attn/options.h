@@ -24,6 +24,17 @@ enum class Algorithm {
                // results merged by log-sum-exp: few queries, many keys
 };
 
+// An exact rewrite an algorithm runs a call through: the same result
+// (every key in exactly one part, the parts merged by log-sum-exp) at less
+// cost. attn::estimate_work reports the one a call would take.
+enum class Rewrite {
+  kNone,
+  // A SparseStrided pattern under flash: the local window, then dense
+  // causal attention within each residue class i mod stride (strided views
+  // of q, k and v), instead of a tile walk that visits nearly every tile.
+  kStridedClasses,
+};
+
 // Which corner of the [Sq, Skv] score matrix the causal diagonal, the window
 // and ALiBi distances are anchored to. Bottom-right: query i sits at key
 // position i + (Skv - Sq), right for chunked prefill and decoding against a
@@ -79,6 +90,7 @@ struct AttentionOptions {
 };
 
 const char* algorithm_name(Algorithm a);
+const char* rewrite_name(Rewrite r);  // "none", "strided classes"
 
 }  // namespace attn
 

@@ -4,11 +4,12 @@
 #include <cmath>
 
 #include "attn/version.h"
-#include "src/api/strided.h"
 #include "src/api/validate.h"
 #include "src/kernels/flash.h"
 #include "src/kernels/naive.h"
+#include "src/kernels/strided.h"
 #include "src/reference/reference.h"
+#include "src/util/check.h"
 
 namespace attn {
 namespace {
@@ -19,8 +20,11 @@ Algorithm run(TensorView<const T> q, TensorView<const T> k,
               const AttentionOptions& options, TensorView<float> lse) {
   const detail::Problem<T> problem =
       detail::validate(q, k, v, out, options, lse);
-  if constexpr (std::is_same_v<T, float>) {
-    if (detail::strided_attention(problem, options)) return Algorithm::kFlash;
+  if constexpr (std::is_same_v<T, float>) {  // the only rewrite so far
+    if (problem.params.rewrite == Rewrite::kStridedClasses) {
+      kernels::strided_attention(problem, options.workspace);
+      return problem.params.algorithm;
+    }
   }
   switch (problem.params.algorithm) {
     case Algorithm::kReference:
@@ -39,13 +43,24 @@ Algorithm run(TensorView<const T> q, TensorView<const T> k,
     case Algorithm::kAuto:
       break;  // validate() never lets these through
   }
-  throw Error("attn::attention: internal error: no kernel for algorithm " +
-              std::string(algorithm_name(problem.params.algorithm)));
+  util::Check("attn::attention")
+      .fail(std::string("internal error: no kernel for algorithm ") +
+            algorithm_name(problem.params.algorithm));
 }
 
 }  // namespace
 
 const char* version() { return ATTN_VERSION_STRING; }
+
+const char* rewrite_name(Rewrite r) {
+  switch (r) {
+    case Rewrite::kNone:
+      return "none";
+    case Rewrite::kStridedClasses:
+      return "strided classes";
+  }
+  return "unknown";
+}
 
 const char* algorithm_name(Algorithm a) {
   switch (a) {
@@ -80,10 +95,8 @@ Algorithm attention(TensorView<const float16> q, TensorView<const float16> k,
 }
 
 std::vector<float> alibi_slopes(int64_t num_heads) {
-  if (num_heads < 1) {
-    throw Error("attn::alibi_slopes: num_heads must be >= 1, got " +
-                std::to_string(num_heads));
-  }
+  util::Check("attn::alibi_slopes")
+      .in_range("num_heads", num_heads, 1, int64_t{1} << 20);
   // Slopes for a power of two n: start = 2^(-8/n), slope[h] = start^(h+1).
   auto power_of_two_slopes = [](int64_t n) {
     std::vector<float> s(n);

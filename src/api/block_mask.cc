@@ -6,22 +6,22 @@
 #include <string>
 
 #include "attn/error.h"
-#include "src/api/strided.h"
 #include "src/api/validate.h"
 #include "src/kernels/flash.h"
+#include "src/kernels/strided.h"
 #include "src/kernels/tile_walk.h"
+#include "src/util/check.h"
 
 namespace attn {
 namespace {
 
-[[noreturn]] void fail(const std::string& arg, const std::string& what) {
-  throw Error("attn::make_block_mask: " + arg + ": " + what);
-}
+constexpr util::Check kMakeBlockMask("attn::make_block_mask");
 
 void check_positive(const char* arg, int64_t x, int64_t min) {
   if (x < min || x > (int64_t{1} << 40)) {
-    fail(std::string("shape.") + arg, "must be in [" + std::to_string(min) +
-                                          ", 2^40], got " + std::to_string(x));
+    kMakeBlockMask.fail(std::string("shape.") + arg,
+                        "must be in [" + std::to_string(min) + ", 2^40], got " +
+                            std::to_string(x));
   }
 }
 
@@ -31,14 +31,13 @@ WorkEstimate estimate(TensorView<const T> q, TensorView<const T> k,
   const detail::Params p = detail::validate_params(q, k, v, options);
   WorkEstimate w;
   w.algorithm = p.algorithm;
+  w.rewrite = p.rewrite;
   if (p.algorithm == Algorithm::kFlash || p.algorithm == Algorithm::kDecode) {
-    kernels::FlashWork f = std::is_same_v<T, float>
-                               ? detail::strided_work(p)
-                               : kernels::FlashWork{-1, -1};
-    if (f.tiles < 0) {
-      f = kernels::count_flash_work(
-          p, p.algorithm == Algorithm::kFlash ? 1 : p.kv_splits);
-    }
+    const kernels::FlashWork f =
+        p.rewrite == Rewrite::kStridedClasses
+            ? kernels::count_strided_work(p)
+            : kernels::count_flash_work(
+                  p, p.algorithm == Algorithm::kFlash ? 1 : p.kv_splits);
     w.tiles = f.tiles;
     w.scores = f.scores;
   } else {  // materialising algorithms compute every score
@@ -52,11 +51,13 @@ WorkEstimate estimate(TensorView<const T> q, TensorView<const T> k,
 int64_t BlockMask::row(int64_t b, int64_t h, int64_t qb) const {
   if (b < 0 || b >= shape_.batch || h < 0 || h >= shape_.heads || qb < 0 ||
       qb >= q_blocks_) {
-    throw Error("attn::BlockMask: (b, h, q block) = (" + std::to_string(b) +
-                ", " + std::to_string(h) + ", " + std::to_string(qb) +
-                ") is outside [" + std::to_string(shape_.batch) + ", " +
-                std::to_string(shape_.heads) + ", " +
-                std::to_string(q_blocks_) + ")");
+    util::Check("attn::BlockMask::row")
+        .fail("(b, h, q block)", "(" + std::to_string(b) + ", " +
+                                     std::to_string(h) + ", " +
+                                     std::to_string(qb) + ") is outside [" +
+                                     std::to_string(shape_.batch) + ", " +
+                                     std::to_string(shape_.heads) + ", " +
+                                     std::to_string(q_blocks_) + ")");
   }
   return (b * shape_.heads + h) * q_blocks_ + qb;
 }
@@ -98,14 +99,14 @@ BlockMask make_block_mask(const Pattern& pattern, const BlockMaskShape& shape) {
   check_positive("kv_block", shape.kv_block, 1);
   if (shape.query_offset < -(int64_t{1} << 40) ||
       shape.query_offset > (int64_t{1} << 40)) {
-    fail("shape.query_offset", "must be within +-2^40");
+    kMakeBlockMask.fail("shape.query_offset", "must be within +-2^40");
   }
   BlockMask m;
   m.shape_ = shape;
   m.q_blocks_ = (shape.q_len + shape.q_block - 1) / shape.q_block;
   m.kv_blocks_ = (shape.kv_len + shape.kv_block - 1) / shape.kv_block;
   if (m.kv_blocks_ > INT32_MAX)
-    fail("shape.kv_len", "more than 2^31 KV blocks");
+    kMakeBlockMask.fail("shape.kv_len", "more than 2^31 KV blocks");
   m.partial_begin_.push_back(0);
   m.full_begin_.push_back(0);
   for (int64_t b = 0; b < shape.batch; ++b) {

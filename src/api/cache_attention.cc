@@ -15,14 +15,11 @@
 #include "src/kernels/merge.h"
 #include "src/kernels/naive.h"
 #include "src/reference/reference.h"
+#include "src/util/check.h"
 #include "src/util/parallel.h"
 
 namespace attn {
 namespace {
-
-[[noreturn]] void fail(const std::string& arg, const std::string& what) {
-  throw Error("attn::attention: " + arg + ": " + what);
-}
 
 // Reference and naive: the cached keys as contiguous [B, Hkv, Skv, D]
 // tensors of T (zeros past each sequence's end, hidden by key_lengths).
@@ -58,23 +55,21 @@ template <class T>
 Algorithm run(TensorView<const T> q, const KVCache& cache, int64_t layer,
               std::span<const int64_t> sequences, TensorView<T> out,
               const AttentionOptions& options, TensorView<float> lse) {
+  const util::Check check("attn::attention");
   const KVCache::Impl& c = cache.impl();
-  if (layer < 0 || layer >= c.options.num_layers) {
-    fail("layer", "must be in [0, " + std::to_string(c.options.num_layers) +
-                      "), got " + std::to_string(layer));
-  }
+  check.in_range("layer", layer, 0, c.options.num_layers - 1);
   std::vector<int64_t> lengths;
   for (size_t b = 0; b < sequences.size(); ++b) {
     if (!cache.alive(sequences[b])) {
-      fail("sequences", "entry " + std::to_string(b) + " (" +
-                            std::to_string(sequences[b]) +
-                            ") is not a live sequence of the cache");
+      check.fail("sequences", "entry " + std::to_string(b) + " (" +
+                                  std::to_string(sequences[b]) +
+                                  ") is not a live sequence of the cache");
     }
     for (size_t e = 0; e < b; ++e) {
       if (sequences[e] == sequences[b]) {
         // Allowed would be harmless, but it is almost always a bug.
-        fail("sequences",
-             "id " + std::to_string(sequences[b]) + " listed twice");
+        check.fail("sequences",
+                   "id " + std::to_string(sequences[b]) + " listed twice");
       }
     }
     lengths.push_back(c.length(sequences[b], layer));
@@ -85,14 +80,15 @@ Algorithm run(TensorView<const T> q, const KVCache& cache, int64_t layer,
       (std::is_same_v<T, bfloat16> && type == CacheType::kBFloat16) ||
       (std::is_same_v<T, float16> && type == CacheType::kFloat16);
   if (!type_ok) {
-    fail("q", std::string("16-bit queries need a cache of the same type; this "
-                          "cache stores ") +
-                  cache_type_name(type) + " (pass float32 queries)");
+    check.fail("q",
+               std::string("16-bit queries need a cache of the same type; this "
+                           "cache stores ") +
+                   cache_type_name(type) + " (pass float32 queries)");
   }
   std::vector<int64_t> key_lengths;
-  const detail::Problem<T> p =
-      detail::validate_cached(q, detail::CacheShape{c.layout.Hkv, c.D, c.Dv},
-                              lengths, out, options, lse, key_lengths);
+  const detail::Problem<T> p = detail::validate_cached(
+      check, q, detail::CacheShape{c.layout.Hkv, c.D, c.Dv}, lengths, out,
+      options, lse, key_lengths);
   const Algorithm algorithm = p.params.algorithm;
   if (algorithm == Algorithm::kReference || algorithm == Algorithm::kNaive) {
     run_materialised(p, cache, layer, sequences);
@@ -149,39 +145,32 @@ Algorithm attention(TensorView<const float16> q, const KVCache& cache,
 void merge(std::span<const TensorView<const float>> outs,
            std::span<const TensorView<const float>> lses, TensorView<float> out,
            TensorView<float> lse) {
-  auto bad = [](const std::string& arg, const std::string& what) {
-    throw Error("attn::merge: " + arg + ": " + what);
-  };
-  if (outs.empty()) bad("outs", "expected at least one partial result");
+  const util::Check check("attn::merge");
+  if (outs.empty()) check.fail("outs", "expected at least one partial result");
   if (lses.size() != outs.size()) {
-    bad("lses", "expected one per partial output (" +
-                    std::to_string(outs.size()) + "), got " +
-                    std::to_string(lses.size()));
+    check.fail("lses", "expected one per partial output (" +
+                           std::to_string(outs.size()) + "), got " +
+                           std::to_string(lses.size()));
   }
+  detail::check_view(check, "out", out);
   const Extents e = out.extents();
-  auto check = [&](const std::string& arg, auto view, int64_t dim) {
-    if (view.data() == nullptr) bad(arg, "data pointer is null");
-    for (int a = 0; a < 4; ++a) {
-      const int64_t want = a == kDim ? dim : e[a];
-      if (view.extent(a) != want || view.stride(a) < 0) {
-        bad(arg, "expected extent " + std::to_string(want) + " along axis " +
-                     std::to_string(a) + " (the shape of out, [B, Hq, Sq, " +
-                     (a == kDim && dim == 1 ? std::string("1") : "Dv") +
-                     "]) and non-negative strides");
-      }
-    }
-    if (view.extent(kDim) > 1 && view.stride(kDim) != 1)
-      bad(arg, "dim stride must be 1");
-  };
-  check("out", out, e[kDim]);
-  if (detail::has_self_overlap(out.extents(), out.strides())) {
-    bad("out", "strides make distinct elements share memory");
-  }
+  const Extents e_lse{e[0], e[1], e[2], 1};
+  detail::check_writable(check, "out", out);
   for (size_t s = 0; s < outs.size(); ++s) {
-    check("outs[" + std::to_string(s) + "]", outs[s], e[kDim]);
-    check("lses[" + std::to_string(s) + "]", lses[s], 1);
+    const std::string n = "[" + std::to_string(s) + "]";
+    detail::check_view(check, "outs" + n, outs[s]);
+    detail::check_shape(check, "outs" + n, outs[s].extents(), e,
+                        "the shape of out, [B, Hq, Sq, Dv]");
+    detail::check_view(check, "lses" + n, lses[s]);
+    detail::check_shape(check, "lses" + n, lses[s].extents(), e_lse,
+                        "[B, Hq, Sq, 1] of out");
   }
-  if (!lse.empty()) check("lse", lse, 1);
+  if (!lse.empty()) {
+    detail::check_view(check, "lse", lse);
+    detail::check_shape(check, "lse", lse.extents(), e_lse,
+                        "[B, Hq, Sq, 1] of out");
+    detail::check_writable(check, "lse", lse);
+  }
   const int64_t n = static_cast<int64_t>(outs.size()), Dv = e[kDim];
   // Row by row: every part of a row is read before the row is written, so
   // out may be one of the outs (same view).

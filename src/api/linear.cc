@@ -10,6 +10,7 @@
 #include "src/api/validate.h"
 #include "src/kernels/linear.h"
 #include "src/reference/linear_reference.h"
+#include "src/util/check.h"
 
 namespace attn {
 namespace {
@@ -17,33 +18,37 @@ namespace {
 // Largest head dim of q and k (the kernels' per-row buffers).
 constexpr int64_t kMaxDim = 1024;
 
-void check_options(const LinearOptions& o, int64_t D, const std::string& fn) {
-  const auto fail = [&](const std::string& arg, const std::string& what) {
-    throw Error(fn + ": " + arg + ": " + what);
-  };
+void check_options(const util::Check& check, const LinearOptions& o,
+                   int64_t D) {
   if (o.feature_map != FeatureMap::kEluPlusOne &&
       o.feature_map != FeatureMap::kRelu &&
       o.feature_map != FeatureMap::kCustom) {
-    fail("options.feature_map", "must be kEluPlusOne, kRelu or kCustom");
+    check.fail("options.feature_map", "must be kEluPlusOne, kRelu or kCustom");
   }
   if (D > kMaxDim) {
-    fail("q", "linear attention takes head dims up to " +
-                  std::to_string(kMaxDim) + ", got " + std::to_string(D));
+    check.fail("q", "linear attention takes head dims up to " +
+                        std::to_string(kMaxDim) + ", got " + std::to_string(D));
   }
   if (o.feature_map == FeatureMap::kCustom) {
     if (o.custom == nullptr)
-      fail("options.custom", "kCustom needs a feature function");
+      check.fail("options.custom", "kCustom needs a feature function");
   } else if (o.custom != nullptr) {
-    fail("options.custom", "given, but options.feature_map is not kCustom");
+    check.fail("options.custom",
+               "given, but options.feature_map is not kCustom");
   }
-  if (!(o.eps >= 0.0f) || !std::isfinite(o.eps)) {
-    fail("options.eps",
-         "must be finite and >= 0, got " + std::to_string(o.eps));
-  }
-  if (o.num_threads < 0 || o.num_threads > kMaxThreads) {
-    fail("options.num_threads",
-         "must be in [0, " + std::to_string(kMaxThreads) +
-             "] (0 = all cores), got " + std::to_string(o.num_threads));
+  check.finite_at_least("options.eps", o.eps, 0.0);
+  check.threads("options.num_threads", o.num_threads);
+}
+
+// Causal linear attention pairs query i with key i.
+void check_causal_lengths(const util::Check& check, const LinearOptions& o,
+                          const detail::Shape& s, const char* hint) {
+  if (o.causal && s.Sq != s.Skv) {
+    check.fail("q",
+               "causal linear attention needs as many queries as keys "
+               "(Sq " +
+                   std::to_string(s.Sq) + ", Skv " + std::to_string(s.Skv) +
+                   ")" + hint);
   }
 }
 
@@ -51,16 +56,11 @@ template <class T>
 LinearAlgorithm run(TensorView<const T> q, TensorView<const T> k,
                     TensorView<const T> v, TensorView<T> out,
                     const LinearOptions& o) {
-  const char* fn = "attn::linear_attention";
-  const detail::Shape s = detail::validate_views(q, k, v, out, fn);
-  check_options(o, s.D, fn);
-  if (o.causal && s.Sq != s.Skv) {
-    throw Error(std::string(fn) +
-                ": q: causal linear attention needs as many queries "
-                "as keys (Sq " +
-                std::to_string(s.Sq) + ", Skv " + std::to_string(s.Skv) +
-                "); continue a sequence with attn::LinearState");
-  }
+  const util::Check check("attn::linear_attention");
+  const detail::Shape s = detail::validate_views(check, q, k, v, out);
+  check_options(check, o, s.D);
+  check_causal_lengths(check, o, s,
+                       "; continue a sequence with attn::LinearState");
   detail::LinearProblem<T> p = detail::make_linear_problem<T>(o, s);
   p.q = q;
   p.k = k;
@@ -78,7 +78,7 @@ LinearAlgorithm run(TensorView<const T> q, TensorView<const T> k,
       kernels::linear_chunked(p, nullptr);
       return LinearAlgorithm::kChunked;
   }
-  throw Error(std::string(fn) + ": options.algorithm: unknown value");
+  check.fail("options.algorithm", "unknown value");
 }
 
 template <class T>
@@ -86,21 +86,16 @@ LinearAlgorithm run_backward(TensorView<const T> q, TensorView<const T> k,
                              TensorView<const T> v, TensorView<const T> dout,
                              TensorView<T> dq, TensorView<T> dk,
                              TensorView<T> dv, const LinearOptions& o) {
-  const char* fn = "attn::linear_attention_backward";
+  const util::Check check("attn::linear_attention_backward");
   const detail::Shape s =
-      detail::validate_linear_backward(q, k, v, dout, dq, dk, dv, fn);
-  check_options(o, s.D, fn);
+      detail::validate_linear_backward(check, q, k, v, dout, dq, dk, dv);
+  check_options(check, o, s.D);
   if (o.feature_map == FeatureMap::kCustom) {
-    throw Error(std::string(fn) +
-                ": options.feature_map: a custom feature map has no known "
-                "derivative (kEluPlusOne or kRelu)");
+    check.fail("options.feature_map",
+               "a custom feature map has no known derivative (kEluPlusOne or "
+               "kRelu)");
   }
-  if (o.causal && s.Sq != s.Skv) {
-    throw Error(std::string(fn) +
-                ": q: causal linear attention needs as many queries "
-                "as keys (Sq " +
-                std::to_string(s.Sq) + ", Skv " + std::to_string(s.Skv) + ")");
-  }
+  check_causal_lengths(check, o, s, "");
   detail::LinearBackwardProblem<T> p;
   p.forward = detail::make_linear_problem<T>(o, s);
   p.forward.q = q;
@@ -121,9 +116,8 @@ LinearAlgorithm run_backward(TensorView<const T> q, TensorView<const T> k,
     case LinearAlgorithm::kNaive:
       break;
   }
-  throw Error(
-      std::string(fn) +
-      ": options.algorithm: the backward runs as auto, chunked or reference");
+  check.fail("options.algorithm",
+             "the backward runs as auto, chunked or reference");
 }
 
 }  // namespace
@@ -195,22 +189,17 @@ struct LinearState::Impl {
 
 LinearState::LinearState(int64_t batch, int64_t kv_heads, int64_t head_dim,
                          int64_t value_dim, const LinearOptions& options) {
-  const std::string fn = "attn::LinearState";
-  const auto check = [&](const char* arg, int64_t x) {
-    if (x < 1 || x > (int64_t{1} << 20)) {
-      throw Error(fn + ": " + arg + ": must be in [1, 2^20], got " +
-                  std::to_string(x));
-    }
-  };
-  check("batch", batch);
-  check("kv_heads", kv_heads);
-  check("head_dim", head_dim);
-  check("value_dim", value_dim);
-  check_options(options, head_dim, fn);
+  const util::Check check("attn::LinearState");
+  constexpr int64_t kMaxExtent = int64_t{1} << 20;
+  check.in_range("batch", batch, 1, kMaxExtent);
+  check.in_range("kv_heads", kv_heads, 1, kMaxExtent);
+  check.in_range("head_dim", head_dim, 1, kMaxExtent);
+  check.in_range("value_dim", value_dim, 1, kMaxExtent);
+  check_options(check, options, head_dim);
   const double floats = double(batch) * kv_heads * head_dim * (value_dim + 1);
   if (floats > double(int64_t{1} << 32)) {
-    throw Error(fn + ": the state would need " +
-                std::to_string(floats * 4 / (1 << 30)) + " GiB");
+    check.fail("the state would need " +
+               std::to_string(floats * 4 / (1 << 30)) + " GiB");
   }
   impl_ = std::make_unique<Impl>();
   impl_->B = batch;
@@ -228,15 +217,15 @@ LinearState& LinearState::operator=(LinearState&&) noexcept = default;
 
 void LinearState::append(TensorView<const float> q, TensorView<const float> k,
                          TensorView<const float> v, TensorView<float> out) {
-  const char* fn = "attn::LinearState::append";
-  const detail::Shape s = detail::validate_views(q, k, v, out, fn);
+  const util::Check check("attn::LinearState::append");
+  const detail::Shape s = detail::validate_views(check, q, k, v, out);
   const Impl& m = *impl_;
   const auto expect = [&](const char* arg, const char* what, int64_t got,
                           int64_t want) {
     if (got != want) {
-      throw Error(std::string(fn) + ": " + arg + ": expected " + what + " " +
-                  std::to_string(want) + " (the state's), got " +
-                  std::to_string(got));
+      check.fail(arg, std::string("expected ") + what + " " +
+                          std::to_string(want) + " (the state's), got " +
+                          std::to_string(got));
     }
   };
   expect("q", "batch", s.B, m.B);
@@ -264,10 +253,11 @@ void LinearState::reset() {
 const float* LinearState::state(int64_t b, int64_t kv_head) const {
   const Impl& m = *impl_;
   if (b < 0 || b >= m.B || kv_head < 0 || kv_head >= m.Hkv) {
-    throw Error("attn::LinearState::state: (b, kv_head) = (" +
-                std::to_string(b) + ", " + std::to_string(kv_head) +
-                ") outside [" + std::to_string(m.B) + ", " +
-                std::to_string(m.Hkv) + ")");
+    util::Check("attn::LinearState::state")
+        .fail("(b, kv_head)", "(" + std::to_string(b) + ", " +
+                                  std::to_string(kv_head) + ") outside [" +
+                                  std::to_string(m.B) + ", " +
+                                  std::to_string(m.Hkv) + ")");
   }
   return m.state.data() + (b * m.Hkv + kv_head) * m.D * (m.Dv + 1);
 }

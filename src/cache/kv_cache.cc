@@ -20,13 +20,14 @@
 #include "attn/error.h"
 #include "src/cache/kv_cache_impl.h"
 #include "src/core/row_codec.h"
+#include "src/core/views.h"
+#include "src/util/check.h"
 
 namespace attn {
 namespace {
 
-[[noreturn]] void fail(const std::string& where, const std::string& what) {
-  throw Error("attn::KVCache::" + where + ": " + what);
-}
+// The cache's entry points, named as its messages name them.
+constexpr util::Check kConstruct("attn::KVCache::KVCache");
 
 std::size_t element_size(CacheType t) {
   switch (t) {
@@ -45,7 +46,7 @@ KVCache::Impl::Buffer allocate(uint64_t bytes) {
   if (bytes == 0) return {};
   void* p = ::operator new[](bytes, std::align_val_t(64), std::nothrow);
   if (p == nullptr) {
-    fail("KVCache", "cannot reserve " + std::to_string(bytes) + " bytes");
+    kConstruct.fail("cannot reserve " + std::to_string(bytes) + " bytes");
   }
   return KVCache::Impl::Buffer(static_cast<std::byte*>(p));
 }
@@ -54,7 +55,7 @@ KVCache::Impl::Buffer allocate(uint64_t bytes) {
 uint64_t mul(uint64_t a, uint64_t b) {
   uint64_t r;
   if (__builtin_mul_overflow(a, b, &r))
-    fail("KVCache", "cache size overflows 64 bits");
+    kConstruct.fail("cache size overflows 64 bits");
   return r;
 }
 
@@ -75,39 +76,32 @@ decltype(auto) with_element(CacheType t, F&& f) {
   return f(float{});
 }
 
-void check_sequence(const KVCache::Impl& c, const char* where, int64_t seq) {
+void check_sequence(const KVCache::Impl& c, const util::Check& check,
+                    int64_t seq) {
   if (seq < 0 || seq >= c.options.max_sequences || !c.alive[seq]) {
-    fail(where, "sequence " + std::to_string(seq) + " is not a live sequence");
+    check.fail("sequence " + std::to_string(seq) + " is not a live sequence");
   }
 }
 
-void check_layer(const KVCache::Impl& c, const char* where, int64_t layer) {
+void check_layer(const KVCache::Impl& c, const util::Check& check,
+                 int64_t layer) {
   if (layer < 0 || layer >= c.options.num_layers) {
-    fail(where, "layer must be in [0, " + std::to_string(c.options.num_layers) +
-                    "), got " + std::to_string(layer));
+    check.fail("layer must be in [0, " + std::to_string(c.options.num_layers) +
+               "), got " + std::to_string(layer));
   }
 }
 
+// k or v of an append: the shape the cache expects, a valid view (no data
+// needed when there are no new tokens).
 template <class T>
-void check_rows(const char* where, const std::string& arg,
+void check_rows(const util::Check& check, const std::string& arg,
                 const TensorView<T>& x, const Extents& want) {
-  if (x.data() == nullptr && x.numel() > 0)
-    fail(where, arg + ": data pointer is null");
-  for (int a = 0; a < 4; ++a) {
-    if (x.extent(a) != want[a]) {
-      fail(where, arg + ": expected shape [" + std::to_string(want[0]) + ", " +
-                      std::to_string(want[1]) + ", " + std::to_string(want[2]) +
-                      ", " + std::to_string(want[3]) + "], got [" +
-                      std::to_string(x.extent(0)) + ", " +
-                      std::to_string(x.extent(1)) + ", " +
-                      std::to_string(x.extent(2)) + ", " +
-                      std::to_string(x.extent(3)) + "]");
-    }
-    if (x.stride(a) < 0) fail(where, arg + ": strides must be >= 0");
+  if (x.extents() != want) {
+    check.fail(arg, "expected shape " + detail::shape_str(want) + ", got " +
+                        detail::shape_str(x.extents()));
   }
-  if (x.extent(kDim) > 1 && x.stride(kDim) != 1) {
-    fail(where, arg + ": dim stride must be 1");
-  }
+  detail::check_view(check, arg, x,
+                     {.empty_seq_ok = true, .null_if_empty = true});
 }
 
 int32_t take_page(KVCache::Impl& c) {
@@ -149,22 +143,22 @@ int32_t copy_page(KVCache::Impl& c, int32_t from) {
 template <class T>
 void append_impl(KVCache::Impl& c, int64_t layer, std::span<const int64_t> seqs,
                  TensorView<const T> k, TensorView<const T> v) {
-  const char* where = "append";
-  check_layer(c, where, layer);
-  if (seqs.empty()) fail(where, "sequences: expected at least one id");
+  const util::Check check("attn::KVCache::append");
+  check_layer(c, check, layer);
+  if (seqs.empty()) check.fail("sequences: expected at least one id");
   const int64_t B = static_cast<int64_t>(seqs.size());
   for (int64_t b = 0; b < B; ++b) {
-    check_sequence(c, where, seqs[b]);
+    check_sequence(c, check, seqs[b]);
     for (int64_t e = 0; e < b; ++e) {
       if (seqs[e] == seqs[b]) {
-        fail(where,
-             "sequences: id " + std::to_string(seqs[b]) + " listed twice");
+        check.fail("sequences: id " + std::to_string(seqs[b]) +
+                   " listed twice");
       }
     }
   }
   const int64_t n = k.extent(kSeq);
-  check_rows(where, "k", k, {B, c.layout.Hkv, n, c.D});
-  check_rows(where, "v", v, {B, c.layout.Hkv, n, c.Dv});
+  check_rows(check, "k", k, {B, c.layout.Hkv, n, c.D});
+  check_rows(check, "v", v, {B, c.layout.Hkv, n, c.Dv});
   if (n == 0) return;
   if (c.options.type == CacheType::kInt8) {  // a scale cannot hold inf/NaN
     for (int64_t b = 0; b < B; ++b)
@@ -172,14 +166,14 @@ void append_impl(KVCache::Impl& c, int64_t layer, std::span<const int64_t> seqs,
         for (int64_t t = 0; t < n; ++t) {
           for (int64_t d = 0; d < c.D; ++d) {
             if (!std::isfinite(to_float(k(b, h, t, d)))) {
-              fail(where, "k: int8 caches need finite values, found " +
-                              std::to_string(to_float(k(b, h, t, d))));
+              check.fail("k: int8 caches need finite values, found " +
+                         std::to_string(to_float(k(b, h, t, d))));
             }
           }
           for (int64_t d = 0; d < c.Dv; ++d) {
             if (!std::isfinite(to_float(v(b, h, t, d)))) {
-              fail(where, "v: int8 caches need finite values, found " +
-                              std::to_string(to_float(v(b, h, t, d))));
+              check.fail("v: int8 caches need finite values, found " +
+                         std::to_string(to_float(v(b, h, t, d))));
             }
           }
         }
@@ -200,11 +194,11 @@ void append_impl(KVCache::Impl& c, int64_t layer, std::span<const int64_t> seqs,
   for (int64_t b = 0; b < B; ++b) {
     const int64_t seq = seqs[b], len = c.length(seq, layer);
     if (len + n > c.options.max_tokens) {
-      fail(where, "sequence " + std::to_string(seq) + " layer " +
-                      std::to_string(layer) + ": " + std::to_string(len) +
-                      " tokens + " + std::to_string(n) +
-                      " new exceed max_tokens = " +
-                      std::to_string(c.options.max_tokens));
+      check.fail(
+          "sequence " + std::to_string(seq) + " layer " +
+          std::to_string(layer) + ": " + std::to_string(len) + " tokens + " +
+          std::to_string(n) +
+          " new exceed max_tokens = " + std::to_string(c.options.max_tokens));
     }
     const int64_t first = len / P, last = (len + n - 1) / P;
     for (int64_t blk = first; blk <= last; ++blk) {
@@ -220,10 +214,10 @@ void append_impl(KVCache::Impl& c, int64_t layer, std::span<const int64_t> seqs,
     }
   }
   if (needed > static_cast<int64_t>(c.free_pages.size())) {
-    fail(where, "out of pages: this append needs " + std::to_string(needed) +
-                    " pages of " + std::to_string(P) + " tokens, " +
-                    std::to_string(c.free_pages.size()) + " of " +
-                    std::to_string(c.options.num_pages) + " are free");
+    check.fail("out of pages: this append needs " + std::to_string(needed) +
+               " pages of " + std::to_string(P) + " tokens, " +
+               std::to_string(c.free_pages.size()) + " of " +
+               std::to_string(c.options.num_pages) + " are free");
   }
 
   std::vector<float>& kf = c.append_keys;
@@ -293,11 +287,11 @@ KVCache::KVCache(const KVCacheOptions& options)
   Impl& c = *impl_;
   c.options = options;
   KVCacheOptions& o = c.options;
-  const char* where = "KVCache";
+  const util::Check& check = kConstruct;
   auto positive = [&](const char* name, int64_t x) {
     if (x < 1 || x > (int64_t{1} << 40)) {
-      fail(where, std::string("options.") + name +
-                      " must be in [1, 2^40], got " + std::to_string(x));
+      check.fail(std::string("options.") + name +
+                 " must be in [1, 2^40], got " + std::to_string(x));
     }
   };
   positive("num_layers", o.num_layers);
@@ -308,27 +302,27 @@ KVCache::KVCache(const KVCacheOptions& options)
   positive("max_sequences", o.max_sequences);
   positive("max_tokens", o.max_tokens);
   if (o.max_sequences > (int64_t{1} << 30)) {
-    fail(where, "options.max_sequences must be <= 2^30");
+    check.fail("options.max_sequences must be <= 2^30");
   }
   if (o.type != CacheType::kFloat32 && o.type != CacheType::kBFloat16 &&
       o.type != CacheType::kFloat16 && o.type != CacheType::kInt8) {
-    fail(where, "options.type is not a CacheType");
+    check.fail("options.type is not a CacheType");
   }
   if (o.page_size < 0) {
-    fail(where, "options.page_size must be >= 0 (0 = contiguous), got " +
-                    std::to_string(o.page_size));
+    check.fail("options.page_size must be >= 0 (0 = contiguous), got " +
+               std::to_string(o.page_size));
   }
   if (o.num_pages < 0) {
-    fail(where,
-         "options.num_pages must be >= 0 (0 = enough for every "
-         "sequence), got " +
-             std::to_string(o.num_pages));
+    check.fail(
+        "options.num_pages must be >= 0 (0 = enough for every "
+        "sequence), got " +
+        std::to_string(o.num_pages));
   }
   if (o.rope) {
     const int64_t r = o.rope->rotary_dim == 0 ? o.head_dim : o.rope->rotary_dim;
     if (r > o.head_dim) {
-      fail(where, "options.rope.rotary_dim " + std::to_string(r) +
-                      " exceeds head_dim " + std::to_string(o.head_dim));
+      check.fail("options.rope.rotary_dim " + std::to_string(r) +
+                 " exceeds head_dim " + std::to_string(o.head_dim));
     }
     rope_inverse_frequencies(r, *o.rope);  // throws for bad RoPE options
   }
@@ -347,8 +341,8 @@ KVCache::KVCache(const KVCacheOptions& options)
       o.num_pages = mul(o.max_sequences, c.layout.table_width);
   }
   if (o.num_pages > (int64_t{1} << 31) - 1) {
-    fail(where, "options.num_pages must be < 2^31, got " +
-                    std::to_string(o.num_pages));
+    check.fail("options.num_pages must be < 2^31, got " +
+               std::to_string(o.num_pages));
   }
   if ((c.layout.page_size & (c.layout.page_size - 1)) == 0) {
     c.layout.page_shift =
@@ -384,9 +378,9 @@ KVCache& KVCache::operator=(KVCache&&) noexcept = default;
 int64_t KVCache::add_sequence() {
   Impl& c = *impl_;
   if (c.live == c.options.max_sequences) {
-    fail("add_sequence",
-         "all max_sequences = " + std::to_string(c.options.max_sequences) +
-             " sequences are alive; free one first");
+    util::Check("attn::KVCache::add_sequence")
+        .fail("all max_sequences = " + std::to_string(c.options.max_sequences) +
+              " sequences are alive; free one first");
   }
   const int64_t seq =
       std::find(c.alive.begin(), c.alive.end(), 0) - c.alive.begin();
@@ -397,11 +391,11 @@ int64_t KVCache::add_sequence() {
 
 int64_t KVCache::fork(int64_t sequence) {
   Impl& c = *impl_;
-  check_sequence(c, "fork", sequence);
+  check_sequence(c, util::Check("attn::KVCache::fork"), sequence);
   if (c.live == c.options.max_sequences) {
-    fail("fork",
-         "all max_sequences = " + std::to_string(c.options.max_sequences) +
-             " sequences are alive; free one first");
+    util::Check("attn::KVCache::fork")
+        .fail("all max_sequences = " + std::to_string(c.options.max_sequences) +
+              " sequences are alive; free one first");
   }
   const int64_t seq = add_sequence();
   c.pages_held[seq] = c.pages_held[sequence];
@@ -418,7 +412,7 @@ int64_t KVCache::fork(int64_t sequence) {
 
 void KVCache::free_sequence(int64_t sequence) {
   Impl& c = *impl_;
-  check_sequence(c, "free_sequence", sequence);
+  check_sequence(c, util::Check("attn::KVCache::free_sequence"), sequence);
   for (int64_t blk = 0; blk < c.pages_held[sequence]; ++blk) {
     int32_t& page = c.tables[sequence * c.layout.table_width + blk];
     drop_page(c, page);
@@ -447,11 +441,14 @@ void KVCache::append(int64_t layer, std::span<const int64_t> sequences,
 void KVCache::read(int64_t sequence, int64_t layer, TensorView<float> k,
                    TensorView<float> v) const {
   const Impl& c = *impl_;
-  check_sequence(c, "read", sequence);
-  check_layer(c, "read", layer);
+  const util::Check check("attn::KVCache::read");
+  check_sequence(c, check, sequence);
+  check_layer(c, check, layer);
   const int64_t len = c.length(sequence, layer);
-  check_rows("read", "k", k, {1, c.layout.Hkv, len, c.D});
-  check_rows("read", "v", v, {1, c.layout.Hkv, len, c.Dv});
+  check_rows(check, "k", k, {1, c.layout.Hkv, len, c.D});
+  check_rows(check, "v", v, {1, c.layout.Hkv, len, c.Dv});
+  detail::check_writable(check, "k", k);
+  detail::check_writable(check, "v", v);
   const int32_t* table = c.tables.data() + sequence * c.layout.table_width;
   const auto& pools = c.layers[layer];
   with_element(c.options.type, [&](auto tag) {
@@ -474,8 +471,8 @@ void KVCache::read(int64_t sequence, int64_t layer, TensorView<float> k,
 }
 
 int64_t KVCache::length(int64_t sequence, int64_t layer) const {
-  check_sequence(*impl_, "length", sequence);
-  check_layer(*impl_, "length", layer);
+  check_sequence(*impl_, util::Check("attn::KVCache::length"), sequence);
+  check_layer(*impl_, util::Check("attn::KVCache::length"), layer);
   return impl_->length(sequence, layer);
 }
 

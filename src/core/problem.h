@@ -43,6 +43,8 @@ struct Params {
   // Functor mask and score (attn/pattern.h); sees query positions.
   Pattern pattern;
   Algorithm algorithm = Algorithm::kAuto;  // never kAuto after validation
+  // The exact rewrite `algorithm` runs through (validation decides it).
+  Rewrite rewrite = Rewrite::kNone;
   int num_threads = 0;
   int kv_splits = 0;  // decode: 0 = automatic
   // Rule 7: off unless options.dropout_p > 0.

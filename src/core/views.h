@@ -9,8 +9,11 @@
 #include <algorithm>
 #include <cstdint>
 #include <optional>
+#include <string>
+#include <string_view>
 
 #include "attn/tensor.h"
+#include "src/util/check.h"
 
 namespace attn::detail {
 
@@ -90,6 +93,58 @@ bool interleaved_disjoint(const TensorView<T>& a, const TensorView<T>& b) {
   // a occupies [0, run_a), b [off, off + run_b), both modulo the period.
   return off >= run_a && off + run_b <= pa;
 }
+
+// Contract checks on views, applied by every entry point through its Check
+// (each throws attn::Error naming the argument; see docs/semantics.md).
+
+// Extents and strides above this would let offset arithmetic overflow.
+inline constexpr int64_t kMaxExtent = int64_t{1} << 40;
+// No view may span more bytes than this (x86-64 addresses have 48 bits).
+inline constexpr int64_t kMaxSpanBytes = int64_t{1} << 48;
+
+// "[a, b, c, d]".
+std::string shape_str(const Extents& e);
+
+// What a view may be besides the rule every view meets.
+struct ViewRule {
+  bool empty_seq_ok = false;   // the seq axis may have extent 0
+  bool null_if_empty = false;  // a view with no element may have no data
+};
+
+// Every view: non-null data, extents in [1, 2^40] (seq from 0 under
+// rule.empty_seq_ok), strides in [0, 2^40], stride 1 along dim when dim
+// has more than one element, and a span under 2^48 bytes. Returns the byte
+// range it spans (empty for a view with no element).
+ByteRange check_view_geometry(const util::Check& check, std::string_view arg,
+                              const void* data, const Extents& extents,
+                              const Strides& strides, std::size_t element_size,
+                              ViewRule rule);
+template <class T>
+ByteRange check_view(const util::Check& check, std::string_view arg,
+                     const TensorView<T>& view, ViewRule rule = {}) {
+  return check_view_geometry(check, arg, view.data(), view.extents(),
+                             view.strides(), sizeof(T), rule);
+}
+
+// An output: no two indices reach one element.
+template <class T>
+void check_writable(const util::Check& check, std::string_view arg,
+                    const TensorView<T>& view) {
+  if (has_self_overlap(view.extents(), view.strides())) {
+    check.fail(arg,
+               "strides make distinct elements share memory (an output "
+               "needs non-overlapping strides)");
+  }
+}
+
+// got[axis] == expected, else "expected <axis> extent E (<from>), got ...".
+void check_extent(const util::Check& check, std::string_view arg,
+                  const Extents& got, int axis, int64_t expected,
+                  std::string_view from);
+// Every axis of got equals want (`from` says where want comes from).
+void check_shape(const util::Check& check, std::string_view arg,
+                 const Extents& got, const Extents& want,
+                 std::string_view from);
 
 }  // namespace attn::detail
 

@@ -45,33 +45,18 @@ HWY_AFTER_NAMESPACE();
 #include "src/kernels/merge.h"
 #include "src/kernels/tile_walk.h"
 #include "src/util/cpu.h"
+#include "src/util/dispatch.h"
 #include "src/util/parallel.h"
 #include "src/util/workspace_impl.h"
 
 namespace attn::kernels {
 
-HWY_EXPORT(FlashItemF32);
-HWY_EXPORT(FlashItemBF16);
-HWY_EXPORT(FlashItemF16);
+ATTN_EXPORT_FOR_TYPES(FlashItem);
 
 namespace {
 
 int64_t round_up(int64_t x, int64_t to) { return (x + to - 1) / to * to; }
 int64_t ceil_div(int64_t x, int64_t y) { return (x + y - 1) / y; }
-
-// The per-target entry point for T, chosen once per call.
-template <class T>
-auto item_function() {
-  hwy::ChosenTarget& chosen = hwy::GetChosenTarget();
-  if (!chosen.IsInitialized()) chosen.Update(hwy::SupportedTargets());
-  if constexpr (std::is_same_v<T, float>) {
-    return &HWY_DYNAMIC_DISPATCH(FlashItemF32);
-  } else if constexpr (std::is_same_v<T, bfloat16>) {
-    return &HWY_DYNAMIC_DISPATCH(FlashItemBF16);
-  } else {
-    return &HWY_DYNAMIC_DISPATCH(FlashItemF16);
-  }
-}
 
 // Combines the splits of every (b, kv head, query block) into out and lse,
 // in split order.
@@ -188,8 +173,7 @@ FlashWork count_flash_work(const detail::Params& p, int64_t splits) {
 template <class T>
 void run_flash_items(const detail::Problem<T>& problem, const FlashPlan& plan,
                      const FlashItemFn& fn, Workspace* workspace) {
-  thread_local Workspace own;  // kept across calls from this thread
-  Workspace& ws = workspace != nullptr ? *workspace : own;
+  Workspace& ws = workspace_or_default(workspace);
   const int threads = static_cast<int>(std::min<int64_t>(
       util::resolve_threads(problem.params.num_threads), plan.items));
   Workspace::Impl& impl = ws.impl();
@@ -210,7 +194,7 @@ void flash_attention(const detail::Problem<T>& problem, Workspace* workspace,
   FlashPlan plan = make_flash_plan(p, splits);
   if constexpr (std::is_same_v<T, bfloat16>)
     plan.bf16_dot = util::cpu_has_avx512_bf16();
-  const auto fn = item_function<T>();
+  const auto fn = ATTN_DISPATCH_FOR_TYPE(T, FlashItem);
   run_flash_items<T>(
       problem, plan,
       [&](int64_t item, std::byte* scratch, float* partial) {

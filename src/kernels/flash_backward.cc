@@ -372,30 +372,16 @@ void BackwardItemF16(const detail::BackwardProblem<float16>& pb,
 HWY_AFTER_NAMESPACE();
 
 #if HWY_ONCE
+#include "src/util/dispatch.h"
 #include "src/util/workspace_impl.h"
 
 namespace attn::kernels {
 
-HWY_EXPORT(BackwardItemF32);
-HWY_EXPORT(BackwardItemBF16);
-HWY_EXPORT(BackwardItemF16);
+ATTN_EXPORT_FOR_TYPES(BackwardItem);
 
 namespace {
 
 int64_t round_up(int64_t x, int64_t to) { return (x + to - 1) / to * to; }
-
-template <class T>
-auto backward_function() {
-  hwy::ChosenTarget& chosen = hwy::GetChosenTarget();
-  if (!chosen.IsInitialized()) chosen.Update(hwy::SupportedTargets());
-  if constexpr (std::is_same_v<T, float>) {
-    return &HWY_DYNAMIC_DISPATCH(BackwardItemF32);
-  } else if constexpr (std::is_same_v<T, bfloat16>) {
-    return &HWY_DYNAMIC_DISPATCH(BackwardItemBF16);
-  } else {
-    return &HWY_DYNAMIC_DISPATCH(BackwardItemF16);
-  }
-}
 
 BackwardPlan make_backward_plan(const detail::Shape& s) {
   BackwardPlan plan;
@@ -435,8 +421,7 @@ void flash_attention_backward(const detail::BackwardProblem<T>& pb,
   const detail::Params& p = pb.params;
   const detail::Shape& s = p.shape;
   const BackwardPlan plan = make_backward_plan(s);
-  thread_local Workspace own;  // kept across calls from this thread
-  Workspace& ws = workspace != nullptr ? *workspace : own;
+  Workspace& ws = workspace_or_default(workspace);
   Workspace::Impl& impl = ws.impl();
   const int threads = util::resolve_threads(p.num_threads);
   impl.reserve(threads, plan.bytes);
@@ -467,7 +452,7 @@ void flash_attention_backward(const detail::BackwardProblem<T>& pb,
     }
   });
 
-  const auto fn = backward_function<T>();
+  const auto fn = ATTN_DISPATCH_FOR_TYPE(T, BackwardItem);
   util::ParallelForOrdered(plan.items, threads, [&](int64_t item, int worker) {
     fn(pb, plan, sh, item, impl.slice(worker));
   });

@@ -23,8 +23,11 @@ ATTN_PAGED_ITEM(PagedF32F32, float, float)
 ATTN_PAGED_ITEM(PagedF32BF16, float, bfloat16)
 ATTN_PAGED_ITEM(PagedF32F16, float, float16)
 ATTN_PAGED_ITEM(PagedF32I8, float, int8_t)
-ATTN_PAGED_ITEM(PagedBF16BF16, bfloat16, bfloat16)
-ATTN_PAGED_ITEM(PagedF16F16, float16, float16)
+// 16-bit queries against a cache of their own type (PagedSameF32 is the
+// same function as PagedF32F32; the family keeps the dispatch uniform).
+ATTN_PAGED_ITEM(PagedSameF32, float, float)
+ATTN_PAGED_ITEM(PagedSameBF16, bfloat16, bfloat16)
+ATTN_PAGED_ITEM(PagedSameF16, float16, float16)
 #undef ATTN_PAGED_ITEM
 
 }  // namespace HWY_NAMESPACE
@@ -33,38 +36,23 @@ HWY_AFTER_NAMESPACE();
 
 #if HWY_ONCE
 #include "src/util/cpu.h"
+#include "src/util/dispatch.h"
 
 namespace attn::kernels {
 
-HWY_EXPORT(PagedF32F32);
-HWY_EXPORT(PagedF32BF16);
-HWY_EXPORT(PagedF32F16);
-HWY_EXPORT(PagedF32I8);
-HWY_EXPORT(PagedBF16BF16);
-HWY_EXPORT(PagedF16F16);
+ATTN_EXPORT_FOR_CACHE(PagedF32);   // float32 queries, any cache type
+ATTN_EXPORT_FOR_TYPES(PagedSame);  // queries of the cache's type
 
 namespace {
 
 template <class T, class E>
 auto paged_item_function() {
-  hwy::ChosenTarget& chosen = hwy::GetChosenTarget();
-  if (!chosen.IsInitialized()) chosen.Update(hwy::SupportedTargets());
-  if constexpr (std::is_same_v<T, float> && std::is_same_v<E, float>) {
-    return &HWY_DYNAMIC_DISPATCH(PagedF32F32);
-  } else if constexpr (std::is_same_v<T, float> &&
-                       std::is_same_v<E, bfloat16>) {
-    return &HWY_DYNAMIC_DISPATCH(PagedF32BF16);
-  } else if constexpr (std::is_same_v<T, float> && std::is_same_v<E, float16>) {
-    return &HWY_DYNAMIC_DISPATCH(PagedF32F16);
-  } else if constexpr (std::is_same_v<T, float> && std::is_same_v<E, int8_t>) {
-    return &HWY_DYNAMIC_DISPATCH(PagedF32I8);
-  } else if constexpr (std::is_same_v<T, bfloat16> &&
-                       std::is_same_v<E, bfloat16>) {
-    return &HWY_DYNAMIC_DISPATCH(PagedBF16BF16);
+  if constexpr (std::is_same_v<T, float>) {
+    return ATTN_DISPATCH_FOR_CACHE(E, PagedF32);
   } else {
-    static_assert(std::is_same_v<T, float16> && std::is_same_v<E, float16>,
-                  "no paged kernel for this query / cache type pair");
-    return &HWY_DYNAMIC_DISPATCH(PagedF16F16);
+    static_assert(std::is_same_v<T, E>,
+                  "16-bit queries read a cache of their own type");
+    return ATTN_DISPATCH_FOR_TYPE(T, PagedSame);
   }
 }
 

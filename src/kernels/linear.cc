@@ -328,36 +328,17 @@ HWY_AFTER_NAMESPACE();
 #if HWY_ONCE
 #include <vector>
 
+#include "src/util/dispatch.h"
 #include "src/util/parallel.h"
 #include "src/util/workspace_impl.h"
 
 namespace attn::kernels {
 
-HWY_EXPORT(TotalsF32);
-HWY_EXPORT(TotalsBF16);
-HWY_EXPORT(TotalsF16);
-HWY_EXPORT(CausalF32);
-HWY_EXPORT(CausalBF16);
-HWY_EXPORT(CausalF16);
-HWY_EXPORT(RowsF32);
-HWY_EXPORT(RowsBF16);
-HWY_EXPORT(RowsF16);
+ATTN_EXPORT_FOR_TYPES(Totals);
+ATTN_EXPORT_FOR_TYPES(Causal);
+ATTN_EXPORT_FOR_TYPES(Rows);
 
 namespace {
-
-template <class T>
-struct Items;
-#define ATTN_LINEAR_DISPATCH(T, Suffix)                                    \
-  template <>                                                              \
-  struct Items<T> {                                                        \
-    static auto totals() { return &HWY_DYNAMIC_DISPATCH(Totals##Suffix); } \
-    static auto causal() { return &HWY_DYNAMIC_DISPATCH(Causal##Suffix); } \
-    static auto rows() { return &HWY_DYNAMIC_DISPATCH(Rows##Suffix); }     \
-  };
-ATTN_LINEAR_DISPATCH(float, F32)
-ATTN_LINEAR_DISPATCH(bfloat16, BF16)
-ATTN_LINEAR_DISPATCH(float16, F16)
-#undef ATTN_LINEAR_DISPATCH
 
 LinearPlan make_plan(const detail::Shape& sh) {
   LinearPlan plan;
@@ -391,13 +372,10 @@ LinearPlan make_plan(const detail::Shape& sh) {
 template <class T>
 void linear_chunked(const LinearProblem<T>& p, Workspace* workspace,
                     float* state) {
-  hwy::ChosenTarget& chosen = hwy::GetChosenTarget();
-  if (!chosen.IsInitialized()) chosen.Update(hwy::SupportedTargets());
   const detail::Shape& sh = p.shape;
   const LinearPlan plan = make_plan(sh);
   const int64_t heads = sh.B * sh.Hkv, nseg = plan.segments;
-  thread_local Workspace own;
-  Workspace& ws = workspace != nullptr ? *workspace : own;
+  Workspace& ws = workspace_or_default(workspace);
   Workspace::Impl& impl = ws.impl();
   const int threads = static_cast<int>(
       std::min<int64_t>(util::resolve_threads(p.num_threads),
@@ -420,7 +398,7 @@ void linear_chunked(const LinearProblem<T>& p, Workspace* workspace,
   };
 
   // 1. Segment totals.
-  const auto totals_fn = Items<T>::totals();
+  const auto totals_fn = ATTN_DISPATCH_FOR_TYPE(T, Totals);
   util::ParallelFor(heads * nseg, threads, [&](int64_t item, int worker) {
     const int64_t bh = item / nseg, seg = item % nseg;
     const auto [j0, j1] = seg_keys(seg);
@@ -449,7 +427,7 @@ void linear_chunked(const LinearProblem<T>& p, Workspace* workspace,
   if (!p.causal) {
     // 3. Every query against the whole state.
     const int64_t blocks = (sh.Sq + plan.chunk - 1) / plan.chunk;
-    const auto rows_fn = Items<T>::rows();
+    const auto rows_fn = ATTN_DISPATCH_FOR_TYPE(T, Rows);
     util::ParallelFor(heads * blocks, threads, [&](int64_t item, int worker) {
       const int64_t bh = item / blocks, i0 = (item % blocks) * plan.chunk;
       rows_fn(p, plan, bh / sh.Hkv, bh % sh.Hkv, i0,
@@ -459,7 +437,7 @@ void linear_chunked(const LinearProblem<T>& p, Workspace* workspace,
     return;
   }
   // 3. Each segment from the state before it.
-  const auto causal_fn = Items<T>::causal();
+  const auto causal_fn = ATTN_DISPATCH_FOR_TYPE(T, Causal);
   util::ParallelFor(heads * nseg, threads, [&](int64_t item, int worker) {
     const int64_t bh = item / nseg, seg = item % nseg;
     const auto [j0, j1] = seg_keys(seg);

@@ -11,40 +11,35 @@
 
 #include "attn/error.h"
 #include "src/core/views.h"
+#include "src/util/check.h"
 #include "src/util/parallel.h"
 
 namespace attn {
 namespace {
 
-[[noreturn]] void fail(const std::string& arg, const std::string& what) {
-  throw Error("attn::apply_rope: " + arg + ": " + what);
-}
-
-void check_options(const RopeOptions& o, int64_t rotary_dim) {
-  if (!(o.theta > 0.0) || !std::isfinite(o.theta)) {
-    fail("options.theta",
-         "must be finite and > 0, got " + std::to_string(o.theta));
-  }
+void check_options(const util::Check& check, const RopeOptions& o,
+                   int64_t rotary_dim) {
+  check.finite_at_least("options.theta", o.theta, 0.0, /*strict=*/true);
   if (rotary_dim < 2 || rotary_dim % 2 != 0) {
-    fail("options.rotary_dim",
-         "must be even and >= 2, got " + std::to_string(rotary_dim));
+    check.fail("options.rotary_dim",
+               "must be even and >= 2, got " + std::to_string(rotary_dim));
   }
   if (o.style != RopeStyle::kRotateHalf && o.style != RopeStyle::kInterleaved) {
-    fail("options.style", "must be kRotateHalf or kInterleaved");
+    check.fail("options.style", "must be kRotateHalf or kInterleaved");
   }
   if (o.scaling) {
     const RopeScaling& s = *o.scaling;
     if (!(s.factor >= 1.0) || !std::isfinite(s.factor)) {
-      fail("options.scaling.factor", "must be finite and >= 1");
+      check.fail("options.scaling.factor", "must be finite and >= 1");
     }
     if (!(s.low_freq_factor > 0.0) ||
         !(s.high_freq_factor > s.low_freq_factor) ||
         !std::isfinite(s.high_freq_factor)) {
-      fail("options.scaling",
-           "needs 0 < low_freq_factor < high_freq_factor (finite)");
+      check.fail("options.scaling",
+                 "needs 0 < low_freq_factor < high_freq_factor (finite)");
     }
     if (s.original_max_positions < 1) {
-      fail("options.scaling.original_max_positions", "must be >= 1");
+      check.fail("options.scaling.original_max_positions", "must be >= 1");
     }
   }
 }
@@ -52,29 +47,25 @@ void check_options(const RopeOptions& o, int64_t rotary_dim) {
 template <class T>
 void rope(TensorView<T> x, const RopeOptions& o, int64_t offset,
           std::span<const int64_t> positions) {
-  if (x.data() == nullptr) fail("x", "data pointer is null");
-  for (int a = 0; a < 4; ++a) {
-    if (x.extent(a) < 1) fail("x", "every extent must be >= 1");
-    if (x.stride(a) < 0) fail("x", "strides must be >= 0");
-  }
+  const util::Check check("attn::apply_rope");
+  detail::check_view(check, "x", x);
+  detail::check_writable(check, "x", x);  // rotated in place
   const int64_t B = x.extent(kBatch), H = x.extent(kHeads), S = x.extent(kSeq),
                 D = x.extent(kDim);
-  if (D > 1 && x.stride(kDim) != 1) fail("x", "dim stride must be 1");
-  if (detail::has_self_overlap(x.extents(), x.strides())) {
-    fail("x", "strides make distinct elements share memory (rotated in place)");
-  }
   const int64_t R = o.rotary_dim == 0 ? D : o.rotary_dim;
-  check_options(o, R);
+  check_options(check, o, R);
   if (R > D) {
-    fail("options.rotary_dim",
-         std::to_string(R) + " exceeds the head dim " + std::to_string(D));
+    check.fail(
+        "options.rotary_dim",
+        std::to_string(R) + " exceeds the head dim " + std::to_string(D));
   }
   const bool per_batch = static_cast<int64_t>(positions.size()) == B * S;
   if (!positions.empty() && !per_batch &&
       static_cast<int64_t>(positions.size()) != S) {
-    fail("positions", "expected S = " + std::to_string(S) +
-                          " or B * S = " + std::to_string(B * S) +
-                          " entries, got " + std::to_string(positions.size()));
+    check.fail("positions", "expected S = " + std::to_string(S) +
+                                " or B * S = " + std::to_string(B * S) +
+                                " entries, got " +
+                                std::to_string(positions.size()));
   }
   const std::vector<double> inv_freq = rope_inverse_frequencies(R, o);
   const int64_t half = R / 2;
@@ -112,7 +103,7 @@ void rope(TensorView<T> x, const RopeOptions& o, int64_t offset,
 
 std::vector<double> rope_inverse_frequencies(int64_t rotary_dim,
                                              const RopeOptions& o) {
-  check_options(o, rotary_dim);
+  check_options(util::Check("attn::rope_inverse_frequencies"), o, rotary_dim);
   const int64_t half = rotary_dim / 2;
   std::vector<double> inv(half);
   for (int64_t i = 0; i < half; ++i) {

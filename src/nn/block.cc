@@ -10,13 +10,13 @@
 namespace attn::nn {
 
 TransformerBlock::TransformerBlock(const BlockConfig& c) : config_(c) {
-  const char* where = "nn::TransformerBlock";
+  const util::Check where("attn::nn::TransformerBlock");
   const int64_t E = c.attention.d_model;
   if (c.mlp.d_model != E) {
-    detail::fail(where, "mlp.d_model must equal attention.d_model");
+    where.fail("mlp.d_model must equal attention.d_model");
   }
   if (c.cross && c.cross->d_model != E) {
-    detail::fail(where, "cross.d_model must equal attention.d_model");
+    where.fail("cross.d_model must equal attention.d_model");
   }
   self_attn = MultiHeadAttention(c.attention);
   if (c.cross) cross_attn.emplace(*c.cross);
@@ -28,19 +28,19 @@ TransformerBlock::TransformerBlock(const BlockConfig& c) : config_(c) {
 
 void TransformerBlock::forward(TensorView<float> x,
                                const BlockInputs& in) const {
-  const char* where = "nn::TransformerBlock::forward";
+  const util::Check where("attn::nn::TransformerBlock::forward");
   const int64_t E = config_.attention.d_model;
-  if (E <= 0) detail::fail(where, "the block is not configured");
+  if (E <= 0) where.fail("the block is not configured");
   detail::check_rows(x, where, "x", E);
   const bool has_memory =
       !in.cross.memory.empty() || in.cross.memory_kv != nullptr;
   if (cross_attn && !has_memory) {
-    detail::fail(where,
-                 "inputs.cross: this block cross-attends and needs "
-                 "memory or memory_kv");
+    where.fail(
+        "inputs.cross: this block cross-attends and needs "
+        "memory or memory_kv");
   }
   if (!cross_attn && has_memory) {
-    detail::fail(where, "inputs.cross: this block has no cross-attention");
+    where.fail("inputs.cross: this block has no cross-attention");
   }
   const int64_t B = x.extent(0), S = x.extent(2);
   Profile* prof = in.self.profile;
@@ -117,15 +117,15 @@ void add_rows(TensorView<float> x, const std::vector<float>& y) {
 
 void TransformerBlock::forward_train(TensorView<float> x, BlockTape& tape,
                                      const BlockInputs& in) const {
-  const char* where = "nn::TransformerBlock::forward_train";
+  const util::Check where("attn::nn::TransformerBlock::forward_train");
   const int64_t E = config_.attention.d_model;
-  if (E <= 0) detail::fail(where, "the block is not configured");
+  if (E <= 0) where.fail("the block is not configured");
   detail::check_rows(x, where, "x", E);
   if (cross_attn.has_value() != !in.cross.memory.empty()) {
-    detail::fail(where, cross_attn ? "inputs.cross.memory: this block "
-                                     "cross-attends and needs it"
-                                   : "inputs.cross: this block has no "
-                                     "cross-attention");
+    where.fail(cross_attn ? "inputs.cross.memory: this block "
+                            "cross-attends and needs it"
+                          : "inputs.cross: this block has no "
+                            "cross-attention");
   }
   const int64_t B = x.extent(0), S = x.extent(2);
   const TensorView<const float> xc(x);
@@ -171,25 +171,24 @@ void TransformerBlock::forward_train(TensorView<float> x, BlockTape& tape,
 void TransformerBlock::backward(TensorView<float> dx, const BlockTape& tape,
                                 BlockGrads& g, const BlockInputs& in,
                                 TensorView<float> dmemory) const {
-  const char* where = "nn::TransformerBlock::backward";
+  const util::Check where("attn::nn::TransformerBlock::backward");
   const int64_t E = config_.attention.d_model;
-  if (E <= 0) detail::fail(where, "the block is not configured");
+  if (E <= 0) where.fail("the block is not configured");
   detail::check_rows(dx, where, "dx", E);
   const int64_t B = dx.extent(0), S = dx.extent(2);
   const size_t n = static_cast<size_t>(B * S * E);
   if (cross_attn.has_value() != !in.cross.memory.empty()) {
-    detail::fail(where,
-                 "inputs.cross.memory must be given exactly when the "
-                 "block cross-attends");
+    where.fail(
+        "inputs.cross.memory must be given exactly when the "
+        "block cross-attends");
   }
   if (!cross_attn && !dmemory.empty()) {
-    detail::fail(where, "dmemory: this block has no cross-attention");
+    where.fail("dmemory: this block has no cross-attention");
   }
   if (tape.x.size() != n || tape.x1.size() != n || tape.m_in.size() != n ||
       (config_.pre_norm ? tape.a_in.size() != n : tape.x2.size() != n) ||
       (cross_attn && (tape.c_in.size() != n || tape.x1c.size() != n))) {
-    detail::fail(where,
-                 "tape does not come from forward_train with this shape");
+    where.fail("tape does not come from forward_train with this shape");
   }
   std::vector<float> t1(n), t2(n), dmem;
   auto view = [&](const std::vector<float>& v) { return rows_of(v, B, S, E); };

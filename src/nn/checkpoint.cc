@@ -188,11 +188,11 @@ class Source {
   explicit Source(std::span<const safetensors::File* const> files) {
     for (const safetensors::File* f : files) {
       if (f == nullptr)
-        detail::fail("nn::load_weights", "files holds a null file");
+        util::Check("attn::nn::load_weights").fail("files holds a null file");
       for (const std::string& n : f->names()) {
         if (!owner_.emplace(n, f).second) {
-          detail::fail("nn::load_weights",
-                       "tensor \"" + n + "\" appears in two files");
+          util::Check("attn::nn::load_weights")
+              .fail("tensor \"" + n + "\" appears in two files");
         }
       }
     }
@@ -201,8 +201,8 @@ class Source {
   std::vector<float> take(const std::string& name, std::vector<int64_t> shape) {
     const auto it = owner_.find(name);
     if (it == owner_.end()) {
-      detail::fail("nn::load_weights",
-                   "the checkpoint has no tensor \"" + name + "\"");
+      util::Check("attn::nn::load_weights")
+          .fail("the checkpoint has no tensor \"" + name + "\"");
     }
     used_.insert(name);
     return it->second->to_float(name, shape);
@@ -230,8 +230,9 @@ class Source {
     for (const char* p : prefixes) {
       if (has(p + probe)) return p;
     }
-    detail::fail("nn::load_weights", "the checkpoint has no tensor \"" + probe +
-                                         "\" (under any known prefix)");
+    util::Check("attn::nn::load_weights")
+        .fail("the checkpoint has no tensor \"" + probe +
+              "\" (under any known prefix)");
   }
 
  private:
@@ -418,7 +419,7 @@ TransformerModel load_model(const std::string& config_path,
       std::string(reinterpret_cast<const char*>(bytes.data()), bytes.size()),
       &family);
   if (weight_paths.empty())
-    detail::fail("nn::load_model", "weight_paths is empty");
+    util::Check("attn::nn::load_model").fail("weight_paths is empty");
   std::vector<safetensors::File> files;
   for (const std::string& p : weight_paths)
     files.push_back(safetensors::File::load(p));

@@ -28,13 +28,13 @@ double uniform(uint64_t seed, uint64_t step) {
   return static_cast<double>(z >> 11) * 0x1.0p-53;
 }
 
-void check_sampling(const SamplingOptions& o, const char* where) {
+void check_sampling(const SamplingOptions& o, const util::Check& where) {
   if (!(o.temperature >= 0.0f) || !std::isfinite(o.temperature)) {
-    detail::fail(where, "temperature must be finite and >= 0");
+    where.fail("temperature must be finite and >= 0");
   }
-  if (o.top_k < 0) detail::fail(where, "top_k must be >= 0");
+  if (o.top_k < 0) where.fail("top_k must be >= 0");
   if (!(o.top_p > 0.0f && o.top_p <= 1.0f)) {
-    detail::fail(where, "top_p must be in (0, 1]");
+    where.fail("top_p must be in (0, 1]");
   }
 }
 
@@ -50,12 +50,12 @@ struct SequenceGuard {  // frees the sequences a generation added
 
 int64_t sample(std::span<const float> logits, const SamplingOptions& o,
                uint64_t step) {
-  const char* where = "nn::sample";
+  const util::Check where("attn::nn::sample");
   check_sampling(o, where);
-  if (logits.empty()) detail::fail(where, "logits is empty");
+  if (logits.empty()) where.fail("logits is empty");
   for (size_t v = 0; v < logits.size(); ++v) {
     if (std::isnan(logits[v])) {
-      detail::fail(where, "logits[" + std::to_string(v) + "] is NaN");
+      where.fail("logits[" + std::to_string(v) + "] is NaN");
     }
   }
   if (o.temperature == 0.0f) {
@@ -73,7 +73,7 @@ int64_t sample(std::span<const float> logits, const SamplingOptions& o,
   ids.resize(static_cast<size_t>(k));
   const double top = logits[ids[0]];
   if (std::isinf(top) && top < 0) {
-    detail::fail(where, "every logit is -inf");
+    where.fail("every logit is -inf");
   }
   std::vector<double> p(ids.size());
   double total = 0;
@@ -110,18 +110,18 @@ std::vector<std::vector<int64_t>> generate(
     const TransformerModel& model,
     std::span<const std::vector<int64_t>> prompts,
     const GenerateOptions& options, KVCache* cache) {
-  const char* where = "nn::generate";
+  const util::Check where("attn::nn::generate");
   check_sampling(options.sampling, where);
   if (options.max_new_tokens < 0 || options.max_new_tokens > kMaxNewTokens) {
-    detail::fail(where, "max_new_tokens must be in [0, 2^30], got " +
-                            std::to_string(options.max_new_tokens));
+    where.fail("max_new_tokens must be in [0, 2^30], got " +
+               std::to_string(options.max_new_tokens));
   }
-  if (!model.config().lm_head) detail::fail(where, "the model has no LM head");
+  if (!model.config().lm_head) where.fail("the model has no LM head");
   const int64_t n = static_cast<int64_t>(prompts.size());
   int64_t longest = 0;
   for (int64_t i = 0; i < n; ++i) {
     if (prompts[i].empty()) {
-      detail::fail(where, "prompts[" + std::to_string(i) + "] is empty");
+      where.fail("prompts[" + std::to_string(i) + "] is empty");
     }
     longest =
         std::max<int64_t>(longest, static_cast<int64_t>(prompts[i].size()));
@@ -190,17 +190,17 @@ std::vector<std::vector<int64_t>> generate(
     const EncoderDecoderModel& model,
     std::span<const std::vector<int64_t>> inputs, int64_t start,
     const GenerateOptions& options) {
-  const char* where = "nn::generate";
+  const util::Check where("attn::nn::generate");
   check_sampling(options.sampling, where);
   if (options.max_new_tokens < 0 || options.max_new_tokens > kMaxNewTokens) {
-    detail::fail(where, "max_new_tokens must be in [0, 2^30], got " +
-                            std::to_string(options.max_new_tokens));
+    where.fail("max_new_tokens must be in [0, 2^30], got " +
+               std::to_string(options.max_new_tokens));
   }
   const TransformerModel& enc = model.encoder;
   const TransformerModel& dec = model.decoder;
-  if (!dec.config().lm_head) detail::fail(where, "the decoder has no LM head");
+  if (!dec.config().lm_head) where.fail("the decoder has no LM head");
   if (enc.d_model() != dec.d_model()) {
-    detail::fail(where, "encoder and decoder widths differ");
+    where.fail("encoder and decoder widths differ");
   }
   const int64_t E = dec.d_model(), V = dec.config().vocab_size;
   std::vector<std::vector<int64_t>> result(inputs.size());
@@ -210,8 +210,7 @@ std::vector<std::vector<int64_t>> generate(
       logits(static_cast<size_t>(V));
   for (size_t i = 0; i < inputs.size(); ++i) {
     const int64_t L = static_cast<int64_t>(inputs[i].size());
-    if (L == 0)
-      detail::fail(where, "inputs[" + std::to_string(i) + "] is empty");
+    if (L == 0) where.fail("inputs[" + std::to_string(i) + "] is empty");
     memory.resize(static_cast<size_t>(L * E));
     const auto mem = TensorView<float>::bhsd(memory.data(), 1, 1, L, E);
     enc.forward(inputs[i], mem);

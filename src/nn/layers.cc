@@ -23,7 +23,7 @@ int64_t rows_per_task(int64_t features) {
 
 Norm::Norm(NormKind k, int64_t d, float e, bool with_bias)
     : kind(k), dim(d), eps(e) {
-  if (d < 0) detail::fail("nn::Norm", "dim must be >= 0");
+  if (d < 0) util::Check("attn::nn::Norm").fail("dim must be >= 0");
   weight.assign(static_cast<size_t>(d), 1.0f);
   if (with_bias && k == NormKind::kLayerNorm) {
     bias.assign(static_cast<size_t>(d), 0.0f);
@@ -52,19 +52,19 @@ std::pair<double, double> row_stats(NormKind kind, const float* xr, int64_t dim,
 }  // namespace
 
 void Norm::forward(TensorView<const float> x, TensorView<float> y) const {
-  const char* where = "nn::Norm::forward";
+  const util::Check where("attn::nn::Norm::forward");
   if (weight.size() != static_cast<size_t>(dim)) {
-    detail::fail(where, "weight must hold dim = " + std::to_string(dim) +
-                            " floats, has " + std::to_string(weight.size()));
+    where.fail("weight must hold dim = " + std::to_string(dim) +
+               " floats, has " + std::to_string(weight.size()));
   }
   if (!bias.empty() && bias.size() != static_cast<size_t>(dim)) {
-    detail::fail(where, "bias must be empty or hold dim floats");
+    where.fail("bias must be empty or hold dim floats");
   }
   if (kind == NormKind::kRMSNorm && !bias.empty()) {
-    detail::fail(where, "RMSNorm takes no bias");
+    where.fail("RMSNorm takes no bias");
   }
   if (!(eps >= 0.0f) || !std::isfinite(eps)) {
-    detail::fail(where, "eps must be finite and >= 0");
+    where.fail("eps must be finite and >= 0");
   }
   detail::check_rows(x, where, "x", dim);
   detail::check_rows(y, where, "y", dim, x.extent(0), x.extent(2));
@@ -87,22 +87,22 @@ void Norm::forward(TensorView<const float> x, TensorView<float> y) const {
 void Norm::backward(TensorView<const float> x, TensorView<const float> dy,
                     TensorView<float> dx, std::vector<float>& grad_weight,
                     std::vector<float>& grad_bias, bool accumulate) const {
-  const char* where = "nn::Norm::backward";
+  const util::Check where("attn::nn::Norm::backward");
   if (weight.size() != static_cast<size_t>(dim)) {
-    detail::fail(where, "weight must hold dim floats");
+    where.fail("weight must hold dim floats");
   }
   detail::check_rows(x, where, "x", dim);
   const int64_t B = x.extent(0), S = x.extent(2), n = B * S;
   detail::check_rows(dy, where, "dy", dim, B, S);
   detail::check_rows(dx, where, "dx", dim, B, S);
-  if (dx.data() == x.data()) detail::fail(where, "dx must not alias x");
+  if (dx.data() == x.data()) where.fail("dx must not alias x");
   if (grad_weight.empty()) grad_weight.assign(static_cast<size_t>(dim), 0.0f);
   if (!bias.empty() && grad_bias.empty()) grad_bias.assign(bias.size(), 0.0f);
   if (grad_weight.size() != static_cast<size_t>(dim) ||
       grad_bias.size() != bias.size()) {
-    detail::fail(where,
-                 "grad_weight / grad_bias must be empty or sized like "
-                 "weight / bias");
+    where.fail(
+        "grad_weight / grad_bias must be empty or sized like "
+        "weight / bias");
   }
   // Rows in order on one thread for the parameter sums (deterministic),
   // float64 throughout.
@@ -200,7 +200,7 @@ void activate(Activation a, float* x, int64_t n) {
 
 Mlp::Mlp(const MlpConfig& c) : config_(c) {
   if (c.d_model <= 0 || c.hidden <= 0) {
-    detail::fail("nn::Mlp", "d_model and hidden must be > 0");
+    util::Check("attn::nn::Mlp").fail("d_model and hidden must be > 0");
   }
   up = Linear(c.d_model, c.gated ? 2 * c.hidden : c.hidden, c.bias);
   down = Linear(c.hidden, c.d_model, c.bias);
@@ -208,21 +208,21 @@ Mlp::Mlp(const MlpConfig& c) : config_(c) {
 
 void Mlp::forward(TensorView<const float> x, TensorView<float> y,
                   bool accumulate, Profile* profile) const {
-  const char* where = "nn::Mlp::forward";
+  const util::Check where("attn::nn::Mlp::forward");
   const int64_t E = config_.d_model, F = config_.hidden;
-  if (E <= 0) detail::fail(where, "the MLP is not configured");
+  if (E <= 0) where.fail("the MLP is not configured");
   if (up.in_features != E || up.out_features != (config_.gated ? 2 : 1) * F ||
       down.in_features != F || down.out_features != E ||
       up.weight.size() !=
           static_cast<size_t>(up.in_features * up.out_features) ||
       down.weight.size() !=
           static_cast<size_t>(down.in_features * down.out_features)) {
-    detail::fail(where, "up / down weights do not match the config");
+    where.fail("up / down weights do not match the config");
   }
   detail::check_rows(x, where, "x", E);
   detail::check_rows(y, where, "y", E, x.extent(0), x.extent(2));
   if (x.data() == y.data() && !accumulate) {
-    detail::fail(where, "y may alias x only with accumulate = true");
+    where.fail("y may alias x only with accumulate = true");
   }
   detail::Timer timer(profile ? &profile->mlp : nullptr);
   const int64_t W = up.out_features;
@@ -273,7 +273,7 @@ int64_t t5_bucket(int64_t relative_position, const T5Buckets& t) {
 
 std::vector<float> sinusoidal_positions(int64_t positions, int64_t dim) {
   if (positions < 0 || dim < 0) {
-    detail::fail("nn::sinusoidal_positions", "sizes must be >= 0");
+    util::Check("attn::nn::sinusoidal_positions").fail("sizes must be >= 0");
   }
   std::vector<float> pe(static_cast<size_t>(positions * dim));
   for (int64_t p = 0; p < positions; ++p) {
@@ -290,15 +290,15 @@ std::vector<float> sinusoidal_positions(int64_t positions, int64_t dim) {
 
 void Mlp::backward(TensorView<const float> x, TensorView<const float> dy,
                    TensorView<float> dx, Grads& grads, bool accumulate) const {
-  const char* where = "nn::Mlp::backward";
+  const util::Check where("attn::nn::Mlp::backward");
   const int64_t E = config_.d_model, F = config_.hidden;
-  if (E <= 0) detail::fail(where, "the MLP is not configured");
+  if (E <= 0) where.fail("the MLP is not configured");
   detail::check_rows(x, where, "x", E);
   const int64_t B = x.extent(0), S = x.extent(2);
   detail::check_rows(dy, where, "dy", E, B, S);
   detail::check_rows(dx, where, "dx", E, B, S);
   if (dx.data() == x.data() || dx.data() == dy.data()) {
-    detail::fail(where, "dx must not alias x or dy");
+    where.fail("dx must not alias x or dy");
   }
   const int64_t W = up.out_features;
   // u = up(x) again, a = act(u) (gated: act(gate) * up).

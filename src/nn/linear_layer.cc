@@ -24,47 +24,45 @@ char* openblas_get_corename(void);
 namespace attn::nn {
 namespace detail {
 
-void fail(const std::string& where, const std::string& what) {
-  throw Error(where + ": " + what);
-}
-
 template <class T>
-void check_rows(const TensorView<T>& x, const char* where, const char* name,
-                int64_t features, int64_t batch, int64_t seq) {
-  const std::string w = std::string(where) + ": " + name;
-  if (x.empty() && x.numel() != 0) fail(w, "is empty");
+void check_rows(const TensorView<T>& x, const util::Check& where,
+                const char* name, int64_t features, int64_t batch,
+                int64_t seq) {
+  if (x.empty() && x.numel() != 0) where.fail(name, "is empty");
   if (x.extent(1) != 1) {
-    fail(w, "must be [B, 1, S, E] (extent 1 on axis 1), got extent " +
-                std::to_string(x.extent(1)));
+    where.fail(name, "must be [B, 1, S, E] (extent 1 on axis 1), got extent " +
+                         std::to_string(x.extent(1)));
   }
   if (x.extent(3) != features) {
-    fail(w, "must have " + std::to_string(features) + " features, got " +
-                std::to_string(x.extent(3)));
+    where.fail(name, "must have " + std::to_string(features) +
+                         " features, got " + std::to_string(x.extent(3)));
   }
   if (batch >= 0 && x.extent(0) != batch) {
-    fail(w, "must have batch " + std::to_string(batch) + ", got " +
-                std::to_string(x.extent(0)));
+    where.fail(name, "must have batch " + std::to_string(batch) + ", got " +
+                         std::to_string(x.extent(0)));
   }
   if (seq >= 0 && x.extent(2) != seq) {
-    fail(w, "must have " + std::to_string(seq) + " rows, got " +
-                std::to_string(x.extent(2)));
+    where.fail(name, "must have " + std::to_string(seq) + " rows, got " +
+                         std::to_string(x.extent(2)));
   }
   for (int a = 0; a < 4; ++a) {
-    if (x.stride(a) < 0) fail(w, "strides must be >= 0");
+    if (x.stride(a) < 0) where.fail(name, "strides must be >= 0");
   }
-  if (features > 1 && x.stride(3) != 1) fail(w, "feature stride must be 1");
+  if (features > 1 && x.stride(3) != 1)
+    where.fail(name, "feature stride must be 1");
   if (x.extent(2) > 1 && x.stride(2) < features) {
-    fail(w, "row stride must be >= the feature count (rows overlap)");
+    where.fail(name, "row stride must be >= the feature count (rows overlap)");
   }
   if (x.extent(2) == 1 && x.extent(0) > 1 && x.stride(0) < features) {
-    fail(w, "batch stride must be >= the feature count (rows overlap)");
+    where.fail(name,
+               "batch stride must be >= the feature count (rows overlap)");
   }
-  if (x.numel() > 0 && x.data() == nullptr) fail(w, "has no data");
+  if (x.numel() > 0 && x.data() == nullptr) where.fail(name, "has no data");
 }
 
-template void check_rows(const TensorView<float>&, const char*, const char*,
-                         int64_t, int64_t, int64_t);
-template void check_rows(const TensorView<const float>&, const char*,
+template void check_rows(const TensorView<float>&, const util::Check&,
+                         const char*, int64_t, int64_t, int64_t);
+template void check_rows(const TensorView<const float>&, const util::Check&,
                          const char*, int64_t, int64_t, int64_t);
 
 }  // namespace detail
@@ -124,7 +122,7 @@ void sgemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k,
 void Linear::backward(TensorView<const float> x, TensorView<const float> dy,
                       TensorView<float> dx, std::vector<float>& grad_weight,
                       std::vector<float>& grad_bias, bool accumulate) const {
-  const char* where = "nn::Linear::backward";
+  const util::Check where("attn::nn::Linear::backward");
   detail::check_rows(x, where, "x", in_features);
   const int64_t B = x.extent(0), S = x.extent(2);
   detail::check_rows(dy, where, "dy", out_features, B, S);
@@ -132,12 +130,12 @@ void Linear::backward(TensorView<const float> x, TensorView<const float> dy,
   const size_t nw = static_cast<size_t>(in_features * out_features);
   if (grad_weight.empty()) grad_weight.assign(nw, 0.0f);
   if (grad_weight.size() != nw) {
-    detail::fail(where, "grad_weight must be empty or hold out * in floats");
+    where.fail("grad_weight must be empty or hold out * in floats");
   }
   if (!bias.empty()) {
     if (grad_bias.empty()) grad_bias.assign(bias.size(), 0.0f);
     if (grad_bias.size() != bias.size()) {
-      detail::fail(where, "grad_bias must be empty or hold out floats");
+      where.fail("grad_bias must be empty or hold out floats");
     }
   }
   for (int64_t b = 0; b < B; ++b) {
@@ -169,28 +167,29 @@ std::string blas_info() {
 
 Linear::Linear(int64_t in, int64_t out, bool with_bias)
     : in_features(in), out_features(out) {
-  if (in < 0 || out < 0) detail::fail("nn::Linear", "sizes must be >= 0");
+  if (in < 0 || out < 0)
+    util::Check("attn::nn::Linear").fail("sizes must be >= 0");
   weight.assign(static_cast<size_t>(in * out), 0.0f);
   if (with_bias) bias.assign(static_cast<size_t>(out), 0.0f);
 }
 
 void Linear::forward(TensorView<const float> x, TensorView<float> y,
                      bool accumulate) const {
-  const char* where = "nn::Linear::forward";
+  const util::Check where("attn::nn::Linear::forward");
   if (weight.size() != static_cast<size_t>(in_features * out_features)) {
-    detail::fail(where, "weight must hold out_features * in_features = " +
-                            std::to_string(in_features * out_features) +
-                            " floats, has " + std::to_string(weight.size()));
+    where.fail("weight must hold out_features * in_features = " +
+               std::to_string(in_features * out_features) + " floats, has " +
+               std::to_string(weight.size()));
   }
   if (!bias.empty() && bias.size() != static_cast<size_t>(out_features)) {
-    detail::fail(where, "bias must be empty or hold out_features floats");
+    where.fail("bias must be empty or hold out_features floats");
   }
   detail::check_rows(x, where, "x", in_features);
   detail::check_rows(y, where, "y", out_features, x.extent(0), x.extent(2));
   if (x.data() == y.data() && x.numel() > 0) {
-    detail::fail(where,
-                 "y must not alias x (the product reads x while "
-                 "writing y)");
+    where.fail(
+        "y must not alias x (the product reads x while "
+        "writing y)");
   }
   const float* b = bias.empty() ? nullptr : bias.data();
   detail::for_each_block(

@@ -10,37 +10,39 @@
 namespace attn::nn {
 
 Embedding::Embedding(int64_t n, int64_t d) : num(n), dim(d) {
-  if (n < 0 || d < 0) detail::fail("nn::Embedding", "sizes must be >= 0");
+  if (n < 0 || d < 0)
+    util::Check("attn::nn::Embedding").fail("sizes must be >= 0");
   weight.assign(static_cast<size_t>(n * d), 0.0f);
 }
 
 namespace {
 
-void check_table(const Embedding& e, const char* where, const char* name) {
+void check_table(const Embedding& e, const util::Check& where,
+                 const char* name) {
   if (e.weight.size() != static_cast<size_t>(e.num * e.dim)) {
-    detail::fail(where, std::string(name) + " must hold " +
-                            std::to_string(e.num * e.dim) + " floats, has " +
-                            std::to_string(e.weight.size()));
+    where.fail(std::string(name) + " must hold " +
+               std::to_string(e.num * e.dim) + " floats, has " +
+               std::to_string(e.weight.size()));
   }
 }
 
 }  // namespace
 
 TransformerModel::TransformerModel(const ModelConfig& c) : config_(c) {
-  const char* where = "nn::TransformerModel";
+  const util::Check where("attn::nn::TransformerModel");
   const int64_t E = c.block.attention.d_model;
-  if (E <= 0) detail::fail(where, "block.attention.d_model must be > 0");
+  if (E <= 0) where.fail("block.attention.d_model must be > 0");
   if (c.vocab_size < 0 || c.num_layers < 0 || c.max_positions < 0 ||
       c.type_vocab_size < 0) {
-    detail::fail(where,
-                 "vocab_size, num_layers, max_positions and "
-                 "type_vocab_size must be >= 0");
+    where.fail(
+        "vocab_size, num_layers, max_positions and "
+        "type_vocab_size must be >= 0");
   }
   if (c.absolute != AbsolutePosition::kNone && c.max_positions == 0) {
-    detail::fail(where, "absolute positions need max_positions > 0");
+    where.fail("absolute positions need max_positions > 0");
   }
   if ((c.lm_head || c.tied_lm_head) && c.vocab_size == 0) {
-    detail::fail(where, "an LM head needs vocab_size > 0");
+    where.fail("an LM head needs vocab_size > 0");
   }
   token_embedding = Embedding(c.vocab_size, E);
   if (c.absolute == AbsolutePosition::kLearned) {
@@ -65,36 +67,36 @@ TransformerModel::TransformerModel(const ModelConfig& c) : config_(c) {
 void TransformerModel::forward(std::span<const int64_t> tokens,
                                TensorView<float> hidden,
                                const ModelInputs& in) const {
-  const char* where = "nn::TransformerModel::forward";
+  const util::Check where("attn::nn::TransformerModel::forward");
   const int64_t E = d_model();
   detail::check_rows(hidden, where, "hidden", E);
   const int64_t B = hidden.extent(0), S = hidden.extent(2);
   if (tokens.size() != static_cast<size_t>(B * S)) {
-    detail::fail(where, "tokens must hold B * S = " + std::to_string(B * S) +
-                            " ids, has " + std::to_string(tokens.size()));
+    where.fail("tokens must hold B * S = " + std::to_string(B * S) +
+               " ids, has " + std::to_string(tokens.size()));
   }
   if (!in.token_types.empty() && in.token_types.size() != tokens.size()) {
-    detail::fail(where, "token_types must be empty or match tokens");
+    where.fail("token_types must be empty or match tokens");
   }
   if (in.cache != nullptr && in.sequences.size() != static_cast<size_t>(B)) {
-    detail::fail(where,
-                 "sequences must name one cache sequence per batch "
-                 "entry");
+    where.fail(
+        "sequences must name one cache sequence per batch "
+        "entry");
   }
   check_table(token_embedding, where, "token_embedding");
   check_table(position_embedding, where, "position_embedding");
   check_table(type_embedding, where, "type_embedding");
   for (size_t t = 0; t < tokens.size(); ++t) {
     if (tokens[t] < 0 || tokens[t] >= config_.vocab_size) {
-      detail::fail(where, "tokens[" + std::to_string(t) + "] = " +
-                              std::to_string(tokens[t]) + " is outside [0, " +
-                              std::to_string(config_.vocab_size) + ")");
+      where.fail("tokens[" + std::to_string(t) +
+                 "] = " + std::to_string(tokens[t]) + " is outside [0, " +
+                 std::to_string(config_.vocab_size) + ")");
     }
     if (!in.token_types.empty() &&
         (in.token_types[t] < 0 ||
          in.token_types[t] >= std::max<int64_t>(config_.type_vocab_size, 1))) {
-      detail::fail(where, "token_types[" + std::to_string(t) +
-                              "] is outside [0, type_vocab_size)");
+      where.fail("token_types[" + std::to_string(t) +
+                 "] is outside [0, type_vocab_size)");
     }
   }
   std::vector<int64_t> start(static_cast<size_t>(B), 0);
@@ -105,9 +107,9 @@ void TransformerModel::forward(std::span<const int64_t> tokens,
   if (config_.absolute != AbsolutePosition::kNone) {
     for (int64_t b = 0; b < B; ++b) {
       if (start[b] + S > config_.max_positions) {
-        detail::fail(where, "positions up to " + std::to_string(start[b] + S) +
-                                " exceed max_positions " +
-                                std::to_string(config_.max_positions));
+        where.fail("positions up to " + std::to_string(start[b] + S) +
+                   " exceed max_positions " +
+                   std::to_string(config_.max_positions));
       }
     }
   }
@@ -142,11 +144,11 @@ void TransformerModel::forward(std::span<const int64_t> tokens,
 
 void TransformerModel::forward_embeddings(TensorView<float> hidden,
                                           const ModelInputs& in) const {
-  const char* where = "nn::TransformerModel::forward_embeddings";
+  const util::Check where("attn::nn::TransformerModel::forward_embeddings");
   detail::check_rows(hidden, where, "hidden", d_model());
   if (!in.memory_kv.empty() && in.memory_kv.size() != layers.size()) {
-    detail::fail(where, "memory_kv must hold one entry per layer (" +
-                            std::to_string(layers.size()) + ")");
+    where.fail("memory_kv must hold one entry per layer (" +
+               std::to_string(layers.size()) + ")");
   }
   for (size_t l = 0; l < layers.size(); ++l) {
     BlockInputs bi;
@@ -173,8 +175,8 @@ void TransformerModel::forward_embeddings(TensorView<float> hidden,
 
 void TransformerModel::logits(TensorView<const float> hidden,
                               TensorView<float> out) const {
-  const char* where = "nn::TransformerModel::logits";
-  if (!config_.lm_head) detail::fail(where, "the model has no LM head");
+  const util::Check where("attn::nn::TransformerModel::logits");
+  if (!config_.lm_head) where.fail("the model has no LM head");
   const int64_t E = d_model(), V = config_.vocab_size;
   detail::check_rows(hidden, where, "hidden", E);
   detail::check_rows(out, where, "logits", V, hidden.extent(0),
@@ -185,7 +187,7 @@ void TransformerModel::logits(TensorView<const float> hidden,
     w = token_embedding.weight.data();
   } else {
     if (lm_head.weight.size() != static_cast<size_t>(V * E)) {
-      detail::fail(where, "lm_head.weight must hold vocab * E floats");
+      where.fail("lm_head.weight must hold vocab * E floats");
     }
     w = lm_head.weight.data();
   }
@@ -220,8 +222,8 @@ std::vector<MemoryKV> TransformerModel::project_memory(
   std::vector<MemoryKV> out;
   for (const TransformerBlock& l : layers) {
     if (!l.cross_attn) {
-      detail::fail("nn::TransformerModel::project_memory",
-                   "the model's layers have no cross-attention");
+      util::Check("attn::nn::TransformerModel::project_memory")
+          .fail("the model's layers have no cross-attention");
     }
     out.push_back(l.cross_attn->project_memory(memory));
   }
@@ -231,15 +233,15 @@ std::vector<MemoryKV> TransformerModel::project_memory(
 // --- ViT patch embedding ----------------------------------------------------
 
 PatchEmbedding::PatchEmbedding(const PatchEmbeddingConfig& c) : config_(c) {
-  const char* where = "nn::PatchEmbedding";
+  const util::Check where("attn::nn::PatchEmbedding");
   if (c.patch_size <= 0 || c.image_size <= 0 || c.channels <= 0 ||
       c.d_model <= 0) {
-    detail::fail(where,
-                 "image_size, patch_size, channels and d_model must be "
-                 "> 0");
+    where.fail(
+        "image_size, patch_size, channels and d_model must be "
+        "> 0");
   }
   if (c.image_size % c.patch_size != 0) {
-    detail::fail(where, "patch_size must divide image_size");
+    where.fail("patch_size must divide image_size");
   }
   proj = Linear(c.channels * c.patch_size * c.patch_size, c.d_model, true);
   if (c.class_token) class_token.assign(static_cast<size_t>(c.d_model), 0.0f);
@@ -256,23 +258,21 @@ int64_t PatchEmbedding::tokens() const {
 
 void PatchEmbedding::forward(TensorView<const float> images,
                              TensorView<float> out) const {
-  const char* where = "nn::PatchEmbedding::forward";
+  const util::Check where("attn::nn::PatchEmbedding::forward");
   const PatchEmbeddingConfig& c = config_;
   const int64_t P = c.patch_size, I = c.image_size, C = c.channels,
                 E = c.d_model, n = I / P, K = C * P * P;
-  if (P <= 0) detail::fail(where, "the module is not configured");
+  if (P <= 0) where.fail("the module is not configured");
   if (images.extent(1) != C || images.extent(2) != I || images.extent(3) != I) {
-    detail::fail(where, "images must be [B, " + std::to_string(C) + ", " +
-                            std::to_string(I) + ", " + std::to_string(I) + "]");
+    where.fail("images must be [B, " + std::to_string(C) + ", " +
+               std::to_string(I) + ", " + std::to_string(I) + "]");
   }
   for (int a = 0; a < 4; ++a) {
-    if (images.stride(a) < 0)
-      detail::fail(where, "images: strides must be >= 0");
+    if (images.stride(a) < 0) where.fail("images: strides must be >= 0");
   }
-  if (images.stride(3) != 1)
-    detail::fail(where, "images: last stride must be 1");
+  if (images.stride(3) != 1) where.fail("images: last stride must be 1");
   if (images.data() == nullptr && images.numel() > 0) {
-    detail::fail(where, "images: has no data");
+    where.fail("images: has no data");
   }
   const int64_t B = images.extent(0);
   detail::check_rows(out, where, "out", E, B, tokens());
@@ -281,9 +281,9 @@ void PatchEmbedding::forward(TensorView<const float> images,
       class_token.size() != static_cast<size_t>(c.class_token ? E : 0) ||
       positions.size() !=
           static_cast<size_t>(c.position_embedding ? tokens() * E : 0)) {
-    detail::fail(where,
-                 "proj, class_token or positions do not match the "
-                 "config");
+    where.fail(
+        "proj, class_token or positions do not match the "
+        "config");
   }
   patches_.resize(static_cast<size_t>(n * n * K));
   const int64_t first = c.class_token ? 1 : 0;

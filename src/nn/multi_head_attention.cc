@@ -54,23 +54,23 @@ TensorView<const float> MemoryKV::v() const {
 }
 
 MultiHeadAttention::MultiHeadAttention(const AttentionConfig& c) : config_(c) {
-  const char* where = "nn::MultiHeadAttention";
-  if (c.d_model <= 0) detail::fail(where, "d_model must be > 0");
-  if (c.num_heads <= 0) detail::fail(where, "num_heads must be > 0");
+  const util::Check where("attn::nn::MultiHeadAttention");
+  if (c.d_model <= 0) where.fail("d_model must be > 0");
+  if (c.num_heads <= 0) where.fail("num_heads must be > 0");
   kv_heads_ = c.num_kv_heads == 0 ? c.num_heads : c.num_kv_heads;
   if (kv_heads_ <= 0 || c.num_heads % kv_heads_ != 0) {
-    detail::fail(where, "num_kv_heads must divide num_heads (" +
-                            std::to_string(c.num_heads) + "), got " +
-                            std::to_string(c.num_kv_heads));
+    where.fail("num_kv_heads must divide num_heads (" +
+               std::to_string(c.num_heads) + "), got " +
+               std::to_string(c.num_kv_heads));
   }
   if (c.head_dim == 0 && c.d_model % c.num_heads != 0) {
-    detail::fail(where, "head_dim unset needs num_heads to divide d_model");
+    where.fail("head_dim unset needs num_heads to divide d_model");
   }
   head_dim_ = c.head_dim == 0 ? c.d_model / c.num_heads : c.head_dim;
-  if (head_dim_ <= 0) detail::fail(where, "head_dim must be > 0");
-  if (c.kv_dim < 0) detail::fail(where, "kv_dim must be >= 0");
+  if (head_dim_ <= 0) where.fail("head_dim must be > 0");
+  if (c.kv_dim < 0) where.fail("kv_dim must be >= 0");
   if (c.scale && !std::isfinite(*c.scale)) {
-    detail::fail(where, "scale must be finite");
+    where.fail("scale must be finite");
   }
   const int64_t kv_in = c.kv_dim == 0 ? c.d_model : c.kv_dim;
   q_proj = Linear(c.d_model, c.num_heads * head_dim_, c.qkv_bias);
@@ -85,9 +85,9 @@ MultiHeadAttention::MultiHeadAttention(const AttentionConfig& c) : config_(c) {
     const int64_t half =
         c.t5.bidirectional ? c.t5.num_buckets / 2 : c.t5.num_buckets;
     if (half < 2 || c.t5.max_distance <= half / 2) {
-      detail::fail(where, "t5 buckets need num_buckets >= " +
-                              std::string(c.t5.bidirectional ? "4" : "2") +
-                              " and max_distance > the exact range");
+      where.fail("t5 buckets need num_buckets >= " +
+                 std::string(c.t5.bidirectional ? "4" : "2") +
+                 " and max_distance > the exact range");
     }
     relative_bias.assign(static_cast<size_t>(c.t5.num_buckets * c.num_heads),
                          0.0f);
@@ -96,8 +96,9 @@ MultiHeadAttention::MultiHeadAttention(const AttentionConfig& c) : config_(c) {
 
 MemoryKV MultiHeadAttention::project_memory(
     TensorView<const float> memory) const {
-  detail::check_rows(memory, "nn::MultiHeadAttention::project_memory", "memory",
-                     kv_proj.in_features);
+  detail::check_rows(
+      memory, util::Check("attn::nn::MultiHeadAttention::project_memory"),
+      "memory", kv_proj.in_features);
   MemoryKV m;
   m.batch = memory.extent(0);
   m.length = memory.extent(2);
@@ -121,15 +122,15 @@ void MultiHeadAttention::forward_train(TensorView<const float> x,
                                        TensorView<float> out,
                                        AttentionTape& tape,
                                        const AttentionInputs& in) const {
-  const char* where = "nn::MultiHeadAttention::forward_train";
+  const util::Check where("attn::nn::MultiHeadAttention::forward_train");
   if (in.cache != nullptr || in.memory_kv != nullptr) {
-    detail::fail(where, "training runs without a cache or memory_kv");
+    where.fail("training runs without a cache or memory_kv");
   }
   if (config_.position == Position::kT5) {
-    detail::fail(where, "T5 relative buckets have no backward yet");
+    where.fail("T5 relative buckets have no backward yet");
   }
   if (!out.empty() && out.data() == x.data()) {
-    detail::fail(where, "out must not alias x (x is needed by backward)");
+    where.fail("out must not alias x (x is needed by backward)");
   }
   run(x, out, in, false, &tape);
 }
@@ -154,36 +155,37 @@ AttentionOptions MultiHeadAttention::attention_options(
 void MultiHeadAttention::run(TensorView<const float> x, TensorView<float> out,
                              const AttentionInputs& in, bool accumulate,
                              AttentionTape* tape) const {
-  const char* where = tape != nullptr ? "nn::MultiHeadAttention::forward_train"
-                                      : "nn::MultiHeadAttention::forward";
+  const util::Check where(tape != nullptr
+                              ? "attn::nn::MultiHeadAttention::forward_train"
+                              : "attn::nn::MultiHeadAttention::forward");
   const AttentionConfig& c = config_;
-  if (c.d_model <= 0) detail::fail(where, "the module is not configured");
+  if (c.d_model <= 0) where.fail("the module is not configured");
   detail::check_rows(x, where, "x", c.d_model);
   const int64_t B = x.extent(0), Sq = x.extent(2);
   detail::check_rows(out, where, "out", c.d_model, B, Sq);
   if (out.data() == x.data() && !accumulate) {
-    detail::fail(where, "out may alias x only with accumulate = true");
+    where.fail("out may alias x only with accumulate = true");
   }
   const bool cross = !in.memory.empty() || in.memory_kv != nullptr;
   if (!in.memory.empty() && in.memory_kv != nullptr) {
-    detail::fail(where, "give memory or memory_kv, not both");
+    where.fail("give memory or memory_kv, not both");
   }
   if (cross && in.cache != nullptr) {
-    detail::fail(where,
-                 "cache: cross-attention reads memory, not a cache "
-                 "(project the memory once with project_memory)");
+    where.fail(
+        "cache: cross-attention reads memory, not a cache "
+        "(project the memory once with project_memory)");
   }
   if (in.cache != nullptr) {
     if (in.sequences.size() != static_cast<size_t>(B)) {
-      detail::fail(where,
-                   "sequences must name one cache sequence per batch "
-                   "entry (" +
-                       std::to_string(B) + ")");
+      where.fail(
+          "sequences must name one cache sequence per batch "
+          "entry (" +
+          std::to_string(B) + ")");
     }
     if (in.cache->options().rope) {
-      detail::fail(where,
-                   "cache: must not rotate keys itself (the module "
-                   "applies its own RoPE)");
+      where.fail(
+          "cache: must not rotate keys itself (the module "
+          "applies its own RoPE)");
     }
   }
   if (in.memory_kv != nullptr &&
@@ -192,16 +194,16 @@ void MultiHeadAttention::run(TensorView<const float> x, TensorView<float> out,
        in.memory_kv->kv.size() !=
            static_cast<size_t>(B * in.memory_kv->length * 2 * kv_heads_ *
                                head_dim_))) {
-    detail::fail(where,
-                 "memory_kv was not projected by this module's shape "
-                 "for this batch");
+    where.fail(
+        "memory_kv was not projected by this module's shape "
+        "for this batch");
   }
   if (c.position == Position::kT5 &&
       relative_bias.size() !=
           static_cast<size_t>(c.t5.num_buckets * c.num_heads)) {
-    detail::fail(where,
-                 "relative_bias must hold num_buckets * num_heads "
-                 "floats");
+    where.fail(
+        "relative_bias must hold num_buckets * num_heads "
+        "floats");
   }
   Profile* prof = in.profile;
   const int64_t Hq = c.num_heads, Hkv = kv_heads_, D = head_dim_;
@@ -269,9 +271,9 @@ void MultiHeadAttention::run(TensorView<const float> x, TensorView<float> out,
               ctx, o);
   } else {
     if (in.position_offset != 0 && c.causal && !cross) {
-      detail::fail(where,
-                   "position_offset needs a cache for causal "
-                   "self-attention (earlier keys live there)");
+      where.fail(
+          "position_offset needs a cache for causal "
+          "self-attention (earlier keys live there)");
     }
     TensorView<float> lse;
     if (tape != nullptr) {
@@ -304,30 +306,30 @@ void MultiHeadAttention::backward(TensorView<const float> x,
                                   const AttentionInputs& in,
                                   TensorView<float> dmemory,
                                   bool accumulate) const {
-  const char* where = "nn::MultiHeadAttention::backward";
+  const util::Check where("attn::nn::MultiHeadAttention::backward");
   const AttentionConfig& c = config_;
-  if (c.d_model <= 0) detail::fail(where, "the module is not configured");
+  if (c.d_model <= 0) where.fail("the module is not configured");
   if (in.cache != nullptr || in.memory_kv != nullptr) {
-    detail::fail(where, "training runs without a cache or memory_kv");
+    where.fail("training runs without a cache or memory_kv");
   }
   if (c.position == Position::kT5) {
-    detail::fail(where, "T5 relative buckets have no backward yet");
+    where.fail("T5 relative buckets have no backward yet");
   }
   detail::check_rows(x, where, "x", c.d_model);
   const int64_t B = x.extent(0), Sq = x.extent(2);
   detail::check_rows(dout, where, "dout", c.d_model, B, Sq);
   detail::check_rows(dx, where, "dx", c.d_model, B, Sq);
   if (dx.data() == x.data() || dx.data() == dout.data()) {
-    detail::fail(where,
-                 "dx must not alias x or dout (both are read after dx "
-                 "is written)");
+    where.fail(
+        "dx must not alias x or dout (both are read after dx "
+        "is written)");
   }
   const bool cross = !in.memory.empty();
   if (cross) {
     detail::check_rows(in.memory, where, "memory", kv_proj.in_features, B);
   }
   if (!cross && !dmemory.empty()) {
-    detail::fail(where, "dmemory is for cross-attention (inputs.memory)");
+    where.fail("dmemory is for cross-attention (inputs.memory)");
   }
   const int64_t Skv = cross ? in.memory.extent(2) : Sq;
   if (!dmemory.empty()) {
@@ -340,7 +342,7 @@ void MultiHeadAttention::backward(TensorView<const float> x,
       tape.kv.size() != static_cast<size_t>(B * Skv * Wkv) ||
       tape.ctx.size() != static_cast<size_t>(B * Sq * Wq) ||
       tape.lse.size() != static_cast<size_t>(B * Hq * Sq)) {
-    detail::fail(where, "tape does not come from forward_train with this x");
+    where.fail("tape does not come from forward_train with this x");
   }
   auto rows = [](const float* p, int64_t b, int64_t s, int64_t w) {
     return TensorView<const float>::bhsd(p, b, 1, s, w);

@@ -9,16 +9,17 @@
 
 #include "attn/error.h"
 #include "attn/tensor.h"
+#include "src/util/check.h"
 
 namespace attn::nn::detail {
 
-[[noreturn]] void fail(const std::string& where, const std::string& what);
-
-// Throws unless `x` is [*, 1, *, features] with stride 1 on the feature
-// axis and non-negative strides; `batch` / `seq` >= 0 are required extents.
+// Throws (through `where`, the checking entry point) unless `x` is [*, 1, *,
+// features] with stride 1 on the feature axis and non-negative strides; `batch`
+// / `seq` >= 0 are required extents.
 template <class T>
-void check_rows(const TensorView<T>& x, const char* where, const char* name,
-                int64_t features, int64_t batch = -1, int64_t seq = -1);
+void check_rows(const TensorView<T>& x, const util::Check& where,
+                const char* name, int64_t features, int64_t batch = -1,
+                int64_t seq = -1);
 
 // Row r of batch b of a checked view.
 template <class T>

@@ -13,13 +13,19 @@ std::size_t Workspace::bytes_reserved() const {
   std::size_t total = 0;
   if (!impl_) return 0;  // moved from
   for (const auto& s : impl_->slices) total += s.bytes;
-  return total + impl_->shared_slice.bytes;
+  return total + impl_->shared_slice.bytes + impl_->rewrite_slice.bytes;
 }
 
 void Workspace::release() {
   if (!impl_) return;
   impl_->slices.clear();
   impl_->shared_slice = {};
+  impl_->rewrite_slice = {};
+}
+
+Workspace& workspace_or_default(Workspace* workspace) {
+  thread_local Workspace own;
+  return workspace != nullptr ? *workspace : own;
 }
 
 }  // namespace attn
