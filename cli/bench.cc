@@ -281,7 +281,9 @@ void add_bench_options(CLI::App& cmd, BenchArgs& a) {
   for (const auto& [name, shapes] : presets()) names += ", " + name;
   for (const std::string& name : decode_preset_names()) names += ", " + name;
   for (const std::string& name : backward_preset_names()) names += ", " + name;
-  cmd.add_option("--preset", a.presets, "shape groups to run: " + names);
+  names += ", scaling (= --scaling), model (= --model)";
+  cmd.add_option("--preset", a.presets,
+                 "what to run, by name (several may be given): " + names);
   cmd.add_option("--threads", a.threads, "worker threads (0 = all cores)")
       ->check(CLI::Range(0, attn::kMaxThreads));
   cmd.add_option("--repeats", a.repeats, "timed runs per row (median)")
@@ -310,7 +312,24 @@ void add_bench_options(CLI::App& cmd, BenchArgs& a) {
                "--scaling: run full causal and fixed past 32K too (slow)");
 }
 
-int bench_command(const BenchArgs& args) {
+int bench_command(const BenchArgs& given) {
+  // One selection mechanism: every suite is named by --preset; --scaling
+  // and --model are the presets "scaling" and "model", which run alone.
+  BenchArgs args = given;
+  std::vector<std::string> rest;
+  for (const std::string& p : given.presets) {
+    if (p == "scaling") {
+      args.scaling = true;
+    } else if (p == "model") {
+      args.model = true;
+    } else {
+      rest.push_back(p);
+    }
+  }
+  args.presets = rest;
+  if (args.scaling && args.model) {
+    throw attn::Error("--preset: scaling and model run alone, not together");
+  }
   std::vector<Shape> shapes;
   std::vector<std::string> decode_names, backward_names;
   for (const std::string& p : args.presets.empty()
@@ -349,14 +368,14 @@ int bench_command(const BenchArgs& args) {
   if (!args.simd.empty()) attn::force_simd_target(args.simd);
   const int threads = args.threads;
   if (args.model) {
-    if (args.scaling || !args.presets.empty() || args.json) {
-      throw attn::Error("--model: takes no --scaling, --preset or --json");
+    if (!args.presets.empty()) {
+      throw attn::Error("--model: runs alone (no other --preset)");
     }
     return run_model_bench(args);
   }
   if (args.scaling) {
     if (!args.presets.empty())
-      throw attn::Error("--scaling: takes no --preset");
+      throw attn::Error("--scaling: runs alone (no other --preset)");
     return run_scaling(args, attn::bench::measure_fma_peak_gflops(threads));
   }
   const double fp32_peak = attn::bench::measure_fma_peak_gflops(threads);

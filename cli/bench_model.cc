@@ -26,6 +26,7 @@
 
 #include "bench/support/machine.h"
 #include "cli/bench.h"
+#include "cli/bench_report.h"
 
 namespace attn_cli {
 namespace {
@@ -136,18 +137,36 @@ Row time_layer(const std::string& name, int64_t tokens, int repeats,
   return r;
 }
 
-void print_row(const Row& r) {
+std::vector<Column> model_columns() {
+  std::vector<Column> c = {{"layer", "layer", 28, true},
+                           {"tokens", "tokens", 6},
+                           {"median_ms", "ms", 10},
+                           {"tokens_per_s", "tokens/s", 10}};
+  for (const char* part : {"projections", "attention", "mlp", "other"}) {
+    c.push_back({std::string(part) + "_ms", std::string(part) + " ms",
+                 std::max<int>(9, std::string(part).size() + 3)});
+    c.push_back({std::string(part) + "_pct", "%", 4});
+  }
+  c.push_back({"check", "check", 8});
+  c.push_back({"ok", "", 0});
+  return c;
+}
+
+std::vector<Cell> model_cells(const Row& r, bool ok) {
   const double sum =
       r.split.projections + r.split.attention + r.split.mlp + r.split.other;
-  auto pct = [&](double v) { return sum > 0 ? 100.0 * v / sum : 0.0; };
-  fmt::print(
-      "{:<28} {:>6} {:>10.2f} {:>10.1f}   {:>6.2f} {:>4.0f}%  {:>6.2f} "
-      "{:>4.0f}%  "
-      "{:>6.2f} {:>4.0f}%  {:>6.2f} {:>4.0f}%   {:.1e}\n",
-      r.name, r.tokens, r.ms, r.tokens / (r.ms * 1e-3), r.split.projections,
-      pct(r.split.projections), r.split.attention, pct(r.split.attention),
-      r.split.mlp, pct(r.split.mlp), r.split.other, pct(r.split.other),
-      r.check);
+  std::vector<Cell> c = {Cell::str(r.name), Cell::integer(r.tokens),
+                         Cell::num(r.ms, "{:.2f}"),
+                         Cell::num(r.tokens / (r.ms * 1e-3), "{:.1f}")};
+  for (double part :
+       {r.split.projections, r.split.attention, r.split.mlp, r.split.other}) {
+    c.push_back(Cell::num(part, "{:.2f}"));
+    c.push_back(Cell::num(sum > 0 ? 100.0 * part / sum : 0.0, "{:.0f}%"));
+  }
+  c.push_back(Cell::shown(fmt::format("{:.1e}{}", r.check, ok ? "" : " FAILED"),
+                          r.check));
+  c.push_back({ok ? "yes" : "no", ok});
+  return c;
 }
 
 }  // namespace
@@ -157,23 +176,22 @@ int run_model_bench(const BenchArgs& args) {
   if (S < 1) throw attn::Error("--model-tokens: must be >= 1");
   if (ctx < 1) throw attn::Error("--model-context: must be >= 1");
   bool ok = true;
-  fmt::print(
-      "attn bench --model on {} | SIMD {} | all cores | float32, random "
-      "weights | BLAS: {}\n",
-      attn::bench::cpu_model_name(), attn::active_simd_target(),
-      attn::nn::blas_info());
   const std::string blas = attn::nn::blas_info();
-  if ((blas.find("core Haswell") != std::string::npos ||
+  const bool blas_avx2_on_avx512 =
+      (blas.find("core Haswell") != std::string::npos ||
        blas.find("core Zen") != std::string::npos) &&
-      attn::active_simd_target().find("AVX3") != std::string::npos) {
+      attn::active_simd_target().find("AVX3") != std::string::npos;
+  if (!args.json) {
     fmt::print(
-        "note: OpenBLAS runs its AVX2 kernels on this AVX-512 CPU; "
-        "OPENBLAS_CORETYPE=SkylakeX selects the AVX-512 ones\n");
+        "attn bench --model on {} | SIMD {} | all cores | float32, random "
+        "weights | BLAS: {}\n",
+        attn::bench::cpu_model_name(), attn::active_simd_target(), blas);
+    if (blas_avx2_on_avx512) {
+      fmt::print(
+          "note: OpenBLAS runs its AVX2 kernels on this AVX-512 CPU; "
+          "OPENBLAS_CORETYPE=SkylakeX selects the AVX-512 ones\n");
+    }
   }
-  fmt::print(
-      "{:<28} {:>6} {:>10} {:>10}   {:>12}  {:>12}  {:>12}  {:>12}   {}\n",
-      "layer", "tokens", "ms", "tokens/s", "projections", "attention", "mlp",
-      "other", "check");
   std::vector<Row> rows;
 
   // --- BERT-base, prefill -------------------------------------------------
@@ -313,15 +331,36 @@ int run_model_bench(const BenchArgs& args) {
     decode_proj_attn_ms = r.split.projections + r.split.attention;
   }
 
+  Table table("", model_columns(), args.json);
+  table.begin();
   for (const Row& r : rows) {
-    print_row(r);
-    if (!(r.check <= kCheckTolerance)) {
-      ok = false;
-      fmt::print(
-          "  CHECK FAILED: {} differs from its naive-attention run by "
-          "{:.2e} of the output scale\n",
-          r.name, r.check);
+    const bool row_ok = r.check <= kCheckTolerance;
+    ok = ok && row_ok;
+    table.add(model_cells(r, row_ok));
+    if (!row_ok) {
+      fmt::print(stderr,
+                 "attn bench --model: {} differs from its naive-attention run "
+                 "by {:.2e} of the output scale\n",
+                 r.name, r.check);
     }
+  }
+  const double gbs = decode_bytes / (decode_proj_attn_ms * 1e-3) / 1e9;
+  if (args.json) {
+    const nlohmann::json doc = {
+        {"model",
+         {{"cpu", attn::bench::cpu_model_name()},
+          {"simd", attn::active_simd_target()},
+          {"blas", blas},
+          {"rows", table.rows()},
+          {"bert_attention_ms", bert_attention_ms},
+          {"bert_standalone_flash_ms", flash_ms},
+          {"bert_standalone_flash_bshd_ms", flash_layout_ms},
+          {"llama_decode_bytes", decode_bytes},
+          {"llama_decode_proj_attention_ms", decode_proj_attn_ms},
+          {"llama_decode_gbs", gbs},
+          {"read_bandwidth_gbs", bandwidth}}}};
+    fmt::print("{}\n", doc.dump(2));
+    return ok ? 0 : 1;
   }
   fmt::print(
       "\nbert-base attention part {:.2f} ms vs stand-alone flash {:.2f} ms "
@@ -331,7 +370,6 @@ int run_model_bench(const BenchArgs& args) {
       bert_attention_ms, flash_ms, S,
       flash_ms > 0 ? bert_attention_ms / flash_ms : 0.0, flash_layout_ms,
       flash_ms > 0 ? flash_layout_ms / flash_ms : 0.0);
-  const double gbs = decode_bytes / (decode_proj_attn_ms * 1e-3) / 1e9;
   fmt::print(
       "llama decode projections + attention: {:.1f} MB (Q/K/V/O weights + "
       "K/V of {} tokens) in {:.2f} ms = {:.1f} GB/s, {:.0f}% of measured "

@@ -66,10 +66,10 @@ class Table {
   Table(std::string title, std::vector<Column> columns, bool json)
       : title_(std::move(title)), columns_(std::move(columns)), json_(json) {}
 
-  // Prints the title and headings (table mode).
+  // Prints the title (if any) and headings (table mode).
   void begin() const {
     if (json_) return;
-    fmt::print("{}\n", title_);
+    if (!title_.empty()) fmt::print("{}\n", title_);
     std::string line;
     for (const Column& c : columns_) {
       if (c.header.empty()) continue;

@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "cli/bench.h"
+#include "cli/bench_report.h"
 
 namespace attn_cli {
 namespace {
@@ -27,7 +28,7 @@ constexpr int64_t kHeads = 8, kDim = 64;
 
 // One pattern of the table: a name, the longest S it runs at by default
 // (quadratic ones stop early), and how to set up options for a length.
-struct Column {
+struct PatternColumn {
   std::string name;
   int64_t max_len;
   bool linear = false;  // linear attention (attn/linear.h) instead
@@ -54,7 +55,7 @@ std::vector<uint8_t> bigbird(int64_t n) {
   return l;
 }
 
-std::vector<Column> columns() {
+std::vector<PatternColumn> columns() {
   using Keep = std::shared_ptr<void>;
   return {
       {"full", 32768, false, [](int64_t, attn::AttentionOptions&, Keep&) {}},
@@ -148,14 +149,14 @@ double linear_flops(int64_t S) {
   return double(S) * kHeads * (6.0 * kDim * kDim + 2.0 * 64 * (kDim + kDim));
 }
 
-struct Cell {
+struct Point {
   double ms = NAN, gflops = NAN;
   bool ok = true;
 };
 
 // Least-squares slope of log(ms) against log(S) over the cells with S >= 4K.
 double fitted_exponent(const std::vector<int64_t>& lens,
-                       const std::vector<Cell>& cells) {
+                       const std::vector<Point>& cells) {
   double n = 0, sx = 0, sy = 0, sxx = 0, sxy = 0;
   for (size_t i = 0; i < lens.size(); ++i) {
     if (lens[i] < 4096 || std::isnan(cells[i].ms)) continue;
@@ -170,9 +171,22 @@ double fitted_exponent(const std::vector<int64_t>& lens,
   return (n * sxy - sx * sy) / (n * sxx - sx * sx);
 }
 
-std::string cell_text(double x, const char* fmt_spec) {
-  return std::isnan(x) ? std::string("-")
-                       : fmt::format(fmt::runtime(fmt_spec), x);
+// The two tables: per S, each pattern's median ms (JSON: ms, GFLOP/s over
+// visited tiles and the check, per pattern); then per figure (fitted
+// exponent, GFLOP/s, share of full's, speed-up over full) one value per
+// pattern.
+std::vector<Column> table_columns(const std::vector<PatternColumn>& cols,
+                                  const char* first) {
+  std::vector<Column> c = {{first, first, 24, true}};
+  for (const PatternColumn& p : cols) c.push_back({p.name, p.name, 11});
+  return c;
+}
+
+Cell point_cell(const Point& x) {
+  if (std::isnan(x.ms)) return {"-", nullptr};
+  return Cell::shown(
+      fmt::format("{:.2f}{}", x.ms, x.ok ? "" : "!"),
+      {{"median_ms", x.ms}, {"gflops_visited", x.gflops}, {"ok", x.ok}});
 }
 
 }  // namespace
@@ -181,9 +195,9 @@ int run_scaling(const BenchArgs& args, double fp32_peak) {
   std::vector<int64_t> lens;
   for (int64_t S = args.scaling_min; S <= args.scaling_max; S *= 2)
     lens.push_back(S);
-  const std::vector<Column> cols = columns();
-  std::vector<std::vector<Cell>> cells(cols.size(),
-                                       std::vector<Cell>(lens.size()));
+  const std::vector<PatternColumn> cols = columns();
+  std::vector<std::vector<Point>> cells(cols.size(),
+                                        std::vector<Point>(lens.size()));
   bool all_ok = true;
   attn::Workspace ws;
   for (size_t si = 0; si < lens.size(); ++si) {
@@ -220,7 +234,7 @@ int run_scaling(const BenchArgs& args, double fp32_peak) {
           cols[c].linear
               ? check_linear(q, k, v, out)
               : check_slice(q.cview(), k.cview(), v.cview(), out.cview(), o);
-      Cell& cell = cells[c][si];
+      Point& cell = cells[c][si];
       cell.ok = check.ok();
       all_ok = all_ok && cell.ok;
       cell.ms = time_ms(args.repeats, call);
@@ -241,76 +255,57 @@ int run_scaling(const BenchArgs& args, double fp32_peak) {
     }
   }
 
-  if (args.json) {
-    nlohmann::json patterns = nlohmann::json::array();
-    for (size_t c = 0; c < cols.size(); ++c) {
-      nlohmann::json rows = nlohmann::json::array();
-      for (size_t si = 0; si < lens.size(); ++si) {
-        const Cell& x = cells[c][si];
-        if (std::isnan(x.ms)) continue;
-        rows.push_back({{"S", lens[si]},
-                        {"median_ms", x.ms},
-                        {"gflops_visited", x.gflops},
-                        {"ok", x.ok}});
-      }
-      const double k = fitted_exponent(lens, cells[c]);
-      patterns.push_back(
-          {{"name", cols[c].name},
-           {"exponent", std::isnan(k) ? nlohmann::json() : nlohmann::json(k)},
-           {"rows", rows}});
-    }
-    const nlohmann::json doc = {{"scaling",
-                                 {{"heads", kHeads},
-                                  {"head_dim", kDim},
-                                  {"causal", true},
-                                  {"fp32_peak_gflops", fp32_peak},
-                                  {"patterns", patterns}}}};
-    fmt::print("{}\n", doc.dump(2));
-    return all_ok ? 0 : 1;
+  if (!args.json) {
+    fmt::print(
+        "scaling: causal, B1 H{} D{} float32, flash; median ms per S "
+        "(each checked against the reference first; ! marks a failed "
+        "check)\n",
+        kHeads, kDim);
   }
-
-  fmt::print(
-      "scaling: causal, B1 H{} D{} float32, flash; median ms per S "
-      "(each checked against the reference first)\n",
-      kHeads, kDim);
-  fmt::print("{:<24}", "S");
-  for (const Column& c : cols) fmt::print(" {:>11}", c.name);
-  fmt::print("\n");
+  Table by_length("", table_columns(cols, "S"), args.json);
+  by_length.begin();
   for (size_t si = 0; si < lens.size(); ++si) {
-    fmt::print("{:<24}", lens[si]);
-    for (size_t c = 0; c < cols.size(); ++c) {
-      const Cell& x = cells[c][si];
-      fmt::print(" {:>11}", cell_text(x.ms, "{:.2f}") + (x.ok ? "" : "!"));
-    }
-    fmt::print("\n");
+    std::vector<Cell> row = {Cell::integer(lens[si])};
+    for (size_t c = 0; c < cols.size(); ++c)
+      row.push_back(point_cell(cells[c][si]));
+    by_length.add(std::move(row));
   }
-  fmt::print("{:<24}", "exponent (S >= 4K)");
-  for (size_t c = 0; c < cols.size(); ++c) {
-    fmt::print(" {:>11}", cell_text(fitted_exponent(lens, cells[c]), "{:.3f}"));
-  }
-  fmt::print("\n");
   // Per-pattern figures at the longest S full causal ran at.
   size_t at = 0;
   for (size_t si = 0; si < lens.size(); ++si) {
     if (!std::isnan(cells[0][si].ms)) at = si;
   }
-  fmt::print("{:<24}", fmt::format("GFLOP/s visited, S={}", lens[at]));
-  for (size_t c = 0; c < cols.size(); ++c) {
-    fmt::print(" {:>11}", cell_text(cells[c][at].gflops, "{:.1f}"));
-  }
-  fmt::print("\n{:<24}", "% of full's GFLOP/s");
-  for (size_t c = 0; c < cols.size(); ++c) {
-    fmt::print(" {:>11}",
-               cell_text(100.0 * cells[c][at].gflops / cells[0][at].gflops,
-                         "{:.1f}%"));
-  }
-  fmt::print("\n{:<24}", "speed-up over full");
-  for (size_t c = 0; c < cols.size(); ++c) {
-    fmt::print(" {:>11}",
-               cell_text(cells[0][at].ms / cells[c][at].ms, "{:.1f}x"));
+  // Printed under the first table, in its columns (no headings of its own).
+  Table figures("", table_columns(cols, "figure"), args.json);
+  const auto figure = [&](const std::string& name, const char* spec,
+                          const std::function<double(size_t)>& value) {
+    std::vector<Cell> row = {Cell::str(name)};
+    for (size_t c = 0; c < cols.size(); ++c)
+      row.push_back(Cell::num(value(c), spec));
+    figures.add(std::move(row));
+  };
+  figure("exponent (S >= 4K)", "{:.3f}",
+         [&](size_t c) { return fitted_exponent(lens, cells[c]); });
+  figure(fmt::format("GFLOP/s visited, S={}", lens[at]), "{:.1f}",
+         [&](size_t c) { return cells[c][at].gflops; });
+  figure("% of full's GFLOP/s", "{:.1f}%", [&](size_t c) {
+    return 100.0 * cells[c][at].gflops / cells[0][at].gflops;
+  });
+  figure("speed-up over full", "{:.1f}x",
+         [&](size_t c) { return cells[0][at].ms / cells[c][at].ms; });
+  if (args.json) {
+    const nlohmann::json doc = {{"scaling",
+                                 {{"heads", kHeads},
+                                  {"head_dim", kDim},
+                                  {"causal", true},
+                                  {"fp32_peak_gflops", fp32_peak},
+                                  {"rows", by_length.rows()},
+                                  {"figures", figures.rows()}}}};
+    fmt::print("{}\n", doc.dump(2));
+    return all_ok ? 0 : 1;
   }
   fmt::print(
-      "\nfp32 FMA peak {:.1f} GFLOP/s; GFLOP/s count 4 * D per score in the "
+      "fp32 FMA peak {:.1f} GFLOP/s; GFLOP/s count 4 * D per score in the "
       "tiles the kernel visits (attn::estimate_work); linear: elu + 1, "
       "6 D Dv + 128 (D + Dv) per position and head as executed\n",
       fp32_peak);

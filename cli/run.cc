@@ -367,9 +367,18 @@ int run_command(const RunArgs& args) {
   if (!args.out.empty()) attn::npy::save(args.out, out, out_shape);
   if (!args.lse.empty())
     attn::npy::save(args.lse, lse, std::vector<int64_t>{B, Hq, Sq});
+  // The exact rewrite the algorithm ran through, if any (the same choice
+  // validation made for the call).
+  const attn::Rewrite rewrite =
+      attn::estimate_work(q.view, k.view, v.view, o).rewrite;
+  const std::string how =
+      rewrite == attn::Rewrite::kNone
+          ? std::string(attn::algorithm_name(ran))
+          : fmt::format("{} ({})", attn::algorithm_name(ran),
+                        attn::rewrite_name(rewrite));
   fmt::print("attn run: q {} k {} v {} ({}) -> out {} with {} in {:.3f} ms\n",
              shape_str(q.shape), shape_str(k.shape), shape_str(v.shape),
-             args.layout, shape_str(out_shape), attn::algorithm_name(ran), ms);
+             args.layout, shape_str(out_shape), how, ms);
   return 0;
 }
 

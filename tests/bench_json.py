@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
 """attn bench --json is one valid JSON document with every suite's rows.
 
-Runs a small attention preset, the quick decode and backward rows, and a
-two-length scaling table; checks the documents parse, carry the machine
-figures, and every row passed its reference check.
+Runs a small attention preset, the quick decode and backward rows, a
+two-length scaling table and the model layers (short); checks the
+documents parse, carry the machine figures, and every row passed its
+reference check.
 Usage: bench_json.py ATTN_BINARY
 """
 import json
@@ -35,11 +36,30 @@ def main():
         for row in rows:
             if row.get("ok") is not True or not row.get("median_ms", 0) > 0:
                 failures.append(f"{table}: bad row {row}")
-    scaling = run(binary, ["--scaling", "--scaling-min", "1024", "--scaling-max", "2048"])
-    patterns = scaling.get("scaling", {}).get("patterns", [])
-    if not patterns or any(not p["rows"] or not all(r["ok"] for r in p["rows"])
-                           for p in patterns):
-        failures.append(f"scaling: bad patterns {patterns}")
+    # --scaling through its preset name: rows per S, each pattern's cell
+    # holding its time, rate and check; then the fitted figures.
+    scaling = run(binary, ["--preset", "scaling", "--scaling-min", "1024",
+                           "--scaling-max", "2048"]).get("scaling", {})
+    rows = scaling.get("rows", [])
+    if [r.get("S") for r in rows] != [1024, 2048]:
+        failures.append(f"scaling: rows {rows}")
+    for r in rows:
+        cells = [v for k, v in r.items() if k != "S"]
+        if len(cells) < 5 or not all(c and c["ok"] and c["median_ms"] > 0
+                                     for c in cells):
+            failures.append(f"scaling: bad row {r}")
+    if len(scaling.get("figures", [])) != 4:
+        failures.append(f"scaling: figures {scaling.get('figures')}")
+    # --model: the layer rows and the two targets' figures.
+    model = run(binary, ["--model", "--model-tokens", "8",
+                         "--model-context", "64"]).get("model", {})
+    layers = model.get("rows", [])
+    if len(layers) < 3 or not all(r.get("ok") is True and r["median_ms"] > 0
+                                  for r in layers):
+        failures.append(f"model: bad rows {layers}")
+    for key in ("bert_attention_ms", "llama_decode_gbs", "read_bandwidth_gbs"):
+        if not model.get(key, 0) > 0:
+            failures.append(f"model: {key} = {model.get(key)}")
     for f in failures:
         print("FAIL", f)
     print(f"bench json: {0 if failures else 1} passed, {1 if failures else 0} failed")

@@ -265,6 +265,27 @@ def linear_cases(r, rng):
                 r.check(label, out.shape == want.shape and err <= TOL, f"rel err {err:.3g}")
 
 
+def rewrite_cases(r, rng):
+    """A SparseStrided call that flash runs as window + residue classes says
+    so, and still matches the pattern's definition."""
+    S, D = 96, 8
+    q, k, v = (rng.standard_normal((1, 2, S, D)).astype(np.float32) for _ in range(3))
+    paths = [r.save(f"rw_{n}.npy", x) for n, x in (("q", q), ("k", k), ("v", v))]
+    pos, j = np.arange(S)[:, None], np.arange(S)[None, :]
+    mask = (j <= pos) & ((pos - j <= 3) | ((pos - j) % 8 == 0))
+    want, _ = attention(q, k, v, causal=True, mask=mask)
+    out_p = r.path("rw_out.npy")
+    res = r.run(["--q", paths[0], "--k", paths[1], "--v", paths[2], "--out", out_p,
+                 "--algorithm", "flash", "--pattern", "strided", "--stride", "8",
+                 "--local", "3", "--causal"])
+    if res.returncode != 0:
+        r.check("strided rewrite", False, res.stderr.strip())
+        return
+    err = np.abs(np.load(out_p) - want).max() / np.abs(want).max()
+    r.check("strided rewrite", "flash (strided classes)" in res.stdout and err <= TOL,
+            f"stdout {res.stdout.strip()!r}, rel err {err:.3g}")
+
+
 def file_format_cases(r, rng):
     """Inputs as NumPy writes them in other forms read the same."""
     q = rng.standard_normal((1, 2, 5, 4)).astype(np.float32)
@@ -419,6 +440,7 @@ def main():
     parity_cases(r, rng)
     linear_cases(r, rng)
     file_format_cases(r, rng)
+    rewrite_cases(r, rng)
     error_cases(r, rng)
     subcommand_error_cases(r)
     builtin_example(r)

@@ -60,12 +60,6 @@ namespace attn::kernels {
 namespace HWY_NAMESPACE {
 namespace hn = hwy::HWY_NAMESPACE;
 
-#if HWY_TARGET == HWY_AVX3 || HWY_TARGET == HWY_AVX3_DL
-// Packs keys [j_lo, j_hi) of a K tile transposed into kt [dim, kKeyTile]
-// (keys become the SIMD axis), 16 keys x 16 elements at a time through an
-// in-register 16 x 16 transpose; leftovers go element by element. Elements
-// are 32 bits: floats, or pairs of bfloat16 (dim = pairs). row(j) gives key
-// j's first element.
 // A 32-bit element from memory that may be only 2-byte aligned (pairs of
 // bfloat16 in a row).
 HWY_INLINE float load32(const float* p) {
@@ -73,6 +67,19 @@ HWY_INLINE float load32(const float* p) {
   std::memcpy(&x, p, sizeof x);
   return x;
 }
+
+// The one switch between targets: the AVX-512 packer and micro-kernel
+// below exist on AVX3 targets (kAvx512); elsewhere the packer is the
+// element loop and the paths that need the rest (KPath::kRows,
+// KPath::kBf16Pairs, VPath::kBf16Pairs) are never chosen (flash_target()).
+#if HWY_TARGET == HWY_AVX3 || HWY_TARGET == HWY_AVX3_DL
+inline constexpr bool kAvx512 = true;
+
+// Packs keys [j_lo, j_hi) of a K tile transposed into kt [dim, kKeyTile]
+// (keys become the SIMD axis), 16 keys x 16 elements at a time through an
+// in-register 16 x 16 transpose; leftovers go element by element. Elements
+// are 32 bits: floats, or pairs of bfloat16 (dim = pairs). row(j) gives key
+// j's first element.
 
 // GCC 12 warns falsely about the intrinsics' internal undefined operands.
 #pragma GCC diagnostic push
@@ -194,399 +201,484 @@ HWY_INLINE void QKRowsDirect4(const float* HWY_RESTRICT q, int64_t dim,
   }
 }
 #pragma GCC diagnostic pop
+#else
+inline constexpr bool kAvx512 = false;
+
+template <class RowOf>
+HWY_INLINE void PackKTransposed32(RowOf row, int64_t j_lo, int64_t j_hi,
+                                  int64_t dim, float* HWY_RESTRICT kt) {
+  for (int64_t j = j_lo; j < j_hi; ++j) {
+    const float* krow = row(j);
+    for (int64_t d = 0; d < dim; ++d) kt[d * kKeyTile + j] = load32(krow + d);
+  }
+}
+// Declared for the call site only: KPath::kRows is AVX-512's.
+void QKRowsDirect4(const float* HWY_RESTRICT q, int64_t dim,
+                   const float* const* krows, int64_t keys,
+                   float* HWY_RESTRICT s);
 #endif
+
+// What this target offers choose_flash_path (flash.h).
+inline FlashTarget ThisFlashTarget() {
+  return {kAvx512, static_cast<int64_t>(hn::Lanes(DF()))};
+}
 
 // One work item; see the file comment. Keys and values come from `src`
 // (kv_source.h); pb.k and pb.v are not read. `scratch` is this worker's
 // slice. With plan.splits > 1 the item covers one split of the keys and
 // writes its normalised partial output and lse to `partial` (flash.h)
-// instead of out; merge_partials combines them.
+// instead of out; merge_partials combines them. The steps below are the
+// item's pipeline; plan.path (chosen once per call) picks each one's form.
 template <class T, class Src>
-void FlashItem(const detail::Problem<T>& pb, const Src& src,
-               const FlashPlan& plan, int64_t item, std::byte* scratch,
-               float* partial) {
+class FlashItemSteps {
+ public:
   using E = typename Src::Element;
-  const DF df;
-  const size_t N = hn::Lanes(df);
-  const detail::Params& p = pb.params;
-  const detail::Shape& sh = p.shape;
-  const int64_t G = sh.group(), D = sh.D, Dv = sh.Dv, Dvp = plan.dv_padded;
-  const float kNegInf = -std::numeric_limits<float>::infinity();
 
-  KeyRange* ranges = reinterpret_cast<KeyRange*>(scratch + plan.ranges);
-  const ItemSpan span = item_span(p, plan, item, ranges);
-  const int64_t b = span.b, kvh = span.kvh, i0 = span.i0, br = span.br;
-  const int64_t keys_begin = span.keys_begin, keys_end = span.keys_end;
-  const int64_t rows = G * br;
-  const int64_t rows_padded = (rows + kRowBlock - 1) / kRowBlock * kRowBlock;
-
-  float* HWY_RESTRICT Q = reinterpret_cast<float*>(scratch + plan.q);
-  float* HWY_RESTRICT Kt = reinterpret_cast<float*>(scratch + plan.kt);
-  // K rows widened or dequantised before the transpose (16-bit and int8
-  // keys off the bfloat16 dot path).
-  float* HWY_RESTRICT Kd = reinterpret_cast<float*>(scratch + plan.kd);
-  float* HWY_RESTRICT V = reinterpret_cast<float*>(scratch + plan.v);
-  float* HWY_RESTRICT S = reinterpret_cast<float*>(scratch + plan.s);
-  float* HWY_RESTRICT O = reinterpret_cast<float*>(scratch + plan.o);
-  float* HWY_RESTRICT m = reinterpret_cast<float*>(scratch + plan.m);
-  float* HWY_RESTRICT l = reinterpret_cast<float*>(scratch + plan.l);
-  // Sum of the weights PV actually applied: l itself, except on the bf16
-  // PV path, where they are l's terms rounded to bfloat16.
-  float* HWY_RESTRICT lw = reinterpret_cast<float*>(scratch + plan.lw);
-  // Per row, the keys of the current tile it sees (bit j: key j0 + j).
-  uint64_t* HWY_RESTRICT keep =
-      reinterpret_cast<uint64_t*>(scratch + plan.keep);
-
-  const bool score_mods =
-      p.softcap > 0.0f || !p.alibi_slopes.empty() || !p.bias.empty();
-  const bool has_mask = !p.mask.empty();
-  const Pattern& pattern = p.pattern;
-  const bool pattern_score = pattern.has_score();
-  const int64_t pos0 = i0 + p.offset_of(b);  // position of query row i0
-  // Plain scores take the fused path: the softmax of each row block right
-  // after its QK block, in base 2, scale * log2(e) folded into the
-  // exponent's fused multiply-subtract (Q stays as stored, so its rounding
-  // adds nothing to the score's). Scores that need per-element rules are
-  // finished in scalar code (scale included, so a -inf from the mask is
-  // never multiplied) by the row pass, step 2.
-  const bool fused = !score_mods && !has_mask && !pattern_score;
-  constexpr float kLog2e = 1.4426950408889634f;
-  const float log2_scale = p.scale * kLog2e;
-#if HWY_TARGET == HWY_AVX3 || HWY_TARGET == HWY_AVX3_DL
-  const bool dot = std::is_same_v<T, bfloat16> && std::is_same_v<E, bfloat16> &&
-                   plan.bf16_dot && D > 1;
-#else
-  const bool dot = false;
-#endif
-  // With plain scores the PV product runs on vdpbf16ps too, with P rounded
-  // to bfloat16 (row sums taken over the rounded values).
-  const bool dot_pv = dot && fused && !p.dropout.on();
-  // Items of at most 4 rows (decode with G <= 4) run 4-row register blocks
-  // instead of padding to kRowBlock; items of at most 2 blocks read V
-  // straight from its rows, since each V row is used by one or two blocks
-  // only (needs Dv a multiple of the vector, so no row is over-read).
-  const size_t N_lanes = hn::Lanes(df);
-  const bool four_rows = rows <= 4 && !dot;
-  const bool v_direct = !dot_pv && rows <= 2 * kRowBlock &&
-                        Dv % static_cast<int64_t>(N_lanes) == 0;
-  const E* vrows[kKeyTile];
-  // Float32 K and at most 4 rows: scores straight from the K rows
-  // (QKRowsDirect4), no transposed copy of the tile.
-#if HWY_TARGET == HWY_AVX3 || HWY_TARGET == HWY_AVX3_DL
-  const bool k_direct = std::is_same_v<E, float> && four_rows && D % 16 == 0;
-#else
-  const bool k_direct = false;
-#endif
-  [[maybe_unused]] const float* krows[kKeyTile];
-  // Plain scores: Q is not prescaled; scale * log2(e) is applied inside the
-  // exponent's argument (online_softmax-inl.h), fused with the max.
-  const float score_scale = fused ? log2_scale : 1.0f;
-  const int64_t pairs = (D + 1) / 2;  // dot path: head dim in bf16 pairs
-  uint32_t* HWY_RESTRICT Qp = reinterpret_cast<uint32_t*>(Q);
-  uint32_t* HWY_RESTRICT Kp = reinterpret_cast<uint32_t*>(Kt);
-  [[maybe_unused]] uint32_t* HWY_RESTRICT Vp = reinterpret_cast<uint32_t*>(V);
-  [[maybe_unused]] uint32_t* HWY_RESTRICT Pp =
-      reinterpret_cast<uint32_t*>(scratch + plan.pp);
-
-  // Pack Q (padding rows zero), clear O, m, l.
-  for (int64_t r = 0; r < rows_padded; ++r) {
-    if (dot) {
-      uint32_t* dst = Qp + r * pairs;
-      if (r < rows) {
-        pack_pairs(pb.q.row(b, kvh * G + r / br, i0 + r % br), D, dst, 1);
-      } else {
-        std::fill(dst, dst + pairs, 0u);
-      }
-    } else {
-      float* dst = Q + r * D;
-      if (r < rows) {
-        widen_row(pb.q.row(b, kvh * G + r / br, i0 + r % br), D, dst);
-      } else {
-        std::fill(dst, dst + D, 0.0f);
-      }
-    }
-    m[r] = kNegInf;
-    l[r] = 0.0f;
-    lw[r] = 0.0f;
+  HWY_INLINE FlashItemSteps(const detail::Problem<T>& pb, const Src& src,
+                            const FlashPlan& plan, int64_t item,
+                            std::byte* scratch)
+      : pb_(pb),
+        p_(pb.params),
+        src_(src),
+        plan_(plan),
+        path_(plan.path),
+        G_(p_.shape.group()),
+        D_(p_.shape.D),
+        Dv_(p_.shape.Dv),
+        Dvp_(plan.dv_padded),
+        ranges_(reinterpret_cast<KeyRange*>(scratch + plan.ranges)),
+        Q_(reinterpret_cast<float*>(scratch + plan.q)),
+        Kt_(reinterpret_cast<float*>(scratch + plan.kt)),
+        Kd_(reinterpret_cast<float*>(scratch + plan.kd)),
+        V_(reinterpret_cast<float*>(scratch + plan.v)),
+        S_(reinterpret_cast<float*>(scratch + plan.s)),
+        O_(reinterpret_cast<float*>(scratch + plan.o)),
+        m_(reinterpret_cast<float*>(scratch + plan.m)),
+        l_(reinterpret_cast<float*>(scratch + plan.l)),
+        lw_(reinterpret_cast<float*>(scratch + plan.lw)),
+        keep_(reinterpret_cast<uint64_t*>(scratch + plan.keep)),
+        Pp_(reinterpret_cast<uint32_t*>(scratch + plan.pp)) {
+    span_ = item_span(p_, plan, item, ranges_);
+    rows_ = G_ * span_.br;
+    rows_padded_ = (rows_ + kRowBlock - 1) / kRowBlock * kRowBlock;
+    // Rows the register blocks compute: 4 on the four-row path.
+    block_rows_ = path_.row_block == 4 ? 4 : rows_padded_;
+    pos0_ = span_.i0 + p_.offset_of(span_.b);
+    pairs_ = (D_ + 1) / 2;
   }
-  std::fill(O, O + rows_padded * Dvp, 0.0f);
 
-  // The tiles to visit: every tile of [keys_begin, keys_end) that the
-  // pattern's mask does not hide from all rows (tile_walk.h).
-  TileWalker walk(pattern, b, kvh * G, kvh * G + G, pos0, pos0 + br, keys_begin,
-                  keys_end, kKeyTile);
-  int64_t tile = 0, next_tile = 0;
-  TileKind kind = TileKind::kFull, next_kind = TileKind::kFull;
-  for (bool have = walk.next(tile, kind); have;
-       tile = next_tile, kind = next_kind) {
-    have = walk.next(next_tile, next_kind);
+  const ItemSpan& span() const { return span_; }
+  int64_t pos0() const { return pos0_; }
+
+  // Q packed (padding rows zero: floats, or bf16 pairs on the bf16 path);
+  // O, m, l cleared.
+  HWY_INLINE void PackQ() {
+    const bool pairs = path_.k == KPath::kBf16Pairs;
+    uint32_t* HWY_RESTRICT Qp = reinterpret_cast<uint32_t*>(Q_);
+    for (int64_t r = 0; r < rows_padded_; ++r) {
+      const bool real = r < rows_;
+      const T* q = real ? q_row(r) : nullptr;
+      if (pairs) {
+        uint32_t* dst = Qp + r * pairs_;
+        if (real) {
+          pack_pairs(q, D_, dst, 1);
+        } else {
+          std::fill(dst, dst + pairs_, 0u);
+        }
+      } else {
+        float* dst = Q_ + r * D_;
+        if (real) {
+          widen_row(q, D_, dst);
+        } else {
+          std::fill(dst, dst + D_, 0.0f);
+        }
+      }
+      m_[r] = -std::numeric_limits<float>::infinity();
+      l_[r] = 0.0f;
+      lw_[r] = 0.0f;
+    }
+    std::fill(O_, O_ + rows_padded_ * Dvp_, 0.0f);
+  }
+
+  // Prefetches a tile's K and V rows: cache pages hold only a few tokens of
+  // one head each, too little for the hardware prefetcher, and few-query
+  // (decode) items would otherwise wait on every load.
+  HWY_INLINE void Prefetch(int64_t tile) const {
     const int64_t j0 = tile * kKeyTile;
-    // Keys of this tile that some row can see: [t_begin, t_end) absolute.
-    const int64_t t_begin = std::max(j0, keys_begin);
-    const int64_t t_end = std::min(j0 + kKeyTile, keys_end);
-    const int64_t bc = t_end - j0;  // keys of the tile that matter, from j0
-    // Prefetch the next tile's K and V rows: cache pages hold only a few
-    // tokens of one head each, too little for the hardware prefetcher,
-    // and few-query (decode) items would otherwise wait on every load.
-    if (have) {
-      const int64_t next_j0 = next_tile * kKeyTile;
-      const int64_t next_end = std::min(next_j0 + kKeyTile, keys_end);
-      for (int64_t j = std::max(next_j0, keys_begin); j < next_end; ++j) {
-        PrefetchRow(src.k_row(b, kvh, j), D);
-        PrefetchRow(src.v_row(b, kvh, j), Dv);
-      }
+    const int64_t end = std::min(j0 + kKeyTile, span_.keys_end);
+    for (int64_t j = std::max(j0, span_.keys_begin); j < end; ++j) {
+      PrefetchRow(src_.k_row(span_.b, span_.kvh, j), D_);
+      PrefetchRow(src_.v_row(span_.b, span_.kvh, j), Dv_);
     }
+  }
 
-    // Pack K transposed and V; keys no row sees stay zero so garbage there
-    // (padding, unfilled cache) cannot turn into NaN.
-    if (dot) {  // Kp [pairs, kKeyTile]: bf16 pairs, keys as the SIMD axis
-      if (t_begin > j0 || bc < kKeyTile || D % 2) {
-        std::fill(Kp, Kp + pairs * kKeyTile, 0u);
-      }
-#if HWY_TARGET == HWY_AVX3 || HWY_TARGET == HWY_AVX3_DL
-      if (D % 2 == 0) {  // a row of D bfloat16 is D / 2 pairs in memory
-        PackKTransposed32(
-            [&](int64_t j) {
-              return reinterpret_cast<const float*>(src.k_row(b, kvh, j0 + j));
-            },
-            t_begin - j0, bc, pairs, reinterpret_cast<float*>(Kp));
-      } else
-#endif
-      {
-        for (int64_t j = t_begin - j0; j < bc; ++j) {
-          pack_pairs(src.k_row(b, kvh, j0 + j), D, Kp + j, kKeyTile);
+  // The keys of tile `tile` some row can see: [j0 + first, j0 + bc).
+  struct Tile {
+    int64_t j0, first, bc;
+    TileKind kind;
+  };
+  HWY_INLINE Tile At(int64_t tile, TileKind kind) const {
+    const int64_t j0 = tile * kKeyTile;
+    return {j0, std::max(j0, span_.keys_begin) - j0,
+            std::min(j0 + kKeyTile, span_.keys_end) - j0, kind};
+  }
+
+  // 1a. K: keys no row sees stay zero, so garbage there (padding, unfilled
+  // cache) cannot turn into NaN.
+  HWY_INLINE void PackK(const Tile& t) {
+    const int64_t b = span_.b, kvh = span_.kvh;
+    switch (path_.k) {
+      case KPath::kBf16Pairs: {  // [pairs, kKeyTile]: keys as the SIMD axis
+        uint32_t* HWY_RESTRICT Kp = reinterpret_cast<uint32_t*>(Kt_);
+        if (t.first > 0 || t.bc < kKeyTile || D_ % 2) {
+          std::fill(Kp, Kp + pairs_ * kKeyTile, 0u);
         }
-      }
-    } else if (k_direct) {
-      if constexpr (std::is_same_v<E, float>) {
-        for (int64_t j = 0; j < kKeyTile; ++j) {
-          krows[j] =
-              j >= t_begin - j0 && j < bc ? src.k_row(b, kvh, j0 + j) : nullptr;
+        if (D_ % 2 == 0) {  // a row of D bfloat16 is D / 2 pairs in memory
+          PackKTransposed32(
+              [&](int64_t j) {
+                return reinterpret_cast<const float*>(
+                    src_.k_row(b, kvh, t.j0 + j));
+              },
+              t.first, t.bc, pairs_, reinterpret_cast<float*>(Kp));
+        } else {
+          for (int64_t j = t.first; j < t.bc; ++j) {
+            pack_pairs(src_.k_row(b, kvh, t.j0 + j), D_, Kp + j, kKeyTile);
+          }
         }
+        return;
       }
-    } else {
-      if (t_begin > j0 || bc < kKeyTile) std::fill(Kt, Kt + D * kKeyTile, 0.0f);
-      if constexpr (!std::is_same_v<E, float>) {
-        for (int64_t j = t_begin - j0; j < bc; ++j) {
-          dequant_row(src.k_row(b, kvh, j0 + j), D, src.k_scale(b, kvh, j0 + j),
-                      Kd + j * D);
-        }
-      }
-      [[maybe_unused]] auto krow = [&](int64_t j) -> const float* {
+      case KPath::kRows:
         if constexpr (std::is_same_v<E, float>) {
-          return src.k_row(b, kvh, j0 + j);
-        } else {
-          return Kd + j * D;
+          for (int64_t j = 0; j < kKeyTile; ++j) {
+            krows_[j] = j >= t.first && j < t.bc ? src_.k_row(b, kvh, t.j0 + j)
+                                                 : nullptr;
+          }
         }
-      };
-#if HWY_TARGET == HWY_AVX3 || HWY_TARGET == HWY_AVX3_DL
-      PackKTransposed32(krow, t_begin - j0, bc, D, Kt);
-#else
-      for (int64_t j = t_begin - j0; j < bc; ++j) {
-        const float* row = krow(j);
-        for (int64_t d = 0; d < D; ++d) Kt[d * kKeyTile + j] = row[d];
-      }
-#endif
+        return;
+      case KPath::kTransposed:
+        break;
     }
-    if (dot_pv) {  // Vp [ceil(bc / 2), Dvp]: bf16 pairs of keys 2p, 2p + 1
-      // Keys outside [t_begin - j0, bc) read as zeros.
-      const int64_t first = t_begin - j0;
-      [[maybe_unused]] auto vrow = [&](int64_t j) -> const uint16_t* {
-        return j >= first && j < bc ? reinterpret_cast<const uint16_t*>(
-                                          src.v_row(b, kvh, j0 + j))
-                                    : nullptr;
-      };
-      for (int64_t pr = 0; pr < (bc + 1) / 2; ++pr) {
-#if HWY_TARGET == HWY_AVX3 || HWY_TARGET == HWY_AVX3_DL
-        pack_value_pairs(vrow(2 * pr), vrow(2 * pr + 1), Dv, Dvp,
-                         Vp + pr * Dvp);
-#endif
-      }
-    } else if (v_direct) {
-      for (int64_t j = t_begin - j0; j < bc; ++j)
-        vrows[j] = src.v_row(b, kvh, j0 + j);
-    } else {
-      for (int64_t j = 0; j < bc; ++j) {
-        float* dst = V + j * Dvp;
-        if (j >= t_begin - j0) {
-          dequant_row(src.v_row(b, kvh, j0 + j), Dv,
-                      src.v_scale(b, kvh, j0 + j), dst);
-        } else {
-          std::fill(dst, dst + Dv, 0.0f);
-        }
-        std::fill(dst + Dv, dst + Dvp, 0.0f);
-      }
+    if (t.first > 0 || t.bc < kKeyTile) {
+      std::fill(Kt_, Kt_ + D_ * kKeyTile, 0.0f);
     }
+    if constexpr (std::is_same_v<E, float>) {
+      PackKTransposed32([&](int64_t j) { return src_.k_row(b, kvh, t.j0 + j); },
+                        t.first, t.bc, D_, Kt_);
+    } else {  // widened or dequantised rows first
+      for (int64_t j = t.first; j < t.bc; ++j) {
+        dequant_row(src_.k_row(b, kvh, t.j0 + j), D_,
+                    src_.k_scale(b, kvh, t.j0 + j), Kd_ + j * D_);
+      }
+      PackKTransposed32([&](int64_t j) { return Kd_ + j * D_; }, t.first, t.bc,
+                        D_, Kt_);
+    }
+  }
 
-    // The keys each row sees: its key range, and on tiles the pattern
-    // leaves partial, the pattern's mask; padding rows see none.
-    for (int64_t r = 0, ii = 0; r < rows_padded; ++r) {
-      if (r >= rows) {
-        keep[r] = 0;
+  // 1b. V.
+  HWY_INLINE void PackV(const Tile& t) {
+    const int64_t b = span_.b, kvh = span_.kvh;
+    switch (path_.v) {
+      case VPath::kBf16Pairs: {  // [ceil(bc / 2), Dvp]: keys 2p, 2p + 1
+        if constexpr (kAvx512) {
+          uint32_t* HWY_RESTRICT Vp = reinterpret_cast<uint32_t*>(V_);
+          // Keys outside [first, bc) read as zeros.
+          const auto vrow = [&](int64_t j) -> const uint16_t* {
+            return j >= t.first && j < t.bc ? reinterpret_cast<const uint16_t*>(
+                                                  src_.v_row(b, kvh, t.j0 + j))
+                                            : nullptr;
+          };
+          for (int64_t pr = 0; pr < (t.bc + 1) / 2; ++pr) {
+            pack_value_pairs(vrow(2 * pr), vrow(2 * pr + 1), Dv_, Dvp_,
+                             Vp + pr * Dvp_);
+          }
+        }
+        return;
+      }
+      case VPath::kRows:
+        for (int64_t j = t.first; j < t.bc; ++j) {
+          vrows_[j] = src_.v_row(b, kvh, t.j0 + j);
+        }
+        return;
+      case VPath::kPacked:
+        break;
+    }
+    for (int64_t j = 0; j < t.bc; ++j) {
+      float* dst = V_ + j * Dvp_;
+      if (j >= t.first) {
+        dequant_row(src_.v_row(b, kvh, t.j0 + j), Dv_,
+                    src_.v_scale(b, kvh, t.j0 + j), dst);
+      } else {
+        std::fill(dst, dst + Dv_, 0.0f);
+      }
+      std::fill(dst + Dv_, dst + Dvp_, 0.0f);
+    }
+  }
+
+  // 1c. The keys each row sees: its key range, and on tiles the pattern
+  // leaves partial, the pattern's mask; padding rows see none.
+  HWY_INLINE void RowKeys(const Tile& t) {
+    const Pattern& pattern = p_.pattern;
+    for (int64_t r = 0, ii = 0; r < rows_padded_; ++r) {
+      if (r >= rows_) {
+        keep_[r] = 0;
         continue;
       }
       // ii = r % br, without a division per row and tile.
-      const KeyRange& kr = ranges[ii];
-      if (++ii == br) ii = 0;
-      keep[r] = key_bits(kr.begin - j0, std::min(kr.end - j0, bc));
-      if (kind == TileKind::kPartial && keep[r] != 0) {
-        keep[r] &= pattern.mask_bits(b, kvh * G + r / br, pos0 + r % br, j0,
-                                     static_cast<int>(bc));
+      const KeyRange& kr = ranges_[ii];
+      if (++ii == span_.br) ii = 0;
+      keep_[r] = key_bits(kr.begin - t.j0, std::min(kr.end - t.j0, t.bc));
+      if (t.kind == TileKind::kPartial && keep_[r] != 0) {
+        keep_[r] &= pattern.mask_bits(span_.b, head(r), pos0_ + r % span_.br,
+                                      t.j0, static_cast<int>(t.bc));
       }
     }
+  }
 
-    // 1. S = Q Kt; on the fused path each block's softmax follows at once.
-    const auto qk_block = [&]<int R>(int64_t r) {
-      float* sblock = S + r * kKeyTile;
-#if HWY_TARGET == HWY_AVX3 || HWY_TARGET == HWY_AVX3_DL
-      if (dot) {
-        qk_block_bf16_dot(Qp + r * pairs, pairs, Kp, sblock);
-      } else if (k_direct) {
-        QKRowsDirect4(Q + r * D, D, krows, bc, sblock);
-      } else
-#endif
-      {
-        MicroGemmCols<R>(df, Q + r * D, D, 1, 0, D, MatrixB{Kt, kKeyTile}, 0,
-                         kKeyTile / static_cast<int64_t>(N), sblock, kKeyTile,
-                         /*accumulate=*/false, kDotChain);
-      }
-      if (!fused) return;
-      SoftmaxRows<R>(df, sblock, keep + r, score_scale, dot_pv, m + r, l + r,
-                     lw + r, O + r * Dvp, Dvp);
-#if HWY_TARGET == HWY_AVX3 || HWY_TARGET == HWY_AVX3_DL
-      if (dot_pv) pack_probability_pairs(sblock, Pp + r * (kKeyTile / 2));
-#endif
-    };
-    if (four_rows) {
-      qk_block.template operator()<4>(0);
+  // 2. S = Q Kt per register block; on the fused path each block's online
+  // softmax follows at once (Q is not prescaled: scale * log2(e) is applied
+  // inside the exponent's argument, fused with the max).
+  HWY_INLINE void QK(const Tile& t) {
+    if (path_.row_block == 4) {
+      QKBlock<4>(0, t);
     } else {
-      for (int64_t r = 0; r < rows_padded; r += kRowBlock) {
-        qk_block.template operator()<kRowBlock>(r);
+      for (int64_t r = 0; r < rows_padded_; r += kRowBlock) {
+        QKBlock<kRowBlock>(r, t);
       }
     }
+  }
 
-    // 2. Scores, visibility and the online softmax, row by row: the score
-    // rules per element (scale first, so a hidden key's -inf is never
-    // multiplied), the pattern's score per row, then into base 2 like the
-    // fused path; hidden keys are cleared from keep.
-    for (int64_t r = 0; r < (four_rows ? 4 : rows_padded) && !fused; ++r) {
-      float* HWY_RESTRICT srow = S + r * kKeyTile;
-      uint64_t row_keep = keep[r];
+  // 3. Off the fused path: the score rules per element (scale first, so a
+  // hidden key's -inf is never multiplied), the pattern's score per row,
+  // then into base 2 like the fused path; hidden keys are cleared from
+  // keep.
+  HWY_INLINE void RowRules(const Tile& t) {
+    const DF df;
+    const bool score_mods =
+        p_.softcap > 0.0f || !p_.alibi_slopes.empty() || !p_.bias.empty();
+    const bool pattern_score = p_.pattern.has_score();
+    const int64_t b = span_.b;
+    for (int64_t r = 0; r < block_rows_; ++r) {
+      float* HWY_RESTRICT srow = S_ + r * kKeyTile;
+      uint64_t row_keep = keep_[r];
       if (row_keep == 0) {  // padding, or this row sees nothing in this tile
         std::fill(srow, srow + kKeyTile, 0.0f);
         continue;
       }
-      const int64_t ii = r % br, h = kvh * G + r / br, i = i0 + ii;
+      const int64_t ii = r % span_.br, h = head(r), i = span_.i0 + ii;
       const int64_t lo = std::countr_zero(row_keep);
       const int64_t hi = kKeyTile - std::countl_zero(row_keep);
       if (score_mods || pattern_score) {
         for (int64_t j = lo; j < hi; ++j) {
-          srow[j] = p.score_builtin<float>(srow[j], b, h, i, j0 + j);
+          srow[j] = p_.score_builtin<float>(srow[j], b, h, i, t.j0 + j);
         }
-        pattern.score_row(srow + lo, b, h, pos0 + ii, j0 + lo, hi - lo);
+        p_.pattern.score_row(srow + lo, b, h, pos0_ + ii, t.j0 + lo, hi - lo);
         for (int64_t j = lo; j < hi; ++j) srow[j] *= kLog2e;
       } else {
-        for (int64_t j = lo; j < hi; ++j) srow[j] *= log2_scale;
+        for (int64_t j = lo; j < hi; ++j) srow[j] *= log2_scale();
       }
-      if (has_mask) {
+      if (!p_.mask.empty()) {
         for (int64_t j = lo; j < hi; ++j) {
-          if (!p.mask(b, h, i, j0 + j)) row_keep &= ~(uint64_t{1} << j);
+          if (!p_.mask(b, h, i, t.j0 + j)) row_keep &= ~(uint64_t{1} << j);
         }
         if (row_keep == 0) {
           std::fill(srow, srow + kKeyTile, 0.0f);
           continue;
         }
       }
-      SoftmaxRowLog2(df, srow, row_keep, 1.0f, false, m[r], l[r], lw[r],
-                     O + r * Dvp, Dvp);
+      SoftmaxRowLog2(df, srow, row_keep, 1.0f, false, m_[r], l_[r], lw_[r],
+                     O_ + r * Dvp_, Dvp_);
     }
+  }
 
-    // 2b. Dropout (rule 7), after the row sums: dropped keys' P becomes 0,
-    // kept ones are scaled by 1 / (1 - p).
-    if (p.dropout.on()) {
-      for (int64_t r = 0; r < rows; ++r) {
-        const uint64_t bits = DropoutKeepBits(
-            p.dropout, p.dropout.row(b, kvh * G + r / br, i0 + r % br), j0,
-            static_cast<int>(bc));
-        float* HWY_RESTRICT srow = S + r * kKeyTile;
-        const VF keep_scale = hn::Set(df, p.dropout.keep_scale);
-        for (int64_t c = 0; c < kKeyTile; c += static_cast<int64_t>(N)) {
-          hn::Store(
-              hn::IfThenElseZero(KeepMask(df, bits, c),
-                                 hn::Mul(hn::Load(df, srow + c), keep_scale)),
-              df, srow + c);
-        }
+  // 3b. Dropout (rule 7), after the row sums: dropped keys' P becomes 0,
+  // kept ones are scaled by 1 / (1 - p).
+  HWY_INLINE void Dropout(const Tile& t) {
+    const DF df;
+    const int64_t N = static_cast<int64_t>(hn::Lanes(df));
+    const VF keep_scale = hn::Set(df, p_.dropout.keep_scale);
+    for (int64_t r = 0; r < rows_; ++r) {
+      const uint64_t bits = DropoutKeepBits(
+          p_.dropout, p_.dropout.row(span_.b, head(r), span_.i0 + r % span_.br),
+          t.j0, static_cast<int>(t.bc));
+      float* HWY_RESTRICT srow = S_ + r * kKeyTile;
+      for (int64_t c = 0; c < kKeyTile; c += N) {
+        hn::Store(
+            hn::IfThenElseZero(KeepMask(df, bits, c),
+                               hn::Mul(hn::Load(df, srow + c), keep_scale)),
+            df, srow + c);
       }
     }
+  }
 
-    // 3. O += P V.
-    const int64_t first = t_begin - j0;
+  // 4. O += P V.
+  HWY_INLINE void PV(const Tile& t) {
     if constexpr (std::is_same_v<E, int8_t>) {
-      if (v_direct) {  // fold each value row's scale into its probabilities
+      if (path_.v == VPath::kRows) {  // each value row's scale into P
         float vscale[kKeyTile];
-        for (int64_t j = first; j < bc; ++j)
-          vscale[j] = src.v_scale(b, kvh, j0 + j);
-        for (int64_t r = 0; r < (four_rows ? 4 : rows_padded); ++r) {
-          for (int64_t j = first; j < bc; ++j) S[r * kKeyTile + j] *= vscale[j];
+        for (int64_t j = t.first; j < t.bc; ++j) {
+          vscale[j] = src_.v_scale(span_.b, span_.kvh, t.j0 + j);
+        }
+        for (int64_t r = 0; r < block_rows_; ++r) {
+          for (int64_t j = t.first; j < t.bc; ++j) {
+            S_[r * kKeyTile + j] *= vscale[j];
+          }
         }
       }
     }
-    const int64_t vecs_total = (v_direct ? Dv : Dvp) / static_cast<int64_t>(N);
-    const auto pv_block = [&]<int R>(int64_t r) {
-      for (int64_t c = 0; c < vecs_total; c += kVecs) {
-        const int vecs =
-            static_cast<int>(std::min<int64_t>(kVecs, vecs_total - c));
-#if HWY_TARGET == HWY_AVX3 || HWY_TARGET == HWY_AVX3_DL
-        if (dot_pv) {
-          pv_block_bf16_dot(Pp + r * (kKeyTile / 2), (bc + 1) / 2, Vp + c * N,
-                            Dvp, vecs, O + r * Dvp + c * N);
-          continue;
-        }
-#endif
-        const int64_t col = c * static_cast<int64_t>(N);
-        if (v_direct) {
-          MicroGemmCols<R>(df, S + r * kKeyTile, kKeyTile, 1, first, bc,
-                           RowsB<E>{vrows}, col, vecs, O + r * Dvp, Dvp,
-                           /*accumulate=*/true, kOneChain);
-        } else {
-          MicroGemmCols<R>(df, S + r * kKeyTile, kKeyTile, 1, 0, bc,
-                           MatrixB{V, Dvp}, col, vecs, O + r * Dvp, Dvp,
-                           /*accumulate=*/true, kOneChain);
-        }
-      }
-    };
-    if (four_rows) {
-      pv_block.template operator()<4>(0);
+    if (path_.row_block == 4) {
+      PVBlock<4>(0, t);
     } else {
-      for (int64_t r = 0; r < rows_padded; r += kRowBlock) {
-        pv_block.template operator()<kRowBlock>(r);
+      for (int64_t r = 0; r < rows_padded_; r += kRowBlock) {
+        PVBlock<kRowBlock>(r, t);
       }
     }
   }
 
   // Normalise once and write out (or the partial); lse = m + log l.
-  for (int64_t r = 0; r < rows; ++r) {
-    const int64_t h = kvh * G + r / br, i = i0 + r % br;
-    const bool any = m[r] != kNegInf && l[r] > 0.0f;
-    const float inv = any ? 1.0f / (dot_pv ? lw[r] : l[r]) : 0.0f;
-    // m is in log2 units: lse = ln 2 * m + ln l, in double and rounded
-    // once (two float roundings at |lse| ~ 30 cost an ulp, 1.9e-6).
-    const float row_lse =
-        any ? static_cast<float>(static_cast<double>(m[r]) *
-                                     0.6931471805599453 +
-                                 std::log(static_cast<double>(l[r])))
-            : kNegInf;
-    const float* orow = O + r * Dvp;
-    if (plan.splits > 1) {
-      float* po = partial + plan.partial_out(item) + r * Dv;
-      for (int64_t d = 0; d < Dv; ++d) po[d] = orow[d] * inv;
-      partial[plan.partial_lse(item) + r] = row_lse;
-      continue;
+  HWY_INLINE void Finish(int64_t item, float* partial) {
+    const float neg_inf = -std::numeric_limits<float>::infinity();
+    for (int64_t r = 0; r < rows_; ++r) {
+      const int64_t h = head(r), i = span_.i0 + r % span_.br;
+      const bool any = m_[r] != neg_inf && l_[r] > 0.0f;
+      const float weights = path_.v == VPath::kBf16Pairs ? lw_[r] : l_[r];
+      const float inv = any ? 1.0f / weights : 0.0f;
+      // m is in log2 units: lse = ln 2 * m + ln l, in double and rounded
+      // once (two float roundings at |lse| ~ 30 cost an ulp, 1.9e-6).
+      const float row_lse =
+          any ? static_cast<float>(static_cast<double>(m_[r]) *
+                                       0.6931471805599453 +
+                                   std::log(static_cast<double>(l_[r])))
+              : neg_inf;
+      const float* orow = O_ + r * Dvp_;
+      if (plan_.splits > 1) {
+        float* po = partial + plan_.partial_out(item) + r * Dv_;
+        for (int64_t d = 0; d < Dv_; ++d) po[d] = orow[d] * inv;
+        partial[plan_.partial_lse(item) + r] = row_lse;
+        continue;
+      }
+      T* out = pb_.out.row(span_.b, h, i);
+      for (int64_t d = 0; d < Dv_; ++d) out[d] = from_float<T>(orow[d] * inv);
+      if (!pb_.lse.empty()) pb_.lse(span_.b, h, i, 0) = row_lse;
     }
-    T* out = pb.out.row(b, h, i);
-    for (int64_t d = 0; d < Dv; ++d) out[d] = from_float<T>(orow[d] * inv);
-    if (!pb.lse.empty()) pb.lse(b, h, i, 0) = row_lse;
   }
+
+ private:
+  static constexpr float kLog2e = 1.4426950408889634f;
+
+  float log2_scale() const { return p_.scale * kLog2e; }
+  int64_t head(int64_t r) const { return span_.kvh * G_ + r / span_.br; }
+  const T* q_row(int64_t r) const {
+    return pb_.q.row(span_.b, head(r), span_.i0 + r % span_.br);
+  }
+
+  template <int R>
+  HWY_INLINE void QKBlock(int64_t r, const Tile& t) {
+    const DF df;
+    const int64_t N = static_cast<int64_t>(hn::Lanes(df));
+    float* sblock = S_ + r * kKeyTile;
+    const bool bf16_pv = path_.v == VPath::kBf16Pairs;
+    if (kAvx512 && path_.k == KPath::kBf16Pairs) {
+      qk_block_bf16_dot(reinterpret_cast<const uint32_t*>(Q_) + r * pairs_,
+                        pairs_, reinterpret_cast<const uint32_t*>(Kt_), sblock);
+    } else if (kAvx512 && path_.k == KPath::kRows) {
+      if constexpr (kAvx512)
+        QKRowsDirect4(Q_ + r * D_, D_, krows_, t.bc, sblock);
+    } else {
+      MicroGemmCols<R>(df, Q_ + r * D_, D_, 1, 0, D_, MatrixB{Kt_, kKeyTile}, 0,
+                       kKeyTile / N, sblock, kKeyTile,
+                       /*accumulate=*/false, kDotChain);
+    }
+    if (!path_.fused) return;
+    SoftmaxRows<R>(df, sblock, keep_ + r, log2_scale(), bf16_pv, m_ + r, l_ + r,
+                   lw_ + r, O_ + r * Dvp_, Dvp_);
+    if (kAvx512 && bf16_pv) {
+      pack_probability_pairs(sblock, Pp_ + r * (kKeyTile / 2));
+    }
+  }
+
+  template <int R>
+  HWY_INLINE void PVBlock(int64_t r, const Tile& t) {
+    const DF df;
+    const int64_t N = static_cast<int64_t>(hn::Lanes(df));
+    const bool rows = path_.v == VPath::kRows;
+    const int64_t vecs_total = (rows ? Dv_ : Dvp_) / N;
+    for (int64_t c = 0; c < vecs_total; c += kVecs) {
+      const int vecs =
+          static_cast<int>(std::min<int64_t>(kVecs, vecs_total - c));
+      if (kAvx512 && path_.v == VPath::kBf16Pairs) {
+        pv_block_bf16_dot(Pp_ + r * (kKeyTile / 2), (t.bc + 1) / 2,
+                          reinterpret_cast<const uint32_t*>(V_) + c * N, Dvp_,
+                          vecs, O_ + r * Dvp_ + c * N);
+      } else if (rows) {
+        MicroGemmCols<R>(df, S_ + r * kKeyTile, kKeyTile, 1, t.first, t.bc,
+                         RowsB<E>{vrows_}, c * N, vecs, O_ + r * Dvp_, Dvp_,
+                         /*accumulate=*/true, kOneChain);
+      } else {
+        MicroGemmCols<R>(df, S_ + r * kKeyTile, kKeyTile, 1, 0, t.bc,
+                         MatrixB{V_, Dvp_}, c * N, vecs, O_ + r * Dvp_, Dvp_,
+                         /*accumulate=*/true, kOneChain);
+      }
+    }
+  }
+
+  const detail::Problem<T>& pb_;
+  const detail::Params& p_;
+  const Src& src_;
+  const FlashPlan& plan_;
+  const FlashPath path_;
+  const int64_t G_, D_, Dv_, Dvp_;
+  KeyRange* const ranges_;
+  float* const HWY_RESTRICT Q_;
+  float* const HWY_RESTRICT Kt_;
+  // K rows widened or dequantised before the transpose (16-bit and int8
+  // keys off the bf16 path).
+  float* const HWY_RESTRICT Kd_;
+  float* const HWY_RESTRICT V_;
+  float* const HWY_RESTRICT S_;
+  float* const HWY_RESTRICT O_;
+  float* const HWY_RESTRICT m_;
+  float* const HWY_RESTRICT l_;
+  // Sum of the weights PV actually applied: l itself, except on the bf16
+  // PV path, where they are l's terms rounded to bfloat16.
+  float* const HWY_RESTRICT lw_;
+  // Per row, the keys of the current tile it sees (bit j: key j0 + j).
+  uint64_t* const HWY_RESTRICT keep_;
+  uint32_t* const HWY_RESTRICT Pp_;  // P as bf16 pairs (bf16 PV path)
+  ItemSpan span_;
+  int64_t rows_ = 0, rows_padded_ = 0, block_rows_ = 0, pos0_ = 0, pairs_ = 0;
+  const float* krows_[kKeyTile];  // KPath::kRows: the tile's K rows
+  const E* vrows_[kKeyTile];      // VPath::kRows: the tile's V rows
+};
+
+template <class T, class Src>
+void FlashItem(const detail::Problem<T>& pb, const Src& src,
+               const FlashPlan& plan, int64_t item, std::byte* scratch,
+               float* partial) {
+  FlashItemSteps<T, Src> step(pb, src, plan, item, scratch);
+  step.PackQ();
+  // The tiles to visit: every tile of the item's keys that the pattern's
+  // mask does not hide from all rows (tile_walk.h).
+  const detail::Params& p = pb.params;
+  const ItemSpan& s = step.span();
+  const int64_t G = p.shape.group();
+  TileWalker walk(p.pattern, s.b, s.kvh * G, s.kvh * G + G, step.pos0(),
+                  step.pos0() + s.br, s.keys_begin, s.keys_end, kKeyTile);
+  int64_t tile = 0, next_tile = 0;
+  TileKind kind = TileKind::kFull, next_kind = TileKind::kFull;
+  for (bool have = walk.next(tile, kind); have;
+       tile = next_tile, kind = next_kind) {
+    have = walk.next(next_tile, next_kind);
+    if (have) step.Prefetch(next_tile);
+    const auto t = step.At(tile, kind);
+    step.PackK(t);
+    step.PackV(t);
+    step.RowKeys(t);
+    step.QK(t);
+    if (!plan.path.fused) step.RowRules(t);
+    if (p.dropout.on()) step.Dropout(t);
+    step.PV(t);
+  }
+  step.Finish(item, partial);
 }
 
 }  // namespace HWY_NAMESPACE

@@ -52,6 +52,12 @@ HWY_AFTER_NAMESPACE();
 namespace attn::kernels {
 
 ATTN_EXPORT_FOR_TYPES(FlashItem);
+HWY_EXPORT(ThisFlashTarget);
+
+FlashTarget flash_target() {
+  util::ready_targets();
+  return HWY_DYNAMIC_DISPATCH(ThisFlashTarget)();
+}
 
 namespace {
 
@@ -192,8 +198,8 @@ void flash_attention(const detail::Problem<T>& problem, Workspace* workspace,
                      int64_t splits) {
   const detail::Params& p = problem.params;
   FlashPlan plan = make_flash_plan(p, splits);
-  if constexpr (std::is_same_v<T, bfloat16>)
-    plan.bf16_dot = util::cpu_has_avx512_bf16();
+  plan.path = choose_flash_path<T, T>(p, plan, flash_target(),
+                                      util::cpu_has_avx512_bf16());
   const auto fn = ATTN_DISPATCH_FOR_TYPE(T, FlashItem);
   run_flash_items<T>(
       problem, plan,

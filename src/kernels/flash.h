@@ -5,6 +5,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <type_traits>
 
 #include "attn/workspace.h"
 #include "src/core/key_range.h"
@@ -25,6 +26,37 @@ inline constexpr int64_t kRowBlock = 6;
 inline constexpr int64_t kTargetRows = 384;
 // Padding of Dv so every target's vectors divide it.
 inline constexpr int64_t kDvAlign = 16;
+
+// How every work item of a call packs and multiplies its tiles, chosen once
+// per call (choose_flash_path), flash-attention style: the item is one
+// pipeline (pack K, pack V, QK, softmax, PV) and the path picks each
+// step's form.
+enum class KPath : uint8_t {
+  kTransposed,  // K tile widened / dequantised and packed transposed (Kt)
+  kRows,        // AVX-512, float32 keys, items of <= 4 rows: scores straight
+                // from the K rows, no packed copy (decode)
+  kBf16Pairs,   // AVX-512 BF16: K packed transposed as bf16 pairs, QK on
+                // vdpbf16ps
+};
+enum class VPath : uint8_t {
+  kPacked,     // V tile widened / dequantised into V [kKeyTile, Dvp]
+  kRows,       // V read straight from its rows (items of <= 2 row blocks,
+               // Dv a multiple of the target's vector)
+  kBf16Pairs,  // AVX-512 BF16, plain scores, no dropout: V as bf16 key
+               // pairs, P rounded to bfloat16, PV on vdpbf16ps
+};
+struct FlashPath {
+  KPath k = KPath::kTransposed;
+  VPath v = VPath::kPacked;
+  // Plain scores (no softcap, ALiBi, bias, mask view or pattern score):
+  // each row block's softmax right after its QK block, scale * log2(e)
+  // folded into the exponent. Otherwise the per-element rules run row by
+  // row after the products.
+  bool fused = true;
+  // Rows per register block: 4 for items of at most 4 rows (decode with
+  // G <= 4) off the bf16 path, else kRowBlock.
+  int row_block = 6;
+};
 
 // How a call is cut into work items and how each worker's scratch is laid
 // out. Computed once per call, before the parallel loop.
@@ -58,8 +90,7 @@ struct FlashPlan {
                       : 0;
   }
   int64_t dv = 0;
-  // bfloat16 inputs on a CPU with AVX-512 BF16: QK^T on vdpbf16ps.
-  bool bf16_dot = false;
+  FlashPath path;  // set by choose_flash_path
 };
 
 // Key splits the decode algorithm uses when the caller asks for none
@@ -99,6 +130,43 @@ FlashPlan make_flash_plan(const detail::Shape& shape, Band band = Band::kNone,
                           int64_t splits = 1, int64_t narrow = kNarrowRows);
 inline FlashPlan make_flash_plan(const detail::Params& p, int64_t splits) {
   return make_flash_plan(p.shape, band(p), splits, narrow_rows(p));
+}
+
+// What the chosen Highway target offers the flash item: AVX-512 packers and
+// micro-kernels, and its float32 vector length.
+struct FlashTarget {
+  bool avx512 = false;
+  int64_t lanes = 1;
+};
+FlashTarget flash_target();
+
+// The path for queries of type T against keys and values of type E (the
+// cache's element type, or T), on `target`; bfloat16 pairs also need a CPU
+// with AVX-512 BF16.
+template <class T, class E>
+FlashPath choose_flash_path(const detail::Params& p, const FlashPlan& plan,
+                            const FlashTarget& target, bool cpu_bf16) {
+  const detail::Shape& sh = p.shape;
+  const int64_t rows = sh.group() * plan.block_positions;  // most per item
+  FlashPath path;
+  path.fused = !(p.softcap > 0.0f) && p.alibi_slopes.empty() &&
+               p.bias.empty() && p.mask.empty() && !p.pattern.has_score();
+  const bool pairs = target.avx512 && cpu_bf16 && std::is_same_v<T, bfloat16> &&
+                     std::is_same_v<E, bfloat16> && sh.D > 1;
+  const bool four_rows = rows <= 4 && !pairs;
+  path.row_block = four_rows ? 4 : static_cast<int>(kRowBlock);
+  if (pairs) {
+    path.k = KPath::kBf16Pairs;
+  } else if (target.avx512 && std::is_same_v<E, float> && four_rows &&
+             sh.D % 16 == 0) {
+    path.k = KPath::kRows;
+  }
+  if (pairs && path.fused && !p.dropout.on()) {
+    path.v = VPath::kBf16Pairs;
+  } else if (rows <= 2 * kRowBlock && sh.Dv % target.lanes == 0) {
+    path.v = VPath::kRows;
+  }
+  return path;
 }
 
 // What one work item covers: batch entry b, KV head kvh, query positions

@@ -64,8 +64,8 @@ void flash_attention_paged(const detail::Problem<T>& problem,
                            int64_t splits) {
   const detail::Params& p = problem.params;
   FlashPlan plan = make_flash_plan(p, splits);
-  if constexpr (std::is_same_v<T, bfloat16>)
-    plan.bf16_dot = util::cpu_has_avx512_bf16();
+  plan.path = choose_flash_path<T, E>(p, plan, flash_target(),
+                                      util::cpu_has_avx512_bf16());
   const auto fn = paged_item_function<T, E>();
   run_flash_items<T>(
       problem, plan,
