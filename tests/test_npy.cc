@@ -1,8 +1,16 @@
 // The .npy reader and writer: every supported form, and every malformed
 // file rejected with a clear attn::Error.
+#include <dirent.h>
 #include <gtest/gtest.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
+#include <csignal>
 #include <cstring>
+#include <fstream>
+#include <iterator>
 #include <string>
 #include <vector>
 
@@ -219,6 +227,85 @@ TEST(Npy, SaveAndLoadFile) {
   EXPECT_EQ(a.shape, shape);
   EXPECT_EQ(a.to_float(), data);
   EXPECT_THROW(load(path + ".missing"), Error);
+}
+
+std::string contents(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+}
+
+// Files in `dir` whose names start with `prefix`.
+int count_files(const std::string& dir, const std::string& prefix) {
+  int n = 0;
+  if (DIR* d = ::opendir(dir.c_str())) {
+    while (const dirent* e = ::readdir(d)) {
+      n += std::string(e->d_name).rfind(prefix, 0) == 0;
+    }
+    ::closedir(d);
+  }
+  return n;
+}
+
+// A save that fails part way (here: a file-size limit, as a full disk
+// would) throws and leaves the old file as it was, with no temporary file
+// beside it; before, the file was truncated first and left half written.
+TEST(Npy, FailedSaveLeavesTheOldFile) {
+  const std::string dir = ::testing::TempDir();
+  const std::string name = "attn_npy_partial.npy";
+  const std::string path = dir + "/" + name;
+  const std::vector<float> small = {1, 2, 3};
+  save(path, small, std::vector<int64_t>{3});
+  const std::string before = contents(path);
+  ASSERT_FALSE(before.empty());
+  const pid_t child = ::fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    std::signal(SIGXFSZ, SIG_IGN);  // the write fails with EFBIG instead
+    const rlimit limit{4096, 4096};
+    ::setrlimit(RLIMIT_FSIZE, &limit);
+    const std::vector<float> big(1 << 16, 7.0f);
+    try {
+      save(path, big, std::vector<int64_t>{1 << 16});
+    } catch (const Error& e) {
+      const bool named = std::string(e.what()).find(path) != std::string::npos;
+      ::_exit(named ? 0 : 3);
+    }
+    ::_exit(2);  // no error: a silent short write
+  }
+  int status = 0;
+  ASSERT_EQ(::waitpid(child, &status, 0), child);
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 0) << "2: no error; 3: error without the path";
+  const std::string after = contents(path);
+  EXPECT_TRUE(after == before) << "the file changed: " << before.size()
+                               << " bytes before, " << after.size() << " after";
+  EXPECT_EQ(count_files(dir, name + ".attn-tmp"), 0);
+}
+
+// Saving over an existing file keeps its permission bits; a new file gets
+// the usual 0666 less the umask, not the temporary name's.
+TEST(Npy, SaveKeepsPermissions) {
+  const std::string path = ::testing::TempDir() + "/attn_npy_mode.npy";
+  const std::vector<float> data = {1, 2};
+  ::unlink(path.c_str());
+  save(path, data, std::vector<int64_t>{2});
+  const mode_t mask = ::umask(0);
+  ::umask(mask);
+  struct stat st {};
+  ASSERT_EQ(::stat(path.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0666 & ~mask);
+  ASSERT_EQ(::chmod(path.c_str(), 0640), 0);
+  save(path, data, std::vector<int64_t>{2});
+  ASSERT_EQ(::stat(path.c_str(), &st), 0);
+  EXPECT_EQ(st.st_mode & 0777, 0640u);
+}
+
+// Devices are written in place, and their errors are errors.
+TEST(Npy, SaveToAFullDeviceIsAnError) {
+  const std::vector<float> data(4096, 1.0f);
+  EXPECT_THROW(save("/dev/full", data, std::vector<int64_t>{4096}), Error);
+  save("/dev/null", data,
+       std::vector<int64_t>{4096});  // a device that takes it
 }
 
 }  // namespace

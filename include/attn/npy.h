@@ -59,6 +59,10 @@ Array load(const std::string& path);
 // Serialises as format 1.0 (2.0 when the header needs it), little-endian,
 // C order, header padded to 64 bytes like NumPy's writer.
 std::vector<std::byte> serialize(const Array& array);
+// Writes a regular file through a temporary name beside it, synced and
+// renamed over `path`: a failed write (full disk, size limit) throws
+// attn::Error and leaves the old file, never a truncated one. Devices such
+// as /dev/stdout are written in place; every write is checked.
 void save(const std::string& path, const Array& array);
 // Convenience: float32 data of the given shape.
 void save(const std::string& path, std::span<const float> data,

@@ -85,6 +85,8 @@ struct Entry {
 std::vector<std::byte> serialize(
     std::span<const Entry> tensors,
     const std::map<std::string, std::string>& metadata = {});
+// Written like npy::save: temporary name, fsync, rename; a failed write
+// leaves the old checkpoint in place.
 void save(const std::string& path, std::span<const Entry> tensors,
           const std::map<std::string, std::string>& metadata = {});
 

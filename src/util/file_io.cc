@@ -1,8 +1,13 @@
 #include "src/util/file_io.h"
 
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <atomic>
+#include <cerrno>
+#include <cstdint>
+#include <cstring>
 #include <fstream>
 #include <new>
 
@@ -42,17 +47,78 @@ std::vector<std::byte> read_file(const std::string& path,
   return bytes;
 }
 
+namespace {
+
+// All of `bytes` to fd, retrying short writes and interrupts; false on an
+// error (errno says which).
+bool write_all(int fd, std::span<const std::byte> bytes) {
+  const std::byte* p = bytes.data();
+  std::size_t left = bytes.size();
+  while (left > 0) {
+    const ssize_t n = ::write(fd, p, left);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return false;
+    p += n;
+    left -= static_cast<std::size_t>(n);
+  }
+  return true;
+}
+
+std::string reason(const char* what) {
+  return std::string(what) + " (" + std::strerror(errno) + ")";
+}
+
+}  // namespace
+
 void write_file(const std::string& path, std::span<const std::byte> bytes,
                 const std::string& label) {
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  if (!out) throw Error(label + ": cannot open for writing");
-  out.write(reinterpret_cast<const char*>(bytes.data()),
-            static_cast<std::streamsize>(bytes.size()));
-  // Errors of buffered writes (a full disk, /dev/full) show only at flush
-  // and close.
-  out.flush();
-  out.close();
-  if (!out) throw Error(label + ": write failed");
+  const auto fail = [&](const std::string& why) {
+    throw Error(label + ": " + why);
+  };
+  struct stat st {};
+  const bool exists = ::stat(path.c_str(), &st) == 0;
+  if (exists && S_ISDIR(st.st_mode)) fail("is a directory, expected a file");
+  if (exists && !S_ISREG(st.st_mode)) {
+    // A device or FIFO (/dev/stdout, /dev/full): written in place, every
+    // write checked.
+    const int fd = ::open(path.c_str(), O_WRONLY | O_CLOEXEC);
+    if (fd < 0) fail(reason("cannot open for writing"));
+    const bool ok = write_all(fd, bytes);
+    const int saved = errno;
+    if (::close(fd) != 0 || !ok) {
+      errno = ok ? errno : saved;
+      fail(reason("write failed"));
+    }
+    return;
+  }
+  // A regular file: written to a temporary name in the same directory,
+  // synced, then renamed over the target, so a failed write (a full disk,
+  // a file-size limit) leaves the old file, or none, never a truncated one.
+  static std::atomic<uint64_t> counter{0};
+  const std::string tmp = path + ".attn-tmp." + std::to_string(::getpid()) +
+                          "." + std::to_string(counter++);
+  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC,
+                        exists ? (st.st_mode & 07777) : 0666);
+  if (fd < 0) fail(reason("cannot open for writing"));
+  const auto abandon = [&](const char* what) {
+    const std::string why = reason(what);
+    ::close(fd);
+    ::unlink(tmp.c_str());
+    fail(why);
+  };
+  if (exists) (void)::fchmod(fd, st.st_mode & 07777);  // despite the umask
+  if (!write_all(fd, bytes)) abandon("write failed");
+  if (::fsync(fd) != 0) abandon("write failed at fsync");
+  if (::close(fd) != 0) {
+    const std::string why = reason("write failed at close");
+    ::unlink(tmp.c_str());
+    fail(why);
+  }
+  if (::rename(tmp.c_str(), path.c_str()) != 0) {
+    const std::string why = reason("cannot replace the file");
+    ::unlink(tmp.c_str());
+    fail(why);
+  }
 }
 
 void check_writable(const std::string& path, const std::string& label) {

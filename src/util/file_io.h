@@ -13,7 +13,11 @@ namespace attn::util {
 // be read (label names the file, e.g. "npy file 'x.npy'").
 std::vector<std::byte> read_file(const std::string& path,
                                  const std::string& label);
-// Replaces the file's contents; throws like read_file.
+// Replaces the file's contents; throws like read_file. A regular file (or
+// a new name) is written to a temporary name beside it, synced and renamed
+// over it, so a failed write leaves the old contents (or no file), never a
+// truncated one; a device or FIFO is written in place. Every write, the
+// sync and the close are checked.
 void write_file(const std::string& path, std::span<const std::byte> bytes,
                 const std::string& label);
 // Throws like read_file unless `path` could be written: an existing
