@@ -1,7 +1,8 @@
 # Two commands on a fresh machine:
 #   make run    install what is missing, build, run the main job
-#   make test   the same set-up, then every test (release, then sanitizers,
-#               then a bounded fuzzing run of the file readers)
+#   make test   the same set-up, then every test: a bounded fuzzing run of
+#               the file readers, the unit tests under the sanitizers, then
+#               every test of the release build
 # Everything goes through the CMake presets in CMakePresets.json.
 
 JOBS ?= 2

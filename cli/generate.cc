@@ -7,7 +7,9 @@
 #include <attn/nn.h>
 #include <fmt/core.h>
 
+#include <charconv>
 #include <chrono>
+#include <cstdint>
 #include <sstream>
 
 namespace attn_cli {
@@ -29,7 +31,21 @@ void add_generate_options(CLI::App& cmd, GenerateArgs& a) {
   cmd.add_option("--top-k", a.top_k, "0 = no limit")->capture_default_str();
   cmd.add_option("--top-p", a.top_p, "nucleus mass, 1 = no limit")
       ->capture_default_str();
-  cmd.add_option("--seed", a.seed, "sampling seed")->capture_default_str();
+  cmd.add_option("--seed", a.seed, "sampling seed, in [0, 2^64)")
+      ->capture_default_str()
+      ->check(CLI::Validator(
+          [](const std::string& text) -> std::string {
+            // Digits only, in range: CLI11 alone would wrap -1 and
+            // saturate 2^64 and beyond to 2^64 - 1.
+            uint64_t value = 0;
+            const char* end = text.data() + text.size();
+            const auto [ptr, ec] = std::from_chars(text.data(), end, value);
+            if (text.empty() || ec != std::errc() || ptr != end) {
+              return "must be an integer in [0, 2^64), got " + text;
+            }
+            return {};
+          },
+          "UINT64"));
   cmd.add_option("--eos", a.eos, "stop after this id (-1: never)")
       ->capture_default_str();
 }

@@ -37,6 +37,21 @@ int main(int argc, char** argv) {
                                      "checkpoint (models with an LM head)");
   attn_cli::add_generate_options(*gen, gen_args);
 
+  // A first word that is neither a flag nor a subcommand is a misspelt
+  // subcommand (CLI11 would say only "A subcommand is required").
+  if (argc > 1 && argv[1][0] != '-') {
+    bool known = false;
+    for (const CLI::App* sub : app.get_subcommands({})) {
+      known = known || sub->check_name(argv[1]);
+    }
+    if (!known) {
+      std::fprintf(stderr,
+                   "attn: unknown subcommand '%s'; expected run, bench, "
+                   "kv-memory or generate (attn --help)\n",
+                   argv[1]);
+      return static_cast<int>(CLI::ExitCodes::ExtrasError);
+    }
+  }
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
