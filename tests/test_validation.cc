@@ -433,5 +433,43 @@ TEST(Validation, EveryEntryPointAppliesTheViewRules) {
                  {"attn::KVCache::append: k:", "dim stride must be 1"});
 }
 
+// An output over what the options point to is refused: the kernels read
+// the bias, mask, slopes and lengths while they write out and lse (this
+// was accepted and gave wrong results).
+TEST(Validation, OutputsClearOfOptionInputs) {
+  {  // out over the bias
+    Call c;
+    std::vector<float> bias(2 * 4 * 3 * 6 + 2 * 4 * 3 * 5, 0.0f);
+    c.options.bias = TensorView<const float>::bhsd(bias.data(), 2, 4, 3, 5);
+    c.out = TensorView<float>::bhsd(bias.data(), 2, 4, 3, 6);
+    expect_message([&] { c.run(); }, {"out:", "overlaps input options.bias"});
+  }
+  {  // lse over the key lengths
+    Call c;
+    std::vector<int64_t> lens(8, 5);
+    c.options.key_lengths = std::span<const int64_t>(lens.data(), 2);
+    c.lse = TensorView<float>(reinterpret_cast<float*>(lens.data()),
+                              {2, 4, 3, 1}, {12, 3, 1, 1});
+    expect_error(c, {"lse:", "overlaps input options.key_lengths"});
+  }
+  {  // out over the ALiBi slopes
+    Call c;
+    std::vector<float> slopes(2 * 4 * 3 * 6, 0.5f);
+    c.options.alibi_slopes = std::span<const float>(slopes.data(), 4);
+    c.out = TensorView<float>::bhsd(slopes.data(), 2, 4, 3, 6);
+    expect_message([&] { c.run(); },
+                   {"out:", "overlaps input options.alibi_slopes"});
+  }
+  {  // out over the mask
+    Call c;
+    std::vector<float> storage(2 * 4 * 3 * 6, 0.0f);
+    c.options.mask =
+        TensorView<const bool>(reinterpret_cast<const bool*>(storage.data()),
+                               {1, 1, 3, 5}, {0, 0, 5, 1});
+    c.out = TensorView<float>::bhsd(storage.data(), 2, 4, 3, 6);
+    expect_message([&] { c.run(); }, {"out:", "overlaps input options.mask"});
+  }
+}
+
 }  // namespace
 }  // namespace attn

@@ -55,6 +55,33 @@ void check_lse(
   }
 }
 
+// Outputs clear of what the options point to (mask, bias, ALiBi slopes,
+// key lengths): a kernel reads those while it writes the outputs.
+void check_clear_of_options(
+    const util::Check& check, const AttentionOptions& o,
+    std::initializer_list<std::pair<const char*, ByteRange>> outputs) {
+  const auto span_range = [](const auto& s) -> ByteRange {
+    if (s.empty()) return {};
+    const auto lo = reinterpret_cast<uintptr_t>(s.data());
+    return {lo, lo + s.size_bytes()};
+  };
+  const std::pair<const char*, ByteRange> inputs[] = {
+      {"options.mask",
+       o.mask.data() ? check_view(check, "options.mask", o.mask) : ByteRange{}},
+      {"options.bias",
+       o.bias.data() ? check_view(check, "options.bias", o.bias) : ByteRange{}},
+      {"options.alibi_slopes", span_range(o.alibi_slopes)},
+      {"options.key_lengths", span_range(o.key_lengths)},
+  };
+  for (const auto& [out_name, out_range] : outputs) {
+    for (const auto& [in_name, in_range] : inputs) {
+      if (out_range.overlaps(in_range)) {
+        check.fail(out_name, std::string("memory overlaps input ") + in_name);
+      }
+    }
+  }
+}
+
 // The views q, k, v and the shape they make; the byte ranges they span go
 // to ranges[0 .. 2].
 template <class T>
@@ -179,6 +206,10 @@ Problem<T> validate(TensorView<const T> q, TensorView<const T> k,
   check_lse(check, lse, p.params.shape,
             {{"q", r[0]}, {"k", r[1]}, {"v", r[2]}, {"out", r[3]}});
   resolve_options(check, o, p.params);
+  check_clear_of_options(
+      check, o,
+      {{"out", r[3]},
+       {"lse", lse.empty() ? ByteRange{} : check_view(check, "lse", lse)}});
   choose_algorithm(check, o, kAutoOrder, std::is_same_v<T, float>, p.params);
   p.q = q;
   p.k = k;
@@ -229,6 +260,11 @@ BackwardProblem<T> validate_backward(
   const char* names[6] = {"q", "k", "v", "out", "dout", "lse"};
   check_gradients(check, q, k, v, dq, dk, dv, in, names, 6);
   resolve_options(check, o, p.params);
+  check_clear_of_options(
+      check, o,
+      {{"dq", check_view(check, "dq", dq)},
+       {"dk", check_view(check, "dk", dk, {.empty_seq_ok = true})},
+       {"dv", check_view(check, "dv", dv, {.empty_seq_ok = true})}});
   if (o.pattern.has_score() && !o.pattern.has_score_grad()) {
     check.fail("options.pattern",
                "a pattern with a score functor needs score_grad (d score / "
@@ -288,6 +324,10 @@ Problem<T> validate_cached(const util::Check& check, TensorView<const T> q,
 
   Params& pr = p.params;
   resolve_options(check, o, pr);
+  check_clear_of_options(
+      check, o,
+      {{"out", ro},
+       {"lse", lse.empty() ? ByteRange{} : check_view(check, "lse", lse)}});
   key_lengths.assign(sequence_lengths.begin(), sequence_lengths.end());
   for (size_t b = 0; b < o.key_lengths.size(); ++b) {
     if (o.key_lengths[b] > sequence_lengths[b]) {
