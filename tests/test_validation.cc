@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "attn/attention.h"
+#include "attn/block_mask.h"
 #include "attn/error.h"
 #include "attn/kv_cache.h"
 #include "attn/rope.h"
@@ -469,6 +470,25 @@ TEST(Validation, OutputsClearOfOptionInputs) {
     c.out = TensorView<float>::bhsd(storage.data(), 2, 4, 3, 6);
     expect_message([&] { c.run(); }, {"out:", "overlaps input options.mask"});
   }
+}
+
+// Naive's scratch and its 8 GiB limit follow the workers it uses (no more
+// than its (b, head) items), not the thread count asked for: one head of
+// 4096 x 4096 scores is 64 MiB whatever num_threads says (it was refused as
+// 64 GiB at 1024 threads, and allocated that much at lower counts).
+TEST(Validation, NaiveMemoryFollowsTheWorkersUsed) {
+  const int64_t S = 4096;
+  std::vector<float> x(S, 0.25f);
+  const auto v = TensorView<const float>::bhsd(x.data(), 1, 1, S, 1);
+  AttentionOptions o;
+  o.algorithm = Algorithm::kNaive;
+  o.num_threads = kMaxThreads;
+  EXPECT_EQ(estimate_work(v, v, v, o).algorithm, Algorithm::kNaive);
+  // 256 heads at that length, 256 workers of 64 MiB, still exceed it.
+  std::vector<float> y(256 * S, 0.25f);
+  const auto w = TensorView<const float>::bhsd(y.data(), 1, 256, S, 1);
+  expect_message([&] { estimate_work(w, w, w, o); },
+                 {"options.algorithm", "naive", "GiB"});
 }
 
 }  // namespace

@@ -3,6 +3,7 @@
 
 #include <string>
 
+#include "src/kernels/naive.h"
 #include "src/kernels/strided.h"
 #include "src/util/parallel.h"
 
@@ -24,9 +25,9 @@ std::optional<std::string> why_not(Algorithm algorithm, const Params& p) {
       return too_big(2.0 * double(s.Sq) * double(s.Skv) * sizeof(double),
                      "reference (S and P in float64)");
     case Algorithm::kNaive:
-      return too_big(double(util::resolve_threads(p.num_threads)) *
+      return too_big(double(kernels::naive_workers(p, s.B * s.Hq)) *
                          double(s.Sq) * double(s.Skv) * sizeof(float),
-                     "naive (S in float32 per thread)");
+                     "naive (S in float32 per worker)");
     case Algorithm::kFlash:
       return std::nullopt;
     case Algorithm::kDecode:

@@ -47,7 +47,7 @@ void naive_attention(const detail::Problem<T>& problem) {
   const detail::Params& p = problem.params;
   const detail::Shape& s = p.shape;
   const float kNegInf = -std::numeric_limits<float>::infinity();
-  const int threads = util::resolve_threads(p.num_threads);
+  const int threads = naive_workers(p, s.B * s.Hq);
 
   // Per-worker scratch: S, K and V of one head widened to float, one q row,
   // one output row.
@@ -120,7 +120,7 @@ template <class T>
 void naive_attention_backward(const detail::BackwardProblem<T>& pb) {
   const detail::Params& p = pb.params;
   const detail::Shape& s = p.shape;
-  const int threads = util::resolve_threads(p.num_threads);
+  const int threads = naive_workers(p, s.B * s.Hkv);
   const int64_t G = s.group();
   const float kNegInf = -std::numeric_limits<float>::infinity();
 

@@ -2,9 +2,22 @@
 #ifndef ATTN_SRC_KERNELS_NAIVE_H_
 #define ATTN_SRC_KERNELS_NAIVE_H_
 
+#include <algorithm>
+#include <cstdint>
+
 #include "src/core/problem.h"
+#include "src/util/parallel.h"
 
 namespace attn::kernels {
+
+// The workers naive runs on, each holding an Sq x Skv score matrix: the
+// requested threads, but no more than there are items ((b, head) pairs of
+// the forward, (b, KV head) of the backward). Scratch and the memory
+// limit (why_not) follow the workers used, not the request.
+inline int naive_workers(const detail::Params& p, int64_t items) {
+  return static_cast<int>(std::max<int64_t>(
+      1, std::min<int64_t>(util::resolve_threads(p.num_threads), items)));
+}
 
 template <class T>
 void naive_attention(const detail::Problem<T>& problem);
