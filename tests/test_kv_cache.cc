@@ -549,6 +549,24 @@ TEST(KVCache, CapacityErrorsLeaveTheCacheAsItWas) {
   EXPECT_EQ(cache.length(a, 0), 15);
 }
 
+// Options whose cache could never be held are refused with attn::Error
+// before anything is allocated (these threw std::bad_alloc, or aborted
+// under a sanitizer, from the bookkeeping arrays).
+TEST(KVCache, AbsurdSizesAreErrorsBeforeAllocation) {
+  KVCacheOptions co = cache_options(2, 4, 1, 8);
+  co.num_layers = int64_t{1} << 40;
+  expect_error([&] { KVCache c(co); },
+               {"attn::KVCache::KVCache", "bytes", "2^40-byte limit"});
+  co = cache_options(2, 4, 1, 8);
+  co.max_tokens = int64_t{1} << 40;
+  co.page_size = int64_t{1} << 20;  // 2^20 pages of 2^20 tokens
+  expect_error([&] { KVCache c(co); }, {"attn::KVCache::KVCache", "bytes"});
+  co = cache_options(2, 4, 1, 8);
+  co.max_sequences = int64_t{1} << 30;
+  co.max_tokens = int64_t{1} << 12;
+  expect_error([&] { KVCache c(co); }, {"attn::KVCache::KVCache", "bytes"});
+}
+
 TEST(KVCache, BadArguments) {
   KVCacheOptions co = cache_options(2, 4, 1, 8);
   expect_error(

@@ -26,6 +26,10 @@
 namespace attn {
 namespace {
 
+// The most one cache may hold (pools and tables together): far above any
+// machine's memory, and below what one allocation may ask for.
+constexpr uint64_t kMaxCacheBytes = uint64_t{1} << 40;
+
 // The cache's entry points, named as its messages name them.
 constexpr util::Check kConstruct("attn::KVCache::KVCache");
 
@@ -55,6 +59,14 @@ KVCache::Impl::Buffer allocate(uint64_t bytes) {
 uint64_t mul(uint64_t a, uint64_t b) {
   uint64_t r;
   if (__builtin_mul_overflow(a, b, &r))
+    kConstruct.fail("cache size overflows 64 bits");
+  return r;
+}
+
+// a + b, or an error naming what overflowed.
+uint64_t add(uint64_t a, uint64_t b) {
+  uint64_t r;
+  if (__builtin_add_overflow(a, b, &r))
     kConstruct.fail("cache size overflows 64 bits");
   return r;
 }
@@ -349,7 +361,26 @@ KVCache::KVCache(const KVCacheOptions& options)
         std::countr_zero(static_cast<uint64_t>(c.layout.page_size));
   }
   const uint64_t rows = mul(mul(o.num_pages, c.layout.Hkv), c.layout.page_size);
-  mul(mul(rows, c.D + c.Dv), c.element_bytes * o.num_layers);  // overflow check
+  // Every byte the cache will hold, counted (overflow-checked) before any
+  // is allocated: pools, scales, and the bookkeeping arrays.
+  uint64_t bytes = mul(mul(rows, c.D + c.Dv), c.element_bytes);
+  if (o.type == CacheType::kInt8) {
+    bytes = add(bytes, mul(rows, 2 * sizeof(float)));
+  }
+  bytes = mul(bytes, o.num_layers);
+  uint64_t bookkeeping = mul(o.num_layers, sizeof(KVCache::Impl::Layer));
+  bookkeeping = add(bookkeeping,
+                    mul(mul(o.max_sequences, o.num_layers), sizeof(int64_t)));
+  bookkeeping = add(bookkeeping, mul(mul(o.max_sequences, c.layout.table_width),
+                                     sizeof(int32_t)));
+  bookkeeping = add(bookkeeping, mul(o.num_pages, 3 * sizeof(int32_t)));
+  bookkeeping = add(bookkeeping, mul(o.max_sequences, 16));
+  if (add(bytes, bookkeeping) > kMaxCacheBytes) {
+    check.fail("the options need " + std::to_string(bytes + bookkeeping) +
+               " bytes (" + std::to_string(bytes) + " of pages, " +
+               std::to_string(bookkeeping) +
+               " of tables), over the 2^40-byte limit of one cache");
+  }
   c.layers.resize(o.num_layers);
   for (auto& layer : c.layers) {
     layer.k = allocate(rows * c.D * c.element_bytes);
