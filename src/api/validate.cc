@@ -40,10 +40,11 @@ void check_group_and_out(const util::Check& check, const Shape& s,
 }
 
 // lse, when given: [B, Hq, Sq, 1], writable, clear of the other views.
-void check_lse(
+// Returns the bytes it spans (empty when not given).
+ByteRange check_lse(
     const util::Check& check, const TensorView<float>& lse, const Shape& s,
     std::initializer_list<std::pair<const char*, ByteRange>> others) {
-  if (lse.empty()) return;
+  if (lse.empty()) return {};
   const ByteRange rl = check_view(check, "lse", lse);
   check_shape(check, "lse", lse.extents(), {s.B, s.Hq, s.Sq, 1},
               "[B, Hq, Sq, 1]");
@@ -53,6 +54,7 @@ void check_lse(
       check.fail("lse", std::string("memory overlaps ") + name);
     }
   }
+  return rl;
 }
 
 // Outputs clear of what the options point to (mask, bias, ALiBi slopes,
@@ -203,13 +205,11 @@ Problem<T> validate(TensorView<const T> q, TensorView<const T> k,
   Problem<T> p;
   ByteRange r[4];
   p.params.shape = check_views(check, q, k, v, out, r);
-  check_lse(check, lse, p.params.shape,
-            {{"q", r[0]}, {"k", r[1]}, {"v", r[2]}, {"out", r[3]}});
+  const ByteRange rl =
+      check_lse(check, lse, p.params.shape,
+                {{"q", r[0]}, {"k", r[1]}, {"v", r[2]}, {"out", r[3]}});
   resolve_options(check, o, p.params);
-  check_clear_of_options(
-      check, o,
-      {{"out", r[3]},
-       {"lse", lse.empty() ? ByteRange{} : check_view(check, "lse", lse)}});
+  check_clear_of_options(check, o, {{"out", r[3]}, {"lse", rl}});
   choose_algorithm(check, o, kAutoOrder, std::is_same_v<T, float>, p.params);
   p.q = q;
   p.k = k;
@@ -320,14 +320,11 @@ Problem<T> validate_cached(const util::Check& check, TensorView<const T> q,
   check_group_and_out(check, s, out, "the cache's KV heads",
                       "value head dim of the cache");
   if (ro.overlaps(rq)) check.fail("out", "memory overlaps input q");
-  check_lse(check, lse, s, {{"q", rq}, {"out", ro}});
+  const ByteRange rl = check_lse(check, lse, s, {{"q", rq}, {"out", ro}});
 
   Params& pr = p.params;
   resolve_options(check, o, pr);
-  check_clear_of_options(
-      check, o,
-      {{"out", ro},
-       {"lse", lse.empty() ? ByteRange{} : check_view(check, "lse", lse)}});
+  check_clear_of_options(check, o, {{"out", ro}, {"lse", rl}});
   key_lengths.assign(sequence_lengths.begin(), sequence_lengths.end());
   for (size_t b = 0; b < o.key_lengths.size(); ++b) {
     if (o.key_lengths[b] > sequence_lengths[b]) {
