@@ -7,10 +7,11 @@
 #include <attn/nn.h>
 #include <fmt/core.h>
 
+#include <algorithm>
 #include <charconv>
 #include <chrono>
 #include <cstdint>
-#include <sstream>
+#include <string>
 
 namespace attn_cli {
 
@@ -52,25 +53,28 @@ void add_generate_options(CLI::App& cmd, GenerateArgs& a) {
 
 namespace {
 
+// "1,2, 3": ids separated by commas, spaces around an id allowed; an empty
+// item (",,", a leading or trailing comma) or anything but digits is an
+// error naming the text.
 std::vector<int64_t> parse_ids(const std::string& text) {
   std::vector<int64_t> ids;
-  std::stringstream in(text);
-  std::string item;
-  while (std::getline(in, item, ',')) {
-    size_t used = 0;
+  const auto bad = [&] {
+    return attn::Error("--prompt: \"" + text +
+                       "\" is not a comma-separated list of token ids");
+  };
+  size_t at = 0;
+  for (;;) {
+    const size_t comma = std::min(text.find(',', at), text.size());
+    size_t b = at, e = comma;
+    while (b < e && text[b] == ' ') ++b;
+    while (e > b && text[e - 1] == ' ') --e;
     int64_t v = 0;
-    try {
-      v = std::stoll(item, &used);
-    } catch (const std::exception&) {
-      used = 0;
-    }
-    if (used == 0 || used != item.size()) {
-      throw attn::Error("--prompt: \"" + text +
-                        "\" is not a comma-separated list of ids");
-    }
+    const auto [ptr, ec] = std::from_chars(text.data() + b, text.data() + e, v);
+    if (b == e || ec != std::errc() || ptr != text.data() + e) throw bad();
     ids.push_back(v);
+    if (comma == text.size()) break;
+    at = comma + 1;
   }
-  if (ids.empty()) throw attn::Error("--prompt: empty");
   return ids;
 }
 
@@ -83,6 +87,24 @@ int generate_command(const GenerateArgs& a) {
   const attn::nn::TransformerModel model =
       attn::nn::load_model(a.config, a.weights);
   const auto t1 = std::chrono::steady_clock::now();
+  // Models with absolute positions end at their context: say so before
+  // generating rather than fail part way with nothing printed.
+  const attn::nn::ModelConfig& mc = model.config();
+  if (mc.absolute != attn::nn::AbsolutePosition::kNone) {
+    for (const auto& p : prompts) {
+      const int64_t L = static_cast<int64_t>(p.size());
+      if (L + a.max_new_tokens > mc.max_positions) {
+        throw attn::Error(
+            "--max-new-tokens: a prompt of " + std::to_string(L) +
+            " ids plus " + std::to_string(a.max_new_tokens) +
+            " new tokens exceed the model's context of " +
+            std::to_string(mc.max_positions) +
+            " positions (max_position_embeddings / n_positions); at most " +
+            std::to_string(std::max<int64_t>(mc.max_positions - L, 0)) +
+            " new tokens fit");
+      }
+    }
+  }
   attn::nn::GenerateOptions o;
   o.max_new_tokens = a.max_new_tokens;
   o.sampling = {a.temperature, a.top_k, a.top_p, a.seed};

@@ -336,6 +336,12 @@ int run_command(const RunArgs& args) {
                   attn::npy::dtype_name(a.dtype) + " " + shape_str(a.shape));
     }
     key_len = a.to_int64();
+    // An empty file is not "no key lengths": it would silently mean that.
+    if (static_cast<int64_t>(key_len.size()) != B) {
+      throw Error("--key-len '" + args.key_len + "': expected " +
+                  std::to_string(B) + " lengths (one per batch entry), got " +
+                  std::to_string(key_len.size()));
+    }
   }
   o.key_lengths = key_len;
 

@@ -319,6 +319,7 @@ def error_cases(r, rng):
     three_d = r.save("e3d.npy", np.zeros((2, 5, 4), np.float32))
     bad_mask = r.save("emask.npy", np.ones((3, 3, 5), bool))
     bad_len = r.save("elen.npy", np.array([9], np.int64))
+    no_len = r.save("enolen.npy", np.zeros((0,), np.int64))
     int_mask = r.save("eimask.npy", np.ones((3, 5), np.int32))
     with open(r.path("etrunc.npy"), "wb") as f:
         f.write(open(k, "rb").read()[:-3])
@@ -357,6 +358,7 @@ def error_cases(r, rng):
         ("mask shape", base + ["--mask", bad_mask], "does not broadcast"),
         ("mask dtype", base + ["--mask", int_mask], "expected dtype bool or float32"),
         ("key length range", base + ["--key-len", bad_len], "key_lengths"),
+        ("empty key lengths", base + ["--key-len", no_len], "expected 1 lengths"),
         ("slopes count", base + ["--alibi-slopes", r.path("slopes.npy")], "alibi_slopes"),
         ("unknown algorithm", base + ["--algorithm", "fast"], "--algorithm"),
         ("algorithm without files", ["--algorithm", "naive"], "--algorithm"),

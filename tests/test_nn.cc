@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdio>
 #include <map>
 #include <random>
 #include <string>
@@ -562,6 +563,28 @@ TEST(NnGenerate, BatchedPromptsOfMixedLengthsEqualEachAlone) {
   }
 }
 
+// NaN weights make NaN (rule 8), and generation stops at the first place
+// they appear with an error naming it, instead of sampling from NaN (or,
+// before, from zeros: a NaN query row used to look fully masked).
+TEST(NnGenerate, NonFiniteWeightsStopWithTheLayerNamed) {
+  std::mt19937 rng(8);
+  TransformerModel m(tiny_decoder(Position::kRope));
+  randomize(m, rng);
+  const std::vector<std::vector<int64_t>> prompts{{1, 2, 3}};
+  for (float& w : m.layers[1].self_attn.q_proj.weight) w = NAN;
+  expect_error([&] { generate(m, prompts, {.max_new_tokens = 3}); },
+               "layer 1 of 2 produced a non-finite value");
+  randomize(m, rng);
+  m.token_embedding.weight[2 * 16 + 5] = INFINITY;  // token 2's embedding
+  expect_error(
+      [&] { generate(m, prompts, {.max_new_tokens = 3}); },
+      "the embeddings produced a non-finite value: hidden[0, 0, 1, 5]");
+  randomize(m, rng);
+  for (float& w : m.lm_head.weight) w = 3e38f;  // logits overflow
+  expect_error([&] { generate(m, prompts, {.max_new_tokens = 3}); },
+               "the LM head produced a non-finite logit");
+}
+
 TEST(NnGenerate, EncoderDecoderEqualsRecomputation) {
   std::mt19937 rng(7);
   // T5-like: RMSNorm, no biases, relative buckets, unscaled scores, tied head.
@@ -650,6 +673,24 @@ TEST(NnCheckpoint, ConfigErrorsNameTheKey) {
           "rope_scaling": {"rope_type": "yarn"}})");
       },
       "rope_scaling type \"yarn\"");
+  // Float keys are range-checked under their own names, not by the layer
+  // they would configure.
+  expect_error(
+      [] {
+        config_from_json(
+            R"({"model_type": "llama", "hidden_size": 8, "vocab_size": 4,
+          "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 4,
+          "rms_norm_eps": -1})");
+      },
+      "\"rms_norm_eps\" must be a finite number in [0, 1], got -1");
+  expect_error(
+      [] {
+        config_from_json(
+            R"({"model_type": "llama", "hidden_size": 8, "vocab_size": 4,
+          "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 4,
+          "rope_theta": 0})");
+      },
+      "\"rope_theta\" must be a finite number");
   expect_error(
       [] { config_from_json(R"({"model_type": "bert", "hidden_size": "8"})"); },
       "\"hidden_size\" must be an integer");
@@ -693,6 +734,136 @@ TEST(NnCheckpoint, MissingAndMisshapenTensorsAreErrors) {
   const safetensors::File* files2[] = {&g};
   expect_error([&] { load_weights(m, Family::kGpt2, files2); },
                "the checkpoint has no tensor \"wpe.weight\"");
+}
+
+// weight_floats counts what the constructor allocates (learned weights:
+// the computed tables are private), over configs of every family's shape.
+TEST(NnCheckpoint, WeightFloatsCountsTheModel) {
+  const auto allocated = [](const TransformerModel& m) {
+    double n = static_cast<double>(
+        m.token_embedding.weight.size() + m.position_embedding.weight.size() +
+        m.type_embedding.weight.size() + m.lm_head.weight.size());
+    const auto norm = [&](const Norm& x) {
+      n += static_cast<double>(x.weight.size() + x.bias.size());
+    };
+    const auto attention = [&](const MultiHeadAttention& a) {
+      for (const Linear* l : {&a.q_proj, &a.kv_proj, &a.o_proj})
+        n += static_cast<double>(l->weight.size() + l->bias.size());
+      n += static_cast<double>(a.relative_bias.size());
+    };
+    if (m.embedding_norm) norm(*m.embedding_norm);
+    if (m.final_norm) norm(*m.final_norm);
+    for (const TransformerBlock& b : m.layers) {
+      attention(b.self_attn);
+      if (b.cross_attn) attention(*b.cross_attn);
+      for (const Linear* l : {&b.mlp.up, &b.mlp.down})
+        n += static_cast<double>(l->weight.size() + l->bias.size());
+      norm(b.attn_norm);
+      norm(b.mlp_norm);
+      if (b.cross_attn) norm(b.cross_norm);
+    }
+    return n;
+  };
+  std::vector<ModelConfig> configs = {
+      tiny_decoder(Position::kRope), tiny_decoder(Position::kAlibi),
+      config_from_json(R"({"model_type": "gpt2", "vocab_size": 10,
+          "n_positions": 8, "n_embd": 8, "n_layer": 2, "n_head": 2})"),
+      config_from_json(R"({"model_type": "bert", "vocab_size": 11,
+          "hidden_size": 12, "num_hidden_layers": 2, "num_attention_heads": 3,
+          "intermediate_size": 20, "max_position_embeddings": 9})"),
+      config_from_json(R"({"model_type": "llama", "vocab_size": 13,
+          "hidden_size": 16, "num_hidden_layers": 3, "num_attention_heads": 4,
+          "num_key_value_heads": 2, "intermediate_size": 24,
+          "attention_bias": true, "tie_word_embeddings": false})")};
+  ModelConfig t5 = tiny_decoder(Position::kT5);
+  t5.block.cross = t5.block.attention;
+  t5.block.cross->causal = false;
+  t5.block.cross->position = Position::kNone;
+  configs.push_back(t5);
+  for (const ModelConfig& c : configs) {
+    const TransformerModel m(c);
+    EXPECT_EQ(TransformerModel::weight_floats(c, true), allocated(m));
+  }
+}
+
+// load_model compares the config with the files before allocating, and
+// refuses tensors the model the config describes has no place for.
+TEST(NnCheckpoint, ConfigMustMatchTheFilesTensors) {
+  const std::string dir = ::testing::TempDir();
+  const std::string weights = dir + "/attn_nn_checkpoint.safetensors";
+  const std::string config = dir + "/attn_nn_checkpoint.json";
+  const auto write_config = [&](const std::string& text) {
+    std::FILE* f = std::fopen(config.c_str(), "w");
+    ASSERT_NE(f, nullptr);
+    std::fputs(text.c_str(), f);
+    std::fclose(f);
+  };
+  // A real two-layer GPT-2 checkpoint (with the causal-mask buffers public
+  // checkpoints carry, which loading skips by design).
+  const ModelConfig c2 = config_from_json(
+      R"({"model_type": "gpt2", "vocab_size": 10, "n_positions": 8,
+          "n_embd": 8, "n_layer": 2, "n_head": 2})");
+  std::vector<std::pair<std::string, std::vector<int64_t>>> shapes = {
+      {"wte.weight", {10, 8}},
+      {"wpe.weight", {8, 8}},
+      {"ln_f.weight", {8}},
+      {"ln_f.bias", {8}}};
+  for (int l = 0; l < 2; ++l) {
+    const std::string h = "h." + std::to_string(l) + ".";
+    for (const auto& [n, sh] :
+         std::vector<std::pair<std::string, std::vector<int64_t>>>{
+             {"ln_1.weight", {8}},
+             {"ln_1.bias", {8}},
+             {"attn.c_attn.weight", {8, 24}},
+             {"attn.c_attn.bias", {24}},
+             {"attn.c_proj.weight", {8, 8}},
+             {"attn.c_proj.bias", {8}},
+             {"ln_2.weight", {8}},
+             {"ln_2.bias", {8}},
+             {"mlp.c_fc.weight", {8, 32}},
+             {"mlp.c_fc.bias", {32}},
+             {"mlp.c_proj.weight", {32, 8}},
+             {"mlp.c_proj.bias", {8}},
+             {"attn.bias", {1, 1, 8, 8}}}) {
+      shapes.push_back({h + n, sh});
+    }
+  }
+  std::vector<std::vector<float>> data;
+  std::vector<safetensors::Entry> entries;
+  for (const auto& [n, sh] : shapes) {
+    int64_t numel = 1;
+    for (int64_t e : sh) numel *= e;
+    data.emplace_back(static_cast<size_t>(numel), 0.01f);
+  }
+  for (size_t i = 0; i < shapes.size(); ++i)
+    entries.push_back({shapes[i].first, shapes[i].second, data[i]});
+  safetensors::save(weights, entries);
+  const std::vector<std::string> files{weights};
+  const std::string gpt2 =
+      R"({"model_type": "gpt2", "vocab_size": 10, "n_positions": 8,
+          "n_embd": 8, "n_head": 2, "n_layer": )";
+  write_config(gpt2 + "2}");
+  const TransformerModel m = load_model(config, files);
+  EXPECT_EQ(m.layers.size(), 2u);
+  EXPECT_EQ(TransformerModel::weight_floats(c2, true),
+            TransformerModel::weight_floats(m.config(), true));
+  // Sizes far beyond the file: refused before any allocation.
+  write_config(R"({"model_type": "gpt2", "vocab_size": 16777216,
+      "n_positions": 8, "n_embd": 16777216, "n_head": 2, "n_layer": 2})");
+  expect_error([&] { load_model(config, files); },
+               "weights, but the checkpoint's tensors hold");
+  write_config(gpt2 + "16777216}");
+  expect_error([&] { load_model(config, files); }, "describes a model of");
+  // One layer of a two-layer checkpoint: the second layer is left over.
+  write_config(gpt2 + "1}");
+  expect_error([&] { load_model(config, files); },
+               "12 tensor(s) of the checkpoint are not used");
+  expect_error([&] { load_model(config, files); }, "\"h.1.attn.c_attn.bias\"");
+  expect_error([&] { load_model(config, files); }, "layer count, 1,");
+  EXPECT_EQ(load_model(config, files, {.allow_unused = true}).layers.size(),
+            1u);
+  std::remove(weights.c_str());
+  std::remove(config.c_str());
 }
 
 TEST(NnPatchEmbedding, RejectsWrongImages) {

@@ -2,6 +2,7 @@
 // that names the argument and what was expected. One test per rule.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <functional>
 #include <initializer_list>
@@ -136,6 +137,38 @@ TEST(Validation, EmptyQueryExtent) {
   Call c;
   c.q = TensorView<const float>::bhsd(c.qb.data(), 2, 4, 0, 8);
   expect_error(c, {"q:", "seq extent", "got 0"});
+}
+
+// An empty buffer (null data) is blamed on the extent that makes it empty,
+// and where the spec defines the result (Skv = 0) it is accepted.
+TEST(Validation, EmptyExtentsNameTheAxis) {
+  const std::vector<float> none;  // data() is null
+  const char* axes[] = {"batch", "heads", "seq", "dim"};
+  for (int a = 0; a < 4; ++a) {
+    Call c;
+    Extents e = {2, 4, 3, 8};
+    e[a] = 0;
+    c.q = TensorView<const float>(none.data(), e, {0, 0, 0, 1});
+    expect_error(c, {"q:", std::string(axes[a]) + " extent", "got 0"});
+  }
+  Call c;
+  c.k = TensorView<const float>::bhsd(none.data(), 2, 2, 0, 8);
+  c.v = TensorView<const float>::bhsd(none.data(), 2, 2, 0, 6);
+  c.lse = TensorView<float>::bhsd(c.lb.data(), 2, 4, 3, 1);
+  for (Algorithm a : {Algorithm::kReference, Algorithm::kNaive,
+                      Algorithm::kFlash, Algorithm::kDecode}) {
+    c.options.algorithm = a;
+    std::fill(c.ob.begin(), c.ob.end(), NAN);
+    std::fill(c.lb.begin(), c.lb.end(), NAN);
+    c.run();  // Skv = 0: every row sees no key
+    for (float x : c.ob) EXPECT_EQ(x, 0.0f);
+    for (float x : c.lb) EXPECT_EQ(x, -INFINITY);
+  }
+  // Non-empty views still need data.
+  std::fill(c.ob.begin(), c.ob.end(), NAN);
+  std::fill(c.lb.begin(), c.lb.end(), NAN);
+  c.k = TensorView<const float>::bhsd(nullptr, 2, 2, 5, 8);
+  expect_error(c, {"k:", "data pointer is null"});
 }
 
 TEST(Validation, OutputAliasesInput) {

@@ -153,8 +153,11 @@ Algorithm attention(TensorView<const float16> q, const KVCache& cache,
 //   outs[s] [B, Hq, Sq, Dv], lses[s] [B, Hq, Sq, 1] for s < n,
 //   out [B, Hq, Sq, Dv], lse [B, Hq, Sq, 1] (optional)
 // out = sum_s w_s outs[s] / sum_s w_s with w_s = exp(lses[s] - max_s lses[s]),
-// lse = log sum_s exp(lses[s]); parts with lse = -inf weigh nothing and a
-// row where all are -inf is 0 with lse -inf. out may be one of the outs.
+// lse = log sum_s exp(lses[s]); parts with lse = -inf (or a weight that
+// underflows to 0) weigh nothing and their outs are not read, a row where
+// all are -inf is 0 with lse -inf, and a part with lse NaN or +inf makes
+// the row NaN with lse NaN (docs/semantics.md, rule 8). out may be one of
+// the outs.
 void merge(std::span<const TensorView<const float>> outs,
            std::span<const TensorView<const float>> lses, TensorView<float> out,
            TensorView<float> lse = {});

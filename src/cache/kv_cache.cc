@@ -112,8 +112,7 @@ void check_rows(const util::Check& check, const std::string& arg,
     check.fail(arg, "expected shape " + detail::shape_str(want) + ", got " +
                         detail::shape_str(x.extents()));
   }
-  detail::check_view(check, arg, x,
-                     {.empty_seq_ok = true, .null_if_empty = true});
+  detail::check_view(check, arg, x, {.empty_seq_ok = true});
 }
 
 int32_t take_page(KVCache::Impl& c) {

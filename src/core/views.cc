@@ -61,9 +61,13 @@ ByteRange check_view_geometry(const util::Check& check, std::string_view arg,
                               const void* data, const Extents& extents,
                               const Strides& strides, std::size_t element_size,
                               ViewRule rule) {
-  if (data == nullptr && !rule.null_if_empty) {
-    check.fail(arg, "data pointer is null");
+  if (data == nullptr && extents == Extents{}) {
+    check.fail(arg,
+               "missing: a default (empty) view where a tensor is "
+               "required");
   }
+  // Extents first, so an empty view is blamed on its zero extent, not on
+  // the null data an empty buffer has.
   for (int a = 0; a < 4; ++a) {
     const int64_t e = extents[a], s = strides[a];
     const int64_t min_extent = (a == kSeq && rule.empty_seq_ok) ? 0 : 1;

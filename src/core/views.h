@@ -107,14 +107,15 @@ std::string shape_str(const Extents& e);
 
 // What a view may be besides the rule every view meets.
 struct ViewRule {
-  bool empty_seq_ok = false;   // the seq axis may have extent 0
-  bool null_if_empty = false;  // a view with no element may have no data
+  bool empty_seq_ok = false;  // the seq axis may have extent 0
 };
 
-// Every view: non-null data, extents in [1, 2^40] (seq from 0 under
-// rule.empty_seq_ok), strides in [0, 2^40], stride 1 along dim when dim
-// has more than one element, and a span under 2^48 bytes. Returns the byte
-// range it spans (empty for a view with no element).
+// Every view: extents in [1, 2^40] (seq from 0 under rule.empty_seq_ok,
+// the one case where a view has no element, and its data may then be null
+// as an empty std::vector's is), non-null data otherwise, strides in
+// [0, 2^40], stride 1 along dim when dim has more than one element, and a
+// span under 2^48 bytes. Returns the byte range it spans (empty for a view
+// with no element).
 ByteRange check_view_geometry(const util::Check& check, std::string_view arg,
                               const void* data, const Extents& extents,
                               const Strides& strides, std::size_t element_size,

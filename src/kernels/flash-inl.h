@@ -39,6 +39,7 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <type_traits>
 
 #if HWY_ARCH_X86
 #include <immintrin.h>
@@ -534,30 +535,42 @@ class FlashItemSteps {
     }
   }
 
-  // Normalise once and write out (or the partial); lse = m + log l.
+  // Normalise once and write out (or the partial); lse = m + log l. A row
+  // poisoned by a NaN or +inf score (m = NaN) is NaN, lse NaN (rule 8).
   HWY_INLINE void Finish(int64_t item, float* partial) {
     const float neg_inf = -std::numeric_limits<float>::infinity();
+    const float nan = std::numeric_limits<float>::quiet_NaN();
     for (int64_t r = 0; r < rows_; ++r) {
       const int64_t h = head(r), i = span_.i0 + r % span_.br;
-      const bool any = m_[r] != neg_inf && l_[r] > 0.0f;
-      const float weights = path_.v == VPath::kBf16Pairs ? lw_[r] : l_[r];
-      const float inv = any ? 1.0f / weights : 0.0f;
-      // m is in log2 units: lse = ln 2 * m + ln l, in double and rounded
-      // once (two float roundings at |lse| ~ 30 cost an ulp, 1.9e-6).
-      const float row_lse =
-          any ? static_cast<float>(static_cast<double>(m_[r]) *
-                                       0.6931471805599453 +
-                                   std::log(static_cast<double>(l_[r])))
-              : neg_inf;
-      const float* orow = O_ + r * Dvp_;
+      float* orow = O_ + r * Dvp_;
+      float row_lse = nan;
+      if (std::isnan(m_[r])) {
+        std::fill(orow, orow + Dv_, nan);
+      } else {
+        const bool any = m_[r] != neg_inf && l_[r] > 0.0f;
+        const float weights = path_.v == VPath::kBf16Pairs ? lw_[r] : l_[r];
+        const float inv = any ? 1.0f / weights : 0.0f;
+        // m is in log2 units: lse = ln 2 * m + ln l, in double and rounded
+        // once (two float roundings at |lse| ~ 30 cost an ulp, 1.9e-6).
+        row_lse = any ? static_cast<float>(static_cast<double>(m_[r]) *
+                                               0.6931471805599453 +
+                                           std::log(static_cast<double>(l_[r])))
+                      : neg_inf;
+        bool finite = true;
+        for (int64_t d = 0; d < Dv_; ++d) {
+          orow[d] *= inv;
+          finite = finite && std::isfinite(orow[d]);
+        }
+        if (!finite) ExactRow(r, orow);
+      }
       if (plan_.splits > 1) {
         float* po = partial + plan_.partial_out(item) + r * Dv_;
-        for (int64_t d = 0; d < Dv_; ++d) po[d] = orow[d] * inv;
+        std::copy(orow, orow + Dv_, po);
         partial[plan_.partial_lse(item) + r] = row_lse;
         continue;
       }
       T* out = pb_.out.row(span_.b, h, i);
-      for (int64_t d = 0; d < Dv_; ++d) out[d] = from_float<T>(orow[d] * inv);
+      for (int64_t d = 0; d < Dv_; ++d) out[d] = from_float<T>(orow[d]);
       if (!pb_.lse.empty()) pb_.lse(span_.b, h, i, 0) = row_lse;
     }
   }
@@ -569,6 +582,62 @@ class FlashItemSteps {
   int64_t head(int64_t r) const { return span_.kvh * G_ + r / span_.br; }
   const T* q_row(int64_t r) const {
     return pb_.q.row(span_.b, head(r), span_.i0 + r % span_.br);
+  }
+
+  // Rule 5 when the tiles could not keep it. A tile's P V product reads
+  // every value row of the tile for all its rows, a key hidden from row r
+  // (causal diagonal, mask, bias -inf, dropped) with weight 0: a NaN or
+  // infinity in that value row turns 0 * v into NaN there. So a row that is
+  // not poisoned but came out non-finite (or whose unnormalised sum
+  // overflowed) is computed again here, exactly by the rules: one key at a
+  // time over the item's keys, scores as naive computes them, and only keys
+  // of non-zero weight read. Rare (non-finite values or overflow in the
+  // input), so plain scalar code; out = the row, normalised.
+  HWY_NOINLINE void ExactRow(int64_t r, float* HWY_RESTRICT orow) const {
+    const int64_t b = span_.b, kvh = span_.kvh, h = head(r);
+    const int64_t i = span_.i0 + r % span_.br;
+    const T* q = q_row(r);
+    const auto element = [](E x) -> float {
+      if constexpr (std::is_same_v<E, int8_t>) {
+        return static_cast<float>(x);
+      } else {
+        return to_float(x);
+      }
+    };
+    const auto score = [&](int64_t j) {
+      const E* k = src_.k_row(b, kvh, j);
+      const float ks = src_.k_scale(b, kvh, j);
+      float dot = 0.0f;
+      for (int64_t d = 0; d < D_; ++d)
+        dot += to_float(q[d]) * (element(k[d]) * ks);
+      return p_.score<float>(dot, b, h, i, j);
+    };
+    const float inf = std::numeric_limits<float>::infinity();
+    float m = -inf;
+    for (int64_t j = span_.keys_begin; j < span_.keys_end; ++j) {
+      if (!p_.visible(b, h, i, j)) continue;
+      const float sj = score(j);
+      if (!(sj < inf)) {  // rounding found a poisoning score the tiles missed
+        std::fill(orow, orow + Dv_, std::numeric_limits<float>::quiet_NaN());
+        return;
+      }
+      m = std::max(m, sj);
+    }
+    std::fill(orow, orow + Dv_, 0.0f);
+    if (m == -inf) return;
+    float l = 0.0f;
+    const uint64_t drop_row = p_.dropout.row(b, h, i);
+    for (int64_t j = span_.keys_begin; j < span_.keys_end; ++j) {
+      if (!p_.visible(b, h, i, j)) continue;
+      const float w = std::exp(score(j) - m);
+      l += w;
+      const float wd = p_.dropout.on() ? w * p_.dropout.factor(drop_row, j) : w;
+      if (wd == 0.0f) continue;  // a key of weight 0 is never read
+      const E* v = src_.v_row(b, kvh, j);
+      const float vs = src_.v_scale(b, kvh, j);
+      for (int64_t d = 0; d < Dv_; ++d) orow[d] += wd * (element(v[d]) * vs);
+    }
+    for (int64_t d = 0; d < Dv_; ++d) orow[d] /= l;
   }
 
   template <int R>

@@ -455,11 +455,25 @@ void linear_chunked(const LinearProblem<T>& p, Workspace* workspace,
 template <class T>
 void linear_naive(const LinearProblem<T>& p) {
   const detail::Shape& sh = p.shape;
-  const int threads = util::resolve_threads(p.num_threads);
-  util::ParallelFor(sh.B * sh.Hq, threads, [&](int64_t item, int) {
+  const int64_t items = sh.B * sh.Hq;
+  const int threads = static_cast<int>(
+      std::min<int64_t>(util::resolve_threads(p.num_threads), items));
+  // Per-worker scratch, allocated before the parallel loop: an allocation
+  // failure is then std::bad_alloc on the caller, not inside a worker.
+  struct Scratch {
+    std::vector<float> pk, pq, row, num;
+  };
+  std::vector<Scratch> scratch(static_cast<size_t>(std::max(threads, 1)));
+  for (Scratch& w : scratch) {
+    w.pk.resize(sh.Skv * sh.D);
+    w.pq.resize(sh.D);
+    w.row.resize(std::max(sh.D, sh.Dv));
+    w.num.resize(sh.Dv);
+  }
+  util::ParallelFor(items, threads, [&](int64_t item, int worker) {
     const int64_t b = item / sh.Hq, h = item % sh.Hq, kvh = h / sh.group();
-    std::vector<float> pk(sh.Skv * sh.D), pq(sh.D), row(std::max(sh.D, sh.Dv)),
-        a(sh.Skv), num(sh.Dv);
+    Scratch& w = scratch[worker];
+    std::vector<float>&pk = w.pk, &pq = w.pq, &row = w.row, &num = w.num;
     for (int64_t j = 0; j < sh.Skv; ++j) {
       for (int64_t d = 0; d < sh.D; ++d) row[d] = to_float(p.k(b, kvh, j, d));
       phi_row<float>(p, row.data(), &pk[j * sh.D], sh.D);

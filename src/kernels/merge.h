@@ -5,10 +5,12 @@
 // combine into the result over all the keys:
 //   M = max_s lse_s,  w_s = exp(lse_s - M)
 //   out = sum_s w_s o_s / sum_s w_s,   lse = M + log sum_s w_s
-// Parts with lse_s = -inf (no visible key) weigh 0; when every part has
-// -inf the row is 0 with lse -inf (rule 6 of docs/semantics.md). The parts
-// are summed in index order, so the result does not depend on who computed
-// which part.
+// Parts with lse_s = -inf (no visible key) weigh 0 and their o_s is never
+// read (nor that of a part whose weight underflows to 0); when every part
+// has -inf the row is 0 with lse -inf (rule 6 of docs/semantics.md). A part
+// with lse_s NaN or +inf (a row poisoned by a NaN or +inf score, rule 8)
+// makes the merged row NaN with lse NaN. The parts are summed in index
+// order, so the result does not depend on who computed which part.
 #ifndef ATTN_SRC_KERNELS_MERGE_H_
 #define ATTN_SRC_KERNELS_MERGE_H_
 
@@ -24,8 +26,17 @@ namespace attn::kernels {
 template <class Part, class LseOf>
 float merge_row(int64_t n, int64_t dv, Part part, LseOf lse_of, float* acc) {
   const float neg_inf = -std::numeric_limits<float>::infinity();
+  const float inf = std::numeric_limits<float>::infinity();
   float M = neg_inf;
-  for (int64_t s = 0; s < n; ++s) M = std::max(M, lse_of(s));
+  for (int64_t s = 0; s < n; ++s) {
+    const float ls = lse_of(s);
+    if (!(ls < inf)) {  // NaN or +inf: the merged row is poisoned
+      const float nan = std::numeric_limits<float>::quiet_NaN();
+      std::fill(acc, acc + dv, nan);
+      return nan;
+    }
+    M = std::max(M, ls);
+  }
   std::fill(acc, acc + dv, 0.0f);
   if (M == neg_inf) return neg_inf;
   float sum = 0.0f;
@@ -33,6 +44,7 @@ float merge_row(int64_t n, int64_t dv, Part part, LseOf lse_of, float* acc) {
     const float ls = lse_of(s);
     if (ls == neg_inf) continue;
     const float w = std::exp(ls - M);
+    if (w == 0.0f) continue;
     sum += w;
     const float* o = part(s);
     for (int64_t d = 0; d < dv; ++d) acc[d] += w * o[d];

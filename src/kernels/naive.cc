@@ -6,7 +6,8 @@
 //   1. S[i, j] = score(scale * q_i . k_j) if visible, else -inf bhqd,bhkd->bhqk
 //   2. per row: m = max_j S, P = exp(S - m) in place, l = sum_j P
 //   3. out_i = (sum_j P[i, j] v_j) / l;  lse_i = m + log(l) bhqk,bhkd->bhqd
-// A row with no visible key (m = -inf) gives out 0 and lse -inf.
+// A row with no visible key (m = -inf) gives out 0 and lse -inf; a NaN or
+// +inf score among its visible keys makes it NaN, lse NaN (rule 8).
 // Memory: Sq * Skv floats per worker, allocated once per call before the
 // parallel loop. Summation order is fixed (dot8 below, then j ascending), so
 // results do not depend on the thread count.
@@ -84,9 +85,19 @@ void naive_attention(const detail::Problem<T>& problem) {
     for (int64_t i = 0; i < s.Sq; ++i) {
       float* Si = w.S.data() + i * s.Skv;
       T* out = problem.out.row(b, h, i);
-      // 2. Softmax numerator in place.
+      // 2. Softmax numerator in place; a NaN or +inf score poisons the row.
       float m = kNegInf;
-      for (int64_t j = 0; j < s.Skv; ++j) m = std::max(m, Si[j]);
+      bool poisoned = false;
+      for (int64_t j = 0; j < s.Skv; ++j) {
+        poisoned = poisoned || !(Si[j] < -kNegInf);
+        m = std::max(m, Si[j]);
+      }
+      if (poisoned) {
+        const float nan = std::numeric_limits<float>::quiet_NaN();
+        for (int64_t d = 0; d < s.Dv; ++d) out[d] = from_float<T>(nan);
+        if (!problem.lse.empty()) problem.lse(b, h, i, 0) = nan;
+        continue;
+      }
       float l = 0.0f;
       if (m != kNegInf) {
         for (int64_t j = 0; j < s.Skv; ++j) {

@@ -12,6 +12,7 @@
 #endif
 
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <limits>
 
@@ -23,6 +24,10 @@ namespace attn::kernels {
 namespace HWY_NAMESPACE {
 namespace hn = hwy::HWY_NAMESPACE;
 
+// |m| (log2 units) from which the online softmax rounds each score before
+// subtracting m (see SoftmaxRowLog2): half an ulp of 2^20 is 2^-4.
+inline constexpr float kFusedLimit = 1048576.0f;
+
 // Online-softmax update of one row of a tile of raw scores S: the scores in
 // log2 units are s = score_scale * S (score_scale = scale * log2(e), or 1
 // when the scores were finished in scalar code). Keys whose bit in `keep`
@@ -30,14 +35,22 @@ namespace hn = hwy::HWY_NAMESPACE;
 // place; m, l and the row of O are updated (l 2^(m - m')). With
 // score_scale > 0 the max is taken over S and the exponent's argument is
 // one fused S * score_scale - m', rounded relative to |s - m'| rather
-// than |s|, which is what keeps large logits accurate.
+// than |s|, which is what keeps large logits accurate. A NaN or +inf score
+// of a kept key poisons the row (rule 8 of docs/semantics.md): m becomes
+// NaN and stays so, the tile's P is 0, and Finish writes the row as NaN.
 HWY_INLINE void SoftmaxRowLog2(DF df, float* HWY_RESTRICT srow, uint64_t keep,
                                float score_scale, bool round_bf16, float& m,
                                float& l, float& lw, float* HWY_RESTRICT orow,
                                int64_t dvp) {
   const size_t N = hn::Lanes(df);
+  if (std::isnan(m)) {  // poisoned by an earlier tile: nothing more to add
+    std::fill(srow, srow + kKeyTile, 0.0f);
+    return;
+  }
   const VF neg_inf = hn::Set(df, -std::numeric_limits<float>::infinity());
+  const VF inf = hn::Set(df, std::numeric_limits<float>::infinity());
   VF vmax = neg_inf;
+  auto bad = hn::FirstN(df, 0);  // lanes with a NaN or +inf score
   // A negative or zero scale does not commute with the max: scale first.
   const bool fold = score_scale > 0.0f;
   if (!fold) {
@@ -52,10 +65,13 @@ HWY_INLINE void SoftmaxRowLog2(DF df, float* HWY_RESTRICT srow, uint64_t keep,
                                   neg_inf);
       hn::Store(s, df, srow + j);
       vmax = hn::Max(vmax, s);
+      bad = hn::Or(bad, hn::Not(hn::Lt(s, inf)));
     }
   } else {
     for (int64_t j = 0; j < kKeyTile; j += N) {
-      vmax = hn::Max(vmax, hn::Load(df, srow + j));
+      const VF s = hn::Load(df, srow + j);
+      vmax = hn::Max(vmax, s);
+      bad = hn::Or(bad, hn::Not(hn::Lt(s, inf)));
     }
   }
   // The reference point m only has to keep 2^(s - m) in range, so it moves
@@ -64,6 +80,14 @@ HWY_INLINE void SoftmaxRowLog2(DF df, float* HWY_RESTRICT srow, uint64_t keep,
   constexpr float kLazyRescale = 8.0f;
   const float tile_max =
       hn::GetLane(hn::MaxOfLanes(df, vmax)) * (fold ? score_scale : 1.0f);
+  // Rule 8: a NaN or +inf score (or one the scale takes past float32's
+  // range) poisons the row: m = NaN, which Finish writes as a NaN row.
+  if (!hn::AllFalse(df, bad) ||
+      !(tile_max < std::numeric_limits<float>::infinity())) {
+    m = std::numeric_limits<float>::quiet_NaN();
+    std::fill(srow, srow + kKeyTile, 0.0f);
+    return;
+  }
   const float m_new = tile_max > m + kLazyRescale ? tile_max : m;
   // A kept key with a finite score makes m_new finite.
   if (m_new == -std::numeric_limits<float>::infinity()) {
@@ -72,9 +96,15 @@ HWY_INLINE void SoftmaxRowLog2(DF df, float* HWY_RESTRICT srow, uint64_t keep,
   }
   const VF vscale = hn::Set(df, fold ? score_scale : 1.0f);
   const VF vm = hn::Set(df, m_new);
+  // Past kFusedLimit the fused argument's residual S c - round(S_max c)
+  // (up to half an ulp of m) could exceed the exponent's range: there the
+  // score is rounded first, so the row's maximum gets exactly 2^0.
+  const bool fused = !(std::abs(m_new) >= kFusedLimit);
   VF vsum = hn::Zero(df), vsum_w = hn::Zero(df);
   for (int64_t j = 0; j < kKeyTile; j += N) {
-    const VF e = Exp2(df, hn::MulSub(hn::Load(df, srow + j), vscale, vm));
+    const VF x = hn::Load(df, srow + j);
+    const VF e = Exp2(df, fused ? hn::MulSub(x, vscale, vm)
+                                : hn::Sub(Rounded(hn::Mul(x, vscale)), vm));
     vsum = hn::Add(vsum, e);
     if (round_bf16) {
       const VF w = RoundToBFloat16(df, e);
@@ -111,18 +141,35 @@ HWY_INLINE void SoftmaxBlockFull(DF df, float* HWY_RESTRICT p,
   // Raw scores times score_scale (> 0 here, so the max commutes with it):
   // the scale is applied inside the exponent's argument, not in a pass.
   const VF vscale = hn::Set(df, score_scale);
+  const VF inf = hn::Set(df, std::numeric_limits<float>::infinity());
   VF vmax[R];
+  auto bad = hn::FirstN(df, 0);  // lanes with a NaN or +inf score, any row
   for (int r = 0; r < R; ++r) {
     const float* prow = p + r * kKeyTile;
     vmax[r] = hn::Load(df, prow);
-    for (int c = 1; c < C; ++c)
-      vmax[r] = hn::Max(vmax[r], hn::Load(df, prow + c * N));
+    bad = hn::Or(bad, hn::Not(hn::Lt(vmax[r], inf)));
+    for (int c = 1; c < C; ++c) {
+      const VF s = hn::Load(df, prow + c * N);
+      vmax[r] = hn::Max(vmax[r], s);
+      bad = hn::Or(bad, hn::Not(hn::Lt(s, inf)));
+    }
   }
   float m_new[R], alpha[R];
+  bool rare = !hn::AllFalse(df, bad);  // a row to poison or handle alone
   for (int r = 0; r < R; ++r) {
     const float tile_max =
         hn::GetLane(hn::MaxOfLanes(df, vmax[r])) * score_scale;
     m_new[r] = tile_max > m[r] + kLazyRescale ? tile_max : m[r];
+    // NaN m (an earlier tile's poison), a scaled maximum past float32, or
+    // one past kFusedLimit.
+    rare = rare || !(std::abs(m_new[r]) < kFusedLimit);
+  }
+  if (rare) {  // rare: row by row, which marks or handles each row
+    for (int r = 0; r < R; ++r) {
+      SoftmaxRowLog2(df, p + r * kKeyTile, ~uint64_t{0}, score_scale,
+                     round_bf16, m[r], l[r], lw[r], o + r * dvp, dvp);
+    }
+    return;
   }
   VF vsum[R], vsum_w[R];
   for (int r = 0; r < R; ++r) {

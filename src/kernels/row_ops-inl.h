@@ -52,6 +52,16 @@ HWY_INLINE VF Exp2(DF df, VF x) {
   return hn::Mul(p, hn::BitCast(df, bits));
 }
 
+// v, opaque to the optimiser: GCC contracts a * b - c into one fused
+// multiply-add by default (-ffp-contract=fast in C++), which is wrong
+// where the product must be rounded first.
+HWY_INLINE VF Rounded(VF v) {
+#if HWY_ARCH_X86
+  asm("" : "+x"(v.raw));
+#endif
+  return v;
+}
+
 // Rounds finite, non-negative floats to the nearest bfloat16 value (ties to
 // even), kept as float: the probabilities the bfloat16 PV product uses, so
 // the row sum l matches the weights actually applied.

@@ -3,9 +3,11 @@
 // Every tensor's shape is checked against the config before it is copied;
 // GPT-2's Conv1D weights are stored [in, out] and are transposed here.
 #include <algorithm>
+#include <cstdio>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <set>
+#include <string_view>
 
 #include "attn/nn/model.h"
 #include "src/nn/rows.h"
@@ -24,6 +26,17 @@ constexpr int64_t kMaxConfigInt = int64_t{1} << 24;
 [[noreturn]] void config_fail(const std::string& what) {
   throw Error("config.json: " + what);
 }
+
+std::string fmt_number(double x) {
+  char text[32];
+  std::snprintf(text, sizeof text, "%g", x);
+  return text;
+}
+
+// Ranges of the float keys: norm epsilons, RoPE's base and scaling.
+constexpr double kMaxEps = 1.0;
+constexpr double kMinPositive = 1e-30;
+constexpr double kMaxFloat = 3.0e38;
 
 int64_t get_int(const json& j, const char* key,
                 std::optional<int64_t> def = {}) {
@@ -44,12 +57,22 @@ int64_t get_int(const json& j, const char* key,
   return v;
 }
 
-double get_number(const json& j, const char* key, double def) {
+// A number in [lo, hi] (finite), or `def` when absent; the range is
+// checked here so a bad value is blamed on its key, not on the layer it
+// would reach (Norm's eps, RoPE's theta).
+double get_number(const json& j, const char* key, double def, double lo,
+                  double hi) {
   const auto it = j.find(key);
   if (it == j.end() || it->is_null()) return def;
   if (!it->is_number())
     config_fail(std::string("\"") + key + "\" must be a number");
-  return it->get<double>();
+  const double v = it->get<double>();
+  if (!(v >= lo && v <= hi)) {
+    config_fail(std::string("\"") + key + "\" must be a finite number in [" +
+                fmt_number(lo) + ", " + fmt_number(hi) + "], got " +
+                it->dump());
+  }
+  return v;
 }
 
 bool get_bool(const json& j, const char* key, bool def) {
@@ -100,7 +123,8 @@ ModelConfig bert_config(const json& j) {
       .hidden = get_int(j, "intermediate_size"),
       .activation = activation_of(get_string(j, "hidden_act", "gelu"))};
   c.block.norm = NormKind::kLayerNorm;
-  c.block.norm_eps = static_cast<float>(get_number(j, "layer_norm_eps", 1e-12));
+  c.block.norm_eps =
+      static_cast<float>(get_number(j, "layer_norm_eps", 1e-12, 0, kMaxEps));
   c.block.pre_norm = false;
   return c;
 }
@@ -125,7 +149,7 @@ ModelConfig gpt2_config(const json& j) {
                  .activation = activation_of(
                      get_string(j, "activation_function", "gelu_new"))};
   c.block.norm_eps =
-      static_cast<float>(get_number(j, "layer_norm_epsilon", 1e-5));
+      static_cast<float>(get_number(j, "layer_norm_epsilon", 1e-5, 0, kMaxEps));
   c.block.pre_norm = true;
   return c;
 }
@@ -151,7 +175,7 @@ ModelConfig llama_config(const json& j) {
                        .causal = true,
                        .position = Position::kRope};
   RopeOptions& r = c.block.attention.rope;
-  r.theta = get_number(j, "rope_theta", 10000.0);
+  r.theta = get_number(j, "rope_theta", 10000.0, kMinPositive, kMaxFloat);
   if (j.contains("rope_scaling") && !j["rope_scaling"].is_null()) {
     const json& s = j["rope_scaling"];
     if (!s.is_object()) config_fail("\"rope_scaling\" must be an object");
@@ -162,10 +186,11 @@ ModelConfig llama_config(const json& j) {
                   "\" is not supported (llama3 is)");
     }
     RopeScaling sc;
-    sc.factor = get_number(s, "factor", sc.factor);
-    sc.low_freq_factor = get_number(s, "low_freq_factor", sc.low_freq_factor);
-    sc.high_freq_factor =
-        get_number(s, "high_freq_factor", sc.high_freq_factor);
+    sc.factor = get_number(s, "factor", sc.factor, kMinPositive, kMaxFloat);
+    sc.low_freq_factor = get_number(s, "low_freq_factor", sc.low_freq_factor,
+                                    kMinPositive, kMaxFloat);
+    sc.high_freq_factor = get_number(s, "high_freq_factor", sc.high_freq_factor,
+                                     kMinPositive, kMaxFloat);
     sc.original_max_positions = get_int(s, "original_max_position_embeddings",
                                         sc.original_max_positions);
     r.scaling = sc;
@@ -177,7 +202,8 @@ ModelConfig llama_config(const json& j) {
       .gated = true,
       .bias = get_bool(j, "mlp_bias", false)};
   c.block.norm = NormKind::kRMSNorm;
-  c.block.norm_eps = static_cast<float>(get_number(j, "rms_norm_eps", 1e-6));
+  c.block.norm_eps =
+      static_cast<float>(get_number(j, "rms_norm_eps", 1e-6, 0, kMaxEps));
   c.block.pre_norm = true;
   return c;
 }
@@ -411,22 +437,93 @@ std::vector<std::string> load_weights(
   return src.unused();
 }
 
+bool ignorable_tensor(Family family, const std::string& name) {
+  const auto ends_with = [&](std::string_view tail) {
+    return name.size() >= tail.size() &&
+           name.compare(name.size() - tail.size(), tail.size(), tail) == 0;
+  };
+  const auto starts_with = [&](std::string_view head) {
+    return name.compare(0, head.size(), head) == 0;
+  };
+  if (ends_with("position_ids")) return true;
+  switch (family) {
+    case Family::kBert:
+      return starts_with("pooler.") || starts_with("bert.pooler.") ||
+             starts_with("cls.");
+    case Family::kGpt2:
+      return ends_with(".attn.bias") || ends_with(".attn.masked_bias");
+    case Family::kLlama:
+      return ends_with("rotary_emb.inv_freq");
+  }
+  return false;
+}
+
 TransformerModel load_model(const std::string& config_path,
-                            std::span<const std::string> weight_paths) {
+                            std::span<const std::string> weight_paths,
+                            const LoadOptions& options) {
+  const util::Check where("attn::nn::load_model");
   const std::vector<std::byte> bytes = util::read_file(config_path, "config");
   Family family;
   const ModelConfig c = config_from_json(
       std::string(reinterpret_cast<const char*>(bytes.data()), bytes.size()),
       &family);
-  if (weight_paths.empty())
-    util::Check("attn::nn::load_model").fail("weight_paths is empty");
+  if (weight_paths.empty()) where.fail("weight_paths is empty");
   std::vector<safetensors::File> files;
   for (const std::string& p : weight_paths)
     files.push_back(safetensors::File::load(p));
   std::vector<const safetensors::File*> ptrs;
   for (const auto& f : files) ptrs.push_back(&f);
+  // The config against the files before the model is allocated: its
+  // weights must be among the values present (each loaded tensor is one
+  // of the files'), so a config whose sizes describe a model the files do
+  // not hold is refused here, not by std::bad_alloc.
+  double present = 0;
+  for (const safetensors::File& f : files) {
+    for (const std::string& n : f.names()) {
+      double numel = 1;
+      for (int64_t e : f.info(n).shape) numel *= static_cast<double>(e);
+      present += numel;
+    }
+  }
+  const double needed = TransformerModel::weight_floats(c, true);
+  if (needed > present) {
+    const auto count = [](double x) {
+      char text[64];
+      std::snprintf(text, sizeof text, "%.0f", x);
+      return std::string(text);
+    };
+    where.fail("config '" + config_path + "' describes a model of " +
+               count(needed) + " weights, but the checkpoint's tensors hold " +
+               count(present) +
+               " values: its sizes (hidden size, vocabulary, layers, "
+               "intermediate size) do not match the weights");
+  }
   TransformerModel m(c);
-  load_weights(m, family, ptrs);
+  std::vector<std::string> unused = load_weights(m, family, ptrs);
+  std::erase_if(unused, [&](const std::string& n) {
+    return ignorable_tensor(family, n);
+  });
+  if (!unused.empty() && !options.allow_unused) {
+    std::string names;
+    for (size_t i = 0; i < unused.size() && i < 5; ++i)
+      names += (i ? ", " : "") + ("\"" + unused[i] + "\"");
+    if (unused.size() > 5)
+      names += " and " + std::to_string(unused.size() - 5) + " more";
+    std::string hint;
+    if (c.tied_lm_head && std::find(unused.begin(), unused.end(),
+                                    "lm_head.weight") != unused.end()) {
+      hint =
+          " (the config ties the LM head to the token embeddings, "
+          "tie_word_embeddings, yet the file has its own lm_head.weight)";
+    } else {
+      hint = " (does the config's layer count, " +
+             std::to_string(c.num_layers) + ", match the checkpoint?)";
+    }
+    where.fail(std::to_string(unused.size()) +
+               " tensor(s) of the checkpoint are not used by the model the "
+               "config describes: " +
+               names + hint + "; allow them with LoadOptions::allow_unused");
+  }
   return m;
 }
 

@@ -46,6 +46,18 @@ struct SequenceGuard {  // frees the sequences a generation added
   }
 };
 
+// Generation stops at non-finite logits (the hidden states before the LM
+// head were checked, so the head's weights made them).
+void check_logits(std::span<const float> logits, const util::Check& where) {
+  for (size_t v = 0; v < logits.size(); ++v) {
+    if (!std::isfinite(logits[v])) {
+      where.fail("the LM head produced a non-finite logit: logits[" +
+                 std::to_string(v) + "] = " + std::to_string(logits[v]) +
+                 " (check the checkpoint's weights)");
+    }
+  }
+}
+
 }  // namespace
 
 int64_t sample(std::span<const float> logits, const SamplingOptions& o,
@@ -141,6 +153,7 @@ std::vector<std::vector<int64_t>> generate(
     return mix64(options.sampling.seed ^ mix64(static_cast<uint64_t>(i)));
   };
   auto draw = [&](int64_t i, const float* row) {
+    check_logits({row, static_cast<size_t>(V)}, where);
     SamplingOptions s = options.sampling;
     s.seed = seed_of(i);
     const int64_t step = static_cast<int64_t>(result[i].size());
@@ -155,7 +168,7 @@ std::vector<std::vector<int64_t>> generate(
     const std::vector<int64_t> one{seq[i]};
     model.forward(prompts[i],
                   TensorView<float>::bhsd(hidden.data(), 1, 1, L, E),
-                  {.cache = cache, .sequences = one});
+                  {.cache = cache, .sequences = one, .check_finite = true});
     model.logits(
         TensorView<const float>::bhsd(hidden.data() + (L - 1) * E, 1, 1, 1, E),
         TensorView<float>::bhsd(logits.data(), 1, 1, 1, V));
@@ -178,7 +191,7 @@ std::vector<std::vector<int64_t>> generate(
     const int64_t B = static_cast<int64_t>(active.size());
     hidden.resize(static_cast<size_t>(B * E));
     model.forward(tokens, TensorView<float>::bhsd(hidden.data(), B, 1, 1, E),
-                  {.cache = cache, .sequences = seqs});
+                  {.cache = cache, .sequences = seqs, .check_finite = true});
     model.logits(TensorView<const float>::bhsd(hidden.data(), B, 1, 1, E),
                  TensorView<float>::bhsd(logits.data(), B, 1, 1, V));
     for (int64_t a = 0; a < B; ++a) draw(active[a], logits.data() + a * V);
@@ -213,7 +226,7 @@ std::vector<std::vector<int64_t>> generate(
     if (L == 0) where.fail("inputs[" + std::to_string(i) + "] is empty");
     memory.resize(static_cast<size_t>(L * E));
     const auto mem = TensorView<float>::bhsd(memory.data(), 1, 1, L, E);
-    enc.forward(inputs[i], mem);
+    enc.forward(inputs[i], mem, {.check_finite = true});
     const std::vector<MemoryKV> kv = dec.project_memory(mem);
     const int64_t s = cache.add_sequence();
     SequenceGuard guard{&cache, {s}};
@@ -224,9 +237,13 @@ std::vector<std::vector<int64_t>> generate(
     for (int64_t t = 0; t < options.max_new_tokens; ++t) {
       const std::vector<int64_t> tok{token};
       dec.forward(tok, TensorView<float>::bhsd(hidden.data(), 1, 1, 1, E),
-                  {.cache = &cache, .sequences = seqs, .memory_kv = kv});
+                  {.cache = &cache,
+                   .sequences = seqs,
+                   .memory_kv = kv,
+                   .check_finite = true});
       dec.logits(TensorView<const float>::bhsd(hidden.data(), 1, 1, 1, E),
                  TensorView<float>::bhsd(logits.data(), 1, 1, 1, V));
+      check_logits(logits, where);
       token = sample(logits, so, static_cast<uint64_t>(t));
       result[i].push_back(token);
       if (options.eos && token == *options.eos) break;

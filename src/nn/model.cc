@@ -4,6 +4,8 @@
 #include "attn/nn/model.h"
 
 #include <algorithm>
+#include <cmath>
+#include <string>
 
 #include "src/nn/rows.h"
 
@@ -26,7 +28,79 @@ void check_table(const Embedding& e, const util::Check& where,
   }
 }
 
+// ModelInputs::check_finite: the first NaN or infinity of hidden [B, 1, S,
+// E] is an error naming the stage that produced it.
+void check_finite(TensorView<const float> hidden, const util::Check& where,
+                  const std::string& stage) {
+  for (int64_t b = 0; b < hidden.extent(0); ++b) {
+    for (int64_t s = 0; s < hidden.extent(2); ++s) {
+      const float* h = hidden.row(b, 0, s);
+      for (int64_t c = 0; c < hidden.extent(3); ++c) {
+        if (!std::isfinite(h[c])) {
+          where.fail(stage + " produced a non-finite value: hidden[" +
+                     std::to_string(b) + ", 0, " + std::to_string(s) + ", " +
+                     std::to_string(c) + "] = " + std::to_string(h[c]) +
+                     " (check the checkpoint's weights)");
+        }
+      }
+    }
+  }
+}
+
 }  // namespace
+
+namespace {
+
+double norm_floats(const BlockConfig& b, double E) {
+  return E * (b.norm_bias && b.norm == NormKind::kLayerNorm ? 2 : 1);
+}
+
+// MultiHeadAttention's constructor: q, kv and o projections (biases as
+// configured), T5's bucket table, ALiBi's slopes.
+double attention_floats(const AttentionConfig& a, bool learned_only) {
+  const double E = static_cast<double>(a.d_model);
+  const double Hq = static_cast<double>(a.num_heads);
+  const double Hkv = a.num_kv_heads == 0 ? Hq : a.num_kv_heads;
+  const double D = a.head_dim != 0 ? static_cast<double>(a.head_dim)
+                   : a.num_heads > 0
+                       ? static_cast<double>(a.d_model / a.num_heads)
+                       : 0.0;
+  const double kv_in = a.kv_dim == 0 ? E : static_cast<double>(a.kv_dim);
+  double n = E * Hq * D + kv_in * 2 * Hkv * D + Hq * D * E;
+  if (a.qkv_bias) n += Hq * D + 2 * Hkv * D;
+  if (a.out_bias) n += E;
+  if (a.position == Position::kT5)
+    n += static_cast<double>(a.t5.num_buckets) * Hq;
+  if (a.position == Position::kAlibi && !learned_only) n += Hq;
+  return n;
+}
+
+}  // namespace
+
+double TransformerModel::weight_floats(const ModelConfig& c,
+                                       bool learned_only) {
+  const BlockConfig& b = c.block;
+  const double E = static_cast<double>(b.attention.d_model);
+  const double V = static_cast<double>(c.vocab_size);
+  const double P = static_cast<double>(c.max_positions);
+  double n = V * E + static_cast<double>(c.type_vocab_size) * E;
+  if (c.absolute == AbsolutePosition::kLearned) n += P * E;
+  if (c.absolute == AbsolutePosition::kSinusoidal && !learned_only) n += P * E;
+  if (c.embedding_norm) n += norm_floats(b, E);
+  // One block: self-attention, cross-attention, the MLP, two or three norms.
+  const double F = static_cast<double>(b.mlp.hidden);
+  const double up = b.mlp.gated ? 2 * F : F;
+  double block = attention_floats(b.attention, learned_only) + E * up + F * E +
+                 2 * norm_floats(b, E);
+  if (b.mlp.bias) block += up + E;
+  if (b.cross) {
+    block += attention_floats(*b.cross, learned_only) + norm_floats(b, E);
+  }
+  n += static_cast<double>(c.num_layers) * block;
+  if (c.final_norm) n += norm_floats(b, E);
+  if (c.lm_head && !c.tied_lm_head) n += V * E;
+  return n;
+}
 
 TransformerModel::TransformerModel(const ModelConfig& c) : config_(c) {
   const util::Check where("attn::nn::TransformerModel");
@@ -139,6 +213,7 @@ void TransformerModel::forward(std::span<const int64_t> tokens,
     }
     if (embedding_norm) embedding_norm->forward(hidden, hidden);
   }
+  if (in.check_finite) check_finite(hidden, where, "the embeddings");
   forward_embeddings(hidden, in);
 }
 
@@ -166,10 +241,16 @@ void TransformerModel::forward_embeddings(TensorView<float> hidden,
       bi.cross.profile = in.profile;
     }
     layers[l].forward(hidden, bi);
+    if (in.check_finite) {
+      check_finite(hidden, where,
+                   "layer " + std::to_string(l) + " of " +
+                       std::to_string(layers.size()));
+    }
   }
   if (final_norm) {
     detail::Timer t(in.profile ? &in.profile->other : nullptr);
     final_norm->forward(hidden, hidden);
+    if (in.check_finite) check_finite(hidden, where, "the final norm");
   }
 }
 

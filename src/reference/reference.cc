@@ -6,15 +6,40 @@
 //   2. m_i = max_j S[i, j];  l_i = sum_j exp(S[i, j] - m_i)
 //   3. P[i, j] = exp(S[i, j] - m_i) / l_i            (Sq x Skv, materialised)
 //   4. out_i = sum_j P[i, j] v_j;  lse_i = m_i + log(l_i)
-// A row whose every score is -inf has out_i = 0 and lse_i = -inf. Hidden
-// keys (score -inf) contribute nothing, whatever v holds there.
+// A row whose every score is -inf has out_i = 0 and lse_i = -inf; a row
+// with a NaN or +inf score among its visible keys is NaN throughout, lse
+// NaN. Keys of weight 0 (hidden, scored -inf, dropped) contribute nothing,
+// whatever v holds there. Scores are held to float32's range (rule 8).
 // Single-threaded and unoptimised on purpose: it is the oracle.
 #include "src/reference/reference.h"
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 
 namespace attn::reference {
+namespace {
+
+// Rule 8: a product or score beyond float32's range is +-inf in every
+// algorithm, the reference included, although float64 could hold it.
+constexpr double kFloatMax = std::numeric_limits<float>::max();
+
+double float_range(double s) {
+  const double inf = std::numeric_limits<double>::infinity();
+  return s > kFloatMax ? inf : s < -kFloatMax ? -inf : s;
+}
+
+// The dot product as the float32 algorithms carry it into the score: +-inf
+// when it, or it times the scale, leaves float32's range.
+double float_dot(double dot, float scale) {
+  if (std::abs(dot) > kFloatMax ||
+      std::abs(static_cast<double>(scale) * dot) > kFloatMax) {
+    return std::copysign(std::numeric_limits<double>::infinity(), dot);
+  }
+  return dot;
+}
+
+}  // namespace
 
 template <class T>
 Result attention_f64(const detail::Problem<T>& problem) {
@@ -38,7 +63,8 @@ Result attention_f64(const detail::Problem<T>& problem) {
                    static_cast<double>(to_float(problem.k(b, kv, j, d)));
           }
           S[i * s.Skv + j] = p.visible(b, h, i, j)
-                                 ? p.score<double>(dot, b, h, i, j)
+                                 ? float_range(p.score<double>(
+                                       float_dot(dot, p.scale), b, h, i, j))
                                  : kNegInf;
         }
       }
@@ -46,9 +72,20 @@ Result attention_f64(const detail::Problem<T>& problem) {
         const double* Si = S.data() + i * s.Skv;
         double* Pi = P.data() + i * s.Skv;
         // 2. Row maximum and sum.
+        // Rule 8: a NaN or +inf score poisons the row.
         double m = kNegInf;
-        for (int64_t j = 0; j < s.Skv; ++j) m = std::max(m, Si[j]);
+        bool poisoned = false;
+        for (int64_t j = 0; j < s.Skv; ++j) {
+          poisoned = poisoned || !(Si[j] < -kNegInf);
+          m = std::max(m, Si[j]);
+        }
         const int64_t row = (b * s.Hq + h) * s.Sq + i;
+        if (poisoned) {
+          const double nan = std::numeric_limits<double>::quiet_NaN();
+          std::fill(&r.out[row * s.Dv], &r.out[row * s.Dv] + s.Dv, nan);
+          r.lse[row] = nan;
+          continue;
+        }
         if (m == kNegInf) continue;  // no visible key: out 0, lse -inf
         double l = 0.0;
         for (int64_t j = 0; j < s.Skv; ++j) l += std::exp(Si[j] - m);

@@ -14,6 +14,9 @@ int resolve_threads(int requested);
 // Calls body(i, worker) once for each i in [0, n), on at most num_threads
 // workers numbered [0, num_threads). Items are handed out dynamically, so a
 // body must not depend on which worker runs it for anything but scratch.
+// An exception a body throws stops the other workers taking items and is
+// rethrown to the caller once the region ends (the first, if several);
+// threads the system cannot start are an attn::Error, not an exit.
 void ParallelFor(int64_t n, int num_threads,
                  const std::function<void(int64_t i, int worker)>& body);
 
@@ -25,6 +28,8 @@ void ParallelForOrdered(int64_t n, int num_threads,
                         const std::function<void(int64_t i, int worker)>& body);
 
 // One step of a busy wait: a pause, and every so often a yield of the core.
+// Inside a region where a body has thrown, it unwinds the waiting body
+// instead (the item it waits on may never progress).
 void SpinPause(int64_t& spins);
 
 }  // namespace attn::util

@@ -71,6 +71,11 @@ struct ModelInputs {
   std::span<const int64_t> memory_lengths{};  // padding of the memory
   Algorithm algorithm = Algorithm::kAuto;
   Profile* profile = nullptr;
+  // Checks the hidden states after the embeddings and after every layer
+  // and throws attn::Error naming the first place a NaN or infinity
+  // appears (generation sets it: a broken checkpoint stops there instead
+  // of sampling from NaN). One pass over [B, S, E] per layer.
+  bool check_finite = false;
 };
 
 class TransformerModel {
@@ -78,6 +83,13 @@ class TransformerModel {
   TransformerModel() = default;
   // Weights zero (norms one); fill them or use load_model.
   explicit TransformerModel(const ModelConfig& config);
+  // The floats TransformerModel(config) allocates, counted in double
+  // without allocating (a config's sizes may describe more than memory
+  // holds): load_model compares it with a checkpoint's contents first.
+  // `learned_only` leaves out what is computed, not loaded (sinusoidal
+  // tables, ALiBi slopes).
+  static double weight_floats(const ModelConfig& config,
+                              bool learned_only = false);
   const ModelConfig& config() const { return config_; }
   int64_t d_model() const { return config_.block.attention.d_model; }
 
@@ -211,9 +223,24 @@ std::vector<std::string> load_weights(
     TransformerModel& model, Family family,
     std::span<const safetensors::File* const> files);
 
-// config.json path + safetensors files -> a ready model.
+// Tensors a checkpoint may hold beyond what a family's model uses, which
+// loading skips by design: BERT's pooler and pretraining heads, GPT-2's
+// causal-mask buffers, Llama's cached RoPE frequencies, position_ids.
+bool ignorable_tensor(Family family, const std::string& name);
+
+struct LoadOptions {
+  // Tensors the model has no place for (beyond ignorable_tensor's) are an
+  // error naming them, unless this is set (then they are skipped).
+  bool allow_unused = false;
+};
+
+// config.json path + safetensors files -> a ready model. Before anything
+// is allocated, the config's model (TransformerModel::weight_floats) must
+// fit in the values the files hold; then every tensor's shape is checked
+// as it is copied, and leftovers are refused (LoadOptions).
 TransformerModel load_model(const std::string& config_path,
-                            std::span<const std::string> weight_paths);
+                            std::span<const std::string> weight_paths,
+                            const LoadOptions& options = {});
 
 }  // namespace attn::nn
 
