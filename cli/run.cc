@@ -356,10 +356,15 @@ int run_command(const RunArgs& args) {
         q.view, k.view, v.view, out_view, o,
         attn::TensorView<float>::bhsd(lse.data(), B, Hq, Sq, 1));
   } catch (const Error& e) {
-    // A head or length mismatch is often files in the other axis order.
+    // A head or length mismatch of q, k or v is often files in the other
+    // axis order (not so a pattern's or mask's complaint about heads).
     const std::string what = e.what();
-    if (what.find("heads") == std::string::npos &&
-        what.find("length") == std::string::npos) {
+    const bool qkv = what.rfind("attn::attention: q:", 0) == 0 ||
+                     what.rfind("attn::attention: k:", 0) == 0 ||
+                     what.rfind("attn::attention: v:", 0) == 0;
+    if (!qkv || (what.find("heads") == std::string::npos &&
+                 what.find("length") == std::string::npos &&
+                 what.find("seq") == std::string::npos)) {
       throw;
     }
     throw Error(what + " (the files are read as " +

@@ -320,6 +320,8 @@ def error_cases(r, rng):
     bad_mask = r.save("emask.npy", np.ones((3, 3, 5), bool))
     bad_len = r.save("elen.npy", np.array([9], np.int64))
     no_len = r.save("enolen.npy", np.zeros((0,), np.int64))
+    # 128 bytes claiming a [0, 2^27] layout: refused before any allocation.
+    empty_layout = r.save("eblock.npy", np.zeros((0, 2 ** 27), np.bool_))
     int_mask = r.save("eimask.npy", np.ones((3, 5), np.int32))
     with open(r.path("etrunc.npy"), "wb") as f:
         f.write(open(k, "rb").read()[:-3])
@@ -359,6 +361,9 @@ def error_cases(r, rng):
         ("mask dtype", base + ["--mask", int_mask], "expected dtype bool or float32"),
         ("key length range", base + ["--key-len", bad_len], "key_lengths"),
         ("empty key lengths", base + ["--key-len", no_len], "expected 1 lengths"),
+        ("empty block layout", base + ["--pattern", "block-sparse", "--block", "4",
+                                       "--block-layout", empty_layout],
+         "layout dimensions must be >= 1"),
         ("slopes count", base + ["--alibi-slopes", r.path("slopes.npy")], "alibi_slopes"),
         ("unknown algorithm", base + ["--algorithm", "fast"], "--algorithm"),
         ("algorithm without files", ["--algorithm", "naive"], "--algorithm"),

@@ -585,6 +585,20 @@ TEST(NnGenerate, NonFiniteWeightsStopWithTheLayerNamed) {
                "the LM head produced a non-finite logit");
 }
 
+// A cache too large for the request is blamed on max_new_tokens, the
+// argument the caller chose, not on KVCacheOptions::max_tokens.
+TEST(NnGenerate, AnImpossibleCacheNamesMaxNewTokens) {
+  ModelConfig c = tiny_decoder(Position::kRope);
+  c.num_layers = 8;
+  c.block.attention.d_model = c.block.mlp.d_model = 256;
+  c.block.attention.num_heads = c.block.attention.num_kv_heads = 8;
+  const TransformerModel m(c);
+  const std::vector<std::vector<int64_t>> prompts{{1, 2}};
+  expect_error(
+      [&] { generate(m, prompts, {.max_new_tokens = int64_t{1} << 30}); },
+      "tokens (max_new_tokens) cannot be made");
+}
+
 TEST(NnGenerate, EncoderDecoderEqualsRecomputation) {
   std::mt19937 rng(7);
   // T5-like: RMSNorm, no biases, relative buckets, unscaled scores, tied head.

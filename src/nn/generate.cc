@@ -142,7 +142,15 @@ std::vector<std::vector<int64_t>> generate(
   if (n == 0 || options.max_new_tokens == 0) return result;
   std::optional<KVCache> own;
   if (cache == nullptr) {
-    own.emplace(model.make_cache(n, longest + options.max_new_tokens));
+    // Blamed on what the caller chose, not on KVCacheOptions it never saw.
+    try {
+      own.emplace(model.make_cache(n, longest + options.max_new_tokens));
+    } catch (const Error& e) {
+      where.fail("a KV cache for " + std::to_string(n) + " prompts of up to " +
+                 std::to_string(longest) + " + " +
+                 std::to_string(options.max_new_tokens) +
+                 " tokens (max_new_tokens) cannot be made: " + e.what());
+    }
     cache = &*own;
   }
   const int64_t E = model.d_model(), V = model.config().vocab_size;

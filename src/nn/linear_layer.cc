@@ -1,27 +1,90 @@
 // Linear projections through BLAS (OpenBLAS from Debian, found by FindBLAS):
 //   y[r, o] = sum_i x[r, i] * W[o, i] + b[o]     (x W^T + b, torch layout)
 // One SGEMM over all rows; up to 4 rows (decoding: matrix-vector products,
-// memory bound) go to src/nn/gemv.cc instead. The CBLAS prototypes are
-// declared here rather than taken from a header: Debian installs several
-// cblas.h variants and the ABI is the standard one.
+// memory bound) go to src/nn/gemv.cc instead.
+//
+// BLAS is loaded on the first SGEMM (dlopen), not linked: OpenBLAS's
+// library constructor allocates its buffers and starts its threads at
+// process start, and under a small address-space limit it spins forever,
+// so every process linking attn::nn would pay for it even when it never
+// multiplies (attn --version, attn run). The library found at build time
+// is tried first (ATTN_BLAS_LIBRARY), then the usual sonames; CBLAS's ABI
+// is the standard one, so only its prototype is declared here.
+#include <dlfcn.h>
+
 #include <algorithm>
 #include <cstring>
+#include <string>
 
+#include "attn/error.h"
 #include "attn/nn/layers.h"
 #include "src/nn/gemv.h"
 #include "src/nn/rows.h"
 
-extern "C" {
-enum CblasOrderT { kCblasRowMajor = 101 };
-enum CblasTransposeT { kCblasNoTrans = 111, kCblasTrans = 112 };
-void cblas_sgemm(int order, int trans_a, int trans_b, int m, int n, int k,
-                 float alpha, const float* a, int lda, const float* b, int ldb,
-                 float beta, float* c, int ldc);
-char* openblas_get_config(void);
-char* openblas_get_corename(void);
-}
+#ifndef ATTN_BLAS_LIBRARY
+#define ATTN_BLAS_LIBRARY ""
+#endif
 
 namespace attn::nn {
+namespace {
+
+enum CblasOrderT { kCblasRowMajor = 101 };
+enum CblasTransposeT { kCblasNoTrans = 111, kCblasTrans = 112 };
+using SgemmFn = void (*)(int order, int trans_a, int trans_b, int m, int n,
+                         int k, float alpha, const float* a, int lda,
+                         const float* b, int ldb, float beta, float* c,
+                         int ldc);
+using InfoFn = char* (*)();
+
+struct Blas {
+  SgemmFn sgemm = nullptr;
+  InfoFn config = nullptr, corename = nullptr;
+  std::string library, error;
+};
+
+const Blas& blas() {
+  static const Blas loaded = [] {
+    Blas b;
+    for (const char* name :
+         {ATTN_BLAS_LIBRARY, "libopenblas.so.0", "libblas.so.3"}) {
+      if (*name == '\0') continue;
+      void* handle = dlopen(name, RTLD_NOW | RTLD_LOCAL);
+      if (handle == nullptr) {
+        const char* why = dlerror();
+        b.error += std::string(b.error.empty() ? "" : "; ") +
+                   (why != nullptr ? why : name);
+        continue;
+      }
+      b.sgemm = reinterpret_cast<SgemmFn>(dlsym(handle, "cblas_sgemm"));
+      if (b.sgemm == nullptr) {
+        b.error += std::string(b.error.empty() ? "" : "; ") + name +
+                   " has no cblas_sgemm";
+        continue;  // the handle stays: dlclose of a BLAS is not worth it
+      }
+      b.config = reinterpret_cast<InfoFn>(dlsym(handle, "openblas_get_config"));
+      b.corename =
+          reinterpret_cast<InfoFn>(dlsym(handle, "openblas_get_corename"));
+      b.library = name;
+      break;
+    }
+    return b;
+  }();
+  return loaded;
+}
+
+void cblas_sgemm(int order, int trans_a, int trans_b, int m, int n, int k,
+                 float alpha, const float* a, int lda, const float* b, int ldb,
+                 float beta, float* c, int ldc) {
+  const Blas& lib = blas();
+  if (lib.sgemm == nullptr) {
+    throw Error("attn::nn: cannot load a BLAS library for the projections (" +
+                lib.error + "); install libopenblas0");
+  }
+  lib.sgemm(order, trans_a, trans_b, m, n, k, alpha, a, lda, b, ldb, beta, c,
+            ldc);
+}
+
+}  // namespace
 namespace detail {
 
 template <class T>
@@ -161,8 +224,10 @@ void Linear::backward(TensorView<const float> x, TensorView<const float> dy,
 }
 
 std::string blas_info() {
-  return std::string(openblas_get_config()) + " | core " +
-         openblas_get_corename();
+  const Blas& b = blas();
+  if (b.sgemm == nullptr) return "no BLAS (" + b.error + ")";
+  if (b.config == nullptr || b.corename == nullptr) return b.library;
+  return std::string(b.config()) + " | core " + b.corename();
 }
 
 Linear::Linear(int64_t in, int64_t out, bool with_bias)
