@@ -8,8 +8,10 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <chrono>
 #include <cstdio>
 #include <stdexcept>
+#include <thread>
 #include <string>
 #include <vector>
 
@@ -22,10 +24,14 @@ namespace {
 TEST(Parallel, ABodysExceptionReachesTheCaller) {
   for (int threads : {1, 2, 4}) {
     std::atomic<int> ran{0};
+    // Items take 1 ms, so the 1000 would take 250 ms or more on 4 threads:
+    // the others must stop long before, once item 7 has thrown.
     EXPECT_THROW(util::ParallelFor(1000, threads,
                                    [&](int64_t i, int) {
                                      ++ran;
                                      if (i == 7) throw std::runtime_error("7");
+                                     std::this_thread::sleep_for(
+                                         std::chrono::milliseconds(1));
                                    }),
                  std::runtime_error);
     EXPECT_LT(ran.load(), 1000) << "workers stop taking items";
