@@ -876,6 +876,43 @@ TEST(NnCheckpoint, ConfigMustMatchTheFilesTensors) {
   expect_error([&] { load_model(config, files); }, "layer count, 1,");
   EXPECT_EQ(load_model(config, files, {.allow_unused = true}).layers.size(),
             1u);
+  // A Llama config that ties the LM head, over a file with its own head.
+  const std::string llama = dir + "/attn_nn_llama.safetensors";
+  const std::vector<std::pair<std::string, std::vector<int64_t>>> lshapes = {
+      {"model.embed_tokens.weight", {10, 8}},
+      {"model.norm.weight", {8}},
+      {"lm_head.weight", {10, 8}},
+      {"model.layers.0.input_layernorm.weight", {8}},
+      {"model.layers.0.self_attn.q_proj.weight", {8, 8}},
+      {"model.layers.0.self_attn.k_proj.weight", {8, 8}},
+      {"model.layers.0.self_attn.v_proj.weight", {8, 8}},
+      {"model.layers.0.self_attn.o_proj.weight", {8, 8}},
+      {"model.layers.0.post_attention_layernorm.weight", {8}},
+      {"model.layers.0.mlp.gate_proj.weight", {12, 8}},
+      {"model.layers.0.mlp.up_proj.weight", {12, 8}},
+      {"model.layers.0.mlp.down_proj.weight", {8, 12}},
+      {"model.layers.0.self_attn.rotary_emb.inv_freq", {1}}};
+  std::vector<std::vector<float>> ldata;
+  std::vector<safetensors::Entry> lentries;
+  for (const auto& [n, sh] : lshapes) {
+    int64_t numel = 1;
+    for (int64_t e : sh) numel *= e;
+    ldata.emplace_back(static_cast<size_t>(numel), 0.01f);
+  }
+  for (size_t i = 0; i < lshapes.size(); ++i)
+    lentries.push_back({lshapes[i].first, lshapes[i].second, ldata[i]});
+  safetensors::save(llama, lentries);
+  const std::vector<std::string> lfiles{llama};
+  const std::string llama_config =
+      R"({"model_type": "llama", "vocab_size": 10, "hidden_size": 8,
+          "num_hidden_layers": 1, "num_attention_heads": 2,
+          "intermediate_size": 12, "tie_word_embeddings": )";
+  write_config(llama_config + "false}");
+  EXPECT_EQ(load_model(config, lfiles).layers.size(), 1u);
+  write_config(llama_config + "true}");
+  expect_error([&] { load_model(config, lfiles); },
+               "the config ties the LM head to the token embeddings");
+  std::remove(llama.c_str());
   std::remove(weights.c_str());
   std::remove(config.c_str());
 }
