@@ -157,7 +157,6 @@ def file_cases(r, rng):
                    "same file")
     # 10. A 128-byte layout claiming [0, 2^27] blocks: refused, no 1 GiB.
     layout = r.save("f_layout.npy", np.zeros((0, 2 ** 27), np.bool_))
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     r.expect_error("empty block layout", base + ["--pattern", "block-sparse", "--block",
                                                 "4", "--block-layout", layout],
                    "layout dimensions must be >= 1")
@@ -171,7 +170,6 @@ def file_cases(r, rng):
     peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     r.check("naive with --threads 500 on 2 items", res.returncode == 0 and peak_mb < 400,
             f"exit {res.returncode}, peak {peak_mb:.0f} MB, {res.stderr.strip()!r}")
-    del before
     # 7. Start-up under a small address-space limit: nothing loads BLAS.
     if not SANITIZED:
         for args in (["--version"], ["run", "--threads", "2"], ["kv-memory"]):

@@ -800,6 +800,23 @@ TEST(NnCheckpoint, WeightFloatsCountsTheModel) {
   }
 }
 
+using TensorShapes = std::vector<std::pair<std::string, std::vector<int64_t>>>;
+
+// A safetensors file of the given tensors, every value 0.01.
+void save_constant_checkpoint(const std::string& path,
+                              const TensorShapes& shapes) {
+  std::vector<std::vector<float>> data;
+  std::vector<safetensors::Entry> entries;
+  for (const auto& [name, shape] : shapes) {
+    int64_t numel = 1;
+    for (int64_t e : shape) numel *= e;
+    data.emplace_back(static_cast<size_t>(numel), 0.01f);
+  }
+  for (size_t i = 0; i < shapes.size(); ++i)
+    entries.push_back({shapes[i].first, shapes[i].second, data[i]});
+  safetensors::save(path, entries);
+}
+
 // load_model compares the config with the files before allocating, and
 // refuses tensors the model the config describes has no place for.
 TEST(NnCheckpoint, ConfigMustMatchTheFilesTensors) {
@@ -817,41 +834,29 @@ TEST(NnCheckpoint, ConfigMustMatchTheFilesTensors) {
   const ModelConfig c2 = config_from_json(
       R"({"model_type": "gpt2", "vocab_size": 10, "n_positions": 8,
           "n_embd": 8, "n_layer": 2, "n_head": 2})");
-  std::vector<std::pair<std::string, std::vector<int64_t>>> shapes = {
-      {"wte.weight", {10, 8}},
-      {"wpe.weight", {8, 8}},
-      {"ln_f.weight", {8}},
-      {"ln_f.bias", {8}}};
+  TensorShapes shapes = {{"wte.weight", {10, 8}},
+                         {"wpe.weight", {8, 8}},
+                         {"ln_f.weight", {8}},
+                         {"ln_f.bias", {8}}};
   for (int l = 0; l < 2; ++l) {
     const std::string h = "h." + std::to_string(l) + ".";
-    for (const auto& [n, sh] :
-         std::vector<std::pair<std::string, std::vector<int64_t>>>{
-             {"ln_1.weight", {8}},
-             {"ln_1.bias", {8}},
-             {"attn.c_attn.weight", {8, 24}},
-             {"attn.c_attn.bias", {24}},
-             {"attn.c_proj.weight", {8, 8}},
-             {"attn.c_proj.bias", {8}},
-             {"ln_2.weight", {8}},
-             {"ln_2.bias", {8}},
-             {"mlp.c_fc.weight", {8, 32}},
-             {"mlp.c_fc.bias", {32}},
-             {"mlp.c_proj.weight", {32, 8}},
-             {"mlp.c_proj.bias", {8}},
-             {"attn.bias", {1, 1, 8, 8}}}) {
+    for (const auto& [n, sh] : TensorShapes{{"ln_1.weight", {8}},
+                                            {"ln_1.bias", {8}},
+                                            {"attn.c_attn.weight", {8, 24}},
+                                            {"attn.c_attn.bias", {24}},
+                                            {"attn.c_proj.weight", {8, 8}},
+                                            {"attn.c_proj.bias", {8}},
+                                            {"ln_2.weight", {8}},
+                                            {"ln_2.bias", {8}},
+                                            {"mlp.c_fc.weight", {8, 32}},
+                                            {"mlp.c_fc.bias", {32}},
+                                            {"mlp.c_proj.weight", {32, 8}},
+                                            {"mlp.c_proj.bias", {8}},
+                                            {"attn.bias", {1, 1, 8, 8}}}) {
       shapes.push_back({h + n, sh});
     }
   }
-  std::vector<std::vector<float>> data;
-  std::vector<safetensors::Entry> entries;
-  for (const auto& [n, sh] : shapes) {
-    int64_t numel = 1;
-    for (int64_t e : sh) numel *= e;
-    data.emplace_back(static_cast<size_t>(numel), 0.01f);
-  }
-  for (size_t i = 0; i < shapes.size(); ++i)
-    entries.push_back({shapes[i].first, shapes[i].second, data[i]});
-  safetensors::save(weights, entries);
+  save_constant_checkpoint(weights, shapes);
   const std::vector<std::string> files{weights};
   const std::string gpt2 =
       R"({"model_type": "gpt2", "vocab_size": 10, "n_positions": 8,
@@ -878,7 +883,7 @@ TEST(NnCheckpoint, ConfigMustMatchTheFilesTensors) {
             1u);
   // A Llama config that ties the LM head, over a file with its own head.
   const std::string llama = dir + "/attn_nn_llama.safetensors";
-  const std::vector<std::pair<std::string, std::vector<int64_t>>> lshapes = {
+  const TensorShapes lshapes = {
       {"model.embed_tokens.weight", {10, 8}},
       {"model.norm.weight", {8}},
       {"lm_head.weight", {10, 8}},
@@ -892,16 +897,7 @@ TEST(NnCheckpoint, ConfigMustMatchTheFilesTensors) {
       {"model.layers.0.mlp.up_proj.weight", {12, 8}},
       {"model.layers.0.mlp.down_proj.weight", {8, 12}},
       {"model.layers.0.self_attn.rotary_emb.inv_freq", {1}}};
-  std::vector<std::vector<float>> ldata;
-  std::vector<safetensors::Entry> lentries;
-  for (const auto& [n, sh] : lshapes) {
-    int64_t numel = 1;
-    for (int64_t e : sh) numel *= e;
-    ldata.emplace_back(static_cast<size_t>(numel), 0.01f);
-  }
-  for (size_t i = 0; i < lshapes.size(); ++i)
-    lentries.push_back({lshapes[i].first, lshapes[i].second, ldata[i]});
-  safetensors::save(llama, lentries);
+  save_constant_checkpoint(llama, lshapes);
   const std::vector<std::string> lfiles{llama};
   const std::string llama_config =
       R"({"model_type": "llama", "vocab_size": 10, "hidden_size": 8,

@@ -27,9 +27,10 @@ constexpr int64_t kMaxConfigInt = int64_t{1} << 24;
   throw Error("config.json: " + what);
 }
 
-std::string fmt_number(double x) {
-  char text[32];
-  std::snprintf(text, sizeof text, "%g", x);
+// A double as printf writes it with `format` ("%g", or "%.0f" for counts).
+std::string fmt_number(double x, const char* format = "%g") {
+  char text[400];  // "%.0f" of the largest double has 309 digits
+  std::snprintf(text, sizeof text, format, x);
   return text;
 }
 
@@ -487,14 +488,10 @@ TransformerModel load_model(const std::string& config_path,
   }
   const double needed = TransformerModel::weight_floats(c, true);
   if (needed > present) {
-    const auto count = [](double x) {
-      char text[64];
-      std::snprintf(text, sizeof text, "%.0f", x);
-      return std::string(text);
-    };
     where.fail("config '" + config_path + "' describes a model of " +
-               count(needed) + " weights, but the checkpoint's tensors hold " +
-               count(present) +
+               fmt_number(needed, "%.0f") +
+               " weights, but the checkpoint's tensors hold " +
+               fmt_number(present, "%.0f") +
                " values: its sizes (hidden size, vocabulary, layers, "
                "intermediate size) do not match the weights");
   }

@@ -97,26 +97,33 @@ int workers_for(int64_t n, int num_threads,
   return 0;
 }
 
-// One worker's share of a region: items from `take` until none is left or
-// a body has failed; exceptions are kept for the caller, never let out of
-// the OpenMP region (which would terminate the process).
-template <class Take>
-void work(RegionState& state, const std::function<void(int64_t, int)>& body,
-          Take take) {
-  const RegionState* outer = t_region;
-  t_region = &state;
-  const int worker = omp_get_thread_num();
-  try {
-    for (int64_t i = take(); i >= 0; i = take()) {
-      if (state.failed.load(std::memory_order_acquire)) break;
-      body(i, worker);
+// The region behind both entry points: items taken from one shared
+// counter, so they also start in increasing order (what ParallelForOrdered
+// promises). Each worker takes items until none is left or a body has
+// failed; exceptions are kept for the caller, never let out of the OpenMP
+// region (which would terminate the process).
+void run_region(int64_t n, int threads,
+                const std::function<void(int64_t, int)>& body) {
+  RegionState state;
+  std::atomic<int64_t> next{0};
+#pragma omp parallel num_threads(threads)
+  {
+    const RegionState* outer = t_region;
+    t_region = &state;
+    const int worker = omp_get_thread_num();
+    try {
+      for (int64_t i = next.fetch_add(1); i < n; i = next.fetch_add(1)) {
+        if (state.failed.load(std::memory_order_acquire)) break;
+        body(i, worker);
+      }
+    } catch (const Aborted&) {
+      // Another worker failed first; its exception is the one reported.
+    } catch (...) {
+      state.fail(std::current_exception());
     }
-  } catch (const Aborted&) {
-    // Another worker failed first; its exception is the one reported.
-  } catch (...) {
-    state.fail(std::current_exception());
+    t_region = outer;
   }
-  t_region = outer;
+  if (state.error) std::rethrow_exception(state.error);
 }
 
 }  // namespace
@@ -124,30 +131,13 @@ void work(RegionState& state, const std::function<void(int64_t, int)>& body,
 void ParallelFor(int64_t n, int num_threads,
                  const std::function<void(int64_t, int)>& body) {
   const int threads = workers_for(n, num_threads, body);
-  if (threads == 0) return;
-  RegionState state;
-  std::atomic<int64_t> next{0};
-#pragma omp parallel num_threads(threads)
-  work(state, body, [&] {
-    const int64_t i = next.fetch_add(1, std::memory_order_relaxed);
-    return i < n ? i : int64_t{-1};
-  });
-  if (state.error) std::rethrow_exception(state.error);
+  if (threads > 0) run_region(n, threads, body);
 }
 
 void ParallelForOrdered(int64_t n, int num_threads,
                         const std::function<void(int64_t, int)>& body) {
   const int threads = workers_for(n, num_threads, body);
-  if (threads == 0) return;
-  RegionState state;
-  // One shared counter: items are taken strictly in order.
-  std::atomic<int64_t> next{0};
-#pragma omp parallel num_threads(threads)
-  work(state, body, [&] {
-    const int64_t i = next.fetch_add(1);
-    return i < n ? i : int64_t{-1};
-  });
-  if (state.error) std::rethrow_exception(state.error);
+  if (threads > 0) run_region(n, threads, body);
 }
 
 void SpinPause(int64_t& spins) {
