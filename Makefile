@@ -36,23 +36,14 @@ test-asan: deps
 	cmake --build --preset asan -j $(JOBS)
 	ctest --preset asan -j $(JOBS)
 
-# libFuzzer on each file reader (.npy, safetensors) for a bounded time,
-# starting from the seed files in tests/fuzz/corpus (.npy, written by NumPy)
-# and tests/fuzz/corpus-safetensors (written by a Python script). A crash
-# prints the log's tail and fails the target.
+# libFuzzer on each file reader (.npy, safetensors) for a bounded time, the
+# readers side by side, starting from the seed files in tests/fuzz/corpus
+# (.npy, written by NumPy) and tests/fuzz/corpus-safetensors (written by a
+# Python script). A crash prints the log's tail and fails the target.
 fuzz: deps
 	cmake --preset fuzz
 	cmake --build --preset fuzz -j $(JOBS)
-	@set -e; for reader in npy safetensors; do \
-	  corpus=tests/fuzz/corpus; [ $$reader = npy ] || corpus=tests/fuzz/corpus-$$reader; \
-	  run=$(BUILD)/fuzz/corpus-run-$$reader; log=$(BUILD)/fuzz/$$reader-fuzz.log; \
-	  rm -rf $$run && mkdir -p $$run && cp $$corpus/* $$run/; \
-	  echo "fuzz: $${reader}_fuzz for $(FUZZ_SECONDS) s (log: $$log)"; \
-	  $(BUILD)/fuzz/tests/fuzz/$${reader}_fuzz -max_total_time=$(FUZZ_SECONDS) \
-	    -max_len=4096 -timeout=10 -print_final_stats=1 $$run > $$log 2>&1 \
-	    || { tail -n 60 $$log; echo "fuzz: $$reader FAILED"; exit 1; }; \
-	  grep -E '^(Done|stat::number_of_executed_units|stat::peak_rss_mb)' $$log; \
-	done
+	scripts/run-fuzz.sh $(BUILD)/fuzz $(FUZZ_SECONDS)
 
 debug: deps
 	cmake --preset debug

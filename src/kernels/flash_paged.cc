@@ -23,9 +23,8 @@ ATTN_PAGED_ITEM(PagedF32F32, float, float)
 ATTN_PAGED_ITEM(PagedF32BF16, float, bfloat16)
 ATTN_PAGED_ITEM(PagedF32F16, float, float16)
 ATTN_PAGED_ITEM(PagedF32I8, float, int8_t)
-// 16-bit queries against a cache of their own type (PagedSameF32 is the
-// same function as PagedF32F32; the family keeps the dispatch uniform).
-ATTN_PAGED_ITEM(PagedSameF32, float, float)
+// 16-bit queries against a cache of their own type (float32 queries of a
+// float32 cache are PagedF32F32).
 ATTN_PAGED_ITEM(PagedSameBF16, bfloat16, bfloat16)
 ATTN_PAGED_ITEM(PagedSameF16, float16, float16)
 #undef ATTN_PAGED_ITEM
@@ -40,8 +39,9 @@ HWY_AFTER_NAMESPACE();
 
 namespace attn::kernels {
 
-ATTN_EXPORT_FOR_CACHE(PagedF32);   // float32 queries, any cache type
-ATTN_EXPORT_FOR_TYPES(PagedSame);  // queries of the cache's type
+ATTN_EXPORT_FOR_CACHE(PagedF32);  // float32 queries, any cache type
+HWY_EXPORT(PagedSameBF16);        // 16-bit queries of the cache's type
+HWY_EXPORT(PagedSameF16);
 
 namespace {
 
@@ -52,7 +52,12 @@ auto paged_item_function() {
   } else {
     static_assert(std::is_same_v<T, E>,
                   "16-bit queries read a cache of their own type");
-    return ATTN_DISPATCH_FOR_TYPE(T, PagedSame);
+    util::ready_targets();
+    if constexpr (std::is_same_v<T, bfloat16>) {
+      return &HWY_DYNAMIC_DISPATCH(PagedSameBF16);
+    } else {
+      return &HWY_DYNAMIC_DISPATCH(PagedSameF16);
+    }
   }
 }
 

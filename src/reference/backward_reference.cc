@@ -17,6 +17,8 @@
 #include <cmath>
 #include <limits>
 
+#include "src/reference/widen.h"
+
 namespace attn::reference {
 
 template <class T>
@@ -30,33 +32,39 @@ Grads attention_backward_f64(const detail::BackwardProblem<T>& pb) {
   g.dv.assign(s.B * s.Hkv * s.Skv * s.Dv, 0.0);
   std::vector<double> S(s.Sq * s.Skv), P(s.Sq * s.Skv), F(s.Sq * s.Skv);
   std::vector<double> o(s.Dv), Z(s.Skv);
-  auto in = [](T x) { return static_cast<double>(to_float(x)); };
 
   for (int64_t b = 0; b < s.B; ++b) {
     for (int64_t h = 0; h < s.Hq; ++h) {
       const int64_t kv = h / s.group();
+      const std::vector<double> q = widen_head(pb.q, b, h);
+      const std::vector<double> k = widen_head(pb.k, b, kv);
+      const std::vector<double> v = widen_head(pb.v, b, kv);
+      const std::vector<double> dout = widen_head(pb.dout, b, h);
       // Scores, and the derivative of each score by its dot product.
       for (int64_t i = 0; i < s.Sq; ++i) {
+        const double* qi = &q[i * s.D];
         for (int64_t j = 0; j < s.Skv; ++j) {
+          S[i * s.Skv + j] = kNegInf;  // hidden keys: no score, no gradient
+          F[i * s.Skv + j] = 0.0;
+          if (!p.visible(b, h, i, j)) continue;
+          const double* kj = &k[j * s.D];
           double dot = 0.0;
-          for (int64_t d = 0; d < s.D; ++d) {
-            dot += in(pb.q(b, h, i, d)) * in(pb.k(b, kv, j, d));
-          }
-          const bool seen = p.visible(b, h, i, j);
-          S[i * s.Skv + j] = seen ? p.score<double>(dot, b, h, i, j) : kNegInf;
+          for (int64_t d = 0; d < s.D; ++d) dot += qi[d] * kj[d];
+          S[i * s.Skv + j] = p.score<double>(dot, b, h, i, j);
           double f = p.scale;
           if (p.softcap > 0.0f) {
             const double t = std::tanh(p.scale * dot / p.softcap);
             f *= 1.0 - t * t;
           }
-          if (seen && p.pattern.has_score()) {
+          if (p.pattern.has_score()) {
             f *= p.pattern.score_grad(p.score_builtin<double>(dot, b, h, i, j),
                                       b, h, i + p.offset_of(b), j);
           }
-          F[i * s.Skv + j] = seen ? f : 0.0;
+          F[i * s.Skv + j] = f;
         }
       }
       for (int64_t i = 0; i < s.Sq; ++i) {
+        const double* qi = &q[i * s.D];
         const double* Si = &S[i * s.Skv];
         double* Pi = &P[i * s.Skv];
         double m = kNegInf;
@@ -66,8 +74,11 @@ Grads attention_backward_f64(const detail::BackwardProblem<T>& pb) {
           continue;
         }
         double l = 0.0;
-        for (int64_t j = 0; j < s.Skv; ++j) l += std::exp(Si[j] - m);
-        for (int64_t j = 0; j < s.Skv; ++j) Pi[j] = std::exp(Si[j] - m) / l;
+        for (int64_t j = 0; j < s.Skv; ++j) {
+          Pi[j] = std::exp(Si[j] - m);
+          l += Pi[j];
+        }
+        for (int64_t j = 0; j < s.Skv; ++j) Pi[j] /= l;
         // Dropout factors z_j (1 without dropout), out_i and Delta_i.
         const uint64_t drop_row = p.dropout.row(b, h, i);
         for (int64_t j = 0; j < s.Skv; ++j) {
@@ -76,31 +87,28 @@ Grads attention_backward_f64(const detail::BackwardProblem<T>& pb) {
         std::fill(o.begin(), o.end(), 0.0);
         for (int64_t j = 0; j < s.Skv; ++j) {
           if (Pi[j] == 0.0) continue;
-          for (int64_t d = 0; d < s.Dv; ++d) {
-            o[d] += Pi[j] * Z[j] * in(pb.v(b, kv, j, d));
-          }
+          const double* vj = &v[j * s.Dv];
+          for (int64_t d = 0; d < s.Dv; ++d) o[d] += Pi[j] * Z[j] * vj[d];
         }
+        const double* gi = &dout[i * s.Dv];
         double delta = 0.0;
-        for (int64_t d = 0; d < s.Dv; ++d)
-          delta += in(pb.dout(b, h, i, d)) * o[d];
+        for (int64_t d = 0; d < s.Dv; ++d) delta += gi[d] * o[d];
         double* dq = &g.dq[((b * s.Hq + h) * s.Sq + i) * s.D];
         for (int64_t j = 0; j < s.Skv; ++j) {
           if (Pi[j] == 0.0) continue;
+          const double* kj = &k[j * s.D];
+          const double* vj = &v[j * s.Dv];
           double dp = 0.0;
-          for (int64_t d = 0; d < s.Dv; ++d) {
-            dp += in(pb.dout(b, h, i, d)) * in(pb.v(b, kv, j, d));
-          }
+          for (int64_t d = 0; d < s.Dv; ++d) dp += gi[d] * vj[d];
           dp *= Z[j];
           const double ds = Pi[j] * (dp - delta) * F[i * s.Skv + j];
           double* dk = &g.dk[((b * s.Hkv + kv) * s.Skv + j) * s.D];
           double* dv = &g.dv[((b * s.Hkv + kv) * s.Skv + j) * s.Dv];
           for (int64_t d = 0; d < s.D; ++d) {
-            dq[d] += ds * in(pb.k(b, kv, j, d));
-            dk[d] += ds * in(pb.q(b, h, i, d));
+            dq[d] += ds * kj[d];
+            dk[d] += ds * qi[d];
           }
-          for (int64_t d = 0; d < s.Dv; ++d) {
-            dv[d] += Pi[j] * Z[j] * in(pb.dout(b, h, i, d));
-          }
+          for (int64_t d = 0; d < s.Dv; ++d) dv[d] += Pi[j] * Z[j] * gi[d];
         }
       }
     }

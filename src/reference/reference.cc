@@ -17,6 +17,8 @@
 #include <cmath>
 #include <limits>
 
+#include "src/reference/widen.h"
+
 namespace attn::reference {
 namespace {
 
@@ -54,18 +56,20 @@ Result attention_f64(const detail::Problem<T>& problem) {
   for (int64_t b = 0; b < s.B; ++b) {
     for (int64_t h = 0; h < s.Hq; ++h) {
       const int64_t kv = h / s.group();
+      const std::vector<double> q = widen_head(problem.q, b, h);
+      const std::vector<double> k = widen_head(problem.k, b, kv);
+      const std::vector<double> v = widen_head(problem.v, b, kv);
       // 1. Scores.
       for (int64_t i = 0; i < s.Sq; ++i) {
+        const double* qi = &q[i * s.D];
         for (int64_t j = 0; j < s.Skv; ++j) {
+          S[i * s.Skv + j] = kNegInf;
+          if (!p.visible(b, h, i, j)) continue;
+          const double* kj = &k[j * s.D];
           double dot = 0.0;
-          for (int64_t d = 0; d < s.D; ++d) {
-            dot += static_cast<double>(to_float(problem.q(b, h, i, d))) *
-                   static_cast<double>(to_float(problem.k(b, kv, j, d)));
-          }
-          S[i * s.Skv + j] = p.visible(b, h, i, j)
-                                 ? float_range(p.score<double>(
-                                       float_dot(dot, p.scale), b, h, i, j))
-                                 : kNegInf;
+          for (int64_t d = 0; d < s.D; ++d) dot += qi[d] * kj[d];
+          S[i * s.Skv + j] = float_range(
+              p.score<double>(float_dot(dot, p.scale), b, h, i, j));
         }
       }
       for (int64_t i = 0; i < s.Sq; ++i) {
@@ -88,9 +92,12 @@ Result attention_f64(const detail::Problem<T>& problem) {
         }
         if (m == kNegInf) continue;  // no visible key: out 0, lse -inf
         double l = 0.0;
-        for (int64_t j = 0; j < s.Skv; ++j) l += std::exp(Si[j] - m);
+        for (int64_t j = 0; j < s.Skv; ++j) {
+          Pi[j] = std::exp(Si[j] - m);
+          l += Pi[j];
+        }
         // 3. Probabilities.
-        for (int64_t j = 0; j < s.Skv; ++j) Pi[j] = std::exp(Si[j] - m) / l;
+        for (int64_t j = 0; j < s.Skv; ++j) Pi[j] /= l;
         // 4. Output and log-sum-exp.
         double* out = &r.out[row * s.Dv];
         const uint64_t drop_row = p.dropout.row(b, h, i);
@@ -102,9 +109,8 @@ Result attention_f64(const detail::Problem<T>& problem) {
                   ? Pi[j] * static_cast<double>(p.dropout.factor(drop_row, j))
                   : Pi[j];
           if (w == 0.0) continue;
-          for (int64_t d = 0; d < s.Dv; ++d) {
-            out[d] += w * static_cast<double>(to_float(problem.v(b, kv, j, d)));
-          }
+          const double* vj = &v[j * s.Dv];
+          for (int64_t d = 0; d < s.Dv; ++d) out[d] += w * vj[d];
         }
         r.lse[row] = m + std::log(l);
       }
