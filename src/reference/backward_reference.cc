@@ -33,12 +33,15 @@ Grads attention_backward_f64(const detail::BackwardProblem<T>& pb) {
   std::vector<double> S(s.Sq * s.Skv), P(s.Sq * s.Skv), F(s.Sq * s.Skv);
   std::vector<double> o(s.Dv), Z(s.Skv);
 
+  std::vector<double> k, v;  // the KV head of the current group
   for (int64_t b = 0; b < s.B; ++b) {
     for (int64_t h = 0; h < s.Hq; ++h) {
       const int64_t kv = h / s.group();
+      if (h % s.group() == 0) {
+        k = widen_head(pb.k, b, kv);
+        v = widen_head(pb.v, b, kv);
+      }
       const std::vector<double> q = widen_head(pb.q, b, h);
-      const std::vector<double> k = widen_head(pb.k, b, kv);
-      const std::vector<double> v = widen_head(pb.v, b, kv);
       const std::vector<double> dout = widen_head(pb.dout, b, h);
       // Scores, and the derivative of each score by its dot product.
       for (int64_t i = 0; i < s.Sq; ++i) {

@@ -53,12 +53,15 @@ Result attention_f64(const detail::Problem<T>& problem) {
   r.lse.assign(s.B * s.Hq * s.Sq, kNegInf);
   std::vector<double> S(s.Sq * s.Skv), P(s.Sq * s.Skv);
 
+  std::vector<double> k, v;  // the KV head of the current group
   for (int64_t b = 0; b < s.B; ++b) {
     for (int64_t h = 0; h < s.Hq; ++h) {
       const int64_t kv = h / s.group();
+      if (h % s.group() == 0) {
+        k = widen_head(problem.k, b, kv);
+        v = widen_head(problem.v, b, kv);
+      }
       const std::vector<double> q = widen_head(problem.q, b, h);
-      const std::vector<double> k = widen_head(problem.k, b, kv);
-      const std::vector<double> v = widen_head(problem.v, b, kv);
       // 1. Scores.
       for (int64_t i = 0; i < s.Sq; ++i) {
         const double* qi = &q[i * s.D];
