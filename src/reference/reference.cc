@@ -71,8 +71,8 @@ Result attention_f64(const detail::Problem<T>& problem) {
           const double* kj = &k[j * s.D];
           double dot = 0.0;
           for (int64_t d = 0; d < s.D; ++d) dot += qi[d] * kj[d];
-          S[i * s.Skv + j] = float_range(
-              p.score<double>(float_dot(dot, p.scale), b, h, i, j));
+          S[i * s.Skv + j] =
+              float_range(p.score<double>(float_dot(dot, p.scale), b, h, i, j));
         }
       }
       for (int64_t i = 0; i < s.Sq; ++i) {
