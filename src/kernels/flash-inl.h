@@ -224,28 +224,29 @@ inline FlashTarget ThisFlashTarget() {
   return {kAvx512, static_cast<int64_t>(hn::Lanes(DF()))};
 }
 
-// One work item; see the file comment. Keys and values come from `src`
-// (kv_source.h); pb.k and pb.v are not read. `scratch` is this worker's
-// slice. With plan.splits > 1 the item covers one split of the keys and
-// writes its normalised partial output and lse to `partial` (flash.h)
-// instead of out; merge_partials combines them. The steps below are the
-// item's pipeline; plan.path (chosen once per call) picks each one's form.
-template <class T, class Src>
-class FlashItemSteps {
- public:
-  using E = typename Src::Element;
+// The keys of tile `tile` some row of an item can see: [j0 + first, j0 + bc).
+struct FlashTile {
+  int64_t j0, first, bc;
+  TileKind kind;
+};
 
-  HWY_INLINE FlashItemSteps(const detail::Problem<T>& pb, const Src& src,
-                            const FlashPlan& plan, int64_t item,
-                            std::byte* scratch)
-      : pb_(pb),
-        p_(pb.params),
-        src_(src),
+// The steps of an item that depend on neither the query nor the key/value
+// element type: the keys each row sees, S = Q Kt on the packed Q and K, the
+// score rules and online softmax, dropout and O += P V. They are the SIMD
+// bulk of the kernel, so they are defined once per target (flash_tile.cc)
+// and shared by every item instantiation (flash.cc: one per query type;
+// flash_paged.cc: one per query and cache type) instead of being inlined
+// into each. The scratch layout is the plan's (file comment).
+class FlashTileCore {
+ public:
+  HWY_INLINE FlashTileCore(const detail::Params& p, const FlashPlan& plan,
+                           int64_t item, std::byte* scratch)
+      : p_(p),
         plan_(plan),
         path_(plan.path),
-        G_(p_.shape.group()),
-        D_(p_.shape.D),
-        Dv_(p_.shape.Dv),
+        G_(p.shape.group()),
+        D_(p.shape.D),
+        Dv_(p.shape.Dv),
         Dvp_(plan.dv_padded),
         ranges_(reinterpret_cast<KeyRange*>(scratch + plan.ranges)),
         Q_(reinterpret_cast<float*>(scratch + plan.q)),
@@ -270,6 +271,89 @@ class FlashItemSteps {
 
   const ItemSpan& span() const { return span_; }
   int64_t pos0() const { return pos0_; }
+
+  HWY_INLINE FlashTile At(int64_t tile, TileKind kind) const {
+    const int64_t j0 = tile * kKeyTile;
+    return {j0, std::max(j0, span_.keys_begin) - j0,
+            std::min(j0 + kKeyTile, span_.keys_end) - j0, kind};
+  }
+
+  // 1c. The keys each row sees: its key range, and on tiles the pattern
+  // leaves partial, the pattern's mask; padding rows see none.
+  void RowKeys(const FlashTile& t);
+  // 2. S = Q Kt per register block; on the fused path each block's online
+  // softmax follows at once (Q is not prescaled: scale * log2(e) is applied
+  // inside the exponent's argument, fused with the max).
+  void QK(const FlashTile& t);
+  // 3. Off the fused path: the score rules per element (scale first, so a
+  // hidden key's -inf is never multiplied), the pattern's score per row,
+  // then into base 2 like the fused path; hidden keys are cleared from
+  // keep.
+  void RowRules(const FlashTile& t);
+  // 3b. Dropout (rule 7), after the row sums: dropped keys' P becomes 0,
+  // kept ones are scaled by 1 / (1 - p).
+  void Dropout(const FlashTile& t);
+  // 4. O += P V from the packed V tile (VPath::kPacked, VPath::kBf16Pairs),
+  // or (VPath::kRows) straight from the tile's value rows vrows[first, bc)
+  // of E (int8: each row's scale already folded into P).
+  void PVPacked(const FlashTile& t);
+  template <class E>
+  void PVRows(const FlashTile& t, const E* const* vrows);
+
+ protected:
+  static constexpr float kLog2e = 1.4426950408889634f;
+
+  float log2_scale() const { return p_.scale * kLog2e; }
+  int64_t head(int64_t r) const { return span_.kvh * G_ + r / span_.br; }
+
+  template <int R>
+  void QKBlock(int64_t r, const FlashTile& t);
+  template <int R, class B>
+  void PVBlock(int64_t r, const FlashTile& t, const B& b);
+
+  const detail::Params& p_;
+  const FlashPlan& plan_;
+  const FlashPath path_;
+  const int64_t G_, D_, Dv_, Dvp_;
+  KeyRange* const ranges_;
+  float* const HWY_RESTRICT Q_;
+  float* const HWY_RESTRICT Kt_;
+  // K rows widened or dequantised before the transpose (16-bit and int8
+  // keys off the bf16 path).
+  float* const HWY_RESTRICT Kd_;
+  float* const HWY_RESTRICT V_;
+  float* const HWY_RESTRICT S_;
+  float* const HWY_RESTRICT O_;
+  float* const HWY_RESTRICT m_;
+  float* const HWY_RESTRICT l_;
+  // Sum of the weights PV actually applied: l itself, except on the bf16
+  // PV path, where they are l's terms rounded to bfloat16.
+  float* const HWY_RESTRICT lw_;
+  // Per row, the keys of the current tile it sees (bit j: key j0 + j).
+  uint64_t* const HWY_RESTRICT keep_;
+  uint32_t* const HWY_RESTRICT Pp_;  // P as bf16 pairs (bf16 PV path)
+  ItemSpan span_;
+  int64_t rows_ = 0, rows_padded_ = 0, block_rows_ = 0, pos0_ = 0, pairs_ = 0;
+  const float* krows_[kKeyTile];  // KPath::kRows: the tile's K rows
+};
+
+// One work item; see the file comment. Keys and values come from `src`
+// (kv_source.h); pb.k and pb.v are not read. `scratch` is this worker's
+// slice. With plan.splits > 1 the item covers one split of the keys and
+// writes its normalised partial output and lse to `partial` (flash.h)
+// instead of out; merge_partials combines them. The steps below are the
+// item's pipeline; plan.path (chosen once per call) picks each one's form.
+// What depends on T or the source's element type (packing Q, K and V,
+// writing out, the exact fallback) is here; the rest is FlashTileCore's.
+template <class T, class Src>
+class FlashItemSteps : public FlashTileCore {
+ public:
+  using E = typename Src::Element;
+
+  HWY_INLINE FlashItemSteps(const detail::Problem<T>& pb, const Src& src,
+                            const FlashPlan& plan, int64_t item,
+                            std::byte* scratch)
+      : FlashTileCore(pb.params, plan, item, scratch), pb_(pb), src_(src) {}
 
   // Q packed (padding rows zero: floats, or bf16 pairs on the bf16 path);
   // O, m, l cleared.
@@ -313,20 +397,9 @@ class FlashItemSteps {
     }
   }
 
-  // The keys of tile `tile` some row can see: [j0 + first, j0 + bc).
-  struct Tile {
-    int64_t j0, first, bc;
-    TileKind kind;
-  };
-  HWY_INLINE Tile At(int64_t tile, TileKind kind) const {
-    const int64_t j0 = tile * kKeyTile;
-    return {j0, std::max(j0, span_.keys_begin) - j0,
-            std::min(j0 + kKeyTile, span_.keys_end) - j0, kind};
-  }
-
   // 1a. K: keys no row sees stay zero, so garbage there (padding, unfilled
   // cache) cannot turn into NaN.
-  HWY_INLINE void PackK(const Tile& t) {
+  HWY_INLINE void PackK(const FlashTile& t) {
     const int64_t b = span_.b, kvh = span_.kvh;
     switch (path_.k) {
       case KPath::kBf16Pairs: {  // [pairs, kKeyTile]: keys as the SIMD axis
@@ -376,7 +449,7 @@ class FlashItemSteps {
   }
 
   // 1b. V.
-  HWY_INLINE void PackV(const Tile& t) {
+  HWY_INLINE void PackV(const FlashTile& t) {
     const int64_t b = span_.b, kvh = span_.kvh;
     switch (path_.v) {
       case VPath::kBf16Pairs: {  // [ceil(bc / 2), Dvp]: keys 2p, 2p + 1
@@ -415,124 +488,24 @@ class FlashItemSteps {
     }
   }
 
-  // 1c. The keys each row sees: its key range, and on tiles the pattern
-  // leaves partial, the pattern's mask; padding rows see none.
-  HWY_INLINE void RowKeys(const Tile& t) {
-    const Pattern& pattern = p_.pattern;
-    for (int64_t r = 0, ii = 0; r < rows_padded_; ++r) {
-      if (r >= rows_) {
-        keep_[r] = 0;
-        continue;
-      }
-      // ii = r % br, without a division per row and tile.
-      const KeyRange& kr = ranges_[ii];
-      if (++ii == span_.br) ii = 0;
-      keep_[r] = key_bits(kr.begin - t.j0, std::min(kr.end - t.j0, t.bc));
-      if (t.kind == TileKind::kPartial && keep_[r] != 0) {
-        keep_[r] &= pattern.mask_bits(span_.b, head(r), pos0_ + r % span_.br,
-                                      t.j0, static_cast<int>(t.bc));
-      }
+  // 4. O += P V (int8 value rows read in place: their scales into P first).
+  HWY_INLINE void PV(const FlashTile& t) {
+    if (path_.v != VPath::kRows) {
+      PVPacked(t);
+      return;
     }
-  }
-
-  // 2. S = Q Kt per register block; on the fused path each block's online
-  // softmax follows at once (Q is not prescaled: scale * log2(e) is applied
-  // inside the exponent's argument, fused with the max).
-  HWY_INLINE void QK(const Tile& t) {
-    if (path_.row_block == 4) {
-      QKBlock<4>(0, t);
-    } else {
-      for (int64_t r = 0; r < rows_padded_; r += kRowBlock) {
-        QKBlock<kRowBlock>(r, t);
-      }
-    }
-  }
-
-  // 3. Off the fused path: the score rules per element (scale first, so a
-  // hidden key's -inf is never multiplied), the pattern's score per row,
-  // then into base 2 like the fused path; hidden keys are cleared from
-  // keep.
-  HWY_INLINE void RowRules(const Tile& t) {
-    const DF df;
-    const bool score_mods =
-        p_.softcap > 0.0f || !p_.alibi_slopes.empty() || !p_.bias.empty();
-    const bool pattern_score = p_.pattern.has_score();
-    const int64_t b = span_.b;
-    for (int64_t r = 0; r < block_rows_; ++r) {
-      float* HWY_RESTRICT srow = S_ + r * kKeyTile;
-      uint64_t row_keep = keep_[r];
-      if (row_keep == 0) {  // padding, or this row sees nothing in this tile
-        std::fill(srow, srow + kKeyTile, 0.0f);
-        continue;
-      }
-      const int64_t ii = r % span_.br, h = head(r), i = span_.i0 + ii;
-      const int64_t lo = std::countr_zero(row_keep);
-      const int64_t hi = kKeyTile - std::countl_zero(row_keep);
-      if (score_mods || pattern_score) {
-        for (int64_t j = lo; j < hi; ++j) {
-          srow[j] = p_.score_builtin<float>(srow[j], b, h, i, t.j0 + j);
-        }
-        p_.pattern.score_row(srow + lo, b, h, pos0_ + ii, t.j0 + lo, hi - lo);
-        for (int64_t j = lo; j < hi; ++j) srow[j] *= kLog2e;
-      } else {
-        for (int64_t j = lo; j < hi; ++j) srow[j] *= log2_scale();
-      }
-      if (!p_.mask.empty()) {
-        for (int64_t j = lo; j < hi; ++j) {
-          if (!p_.mask(b, h, i, t.j0 + j)) row_keep &= ~(uint64_t{1} << j);
-        }
-        if (row_keep == 0) {
-          std::fill(srow, srow + kKeyTile, 0.0f);
-          continue;
-        }
-      }
-      SoftmaxRowLog2(df, srow, row_keep, 1.0f, false, m_[r], l_[r], lw_[r],
-                     O_ + r * Dvp_, Dvp_);
-    }
-  }
-
-  // 3b. Dropout (rule 7), after the row sums: dropped keys' P becomes 0,
-  // kept ones are scaled by 1 / (1 - p).
-  HWY_INLINE void Dropout(const Tile& t) {
-    const DF df;
-    const int64_t N = static_cast<int64_t>(hn::Lanes(df));
-    const VF keep_scale = hn::Set(df, p_.dropout.keep_scale);
-    for (int64_t r = 0; r < rows_; ++r) {
-      const uint64_t bits = DropoutKeepBits(
-          p_.dropout, p_.dropout.row(span_.b, head(r), span_.i0 + r % span_.br),
-          t.j0, static_cast<int>(t.bc));
-      float* HWY_RESTRICT srow = S_ + r * kKeyTile;
-      for (int64_t c = 0; c < kKeyTile; c += N) {
-        hn::Store(
-            hn::IfThenElseZero(KeepMask(df, bits, c),
-                               hn::Mul(hn::Load(df, srow + c), keep_scale)),
-            df, srow + c);
-      }
-    }
-  }
-
-  // 4. O += P V.
-  HWY_INLINE void PV(const Tile& t) {
     if constexpr (std::is_same_v<E, int8_t>) {
-      if (path_.v == VPath::kRows) {  // each value row's scale into P
-        float vscale[kKeyTile];
+      float vscale[kKeyTile];
+      for (int64_t j = t.first; j < t.bc; ++j) {
+        vscale[j] = src_.v_scale(span_.b, span_.kvh, t.j0 + j);
+      }
+      for (int64_t r = 0; r < block_rows_; ++r) {
         for (int64_t j = t.first; j < t.bc; ++j) {
-          vscale[j] = src_.v_scale(span_.b, span_.kvh, t.j0 + j);
-        }
-        for (int64_t r = 0; r < block_rows_; ++r) {
-          for (int64_t j = t.first; j < t.bc; ++j) {
-            S_[r * kKeyTile + j] *= vscale[j];
-          }
+          S_[r * kKeyTile + j] *= vscale[j];
         }
       }
     }
-    if (path_.row_block == 4) {
-      PVBlock<4>(0, t);
-    } else {
-      for (int64_t r = 0; r < rows_padded_; r += kRowBlock) {
-        PVBlock<kRowBlock>(r, t);
-      }
-    }
+    PVRows<E>(t, vrows_);
   }
 
   // Normalise once and write out (or the partial); lse = m + log l. A row
@@ -576,10 +549,6 @@ class FlashItemSteps {
   }
 
  private:
-  static constexpr float kLog2e = 1.4426950408889634f;
-
-  float log2_scale() const { return p_.scale * kLog2e; }
-  int64_t head(int64_t r) const { return span_.kvh * G_ + r / span_.br; }
   const T* q_row(int64_t r) const {
     return pb_.q.row(span_.b, head(r), span_.i0 + r % span_.br);
   }
@@ -640,83 +609,9 @@ class FlashItemSteps {
     for (int64_t d = 0; d < Dv_; ++d) orow[d] /= l;
   }
 
-  template <int R>
-  HWY_INLINE void QKBlock(int64_t r, const Tile& t) {
-    const DF df;
-    const int64_t N = static_cast<int64_t>(hn::Lanes(df));
-    float* sblock = S_ + r * kKeyTile;
-    const bool bf16_pv = path_.v == VPath::kBf16Pairs;
-    if (kAvx512 && path_.k == KPath::kBf16Pairs) {
-      qk_block_bf16_dot(reinterpret_cast<const uint32_t*>(Q_) + r * pairs_,
-                        pairs_, reinterpret_cast<const uint32_t*>(Kt_), sblock);
-    } else if (kAvx512 && path_.k == KPath::kRows) {
-      if constexpr (kAvx512)
-        QKRowsDirect4(Q_ + r * D_, D_, krows_, t.bc, sblock);
-    } else {
-      MicroGemmCols<R>(df, Q_ + r * D_, D_, 1, 0, D_, MatrixB{Kt_, kKeyTile}, 0,
-                       kKeyTile / N, sblock, kKeyTile,
-                       /*accumulate=*/false, kDotChain);
-    }
-    if (!path_.fused) return;
-    SoftmaxRows<R>(df, sblock, keep_ + r, log2_scale(), bf16_pv, m_ + r, l_ + r,
-                   lw_ + r, O_ + r * Dvp_, Dvp_);
-    if (kAvx512 && bf16_pv) {
-      pack_probability_pairs(sblock, Pp_ + r * (kKeyTile / 2));
-    }
-  }
-
-  template <int R>
-  HWY_INLINE void PVBlock(int64_t r, const Tile& t) {
-    const DF df;
-    const int64_t N = static_cast<int64_t>(hn::Lanes(df));
-    const bool rows = path_.v == VPath::kRows;
-    const int64_t vecs_total = (rows ? Dv_ : Dvp_) / N;
-    for (int64_t c = 0; c < vecs_total; c += kVecs) {
-      const int vecs =
-          static_cast<int>(std::min<int64_t>(kVecs, vecs_total - c));
-      if (kAvx512 && path_.v == VPath::kBf16Pairs) {
-        pv_block_bf16_dot(Pp_ + r * (kKeyTile / 2), (t.bc + 1) / 2,
-                          reinterpret_cast<const uint32_t*>(V_) + c * N, Dvp_,
-                          vecs, O_ + r * Dvp_ + c * N);
-      } else if (rows) {
-        MicroGemmCols<R>(df, S_ + r * kKeyTile, kKeyTile, 1, t.first, t.bc,
-                         RowsB<E>{vrows_}, c * N, vecs, O_ + r * Dvp_, Dvp_,
-                         /*accumulate=*/true, kOneChain);
-      } else {
-        MicroGemmCols<R>(df, S_ + r * kKeyTile, kKeyTile, 1, 0, t.bc,
-                         MatrixB{V_, Dvp_}, c * N, vecs, O_ + r * Dvp_, Dvp_,
-                         /*accumulate=*/true, kOneChain);
-      }
-    }
-  }
-
   const detail::Problem<T>& pb_;
-  const detail::Params& p_;
   const Src& src_;
-  const FlashPlan& plan_;
-  const FlashPath path_;
-  const int64_t G_, D_, Dv_, Dvp_;
-  KeyRange* const ranges_;
-  float* const HWY_RESTRICT Q_;
-  float* const HWY_RESTRICT Kt_;
-  // K rows widened or dequantised before the transpose (16-bit and int8
-  // keys off the bf16 path).
-  float* const HWY_RESTRICT Kd_;
-  float* const HWY_RESTRICT V_;
-  float* const HWY_RESTRICT S_;
-  float* const HWY_RESTRICT O_;
-  float* const HWY_RESTRICT m_;
-  float* const HWY_RESTRICT l_;
-  // Sum of the weights PV actually applied: l itself, except on the bf16
-  // PV path, where they are l's terms rounded to bfloat16.
-  float* const HWY_RESTRICT lw_;
-  // Per row, the keys of the current tile it sees (bit j: key j0 + j).
-  uint64_t* const HWY_RESTRICT keep_;
-  uint32_t* const HWY_RESTRICT Pp_;  // P as bf16 pairs (bf16 PV path)
-  ItemSpan span_;
-  int64_t rows_ = 0, rows_padded_ = 0, block_rows_ = 0, pos0_ = 0, pairs_ = 0;
-  const float* krows_[kKeyTile];  // KPath::kRows: the tile's K rows
-  const E* vrows_[kKeyTile];      // VPath::kRows: the tile's V rows
+  const E* vrows_[kKeyTile];  // VPath::kRows: the tile's V rows
 };
 
 template <class T, class Src>

@@ -1,0 +1,179 @@
+// The steps of a flash / decode item that depend on neither the query nor
+// the key/value element type (FlashTileCore, flash-inl.h), once per
+// Highway target: flash.cc and flash_paged.cc instantiate the item for
+// each query and cache type and call these, so the SIMD bulk of the kernel
+// (micro-kernels, online softmax, score rules) is compiled once per target
+// rather than once per instantiation.
+#undef HWY_TARGET_INCLUDE
+#define HWY_TARGET_INCLUDE "src/kernels/flash_tile.cc"
+#include "hwy/foreach_target.h"  // IWYU pragma: keep
+// Must come after foreach_target.h.
+#include "hwy/highway.h"
+#include "src/kernels/flash-inl.h"
+
+HWY_BEFORE_NAMESPACE();
+namespace attn::kernels {
+namespace HWY_NAMESPACE {
+
+template <int R>
+HWY_INLINE void FlashTileCore::QKBlock(int64_t r, const FlashTile& t) {
+  const DF df;
+  const int64_t N = static_cast<int64_t>(hn::Lanes(df));
+  float* sblock = S_ + r * kKeyTile;
+  const bool bf16_pv = path_.v == VPath::kBf16Pairs;
+  if (kAvx512 && path_.k == KPath::kBf16Pairs) {
+    qk_block_bf16_dot(reinterpret_cast<const uint32_t*>(Q_) + r * pairs_,
+                      pairs_, reinterpret_cast<const uint32_t*>(Kt_), sblock);
+  } else if (kAvx512 && path_.k == KPath::kRows) {
+    if constexpr (kAvx512) QKRowsDirect4(Q_ + r * D_, D_, krows_, t.bc, sblock);
+  } else {
+    MicroGemmCols<R>(df, Q_ + r * D_, D_, 1, 0, D_, MatrixB{Kt_, kKeyTile}, 0,
+                     kKeyTile / N, sblock, kKeyTile,
+                     /*accumulate=*/false, kDotChain);
+  }
+  if (!path_.fused) return;
+  SoftmaxRows<R>(df, sblock, keep_ + r, log2_scale(), bf16_pv, m_ + r, l_ + r,
+                 lw_ + r, O_ + r * Dvp_, Dvp_);
+  if (kAvx512 && bf16_pv) {
+    pack_probability_pairs(sblock, Pp_ + r * (kKeyTile / 2));
+  }
+}
+
+template <int R, class B>
+HWY_INLINE void FlashTileCore::PVBlock(int64_t r, const FlashTile& t,
+                                       const B& b) {
+  const DF df;
+  const int64_t N = static_cast<int64_t>(hn::Lanes(df));
+  constexpr bool kRows = !std::is_same_v<B, MatrixB>;
+  const int64_t vecs_total = (kRows ? Dv_ : Dvp_) / N;
+  for (int64_t c = 0; c < vecs_total; c += kVecs) {
+    const int vecs = static_cast<int>(std::min<int64_t>(kVecs, vecs_total - c));
+    if constexpr (!kRows) {
+      if (kAvx512 && path_.v == VPath::kBf16Pairs) {
+        pv_block_bf16_dot(Pp_ + r * (kKeyTile / 2), (t.bc + 1) / 2,
+                          reinterpret_cast<const uint32_t*>(V_) + c * N, Dvp_,
+                          vecs, O_ + r * Dvp_ + c * N);
+        continue;
+      }
+    }
+    // Value rows: only the keys some row sees exist.
+    MicroGemmCols<R>(df, S_ + r * kKeyTile, kKeyTile, 1, kRows ? t.first : 0,
+                     t.bc, b, c * N, vecs, O_ + r * Dvp_, Dvp_,
+                     /*accumulate=*/true, kOneChain);
+  }
+}
+
+void FlashTileCore::PVPacked(const FlashTile& t) {
+  const MatrixB b{V_, Dvp_};
+  if (path_.row_block == 4) {
+    PVBlock<4>(0, t, b);
+  } else {
+    for (int64_t r = 0; r < rows_padded_; r += kRowBlock) {
+      PVBlock<kRowBlock>(r, t, b);
+    }
+  }
+}
+
+template <class E>
+void FlashTileCore::PVRows(const FlashTile& t, const E* const* vrows) {
+  const RowsB<E> b{vrows};
+  if (path_.row_block == 4) {
+    PVBlock<4>(0, t, b);
+  } else {
+    for (int64_t r = 0; r < rows_padded_; r += kRowBlock) {
+      PVBlock<kRowBlock>(r, t, b);
+    }
+  }
+}
+template void FlashTileCore::PVRows(const FlashTile&, const float* const*);
+template void FlashTileCore::PVRows(const FlashTile&, const bfloat16* const*);
+template void FlashTileCore::PVRows(const FlashTile&, const float16* const*);
+template void FlashTileCore::PVRows(const FlashTile&, const int8_t* const*);
+
+void FlashTileCore::RowKeys(const FlashTile& t) {
+  const Pattern& pattern = p_.pattern;
+  for (int64_t r = 0, ii = 0; r < rows_padded_; ++r) {
+    if (r >= rows_) {
+      keep_[r] = 0;
+      continue;
+    }
+    // ii = r % br, without a division per row and tile.
+    const KeyRange& kr = ranges_[ii];
+    if (++ii == span_.br) ii = 0;
+    keep_[r] = key_bits(kr.begin - t.j0, std::min(kr.end - t.j0, t.bc));
+    if (t.kind == TileKind::kPartial && keep_[r] != 0) {
+      keep_[r] &= pattern.mask_bits(span_.b, head(r), pos0_ + r % span_.br,
+                                    t.j0, static_cast<int>(t.bc));
+    }
+  }
+}
+
+void FlashTileCore::QK(const FlashTile& t) {
+  if (path_.row_block == 4) {
+    QKBlock<4>(0, t);
+  } else {
+    for (int64_t r = 0; r < rows_padded_; r += kRowBlock) {
+      QKBlock<kRowBlock>(r, t);
+    }
+  }
+}
+
+void FlashTileCore::RowRules(const FlashTile& t) {
+  const DF df;
+  const bool score_mods =
+      p_.softcap > 0.0f || !p_.alibi_slopes.empty() || !p_.bias.empty();
+  const bool pattern_score = p_.pattern.has_score();
+  const int64_t b = span_.b;
+  for (int64_t r = 0; r < block_rows_; ++r) {
+    float* HWY_RESTRICT srow = S_ + r * kKeyTile;
+    uint64_t row_keep = keep_[r];
+    if (row_keep == 0) {  // padding, or this row sees nothing in this tile
+      std::fill(srow, srow + kKeyTile, 0.0f);
+      continue;
+    }
+    const int64_t ii = r % span_.br, h = head(r), i = span_.i0 + ii;
+    const int64_t lo = std::countr_zero(row_keep);
+    const int64_t hi = kKeyTile - std::countl_zero(row_keep);
+    if (score_mods || pattern_score) {
+      for (int64_t j = lo; j < hi; ++j) {
+        srow[j] = p_.score_builtin<float>(srow[j], b, h, i, t.j0 + j);
+      }
+      p_.pattern.score_row(srow + lo, b, h, pos0_ + ii, t.j0 + lo, hi - lo);
+      for (int64_t j = lo; j < hi; ++j) srow[j] *= kLog2e;
+    } else {
+      for (int64_t j = lo; j < hi; ++j) srow[j] *= log2_scale();
+    }
+    if (!p_.mask.empty()) {
+      for (int64_t j = lo; j < hi; ++j) {
+        if (!p_.mask(b, h, i, t.j0 + j)) row_keep &= ~(uint64_t{1} << j);
+      }
+      if (row_keep == 0) {
+        std::fill(srow, srow + kKeyTile, 0.0f);
+        continue;
+      }
+    }
+    SoftmaxRowLog2(df, srow, row_keep, 1.0f, false, m_[r], l_[r], lw_[r],
+                   O_ + r * Dvp_, Dvp_);
+  }
+}
+
+void FlashTileCore::Dropout(const FlashTile& t) {
+  const DF df;
+  const int64_t N = static_cast<int64_t>(hn::Lanes(df));
+  const VF keep_scale = hn::Set(df, p_.dropout.keep_scale);
+  for (int64_t r = 0; r < rows_; ++r) {
+    const uint64_t bits = DropoutKeepBits(
+        p_.dropout, p_.dropout.row(span_.b, head(r), span_.i0 + r % span_.br),
+        t.j0, static_cast<int>(t.bc));
+    float* HWY_RESTRICT srow = S_ + r * kKeyTile;
+    for (int64_t c = 0; c < kKeyTile; c += N) {
+      hn::Store(hn::IfThenElseZero(KeepMask(df, bits, c),
+                                   hn::Mul(hn::Load(df, srow + c), keep_scale)),
+                df, srow + c);
+    }
+  }
+}
+
+}  // namespace HWY_NAMESPACE
+}  // namespace attn::kernels
+HWY_AFTER_NAMESPACE();
