@@ -139,85 +139,198 @@ HWY_INLINE void PackKTransposed32(RowOf row, int64_t j_lo, int64_t j_hi,
   }
 }
 
-// Scores of 4 rows against the keys of a tile read straight from their
-// rows, for items of at most 4 rows (decode): packing K transposed costs
-// more than the products when only 4 rows share it (measured: a third of
-// a float32 decode step). For each group of 4 keys, 16 dot products
-// acc[4m + r] = q_r . k_m accumulate over D / 16 vectors, then one
-// reduction tree (30 shuffles, 15 adds) leaves lane 4r + m = q_r . k_m:
-// quarter r of the vector is row r's 4 scores, stored at once.
-//   q [4, dim] (rows past the item's are zero), krows[j]: key j's row or
-//   null (a key no row sees: score 0), s [4, kKeyTile]; dim % 16 == 0.
-HWY_INLINE void QKRowsDirect4(const float* HWY_RESTRICT q, int64_t dim,
-                              const float* const* krows, int64_t keys,
-                              float* HWY_RESTRICT s) {
-  for (int64_t j = 0; j < kKeyTile; j += 4) {
-    if (j >= keys ||
-        (!krows[j] && !krows[j + 1] && !krows[j + 2] && !krows[j + 3])) {
-      for (int r = 0; r < 4; ++r)
-        _mm_storeu_ps(s + r * kKeyTile + j, _mm_setzero_ps());
-      continue;
-    }
-    __m512 a[16];
-    for (int x = 0; x < 16; ++x) a[x] = _mm512_setzero_ps();
-    const float* k[4];
-    for (int m = 0; m < 4; ++m) k[m] = j + m < keys ? krows[j + m] : nullptr;
-    for (int64_t d = 0; d < dim; d += 16) {
-      __m512 kv[4], qv[4];
-      for (int m = 0; m < 4; ++m) {
-        kv[m] = k[m] ? _mm512_loadu_ps(k[m] + d) : _mm512_setzero_ps();
-      }
-      for (int r = 0; r < 4; ++r) qv[r] = _mm512_loadu_ps(q + r * dim + d);
-      for (int m = 0; m < 4; ++m) {
-        for (int r = 0; r < 4; ++r)
-          a[4 * m + r] = _mm512_fmadd_ps(qv[r], kv[m], a[4 * m + r]);
-      }
-    }
-    // 16 vectors -> 8: halves of 256 bits.
-    __m512 b[8];
-    for (int i = 0; i < 8; ++i) {
-      b[i] = _mm512_add_ps(_mm512_shuffle_f32x4(a[2 * i], a[2 * i + 1], 0x44),
-                           _mm512_shuffle_f32x4(a[2 * i], a[2 * i + 1], 0xEE));
-    }
-    // 8 -> 4: quarter t of c[i] sums to acc[4i + t].
-    __m512 c[4];
-    for (int i = 0; i < 4; ++i) {
-      c[i] = _mm512_add_ps(_mm512_shuffle_f32x4(b[2 * i], b[2 * i + 1], 0x88),
-                           _mm512_shuffle_f32x4(b[2 * i], b[2 * i + 1], 0xDD));
-    }
-    // Within quarters: 4 lanes of each of c[0..3] -> one lane each.
-    const __m512 d0 = _mm512_add_ps(_mm512_unpacklo_ps(c[0], c[1]),
-                                    _mm512_unpackhi_ps(c[0], c[1]));
-    const __m512 d1 = _mm512_add_ps(_mm512_unpacklo_ps(c[2], c[3]),
-                                    _mm512_unpackhi_ps(c[2], c[3]));
-    const __m512 e =
-        _mm512_add_ps(_mm512_castpd_ps(_mm512_unpacklo_pd(
-                          _mm512_castps_pd(d0), _mm512_castps_pd(d1))),
-                      _mm512_castpd_ps(_mm512_unpackhi_pd(
-                          _mm512_castps_pd(d0), _mm512_castps_pd(d1))));
-    _mm_storeu_ps(s + 0 * kKeyTile + j, _mm512_extractf32x4_ps(e, 0));
-    _mm_storeu_ps(s + 1 * kKeyTile + j, _mm512_extractf32x4_ps(e, 1));
-    _mm_storeu_ps(s + 2 * kKeyTile + j, _mm512_extractf32x4_ps(e, 2));
-    _mm_storeu_ps(s + 3 * kKeyTile + j, _mm512_extractf32x4_ps(e, 3));
-  }
-}
 #pragma GCC diagnostic pop
 #else
 inline constexpr bool kAvx512 = false;
 
+#if HWY_TARGET != HWY_SCALAR
+// Transposes N x N floats in registers, N = 4 or 8 lanes (SSSE3, SSE4,
+// AVX2): 32-bit then 64-bit interleaves within 128-bit blocks, then (N 8)
+// the blocks' halves exchanged. v[x] is row x in, column x out.
+template <class D, class V = hn::Vec<D>>
+HWY_INLINE void TransposeSquare(D df, V* v) {
+  constexpr size_t N = hn::MaxLanes(D());
+  static_assert(N == 4 || N == 8);
+  const hn::Repartition<uint64_t, D> d64;
+  V t[N];
+  for (size_t x = 0; x < N; x += 2) {
+    t[x] = hn::InterleaveLower(df, v[x], v[x + 1]);
+    t[x + 1] = hn::InterleaveUpper(df, v[x], v[x + 1]);
+  }
+  // Per 128-bit block, u[4g + c] holds column c of rows 4g .. 4g + 3.
+  V u[N];
+  for (size_t g = 0; g < N; g += 4) {
+    for (size_t h = 0; h < 2; ++h) {
+      const auto a = hn::BitCast(d64, t[g + h]);
+      const auto b = hn::BitCast(d64, t[g + 2 + h]);
+      u[g + 2 * h] = hn::BitCast(df, hn::InterleaveLower(d64, a, b));
+      u[g + 2 * h + 1] = hn::BitCast(df, hn::InterleaveUpper(d64, a, b));
+    }
+  }
+  if constexpr (N == 4) {
+    for (size_t x = 0; x < N; ++x) v[x] = u[x];
+  } else {
+    for (size_t c = 0; c < 4; ++c) {
+      v[c] = hn::ConcatLowerLower(df, u[4 + c], u[c]);
+      v[c + 4] = hn::ConcatUpperUpper(df, u[4 + c], u[c]);
+    }
+  }
+}
+
+#endif  // HWY_TARGET != HWY_SCALAR
+
+// PackKTransposed32 (above) for targets of 4 or 8 float lanes: N keys x N
+// elements at a time through TransposeSquare; leftovers (and the scalar
+// target) element by element.
 template <class RowOf>
 HWY_INLINE void PackKTransposed32(RowOf row, int64_t j_lo, int64_t j_hi,
                                   int64_t dim, float* HWY_RESTRICT kt) {
-  for (int64_t j = j_lo; j < j_hi; ++j) {
+  int64_t j = j_lo;
+#if HWY_TARGET != HWY_SCALAR
+  {
+    const DF df;
+    constexpr int64_t N = static_cast<int64_t>(hn::MaxLanes(DF()));
+    const int64_t dimN = dim / N * N;
+    for (; j + N <= j_hi; j += N) {
+      const float* rows[N];
+      for (int64_t x = 0; x < N; ++x) rows[x] = row(j + x);
+      for (int64_t d = 0; d < dimN; d += N) {
+        VF v[N];
+        for (int64_t x = 0; x < N; ++x) v[x] = hn::LoadU(df, rows[x] + d);
+        TransposeSquare(df, v);
+        for (int64_t x = 0; x < N; ++x) {
+          hn::StoreU(v[x], df, kt + (d + x) * kKeyTile + j);
+        }
+      }
+      for (int64_t d = dimN; d < dim; ++d) {
+        for (int64_t x = 0; x < N; ++x) {
+          kt[d * kKeyTile + j + x] = load32(rows[x] + d);
+        }
+      }
+    }
+  }
+#endif
+  for (; j < j_hi; ++j) {
     const float* krow = row(j);
     for (int64_t d = 0; d < dim; ++d) kt[d * kKeyTile + j] = load32(krow + d);
   }
 }
-// Declared for the call site only: KPath::kRows is AVX-512's.
-void QKRowsDirect4(const float* HWY_RESTRICT q, int64_t dim,
-                   const float* const* krows, int64_t keys,
-                   float* HWY_RESTRICT s);
 #endif
+
+// Keys per group of QKRows4: 4 rows x kRowKeys keys of accumulators stay in
+// registers (16 of AVX-512's 32; 8 of the 16 elsewhere, leaving room for
+// the keys' vectors and the query rows).
+inline constexpr int kRowKeys = HWY_MAX_BYTES >= 64 ? 4 : 2;
+
+#if HWY_TARGET != HWY_SCALAR
+// The lane sums of a, b, c and e, in that order, as one 128-bit vector:
+// within each 128-bit block two interleaving steps (32-bit, then 64-bit
+// lanes) leave the block's four partial sums side by side, then the blocks
+// are added, halving the vector until one block is left.
+template <class D>
+HWY_INLINE hn::Vec<hn::Full128<float>> SumBlocks(D d, hn::Vec<D> v) {
+  if constexpr (hn::MaxLanes(D()) <= 4) {
+    (void)d;
+    return v;
+  } else {
+    const hn::Half<D> dh;
+    return SumBlocks(dh, hn::Add(hn::LowerHalf(dh, v), hn::UpperHalf(dh, v)));
+  }
+}
+HWY_INLINE hn::Vec<hn::Full128<float>> Sum4(DF df, VF a, VF b, VF c, VF e) {
+  const hn::Repartition<uint64_t, DF> d64;
+  const VF ab =
+      hn::Add(hn::InterleaveLower(df, a, b), hn::InterleaveUpper(df, a, b));
+  const VF ce =
+      hn::Add(hn::InterleaveLower(df, c, e), hn::InterleaveUpper(df, c, e));
+  const auto ab64 = hn::BitCast(d64, ab), ce64 = hn::BitCast(d64, ce);
+  const VF sum = hn::Add(hn::BitCast(df, hn::InterleaveLower(d64, ab64, ce64)),
+                         hn::BitCast(df, hn::InterleaveUpper(d64, ab64, ce64)));
+  return SumBlocks(df, sum);
+}
+#endif  // HWY_TARGET != HWY_SCALAR
+
+// Scores of 4 rows against the keys of a tile read straight from their
+// stored rows, for items of at most 4 rows (decode): packing K transposed
+// costs more than the products when only 4 rows share it (measured on
+// AVX-512: a third of a float32 decode step; on AVX2, where the transpose
+// is element by element, 44%). For each group of kRowKeys keys the dot
+// products q_r . k_m accumulate along D in 4 x kRowKeys vectors (16-bit
+// keys widened and int8 keys converted as they are loaded), then Sum4
+// reduces them four at a time; int8 scores are scaled by their row's scale
+// after the sum.
+//   q [4, dim] (rows past the item's are zero), krows[j]: key j's row or
+//   null (a key no row sees: score 0), kscale[j]: its scale (int8 only),
+//   s [4, kKeyTile]; dim % Lanes(DF()) == 0.
+template <class E>
+HWY_INLINE void QKRows4(const float* HWY_RESTRICT q, int64_t dim,
+                        const E* const* krows, const float* kscale,
+                        int64_t keys, float* HWY_RESTRICT s) {
+  constexpr int K = kRowKeys;
+  const DF df;
+  const int64_t N = static_cast<int64_t>(hn::Lanes(df));
+  for (int64_t j = 0; j < kKeyTile; j += K) {
+    // A key no row sees reads the group's first seen row instead (never a
+    // hidden one), and its score is cleared after.
+    const E* k[K];
+    const E* seen = nullptr;
+    for (int m = 0; m < K; ++m) {
+      k[m] = j + m < keys ? krows[j + m] : nullptr;
+      if (!seen) seen = k[m];
+    }
+    if (!seen) {
+      for (int r = 0; r < 4; ++r) {
+        for (int m = 0; m < K; ++m) s[r * kKeyTile + j + m] = 0.0f;
+      }
+      continue;
+    }
+    const E* kr[K];
+    for (int m = 0; m < K; ++m) kr[m] = k[m] ? k[m] : seen;
+    VF acc[4][K];
+    for (int r = 0; r < 4; ++r) {
+      for (int m = 0; m < K; ++m) acc[r][m] = hn::Zero(df);
+    }
+    for (int64_t d = 0; d < dim; d += N) {
+      VF kv[K];
+      for (int m = 0; m < K; ++m) kv[m] = LoadAsFloat(df, kr[m] + d);
+      for (int r = 0; r < 4; ++r) {
+        const VF qv = hn::LoadU(df, q + r * dim + d);
+        for (int m = 0; m < K; ++m)
+          acc[r][m] = hn::MulAdd(qv, kv[m], acc[r][m]);
+      }
+    }
+#if HWY_TARGET == HWY_SCALAR  // one lane: the sums are done
+    for (int r = 0; r < 4; ++r) {
+      for (int m = 0; m < K; ++m) {
+        s[r * kKeyTile + j + m] = hn::GetLane(acc[r][m]);
+      }
+    }
+#else
+    if constexpr (K == 4) {
+      const hn::Full128<float> d4;
+      for (int r = 0; r < 4; ++r) {
+        hn::StoreU(Sum4(df, acc[r][0], acc[r][1], acc[r][2], acc[r][3]), d4,
+                   s + r * kKeyTile + j);
+      }
+    } else {  // K == 2: rows r and r + 1 per Sum4
+      const hn::Full64<float> d2;
+      for (int r = 0; r < 4; r += 2) {
+        const auto v = Sum4(df, acc[r][0], acc[r][K - 1], acc[r + 1][0],
+                            acc[r + 1][K - 1]);
+        hn::StoreU(hn::LowerHalf(d2, v), d2, s + r * kKeyTile + j);
+        hn::StoreU(hn::UpperHalf(d2, v), d2, s + (r + 1) * kKeyTile + j);
+      }
+    }
+#endif
+    for (int m = 0; m < K; ++m) {
+      if (!k[m]) {
+        for (int r = 0; r < 4; ++r) s[r * kKeyTile + j + m] = 0.0f;
+      } else if constexpr (std::is_same_v<E, int8_t>) {
+        for (int r = 0; r < 4; ++r) s[r * kKeyTile + j + m] *= kscale[j + m];
+      }
+    }
+  }
+}
 
 // What this target offers choose_flash_path (flash.h).
 inline FlashTarget ThisFlashTarget() {
@@ -285,6 +398,10 @@ class FlashTileCore {
   // softmax follows at once (Q is not prescaled: scale * log2(e) is applied
   // inside the exponent's argument, fused with the max).
   void QK(const FlashTile& t);
+  // The same from K rows read in place (KPath::kRows: items of at most 4
+  // rows), krows[j] key j0 + j's row or null, kscale[j] its scale (int8).
+  template <class E>
+  void QKRows(const FlashTile& t, const E* const* krows, const float* kscale);
   // 3. Off the fused path: the score rules per element (scale first, so a
   // hidden key's -inf is never multiplied), the pattern's score per row,
   // then into base 2 like the fused path; hidden keys are cleared from
@@ -308,6 +425,8 @@ class FlashTileCore {
 
   template <int R>
   void QKBlock(int64_t r, const FlashTile& t);
+  template <int R>
+  void SoftmaxBlock(int64_t r);
   template <int R, class B>
   void PVBlock(int64_t r, const FlashTile& t, const B& b);
 
@@ -334,7 +453,6 @@ class FlashTileCore {
   uint32_t* const HWY_RESTRICT Pp_;  // P as bf16 pairs (bf16 PV path)
   ItemSpan span_;
   int64_t rows_ = 0, rows_padded_ = 0, block_rows_ = 0, pos0_ = 0, pairs_ = 0;
-  const float* krows_[kKeyTile];  // KPath::kRows: the tile's K rows
 };
 
 // One work item; see the file comment. Keys and values come from `src`
@@ -421,11 +539,12 @@ class FlashItemSteps : public FlashTileCore {
         }
         return;
       }
-      case KPath::kRows:
-        if constexpr (std::is_same_v<E, float>) {
-          for (int64_t j = 0; j < kKeyTile; ++j) {
-            krows_[j] = j >= t.first && j < t.bc ? src_.k_row(b, kvh, t.j0 + j)
-                                                 : nullptr;
+      case KPath::kRows:  // read in place by QK
+        for (int64_t j = 0; j < kKeyTile; ++j) {
+          const bool seen = j >= t.first && j < t.bc;
+          krows_[j] = seen ? src_.k_row(b, kvh, t.j0 + j) : nullptr;
+          if constexpr (std::is_same_v<E, int8_t>) {
+            kscale_[j] = seen ? src_.k_scale(b, kvh, t.j0 + j) : 0.0f;
           }
         }
         return;
@@ -485,6 +604,16 @@ class FlashItemSteps : public FlashTileCore {
         std::fill(dst, dst + Dv_, 0.0f);
       }
       std::fill(dst + Dv_, dst + Dvp_, 0.0f);
+    }
+  }
+
+  // 2. S = Q K^T (then, fused, the online softmax): from the K rows in
+  // place (KPath::kRows), else from the packed tile.
+  HWY_INLINE void QK(const FlashTile& t) {
+    if (path_.k == KPath::kRows) {
+      QKRows<E>(t, krows_, kscale_);
+    } else {
+      FlashTileCore::QK(t);
     }
   }
 
@@ -611,6 +740,8 @@ class FlashItemSteps : public FlashTileCore {
 
   const detail::Problem<T>& pb_;
   const Src& src_;
+  const E* krows_[kKeyTile];  // KPath::kRows: the tile's K rows
+  float kscale_[kKeyTile];    // and their scales (int8)
   const E* vrows_[kKeyTile];  // VPath::kRows: the tile's V rows
 };
 

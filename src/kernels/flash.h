@@ -33,8 +33,9 @@ inline constexpr int64_t kDvAlign = 16;
 // step's form.
 enum class KPath : uint8_t {
   kTransposed,  // K tile widened / dequantised and packed transposed (Kt)
-  kRows,        // AVX-512, float32 keys, items of <= 4 rows: scores straight
-                // from the K rows, no packed copy (decode)
+  kRows,        // items of <= 4 rows, D a multiple of the target's vector:
+                // scores straight from the K rows of any type, no packed
+                // copy (decode)
   kBf16Pairs,   // AVX-512 BF16: K packed transposed as bf16 pairs, QK on
                 // vdpbf16ps
 };
@@ -157,8 +158,7 @@ FlashPath choose_flash_path(const detail::Params& p, const FlashPlan& plan,
   path.row_block = four_rows ? 4 : static_cast<int>(kRowBlock);
   if (pairs) {
     path.k = KPath::kBf16Pairs;
-  } else if (target.avx512 && std::is_same_v<E, float> && four_rows &&
-             sh.D % 16 == 0) {
+  } else if (four_rows && sh.D % target.lanes == 0) {
     path.k = KPath::kRows;
   }
   if (pairs && path.fused && !p.dropout.on()) {

@@ -16,27 +16,33 @@ namespace attn::kernels {
 namespace HWY_NAMESPACE {
 
 template <int R>
-HWY_INLINE void FlashTileCore::QKBlock(int64_t r, const FlashTile& t) {
+HWY_INLINE void FlashTileCore::SoftmaxBlock(int64_t r) {
+  if (!path_.fused) return;
   const DF df;
-  const int64_t N = static_cast<int64_t>(hn::Lanes(df));
   float* sblock = S_ + r * kKeyTile;
   const bool bf16_pv = path_.v == VPath::kBf16Pairs;
-  if (kAvx512 && path_.k == KPath::kBf16Pairs) {
-    qk_block_bf16_dot(reinterpret_cast<const uint32_t*>(Q_) + r * pairs_,
-                      pairs_, reinterpret_cast<const uint32_t*>(Kt_), sblock);
-  } else if (kAvx512 && path_.k == KPath::kRows) {
-    if constexpr (kAvx512) QKRowsDirect4(Q_ + r * D_, D_, krows_, t.bc, sblock);
-  } else {
-    MicroGemmCols<R>(df, Q_ + r * D_, D_, 1, 0, D_, MatrixB{Kt_, kKeyTile}, 0,
-                     kKeyTile / N, sblock, kKeyTile,
-                     /*accumulate=*/false, kDotChain);
-  }
-  if (!path_.fused) return;
   SoftmaxRows<R>(df, sblock, keep_ + r, log2_scale(), bf16_pv, m_ + r, l_ + r,
                  lw_ + r, O_ + r * Dvp_, Dvp_);
   if (kAvx512 && bf16_pv) {
     pack_probability_pairs(sblock, Pp_ + r * (kKeyTile / 2));
   }
+}
+
+template <int R>
+HWY_INLINE void FlashTileCore::QKBlock(int64_t r, const FlashTile& t) {
+  (void)t;
+  const DF df;
+  const int64_t N = static_cast<int64_t>(hn::Lanes(df));
+  float* sblock = S_ + r * kKeyTile;
+  if (kAvx512 && path_.k == KPath::kBf16Pairs) {
+    qk_block_bf16_dot(reinterpret_cast<const uint32_t*>(Q_) + r * pairs_,
+                      pairs_, reinterpret_cast<const uint32_t*>(Kt_), sblock);
+  } else {
+    MicroGemmCols<R>(df, Q_ + r * D_, D_, 1, 0, D_, MatrixB{Kt_, kKeyTile}, 0,
+                     kKeyTile / N, sblock, kKeyTile,
+                     /*accumulate=*/false, kDotChain);
+  }
+  SoftmaxBlock<R>(r);
 }
 
 template <int R, class B>
@@ -85,10 +91,22 @@ void FlashTileCore::PVRows(const FlashTile& t, const E* const* vrows) {
     }
   }
 }
-template void FlashTileCore::PVRows(const FlashTile&, const float* const*);
-template void FlashTileCore::PVRows(const FlashTile&, const bfloat16* const*);
-template void FlashTileCore::PVRows(const FlashTile&, const float16* const*);
-template void FlashTileCore::PVRows(const FlashTile&, const int8_t* const*);
+template <class E>
+void FlashTileCore::QKRows(const FlashTile& t, const E* const* krows,
+                           const float* kscale) {
+  QKRows4(Q_, D_, krows, kscale, t.bc, S_);
+  SoftmaxBlock<4>(0);
+}
+
+#define ATTN_INSTANTIATE(E)                                              \
+  template void FlashTileCore::QKRows(const FlashTile&, const E* const*, \
+                                      const float*);                     \
+  template void FlashTileCore::PVRows(const FlashTile&, const E* const*);
+ATTN_INSTANTIATE(float)
+ATTN_INSTANTIATE(bfloat16)
+ATTN_INSTANTIATE(float16)
+ATTN_INSTANTIATE(int8_t)
+#undef ATTN_INSTANTIATE
 
 void FlashTileCore::RowKeys(const FlashTile& t) {
   const Pattern& pattern = p_.pattern;
