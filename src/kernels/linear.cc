@@ -85,9 +85,9 @@ HWY_INLINE void ProductRows(const float* A, int64_t lda, int64_t K,
 
 // C[M, cols] (+)= A[M, K] B[K, cols], row-major with leading dims lda,
 // ldb, ldc; cols a multiple of the vector length; add: accumulate.
-HWY_INLINE void Product(const float* A, int64_t lda, int64_t M, int64_t K,
-                        const float* B, int64_t ldb, float* C, int64_t ldc,
-                        int64_t cols, bool add = true) {
+HWY_NOINLINE void Product(const float* A, int64_t lda, int64_t M, int64_t K,
+                          const float* B, int64_t ldb, float* C, int64_t ldc,
+                          int64_t cols, bool add = true) {
   const int64_t vecs = cols / static_cast<int64_t>(hn::Lanes(DF()));
   int64_t r = 0;
   for (; r + kRows <= M; r += kRows) {
@@ -103,8 +103,9 @@ HWY_INLINE void Product(const float* A, int64_t lda, int64_t M, int64_t K,
 // Blocks of kRows rows run K = (last row of the block) + 1 keys with the
 // block's small upper triangle of A cleared, so A's upper part is never
 // read.
-HWY_INLINE void LowerProduct(float* A, int64_t lda, int64_t M, const float* B,
-                             int64_t ldb, float* C, int64_t ldc, int64_t cols) {
+HWY_NOINLINE void LowerProduct(float* A, int64_t lda, int64_t M, const float* B,
+                               int64_t ldb, float* C, int64_t ldc,
+                               int64_t cols) {
   const int64_t vecs = cols / static_cast<int64_t>(hn::Lanes(DF()));
   int64_t r = 0;
   for (; r + kRows <= M; r += kRows) {
@@ -131,12 +132,15 @@ HWY_INLINE const float* Widen(const T* src, int64_t n, float* tmp) {
   }
 }
 
-// y = phi(x) over a row of n values.
-template <class T>
-HWY_INLINE void Phi(const LinearProblem<T>& p, const float* HWY_RESTRICT x,
-                    float* HWY_RESTRICT y, int64_t n) {
-  if (p.map == FeatureMap::kCustom) {
-    p.custom(x, y, n, p.custom_context);
+// y = phi(x) over a row of n values. Not inlined, nor are the products
+// above and below: they are the bulk of the code and depend on no element
+// type, so each target compiles them once, not once per type's items.
+HWY_NOINLINE void PhiRow(FeatureMap map, FeatureFn custom,
+                         const void* custom_context,
+                         const float* HWY_RESTRICT x, float* HWY_RESTRICT y,
+                         int64_t n) {
+  if (map == FeatureMap::kCustom) {
+    custom(x, y, n, custom_context);
     return;
   }
   const DF df;
@@ -147,7 +151,7 @@ HWY_INLINE void Phi(const LinearProblem<T>& p, const float* HWY_RESTRICT x,
   int64_t d = 0;
   for (; d + N <= n; d += N) {
     const auto v = hn::LoadU(df, x + d);
-    if (p.map == FeatureMap::kRelu) {
+    if (map == FeatureMap::kRelu) {
       hn::StoreU(hn::Max(v, zero), df, y + d);
     } else {
       const auto e = hn::Exp(df, hn::Max(v, lowest));
@@ -156,10 +160,16 @@ HWY_INLINE void Phi(const LinearProblem<T>& p, const float* HWY_RESTRICT x,
     }
   }
   for (; d < n; ++d) {
-    y[d] = p.map == FeatureMap::kRelu ? (x[d] > 0 ? x[d] : 0.0f)
-           : x[d] > 0                 ? x[d] + 1.0f
-                                      : std::exp(std::max(x[d], -87.0f));
+    y[d] = map == FeatureMap::kRelu ? (x[d] > 0 ? x[d] : 0.0f)
+           : x[d] > 0               ? x[d] + 1.0f
+                                    : std::exp(std::max(x[d], -87.0f));
   }
+}
+
+template <class T>
+HWY_INLINE void Phi(const LinearProblem<T>& p, const float* HWY_RESTRICT x,
+                    float* HWY_RESTRICT y, int64_t n) {
+  PhiRow(p.map, p.custom, p.custom_context, x, y, n);
 }
 
 // Loads keys and values [c0, c0 + n) of (b, kvh): phi(K)^T into phikt [D,
