@@ -405,8 +405,8 @@ int bench_command(const BenchArgs& given) {
   }
   // Peak memory before the bandwidth test, whose buffer would dominate it.
   const double peak_rss_mib = attn::bench::peak_resident_bytes() / 1048576.0;
-  const double bandwidth =
-      attn::bench::measure_read_bandwidth_gbs(threads, std::size_t{256} << 20);
+  const double bandwidth = attn::bench::measure_read_bandwidth_robust_gbs(
+      threads, std::size_t{256} << 20);
   const SuiteResult decode =
       run_decode_presets(decode_names, args, fp32_peak, bandwidth);
   all_ok = all_ok && decode.ok;
@@ -442,7 +442,7 @@ int bench_command(const BenchArgs& given) {
     fmt::print(
         "\nprocess peak resident memory {:.0f} MiB; largest row's q, k, v, "
         "out {:.0f} MiB; scratch = what the algorithm held beyond them\n"
-        "measured read bandwidth {:.1f} GB/s\n",
+        "measured read bandwidth {:.1f} GB/s (best median of 3 x 5 passes)\n",
         peak_rss_mib, io_mib, bandwidth);
   }
   if (!args.simd.empty()) attn::force_simd_target("");

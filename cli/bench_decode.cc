@@ -145,7 +145,9 @@ SuiteResult run_decode_presets(const std::vector<std::string>& names,
   Table table(
       fmt::format(
           "\nKV cache: decode (GB/s of KV read vs measured {:.1f} GB/s) and "
-          "chunked prefill (GFLOP/s vs fp32 peak); query float32",
+          "chunked prefill (GFLOP/s vs fp32 peak); query float32; roof = "
+          "max(KV bytes / bandwidth, FLOPs / fp32 peak), %roof = roof / "
+          "median",
           bandwidth_gbs),
       {{"shape", "shape", 44, true},
        {"cache", "cache", 9, true},
@@ -155,6 +157,8 @@ SuiteResult run_decode_presets(const std::vector<std::string>& names,
        {"tokens_per_s", "tokens/s", 10},
        {"gflops", "GFLOP/s", 9},
        {"pct_fp32_peak", "%fp32", 7},
+       {"roofline_ms", "roof ms", 9},
+       {"pct_roofline", "%roof", 7},
        {"cache_bytes", "cache MiB", 10},
        {"max_rel_err", "", 0},
        {"naive_max_rel_err", "", 0},
@@ -244,11 +248,17 @@ SuiteResult run_decode_presets(const std::vector<std::string>& names,
         s.page_size ? fmt::format(" paged{}", s.page_size) : " contiguous");
     const double bw_pct = 100 * gbs / bandwidth_gbs,
                  fp_pct = 100 * gflops / fp32_peak;
+    // The roofline: the longer of streaming the cache once at the measured
+    // bandwidth and the products at the fp32 peak.
+    const double roof_ms =
+        1e3 * std::max(kv_bytes / (bandwidth_gbs * 1e9),
+                       4.0 * s.B * s.Hq * pairs * s.D / (fp32_peak * 1e9));
     table.add(
         {Cell::str(shape), Cell::str(attn::cache_type_name(s.type)),
          Cell::num(ms, "{:.3f}"), Cell::num(gbs, "{:.1f}"),
          Cell::percent(bw_pct), Cell::num(tok_s, "{:.1f}"),
          Cell::num(gflops, "{:.1f}"), Cell::percent(fp_pct),
+         Cell::num(roof_ms, "{:.3f}"), Cell::percent(100 * roof_ms / ms),
          Cell::shown(fmt::format("{:.0f}", cache.bytes_used() / 1048576.0),
                      cache.bytes_used()),
          Cell::num(err, "{:.3g}"), Cell::num(naive_err, "{:.3g}"),

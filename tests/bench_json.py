@@ -36,6 +36,16 @@ def main():
         for row in rows:
             if row.get("ok") is not True or not row.get("median_ms", 0) > 0:
                 failures.append(f"{table}: bad row {row}")
+    # Decode rows carry their roofline: the longer of the KV bytes at the
+    # measured bandwidth and the FLOPs at the fp32 peak, and the row's share.
+    for row in doc.get("kv_rows", []):
+        roof, pct, ms = (row.get("roofline_ms", 0), row.get("pct_roofline", 0),
+                         row.get("median_ms", 0))
+        bound = 1e3 * row.get("cache_bytes", 0) / (doc["read_bandwidth_gbs"] * 1e9)
+        if not (roof > 0 and abs(pct - 100 * roof / ms) <= 1e-6 * pct + 1e-9):
+            failures.append(f"kv_rows: roofline {roof} / {pct}% for {ms} ms")
+        if roof < 0.5 * bound:  # at least the cache's own bytes once
+            failures.append(f"kv_rows: roofline {roof} ms under {bound} ms")
     # --scaling through its preset name: rows per S, each pattern's cell
     # holding its time, rate and check; then the fitted figures.
     scaling = run(binary, ["--preset", "scaling", "--scaling-min", "1024",

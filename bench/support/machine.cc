@@ -68,8 +68,8 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
 // after a barrier), `repeats` times, and returns the best total rate: the
 // sum over threads of work / that thread's own time.
 template <class Body>
-double best_parallel_rate(int threads, int repeats, Body body) {
-  double best = 0.0;
+std::vector<double> parallel_rates(int threads, int repeats, Body body) {
+  std::vector<double> totals;
   for (int r = 0; r < repeats; ++r) {
     std::vector<double> rate(threads, 0.0);
 #pragma omp parallel num_threads(threads)
@@ -82,9 +82,14 @@ double best_parallel_rate(int threads, int repeats, Body body) {
     }
     double total = 0.0;
     for (double x : rate) total += x;
-    best = std::max(best, total);
+    totals.push_back(total);
   }
-  return best;
+  return totals;
+}
+template <class Body>
+double best_parallel_rate(int threads, int repeats, Body body) {
+  const std::vector<double> totals = parallel_rates(threads, repeats, body);
+  return *std::max_element(totals.begin(), totals.end());
 }
 
 __attribute__((target("avx512f,avx512bf16"))) double bf16_dot_loop(
@@ -147,7 +152,12 @@ double measure_bf16_dot_peak_gflops(int threads) {
          1e9;
 }
 
-double measure_read_bandwidth_gbs(int threads, std::size_t bytes) {
+namespace {
+
+// Rates of `rounds` x `passes` reads of a buffer of about `bytes`, in B/s,
+// round by round.
+std::vector<std::vector<double>> read_rates(int threads, std::size_t bytes,
+                                            int rounds, int passes) {
   threads = resolve_threads(threads);
   const std::size_t n = bytes / sizeof(float) / threads * threads;
   struct Free {
@@ -164,17 +174,37 @@ double measure_read_bandwidth_gbs(int threads, std::size_t bytes) {
     std::fill(buf.get() + t * part, buf.get() + (t + 1) * part, 1.0f);
   }
   std::vector<float> sinks(threads * 16, 0.0f);
-  return best_parallel_rate(threads, 5,
-                            [&](int w) {
-                              const float* p = buf.get() + w * part;
-                              float s[16] = {};
-                              for (std::size_t i = 0; i < part; i += 16) {
-                                for (int l = 0; l < 16; ++l) s[l] += p[i + l];
-                              }
-                              for (float x : s) sinks[w * 16] += x;
-                              return static_cast<double>(part * sizeof(float));
-                            }) /
-         1e9;
+  std::vector<std::vector<double>> out;
+  for (int r = 0; r < rounds; ++r) {
+    out.push_back(parallel_rates(threads, passes, [&](int w) {
+      const float* p = buf.get() + w * part;
+      float s[16] = {};
+      for (std::size_t i = 0; i < part; i += 16) {
+        for (int l = 0; l < 16; ++l) s[l] += p[i + l];
+      }
+      for (float x : s) sinks[w * 16] += x;
+      return static_cast<double>(part * sizeof(float));
+    }));
+  }
+  return out;
+}
+
+}  // namespace
+
+double measure_read_bandwidth_gbs(int threads, std::size_t bytes) {
+  const std::vector<double> rates = read_rates(threads, bytes, 1, 5)[0];
+  return *std::max_element(rates.begin(), rates.end()) / 1e9;
+}
+
+double measure_read_bandwidth_robust_gbs(int threads, std::size_t bytes,
+                                         int rounds) {
+  double best = 0.0;
+  for (std::vector<double>& round : read_rates(threads, bytes, rounds, 5)) {
+    std::nth_element(round.begin(), round.begin() + round.size() / 2,
+                     round.end());
+    best = std::max(best, round[round.size() / 2]);
+  }
+  return best / 1e9;
 }
 
 std::size_t resident_bytes() { return status_kib("VmRSS:"); }

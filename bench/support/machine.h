@@ -20,9 +20,14 @@ double measure_bf16_dot_peak_gflops(int threads);
 bool cpu_has_avx512_bf16();
 
 // Read bandwidth in GB/s (1e9 bytes/s) streaming a buffer far larger than
-// the caches on `threads` threads.
+// the caches on `threads` threads: the best of 5 passes.
 double measure_read_bandwidth_gbs(int threads,
                                   std::size_t bytes = std::size_t{1} << 30);
+// The same taken robustly for a roofline: `rounds` rounds of 5 passes, the
+// best round's median (single passes swing by 2x on shared machines, and
+// one lucky pass would make every row's share look worse than it is).
+double measure_read_bandwidth_robust_gbs(int threads, std::size_t bytes,
+                                         int rounds = 3);
 
 // Memory this process holds now and at most since the last reset, in bytes
 // (Linux: VmRSS and VmHWM from /proc/self/status; 0 when unavailable).
