@@ -3,7 +3,7 @@
 // reference) for contiguous and paged caches, every element type, GQA 1, 4
 // and 8; chunked prefill; paged == contiguous bit for bit; every split
 // count; every option; forks, frees and capacity errors; RoPE on append;
-// the public merge.
+// the public merge; multi-query decode.
 #include <gtest/gtest.h>
 
 #include <cstring>
@@ -347,6 +347,43 @@ TEST(KVCache, EverySplitCountAndOption) {
             << "splits " << splits << ": " << dec.err.worst;
         EXPECT_LE(dec.err.lse_max_abs, 2 * nai.err.lse_max_abs + 1e-6);
         EXPECT_TRUE(dec.err.lse_inf_match);
+      }
+    }
+  }
+}
+
+// Multi-query attention (one KV head shared by every query head), G = 8
+// and G = 3 (item rows 8 and 3: the packed and the row-read K paths),
+// every cache type, contiguous and paged, a batch of two different
+// lengths: decode against the float64 reference within the fast-path rule.
+TEST(KVCache, MultiQueryDecodeMatchesReference) {
+  std::mt19937 rng(12);
+  const int64_t D = 64, lens[2] = {300, 77};
+  for (CacheType type : kTypes) {
+    for (int64_t page : {int64_t{0}, int64_t{16}}) {
+      for (int64_t Hq : {int64_t{8}, int64_t{3}}) {
+        SCOPED_TRACE(std::string(cache_type_name(type)) + " page " +
+                     std::to_string(page) + " Hq " + std::to_string(Hq));
+        KVCacheOptions co = cache_options(1, D, 2, 400);
+        co.type = type;
+        co.page_size = page;
+        KVCache cache(co);
+        const std::vector<int64_t> seqs = {cache.add_sequence(),
+                                           cache.add_sequence()};
+        for (int s = 0; s < 2; ++s) fill(cache, seqs[s], 0, lens[s], rng, 64);
+        const std::vector<float> q = normal(2 * Hq * D, rng);
+        const auto qv = TensorView<const float>::bhsd(q.data(), 2, Hq, 1, D);
+        std::vector<float> scratch(2 * Hq * D);
+        const auto ref = cache_reference(
+            qv, cache, 0, seqs,
+            TensorView<float>::bhsd(scratch.data(), 2, Hq, 1, D), {});
+        const CallResult nai =
+            call(qv, cache, 0, seqs, {}, Algorithm::kNaive, ref);
+        const CallResult dec =
+            call(qv, cache, 0, seqs, {}, Algorithm::kDecode, ref);
+        EXPECT_GT(nai.err.max_rel, 0.0);
+        EXPECT_LE(dec.err.max_rel, 2 * nai.err.max_rel + 1e-6) << dec.err.worst;
+        EXPECT_LE(dec.err.lse_max_abs, 2 * nai.err.lse_max_abs + 1e-6);
       }
     }
   }
