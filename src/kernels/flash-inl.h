@@ -503,15 +503,20 @@ class FlashItemSteps : public FlashTileCore {
     std::fill(O_, O_ + rows_padded_ * Dvp_, 0.0f);
   }
 
-  // Prefetches a tile's K and V rows: cache pages hold only a few tokens of
-  // one head each, too little for the hardware prefetcher, and few-query
-  // (decode) items would otherwise wait on every load.
-  HWY_INLINE void Prefetch(int64_t tile) const {
+  // Prefetches a tile's K rows (values = false) or V rows (true): cache
+  // pages hold only a few tokens of one head each, too little for the
+  // hardware prefetcher, and few-query (decode) items would otherwise wait
+  // on every load. K and V are requested at different steps of the tile
+  // before, so the requests do not all wait for line-fill buffers at once.
+  HWY_INLINE void Prefetch(int64_t tile, bool values) const {
     const int64_t j0 = tile * kKeyTile;
     const int64_t end = std::min(j0 + kKeyTile, span_.keys_end);
     for (int64_t j = std::max(j0, span_.keys_begin); j < end; ++j) {
-      PrefetchRow(src_.k_row(span_.b, span_.kvh, j), D_);
-      PrefetchRow(src_.v_row(span_.b, span_.kvh, j), Dv_);
+      if (values) {
+        PrefetchRow(src_.v_row(span_.b, span_.kvh, j), Dv_);
+      } else {
+        PrefetchRow(src_.k_row(span_.b, span_.kvh, j), D_);
+      }
     }
   }
 
@@ -763,12 +768,13 @@ void FlashItem(const detail::Problem<T>& pb, const Src& src,
   for (bool have = walk.next(tile, kind); have;
        tile = next_tile, kind = next_kind) {
     have = walk.next(next_tile, next_kind);
-    if (have) step.Prefetch(next_tile);
+    if (have) step.Prefetch(next_tile, /*values=*/false);
     const auto t = step.At(tile, kind);
     step.PackK(t);
     step.PackV(t);
     step.RowKeys(t);
     step.QK(t);
+    if (have) step.Prefetch(next_tile, /*values=*/true);
     if (!plan.path.fused) step.RowRules(t);
     if (p.dropout.on()) step.Dropout(t);
     step.PV(t);
