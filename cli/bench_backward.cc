@@ -6,6 +6,10 @@
 // Sq, never Sq x Skv). Before timing, dq of the last 16 query rows of every
 // head of batch 0 is checked against the float64 reference backward of
 // those rows, next to the naive backward's error on the same rows.
+// float32 rows also time the framework baseline (bench/support/
+// math_path.h: the score matrix materialised, every product through BLAS)
+// forward + backward, beside the flash forward + backward; its dq is
+// checked on the same rows by the same rule.
 #include <attn/attn.h>
 #include <fmt/core.h>
 
@@ -14,8 +18,10 @@
 #include <map>
 #include <random>
 #include <string>
+#include <type_traits>
 #include <vector>
 
+#include "bench/support/math_path.h"
 #include "cli/bench.h"
 #include "cli/bench_report.h"
 
@@ -78,7 +84,8 @@ attn::TensorView<T> rows_of(attn::TensorView<T> v, int64_t first, int64_t n) {
 // dq of the last rows: the timed call's against the reference's (on the
 // values widened to float), and the naive backward's on the same rows.
 template <class T>
-SliceCheck check_dq(BackwardInputs<T>& in, const attn::AttentionOptions& o) {
+SliceCheck check_dq(BackwardInputs<T>& in, const attn::AttentionOptions& o,
+                    attn::Tensor<float>* reference_dq = nullptr) {
   const int64_t S = in.q.extents()[2], n = std::min<int64_t>(S, 16),
                 first = S - n;
   auto sl = [&](const attn::Tensor<T>& t) {
@@ -101,12 +108,18 @@ SliceCheck check_dq(BackwardInputs<T>& in, const attn::AttentionOptions& o) {
   r.algorithm = attn::Algorithm::kNaive;
   attn::attention_backward(sl(in.q), all(in.k), all(in.v), sl(in.out), lse,
                            sl(in.dout), ndq.view(), ndk.view(), ndv.view(), r);
-  return {slice_error<T>(dq, sl(in.dq)), slice_error<T>(dq, ndq.cview())};
+  SliceCheck check{slice_error<T>(dq, sl(in.dq)),
+                   slice_error<T>(dq, ndq.cview())};
+  if (reference_dq != nullptr) *reference_dq = std::move(dq);
+  return check;
 }
 
 struct BackwardRow {
   double ms = 0, gflops = 0, pct = 0, naive_ms = NAN, scratch_mib = 0;
+  // Forward + backward: flash, and the BLAS math path (float32 rows).
+  double train_ms = NAN, blas_ms = NAN, blas_err = NAN;
   SliceCheck check;
+  bool blas_ok = true;
 };
 
 template <class T>
@@ -129,8 +142,33 @@ BackwardRow run_backward_shape(const BackwardShape& s, const BenchArgs& args,
   };
   call();
   BackwardRow row;
-  row.check = check_dq(in, o);
+  attn::Tensor<float> reference_dq;
+  row.check = check_dq(in, o, &reference_dq);
   row.ms = time_ms(args.repeats, call);
+  if constexpr (std::is_same_v<T, float>) {
+    attn::AttentionOptions fwd = o;
+    fwd.algorithm = attn::Algorithm::kAuto;
+    row.train_ms = time_ms(args.repeats, [&] {
+      attn::attention(in.q.cview(), in.k.cview(), in.v.cview(), in.out.view(),
+                      fwd, in.lse.view());
+      call();
+    });
+    attn::bench::MathPathAttention math(s.B, s.Hq, s.Hkv, s.S, s.D, s.causal,
+                                        args.threads);
+    attn::Tensor<float> out(in.out.extents()), dq(in.dq.extents()),
+        dk(in.dk.extents()), dv(in.dv.extents());
+    auto blas = [&] {
+      math.forward(in.q.data(), in.k.data(), in.v.data(), out.data());
+      math.backward(in.q.data(), in.k.data(), in.v.data(), out.data(),
+                    in.dout.data(), dq.data(), dk.data(), dv.data());
+    };
+    blas();
+    const int64_t n = std::min<int64_t>(s.S, 16);
+    row.blas_err = slice_error<float>(
+        reference_dq, rows_of<const float>(dq.cview(), s.S - n, n));
+    row.blas_ok = row.blas_err <= 2 * row.check.naive_err + 1e-6;
+    row.blas_ms = time_ms(args.repeats, blas);
+  }
   double f = 2.0 * s.B * s.Hq * double(s.S) * double(s.S) * (2 * s.D) * 2.5;
   if (s.causal) f /= 2;
   row.gflops = f / (row.ms * 1e-3) / 1e9;
@@ -141,6 +179,12 @@ BackwardRow run_backward_shape(const BackwardShape& s, const BenchArgs& args,
     row.naive_ms = time_ms(1, call);
   }
   return row;
+}
+
+// A number, or "-" (JSON null) where the row has none (NaN).
+Cell optional_num(double x, const char* format) {
+  if (std::isnan(x)) return {"-", nullptr};
+  return Cell::num(x, format);
 }
 
 }  // namespace
@@ -173,6 +217,10 @@ SuiteResult run_backward_presets(const std::vector<std::string>& names,
                {"gflops", "GFLOP/s", 9},
                {"pct_fp32_peak", "%fp32", 7},
                {"naive_ms", "vs naive", 10},
+               {"train_ms", "fwd+bwd ms", 11},
+               {"blas_ms", "BLAS ms", 9},
+               {"vs_blas", "vs BLAS", 8},
+               {"blas_dq_max_rel_err", "", 0},
                {"scratch_bytes", "scratch", 9},
                {"dq_max_rel_err", "", 0},
                {"naive_dq_max_rel_err", "", 0},
@@ -185,16 +233,28 @@ SuiteResult run_backward_presets(const std::vector<std::string>& names,
           s.dtype == "bfloat16"
               ? run_backward_shape<attn::bfloat16>(s, args, fp32_peak)
               : run_backward_shape<float>(s, args, fp32_peak);
-      result.ok = result.ok && r.check.ok();
+      result.ok = result.ok && r.check.ok() && r.blas_ok;
       table.add(
           {Cell::str(fmt::format("{} B{} H{}/{} S{} D{}{}", s.model, s.B, s.Hq,
                                  s.Hkv, s.S, s.D, s.causal ? " causal" : "")),
-           Cell::str(s.dtype), Cell::str(s.model), Cell::integer(s.B),
-           Cell::integer(s.Hq), Cell::integer(s.Hkv), Cell::integer(s.S),
-           Cell::integer(s.D), Cell::shown("", s.causal),
-           Cell::num(r.ms, "{:.2f}"), Cell::num(r.gflops, "{:.1f}"),
-           Cell::percent(r.pct), Cell::speedup(r.naive_ms, r.ms),
-           Cell::scratch(r.scratch_mib), Cell::num(r.check.err, "{:.3g}"),
+           Cell::str(s.dtype),
+           Cell::str(s.model),
+           Cell::integer(s.B),
+           Cell::integer(s.Hq),
+           Cell::integer(s.Hkv),
+           Cell::integer(s.S),
+           Cell::integer(s.D),
+           Cell::shown("", s.causal),
+           Cell::num(r.ms, "{:.2f}"),
+           Cell::num(r.gflops, "{:.1f}"),
+           Cell::percent(r.pct),
+           Cell::speedup(r.naive_ms, r.ms),
+           optional_num(r.train_ms, "{:.2f}"),
+           optional_num(r.blas_ms, "{:.2f}"),
+           Cell::speedup(r.blas_ms, r.train_ms),
+           optional_num(r.blas_err, "{:.3g}"),
+           Cell::scratch(r.scratch_mib),
+           Cell::num(r.check.err, "{:.3g}"),
            Cell::num(r.check.naive_err, "{:.3g}"),
            Cell::check(r.check.err, r.check.naive_err, r.check.ok())});
     }
