@@ -14,6 +14,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstdlib>
 #include <functional>
 #include <map>
 #include <random>
@@ -366,6 +367,21 @@ int bench_command(const BenchArgs& given) {
     }
   } simd_guard{!args.simd.empty()};
   if (!args.simd.empty()) attn::force_simd_target(args.simd);
+  {
+    // The BLAS baseline and projections run the instruction set attn runs:
+    // OpenBLAS (a DYNAMIC_ARCH build, as Debian's) picks its kernels when
+    // attn::nn first loads it, from OPENBLAS_CORETYPE if set, else from its
+    // own CPU table, which can be older than the CPU (Debian's 0.3.21
+    // picks its AVX2 kernels on AMD Zen 4). A value the caller set is kept
+    // (the backward table names the kernels that ran).
+    static const std::map<std::string, const char*> kCoreType = {
+        {"AVX3_SPR", "SkylakeX"}, {"AVX3_ZEN4", "SkylakeX"},
+        {"AVX3_DL", "SkylakeX"},  {"AVX3", "SkylakeX"},
+        {"AVX2", "Haswell"},      {"SSE4", "Nehalem"},
+        {"SSSE3", "Core2"}};
+    const auto core = kCoreType.find(attn::active_simd_target());
+    if (core != kCoreType.end()) setenv("OPENBLAS_CORETYPE", core->second, 0);
+  }
   const int threads = args.threads;
   if (args.model) {
     if (!args.presets.empty()) {

@@ -11,6 +11,7 @@
 // forward + backward, beside the flash forward + backward; its dq is
 // checked on the same rows by the same rule.
 #include <attn/attn.h>
+#include <attn/nn/layers.h>
 #include <fmt/core.h>
 
 #include <algorithm>
@@ -203,7 +204,9 @@ SuiteResult run_backward_presets(const std::vector<std::string>& names,
                                  const BenchArgs& args, double fp32_peak) {
   SuiteResult result;
   if (names.empty()) return result;
-  Table table("\nbackward (attention_backward, flash; FLOPs = 2.5x forward)",
+  Table table(fmt::format("\nbackward (attention_backward, flash; FLOPs = "
+                          "2.5x forward); BLAS baseline: {}",
+                          attn::nn::blas_info()),
               {{"shape", "shape", 42, true},
                {"dtype", "dtype", 8, true},
                {"model", "", 0},
