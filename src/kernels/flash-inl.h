@@ -315,8 +315,8 @@ HWY_INLINE void QKRows4(const float* HWY_RESTRICT q, int64_t dim,
     } else {  // K == 2: rows r and r + 1 per Sum4
       const hn::Full64<float> d2;
       for (int r = 0; r < 4; r += 2) {
-        const auto v = Sum4(df, acc[r][0], acc[r][K - 1], acc[r + 1][0],
-                            acc[r + 1][K - 1]);
+        const auto v =
+            Sum4(df, acc[r][0], acc[r][1], acc[r + 1][0], acc[r + 1][1]);
         hn::StoreU(hn::LowerHalf(d2, v), d2, s + r * kKeyTile + j);
         hn::StoreU(hn::UpperHalf(d2, v), d2, s + (r + 1) * kKeyTile + j);
       }
@@ -424,11 +424,14 @@ class FlashTileCore {
   int64_t head(int64_t r) const { return span_.kvh * G_ + r / span_.br; }
 
   template <int R>
-  void QKBlock(int64_t r, const FlashTile& t);
+  void QKBlock(int64_t r);
   template <int R>
   void SoftmaxBlock(int64_t r);
   template <int R, class B>
   void PVBlock(int64_t r, const FlashTile& t, const B& b);
+  // Every register block of the item's rows, B the value source.
+  template <class B>
+  void PVTile(const FlashTile& t, const B& b);
 
   const detail::Params& p_;
   const FlashPlan& plan_;

@@ -29,8 +29,7 @@ HWY_INLINE void FlashTileCore::SoftmaxBlock(int64_t r) {
 }
 
 template <int R>
-HWY_INLINE void FlashTileCore::QKBlock(int64_t r, const FlashTile& t) {
-  (void)t;
+HWY_INLINE void FlashTileCore::QKBlock(int64_t r) {
   const DF df;
   const int64_t N = static_cast<int64_t>(hn::Lanes(df));
   float* sblock = S_ + r * kKeyTile;
@@ -69,8 +68,8 @@ HWY_INLINE void FlashTileCore::PVBlock(int64_t r, const FlashTile& t,
   }
 }
 
-void FlashTileCore::PVPacked(const FlashTile& t) {
-  const MatrixB b{V_, Dvp_};
+template <class B>
+HWY_INLINE void FlashTileCore::PVTile(const FlashTile& t, const B& b) {
   if (path_.row_block == 4) {
     PVBlock<4>(0, t, b);
   } else {
@@ -80,16 +79,13 @@ void FlashTileCore::PVPacked(const FlashTile& t) {
   }
 }
 
+void FlashTileCore::PVPacked(const FlashTile& t) {
+  PVTile(t, MatrixB{V_, Dvp_});
+}
+
 template <class E>
 void FlashTileCore::PVRows(const FlashTile& t, const E* const* vrows) {
-  const RowsB<E> b{vrows};
-  if (path_.row_block == 4) {
-    PVBlock<4>(0, t, b);
-  } else {
-    for (int64_t r = 0; r < rows_padded_; r += kRowBlock) {
-      PVBlock<kRowBlock>(r, t, b);
-    }
-  }
+  PVTile(t, RowsB<E>{vrows});
 }
 template <class E>
 void FlashTileCore::QKRows(const FlashTile& t, const E* const* krows,
@@ -128,10 +124,10 @@ void FlashTileCore::RowKeys(const FlashTile& t) {
 
 void FlashTileCore::QK(const FlashTile& t) {
   if (path_.row_block == 4) {
-    QKBlock<4>(0, t);
+    QKBlock<4>(0);
   } else {
     for (int64_t r = 0; r < rows_padded_; r += kRowBlock) {
-      QKBlock<kRowBlock>(r, t);
+      QKBlock<kRowBlock>(r);
     }
   }
 }
