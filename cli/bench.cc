@@ -309,6 +309,10 @@ void add_bench_options(CLI::App& cmd, BenchArgs& a) {
   cmd.add_option("--model-context", a.model_context,
                  "--model: KV cache tokens before decode")
       ->capture_default_str();
+  cmd.add_option("--page-size", a.page_size,
+                 "KV-cache rows: tokens per page of the paged rows (default: "
+                 "16, as vLLM uses)")
+      ->check(CLI::Range(int64_t{1}, int64_t{1} << 20));
   cmd.add_flag("--scaling-all", a.scaling_all,
                "--scaling: run full causal and fixed past 32K too (slow)");
 }

@@ -28,6 +28,8 @@ struct BenchArgs {
   // --model: transformer layers (bench_model.cc).
   bool model = false;
   int64_t model_tokens = 512, model_context = 4096;
+  // KV-cache rows: tokens per page of the paged rows (0: each row's own).
+  int64_t page_size = 0;
 };
 
 void add_bench_options(CLI::App& cmd, BenchArgs& args);

@@ -17,6 +17,7 @@
 #include <random>
 #include <vector>
 
+#include "bench/support/int8_query.h"
 #include "cli/bench.h"
 #include "cli/bench_report.h"
 
@@ -165,7 +166,8 @@ SuiteResult run_decode_presets(const std::vector<std::string>& names,
        {"ok", "err/naive err", 17}},
       args.json);
   table.begin();
-  for (const DecodeShape& s : shapes) {
+  for (DecodeShape s : shapes) {
+    if (s.page_size && args.page_size) s.page_size = args.page_size;
     attn::KVCacheOptions co;
     co.num_kv_heads = s.Hkv;
     co.head_dim = s.D;
@@ -202,6 +204,17 @@ SuiteResult run_decode_presets(const std::vector<std::string>& names,
     const int64_t rows = std::min<int64_t>(s.Sq, 16);
     const auto q0 = attn::TensorView<const float>(
         qv.row(0, 0, s.Sq - rows), {1, s.Hq, rows, s.D}, qv.strides());
+    // Against an int8 cache, decode-sized calls compute with the query rows
+    // quantised (bench/support/int8_query.h): the reference and naive get
+    // that query.
+    const std::vector<float> q0_quantised =
+        attn::bench::int8_query_path(s.type, s.Hq / s.Hkv, s.Sq)
+            ? attn::bench::int8_quantised_query(q0)
+            : std::vector<float>();
+    const auto q0_ref = q0_quantised.empty()
+                            ? q0
+                            : attn::TensorView<const float>::bhsd(
+                                  q0_quantised.data(), 1, s.Hq, rows, s.D);
     std::vector<float> want(s.Hq * rows * s.D);
     {
       attn::AttentionOptions r = o;
@@ -210,11 +223,11 @@ SuiteResult run_decode_presets(const std::vector<std::string>& names,
       // The slice's queries are the last `rows` of the chunk: with the
       // sequence shortened to end at them, bottom-right alignment holds.
       attn::attention(
-          q0, cache, 0, std::vector<int64_t>{seqs[0]},
+          q0_ref, cache, 0, std::vector<int64_t>{seqs[0]},
           attn::TensorView<float>::bhsd(want.data(), 1, s.Hq, rows, s.D), r);
     }
     const double naive_err =
-        entry0_error(q0, cache, seqs[0], o, attn::Algorithm::kNaive, want);
+        entry0_error(q0_ref, cache, seqs[0], o, attn::Algorithm::kNaive, want);
     std::vector<float> got(s.Hq * rows * s.D);
     for (int64_t h = 0; h < s.Hq; ++h)
       for (int64_t i = 0; i < rows; ++i)

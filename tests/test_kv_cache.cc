@@ -6,6 +6,8 @@
 // the public merge; multi-query decode.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <random>
 #include <string>
@@ -13,6 +15,9 @@
 
 #include "attn/kv_cache.h"
 #include "attn/rope.h"
+#include "attn/simd.h"
+#include "bench/support/int8_query.h"
+#include "src/util/cpu.h"
 #include "tests/attention_grid.h"
 
 namespace attn {
@@ -122,6 +127,12 @@ std::vector<float> normal(int64_t n, std::mt19937& rng) {
   return x;
 }
 
+using bench::int8_query_path;
+// What decode computes with against an int8 cache (bench/support).
+std::vector<float> quantised_query(TensorView<const float> q) {
+  return bench::int8_quantised_query(q);
+}
+
 // Two sequences of different lengths generated token by token: after each
 // step every algorithm's output for the new token must match the
 // reference within the fast-path rule, and the step outputs must equal the
@@ -156,6 +167,7 @@ TEST_P(Generate, TokenByTokenEqualsPrefill) {
   std::vector<float> steps[2];
   for (int s = 0; s < 2; ++s) steps[s].assign(Hq * lens[s] * Dv, NAN);
   double worst_decode = 0, worst_naive = 0;
+  const bool int8_path = int8_query_path(co.type, G, 1);
   for (int64_t t = 0; t < lens[0]; ++t) {
     std::vector<int64_t> active;
     for (int s = 0; s < 2; ++s)
@@ -180,12 +192,15 @@ TEST_P(Generate, TokenByTokenEqualsPrefill) {
     }
     const int64_t B = active.size();
     const auto qv = TensorView<const float>::bhsd(qb.data(), B, Hq, 1, D);
+    // What decode computes with: qv, or its rows quantised.
+    const std::vector<float> qq = int8_path ? quantised_query(qv) : qb;
+    const auto qe = TensorView<const float>::bhsd(qq.data(), B, Hq, 1, D);
     std::vector<float> scratch(B * Hq * Dv);
     const auto ref = cache_reference(
-        qv, cache, 0, ids,
+        qe, cache, 0, ids,
         TensorView<float>::bhsd(scratch.data(), B, Hq, 1, Dv), {});
     const CallResult dec = call(qv, cache, 0, ids, {}, Algorithm::kDecode, ref);
-    const CallResult nai = call(qv, cache, 0, ids, {}, Algorithm::kNaive, ref);
+    const CallResult nai = call(qe, cache, 0, ids, {}, Algorithm::kNaive, ref);
     worst_decode = std::max(worst_decode, dec.err.max_rel);
     worst_naive = std::max(worst_naive, nai.err.max_rel);
     ASSERT_LE(dec.err.max_rel, 2 * nai.err.max_rel + 1e-6)
@@ -212,9 +227,24 @@ TEST_P(Generate, TokenByTokenEqualsPrefill) {
     const CallResult nai =
         call(qv, cache, 0, one, causal, Algorithm::kNaive, ref);
     EXPECT_LE(flash.err.max_rel, 2 * nai.err.max_rel + 1e-6) << flash.err.worst;
-    const ErrorStats step_err = compare<float>(
-        ref, TensorView<const float>::bhsd(steps[s].data(), 1, Hq, S, Dv), {});
-    EXPECT_LE(step_err.max_rel, 2 * nai.err.max_rel + 1e-6) << step_err.worst;
+    const auto steps_view =
+        TensorView<const float>::bhsd(steps[s].data(), 1, Hq, S, Dv);
+    if (!int8_path) {
+      const ErrorStats step_err = compare<float>(ref, steps_view, {});
+      EXPECT_LE(step_err.max_rel, 2 * nai.err.max_rel + 1e-6) << step_err.worst;
+      continue;
+    }
+    // The steps computed with quantised query rows: against the prefill of
+    // those rows.
+    const std::vector<float> qq = quantised_query(qv);
+    const auto qe = TensorView<const float>::bhsd(qq.data(), 1, Hq, S, D);
+    const auto ref_q = cache_reference(
+        qe, cache, 0, one,
+        TensorView<float>::bhsd(scratch.data(), 1, Hq, S, Dv), causal);
+    const CallResult nai_q =
+        call(qe, cache, 0, one, causal, Algorithm::kNaive, ref_q);
+    const ErrorStats step_err = compare<float>(ref_q, steps_view, {});
+    EXPECT_LE(step_err.max_rel, 2 * nai_q.err.max_rel + 1e-6) << step_err.worst;
   }
   EXPECT_GT(worst_naive, 0.0);  // the comparison measured something
 }
@@ -373,12 +403,16 @@ TEST(KVCache, MultiQueryDecodeMatchesReference) {
         for (int s = 0; s < 2; ++s) fill(cache, seqs[s], 0, lens[s], rng, 64);
         const std::vector<float> q = normal(2 * Hq * D, rng);
         const auto qv = TensorView<const float>::bhsd(q.data(), 2, Hq, 1, D);
+        // What decode computes with (int8_query_path).
+        const std::vector<float> qq =
+            int8_query_path(type, Hq, 1) ? quantised_query(qv) : q;
+        const auto qe = TensorView<const float>::bhsd(qq.data(), 2, Hq, 1, D);
         std::vector<float> scratch(2 * Hq * D);
         const auto ref = cache_reference(
-            qv, cache, 0, seqs,
+            qe, cache, 0, seqs,
             TensorView<float>::bhsd(scratch.data(), 2, Hq, 1, D), {});
         const CallResult nai =
-            call(qv, cache, 0, seqs, {}, Algorithm::kNaive, ref);
+            call(qe, cache, 0, seqs, {}, Algorithm::kNaive, ref);
         const CallResult dec =
             call(qv, cache, 0, seqs, {}, Algorithm::kDecode, ref);
         EXPECT_GT(nai.err.max_rel, 0.0);
@@ -424,6 +458,102 @@ TEST(KVCache, Int8WithinDocumentedBound) {
     for (int64_t d = 0; d < D; ++d) {
       ASSERT_LE(std::fabs(kq[r0 * D + d] - ke[r0 * D + d]),
                 amax / 254 * 1.0001f);
+    }
+  }
+}
+
+// The integer q . k of int8 caches has two kernels, vpdpbusd (AVX-512
+// VNNI) and int16 pair products (every target): both sum the same exact
+// integer products and scale them alike, so on one target the outputs are
+// the same bits with VNNI and without (ATTN_TEST_CPU_EXTENSIONS-style
+// switch), over GQA ratios 1-4, key counts around tile edges and pages.
+TEST(KVCache, Int8ScoresSameBitsWithAndWithoutVnni) {
+  if (active_simd_target() != "AVX3" || !util::cpu_has_avx512_vnni()) {
+    GTEST_SKIP() << "runs on the AVX3 target with AVX-512 VNNI";
+  }
+  std::mt19937 rng(41);
+  for (int64_t D : {64, 128}) {
+    for (int64_t G : {1, 3, 4}) {
+      KVCacheOptions co = cache_options(2, D, 2, 700);
+      co.type = CacheType::kInt8;
+      co.page_size = 16;
+      KVCache cache(co);
+      const std::vector<int64_t> seqs = {cache.add_sequence(),
+                                         cache.add_sequence()};
+      fill(cache, seqs[0], 0, 641, rng, 100);
+      fill(cache, seqs[1], 0, 63, rng, 100);
+      const std::vector<float> q = normal(2 * 2 * G * D, rng);
+      const auto qv = TensorView<const float>::bhsd(q.data(), 2, 2 * G, 1, D);
+      std::vector<float> with(2 * 2 * G * D, NAN), without(with.size(), NAN);
+      for (bool vnni : {true, false}) {
+        util::cpu_extensions_disabled() = !vnni;
+        AttentionOptions o;
+        o.algorithm = Algorithm::kDecode;
+        attention(qv, cache, 0, seqs,
+                  TensorView<float>::bhsd((vnni ? with : without).data(), 2,
+                                          2 * G, 1, D),
+                  o);
+      }
+      util::cpu_extensions_disabled() = false;
+      EXPECT_EQ(std::memcmp(with.data(), without.data(), with.size() * 4), 0)
+          << "D " << D << " G " << G;
+      EXPECT_TRUE(std::all_of(with.begin(), with.end(),
+                              [](float x) { return std::isfinite(x); }));
+    }
+  }
+}
+
+// The integer path for every head dim (tails past the int16 vector and
+// VNNI's 64 bytes), GQA 1, 2, 4 and two query positions (G * Sq <= 4):
+// within the fast-path rule of the quantised query's attention. A query
+// row holding inf or NaN is not quantised (the row scores in float, rule
+// 8): its output matches naive's NaN pattern.
+TEST(KVCache, Int8QuantisedQueryAnyHeadDim) {
+  std::mt19937 rng(43);
+  for (int64_t D : {1, 24, 40, 72, 130}) {
+    for (const auto [G, Sq] :
+         {std::pair<int64_t, int64_t>{1, 1}, {2, 2}, {4, 1}}) {
+      SCOPED_TRACE("D " + std::to_string(D) + " G " + std::to_string(G) +
+                   " Sq " + std::to_string(Sq));
+      KVCacheOptions co = cache_options(2, D, 2, 300);
+      co.type = CacheType::kInt8;
+      co.page_size = 16;
+      KVCache cache(co);
+      const std::vector<int64_t> seqs = {cache.add_sequence(),
+                                         cache.add_sequence()};
+      fill(cache, seqs[0], 0, 213, rng, 50);
+      fill(cache, seqs[1], 0, 65, rng, 50);
+      const int64_t Hq = 2 * G;
+      std::vector<float> q = normal(2 * Hq * Sq * D, rng);
+      const auto qv = TensorView<const float>::bhsd(q.data(), 2, Hq, Sq, D);
+      ASSERT_TRUE(int8_query_path(co.type, G, Sq));
+      std::vector<float> qq = quantised_query(qv);
+      const auto qe = TensorView<const float>::bhsd(qq.data(), 2, Hq, Sq, D);
+      std::vector<float> scratch(2 * Hq * Sq * D);
+      AttentionOptions causal;
+      causal.causal = true;
+      const auto out = TensorView<float>::bhsd(scratch.data(), 2, Hq, Sq, D);
+      const auto ref = cache_reference(qe, cache, 0, seqs, out, causal);
+      const CallResult nai =
+          call(qe, cache, 0, seqs, causal, Algorithm::kNaive, ref);
+      const CallResult dec =
+          call(qv, cache, 0, seqs, causal, Algorithm::kDecode, ref);
+      EXPECT_GT(nai.err.max_rel, 0.0);
+      EXPECT_LE(dec.err.max_rel, 2 * nai.err.max_rel + 1e-6) << dec.err.worst;
+      EXPECT_LE(dec.err.lse_max_abs, 2 * nai.err.lse_max_abs + 1e-6);
+      // Non-finite query values: batch entry 1, head 0, position 0 gets inf,
+      // head 1 NaN.
+      q[(Hq * Sq) * D + D / 2] = INFINITY;
+      q[(Hq * Sq + Sq) * D] = NAN;
+      const CallResult nai_nf =
+          call(qv, cache, 0, seqs, causal, Algorithm::kNaive, ref);
+      const CallResult dec_nf =
+          call(qv, cache, 0, seqs, causal, Algorithm::kDecode, ref);
+      for (size_t e = 0; e < dec_nf.out.size(); ++e) {
+        ASSERT_EQ(std::isnan(dec_nf.out[e]), std::isnan(nai_nf.out[e]))
+            << "element " << e;
+      }
+      EXPECT_TRUE(std::isnan(dec_nf.out[(Hq * Sq + Sq) * D]));
     }
   }
 }

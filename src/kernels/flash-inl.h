@@ -223,12 +223,13 @@ HWY_INLINE void PackKTransposed32(RowOf row, int64_t j_lo, int64_t j_hi,
 inline constexpr int kRowKeys = HWY_MAX_BYTES >= 64 ? 4 : 2;
 
 #if HWY_TARGET != HWY_SCALAR
-// The lane sums of a, b, c and e, in that order, as one 128-bit vector:
-// within each 128-bit block two interleaving steps (32-bit, then 64-bit
-// lanes) leave the block's four partial sums side by side, then the blocks
-// are added, halving the vector until one block is left.
+// The lane sums of a, b, c and e, in that order, as one 128-bit vector
+// (float or int32 lanes): within each 128-bit block two interleaving steps
+// (32-bit, then 64-bit lanes) leave the block's four partial sums side by
+// side, then the blocks are added, halving the vector until one block is
+// left.
 template <class D>
-HWY_INLINE hn::Vec<hn::Full128<float>> SumBlocks(D d, hn::Vec<D> v) {
+HWY_INLINE hn::Vec<hn::Full128<hn::TFromD<D>>> SumBlocks(D d, hn::Vec<D> v) {
   if constexpr (hn::MaxLanes(D()) <= 4) {
     (void)d;
     return v;
@@ -237,16 +238,17 @@ HWY_INLINE hn::Vec<hn::Full128<float>> SumBlocks(D d, hn::Vec<D> v) {
     return SumBlocks(dh, hn::Add(hn::LowerHalf(dh, v), hn::UpperHalf(dh, v)));
   }
 }
-HWY_INLINE hn::Vec<hn::Full128<float>> Sum4(DF df, VF a, VF b, VF c, VF e) {
-  const hn::Repartition<uint64_t, DF> d64;
-  const VF ab =
-      hn::Add(hn::InterleaveLower(df, a, b), hn::InterleaveUpper(df, a, b));
-  const VF ce =
-      hn::Add(hn::InterleaveLower(df, c, e), hn::InterleaveUpper(df, c, e));
+template <class D, class V = hn::Vec<D>>
+HWY_INLINE hn::Vec<hn::Full128<hn::TFromD<D>>> Sum4(D d, V a, V b, V c, V e) {
+  const hn::Repartition<uint64_t, D> d64;
+  const V ab =
+      hn::Add(hn::InterleaveLower(d, a, b), hn::InterleaveUpper(d, a, b));
+  const V ce =
+      hn::Add(hn::InterleaveLower(d, c, e), hn::InterleaveUpper(d, c, e));
   const auto ab64 = hn::BitCast(d64, ab), ce64 = hn::BitCast(d64, ce);
-  const VF sum = hn::Add(hn::BitCast(df, hn::InterleaveLower(d64, ab64, ce64)),
-                         hn::BitCast(df, hn::InterleaveUpper(d64, ab64, ce64)));
-  return SumBlocks(df, sum);
+  const V sum = hn::Add(hn::BitCast(d, hn::InterleaveLower(d64, ab64, ce64)),
+                        hn::BitCast(d, hn::InterleaveUpper(d64, ab64, ce64)));
+  return SumBlocks(d, sum);
 }
 #endif  // HWY_TARGET != HWY_SCALAR
 
@@ -261,15 +263,29 @@ HWY_INLINE hn::Vec<hn::Full128<float>> Sum4(DF df, VF a, VF b, VF c, VF e) {
 // after the sum.
 //   q [4, dim] (rows past the item's are zero), krows[j]: key j's row or
 //   null (a key no row sees: score 0), kscale[j]: its scale (int8 only),
-//   s [4, kKeyTile]; dim % Lanes(DF()) == 0.
+//   s [4, kKeyTile]; the last dim % Lanes(DF()) elements are added one by
+//   one (only the int8 path's fallback has such dims, see flash.h).
+// next_k / next_v (or null): the next tile's K and V rows (dim and dv
+// elements), prefetched a group at a time between the products, so the
+// requests are spread over the tile rather than issued in one burst that
+// fills the line-fill buffers and stalls the loads of this tile.
 template <class E>
 HWY_INLINE void QKRows4(const float* HWY_RESTRICT q, int64_t dim,
                         const E* const* krows, const float* kscale,
-                        int64_t keys, float* HWY_RESTRICT s) {
+                        int64_t keys, float* HWY_RESTRICT s,
+                        const E* const* next_k, const E* const* next_v,
+                        int64_t dv) {
   constexpr int K = kRowKeys;
   const DF df;
   const int64_t N = static_cast<int64_t>(hn::Lanes(df));
+  const int64_t dimN = dim / N * N;
   for (int64_t j = 0; j < kKeyTile; j += K) {
+    if (next_k) {
+      for (int m = 0; m < K; ++m) {
+        if (next_k[j + m]) PrefetchRow(next_k[j + m], dim);
+        if (next_v[j + m]) PrefetchRow(next_v[j + m], dv);
+      }
+    }
     // A key no row sees reads the group's first seen row instead (never a
     // hidden one), and its score is cleared after.
     const E* k[K];
@@ -290,7 +306,7 @@ HWY_INLINE void QKRows4(const float* HWY_RESTRICT q, int64_t dim,
     for (int r = 0; r < 4; ++r) {
       for (int m = 0; m < K; ++m) acc[r][m] = hn::Zero(df);
     }
-    for (int64_t d = 0; d < dim; d += N) {
+    for (int64_t d = 0; d < dimN; d += N) {
       VF kv[K];
       for (int m = 0; m < K; ++m) kv[m] = LoadAsFloat(df, kr[m] + d);
       for (int r = 0; r < 4; ++r) {
@@ -322,11 +338,128 @@ HWY_INLINE void QKRows4(const float* HWY_RESTRICT q, int64_t dim,
       }
     }
 #endif
+    for (int64_t d = dimN; d < dim; ++d) {
+      for (int r = 0; r < 4; ++r) {
+        for (int m = 0; m < K; ++m) {
+          float x;
+          if constexpr (std::is_same_v<E, float>) {
+            x = kr[m][d];
+          } else if constexpr (std::is_same_v<E, int8_t>) {
+            x = static_cast<float>(kr[m][d]);
+          } else {
+            x = to_float(kr[m][d]);
+          }
+          s[r * kKeyTile + j + m] += q[r * dim + d] * x;
+        }
+      }
+    }
     for (int m = 0; m < K; ++m) {
       if (!k[m]) {
         for (int r = 0; r < 4; ++r) s[r * kKeyTile + j + m] = 0.0f;
       } else if constexpr (std::is_same_v<E, int8_t>) {
         for (int r = 0; r < 4; ++r) s[r * kKeyTile + j + m] *= kscale[j + m];
+      }
+    }
+  }
+}
+
+// QKRows4 for int8 keys on integer dot products (KPath::kInt8Rows): the 4
+// query rows were quantised once per item to int8 values held as int16,
+// q16[r] with scale qscale[r] (FlashTileCore::QuantizeQ), and each key's
+// int8 values are widened to int16 as they are loaded; products of pairs
+// are summed into int32 lanes (pmaddwd on x86), lane sums reduced in int32
+// (exact: |q . k| <= dim * 127 * 127), the last dim % Lanes(int16) elements
+// added one by one, and the score is float(q16 . k) * (qscale[r] *
+// kscale[j]).
+HWY_INLINE void QKRows4Int8(const int16_t* HWY_RESTRICT q16,
+                            const float* qscale, int64_t dim,
+                            const int8_t* const* krows, const float* kscale,
+                            int64_t keys, float* HWY_RESTRICT s,
+                            const int8_t* const* next_k,
+                            const int8_t* const* next_v, int64_t dv) {
+  constexpr int K = kRowKeys;
+  const hn::ScalableTag<int16_t> d16;
+  const hn::RepartitionToWide<decltype(d16)> d32;
+  const hn::Rebind<int8_t, decltype(d16)> d8;
+  using VI = hn::Vec<decltype(d32)>;
+  const int64_t N = static_cast<int64_t>(hn::Lanes(d16));
+  const int64_t dimN = dim / N * N;
+  for (int64_t j = 0; j < kKeyTile; j += K) {
+    if (next_k) {
+      for (int m = 0; m < K; ++m) {
+        if (next_k[j + m]) PrefetchRow(next_k[j + m], dim);
+        if (next_v[j + m]) PrefetchRow(next_v[j + m], dv);
+      }
+    }
+    const int8_t* k[K];
+    const int8_t* seen = nullptr;
+    for (int m = 0; m < K; ++m) {
+      k[m] = j + m < keys ? krows[j + m] : nullptr;
+      if (!seen) seen = k[m];
+    }
+    if (!seen) {
+      for (int r = 0; r < 4; ++r) {
+        for (int m = 0; m < K; ++m) s[r * kKeyTile + j + m] = 0.0f;
+      }
+      continue;
+    }
+    const int8_t* kr[K];
+    for (int m = 0; m < K; ++m) kr[m] = k[m] ? k[m] : seen;
+    VI acc[4][K], odd[4][K];  // odd: the second sum some targets keep
+    for (int r = 0; r < 4; ++r) {
+      for (int m = 0; m < K; ++m) acc[r][m] = odd[r][m] = hn::Zero(d32);
+    }
+    for (int64_t d = 0; d < dimN; d += N) {
+      hn::Vec<decltype(d16)> kv[K];
+      for (int m = 0; m < K; ++m)
+        kv[m] = hn::PromoteTo(d16, hn::LoadU(d8, kr[m] + d));
+      for (int r = 0; r < 4; ++r) {
+        const auto qv = hn::LoadU(d16, q16 + r * dim + d);
+        for (int m = 0; m < K; ++m) {
+          acc[r][m] = hn::ReorderWidenMulAccumulate(d32, qv, kv[m], acc[r][m],
+                                                    odd[r][m]);
+        }
+      }
+    }
+    for (int r = 0; r < 4; ++r) {
+      for (int m = 0; m < K; ++m)
+        acc[r][m] = hn::RearrangeToOddPlusEven(acc[r][m], odd[r][m]);
+    }
+    int32_t dot[4][K];
+#if HWY_TARGET == HWY_SCALAR
+    for (int r = 0; r < 4; ++r) {
+      for (int m = 0; m < K; ++m) dot[r][m] = hn::GetLane(acc[r][m]);
+    }
+#else
+    if constexpr (K == 4) {
+      const hn::Full128<int32_t> d4;
+      for (int r = 0; r < 4; ++r) {
+        hn::StoreU(Sum4(d32, acc[r][0], acc[r][1], acc[r][2], acc[r][3]), d4,
+                   dot[r]);
+      }
+    } else {  // K == 2: rows r and r + 1 per Sum4
+      alignas(16) int32_t pair[4];
+      const hn::Full128<int32_t> d4;
+      for (int r = 0; r < 4; r += 2) {
+        hn::Store(Sum4(d32, acc[r][0], acc[r][1], acc[r + 1][0], acc[r + 1][1]),
+                  d4, pair);
+        for (int m = 0; m < 2; ++m) {
+          dot[r][m] = pair[m];
+          dot[r + 1][m] = pair[2 + m];
+        }
+      }
+    }
+#endif
+    for (int64_t d = dimN; d < dim; ++d) {
+      for (int r = 0; r < 4; ++r) {
+        for (int m = 0; m < K; ++m) dot[r][m] += q16[r * dim + d] * kr[m][d];
+      }
+    }
+    for (int r = 0; r < 4; ++r) {
+      for (int m = 0; m < K; ++m) {
+        s[r * kKeyTile + j + m] =
+            k[m] ? static_cast<float>(dot[r][m]) * (qscale[r] * kscale[j + m])
+                 : 0.0f;
       }
     }
   }
@@ -400,8 +533,21 @@ class FlashTileCore {
   void QK(const FlashTile& t);
   // The same from K rows read in place (KPath::kRows: items of at most 4
   // rows), krows[j] key j0 + j's row or null, kscale[j] its scale (int8).
+  // next_k / next_v: the next tile's rows to prefetch meanwhile, or null.
   template <class E>
-  void QKRows(const FlashTile& t, const E* const* krows, const float* kscale);
+  void QKRows(const FlashTile& t, const E* const* krows, const float* kscale,
+              const E* const* next_k, const E* const* next_v);
+  // KPath::kInt8Rows, once per item after Q is packed: each of the 4 rows
+  // quantised like the cache quantises keys, q8 = round(q / s) with s =
+  // max|q| / 127 (into Kd, unused on this path: int16 copies for the
+  // generic kernel, bytes for VNNI). False when a row holds a non-finite
+  // value: the item then scores in float (QKRows) so rule 8 holds.
+  bool QuantizeQ();
+  // 2. on KPath::kInt8Rows: S from int8 key rows on integer dot products
+  // (QKRows4Int8 or qk_rows4_int8_vnni), then the fused softmax.
+  void QKRowsInt8(const FlashTile& t, const int8_t* const* krows,
+                  const float* kscale, const int8_t* const* next_k,
+                  const int8_t* const* next_v);
   // 3. Off the fused path: the score rules per element (scale first, so a
   // hidden key's -inf is never multiplied), the pattern's score per row,
   // then into base 2 like the fused path; hidden keys are cleared from
@@ -454,6 +600,9 @@ class FlashTileCore {
   // Per row, the keys of the current tile it sees (bit j: key j0 + j).
   uint64_t* const HWY_RESTRICT keep_;
   uint32_t* const HWY_RESTRICT Pp_;  // P as bf16 pairs (bf16 PV path)
+  // KPath::kInt8Rows: the quantised query rows' scales and 128 * sum(q8).
+  float qscale_[4] = {};
+  int32_t qbias_[4] = {};
   ItemSpan span_;
   int64_t rows_ = 0, rows_padded_ = 0, block_rows_ = 0, pos0_ = 0, pairs_ = 0;
 };
@@ -470,6 +619,7 @@ template <class T, class Src>
 class FlashItemSteps : public FlashTileCore {
  public:
   using E = typename Src::Element;
+  using Rows = TileRows<E, kKeyTile>;
 
   HWY_INLINE FlashItemSteps(const detail::Problem<T>& pb, const Src& src,
                             const FlashPlan& plan, int64_t item,
@@ -504,21 +654,37 @@ class FlashItemSteps : public FlashTileCore {
       lw_[r] = 0.0f;
     }
     std::fill(O_, O_ + rows_padded_ * Dvp_, 0.0f);
+    int_qk_ = path_.k == KPath::kInt8Rows && QuantizeQ();
   }
 
-  // Prefetches a tile's K rows (values = false) or V rows (true): cache
-  // pages hold only a few tokens of one head each, too little for the
-  // hardware prefetcher, and few-query (decode) items would otherwise wait
-  // on every load. K and V are requested at different steps of the tile
-  // before, so the requests do not all wait for line-fill buffers at once.
-  HWY_INLINE void Prefetch(int64_t tile, bool values) const {
-    const int64_t j0 = tile * kKeyTile;
-    const int64_t end = std::min(j0 + kKeyTile, span_.keys_end);
-    for (int64_t j = std::max(j0, span_.keys_begin); j < end; ++j) {
+  // The K/V rows of tile `tile` (TileRows, looked up once per page) into
+  // the buffer after the current one; Advance makes it current.
+  HWY_INLINE void FetchRows(int64_t tile) {
+    const FlashTile t = At(tile, TileKind::kFull);
+    src_.tile_rows(span_.b, span_.kvh, t.j0, t.first, t.bc,
+                   tile_rows_[cur_ ^ 1]);
+    next_ready_ = true;
+  }
+  HWY_INLINE void Advance() {
+    cur_ ^= 1;
+    next_ready_ = false;
+  }
+
+  // Prefetches the fetched (next) tile's K rows (values = false) or V rows
+  // (true): cache pages hold only a few tokens of one head each, too little
+  // for the hardware prefetcher, and few-query (decode) items would
+  // otherwise wait on every load. K and V are requested at different steps
+  // of the tile before, so the requests do not all wait for line-fill
+  // buffers at once.
+  // (On KPath::kRows, QK spreads these requests over its key groups.)
+  HWY_INLINE void Prefetch(bool values) const {
+    if (path_.k == KPath::kRows || path_.k == KPath::kInt8Rows) return;
+    const Rows& next = tile_rows_[cur_ ^ 1];
+    for (int64_t j = next.first; j < next.end; ++j) {
       if (values) {
-        PrefetchRow(src_.v_row(span_.b, span_.kvh, j), Dv_);
+        PrefetchRow(next.v[j], Dv_);
       } else {
-        PrefetchRow(src_.k_row(span_.b, span_.kvh, j), D_);
+        PrefetchRow(next.k[j], D_);
       }
     }
   }
@@ -526,7 +692,7 @@ class FlashItemSteps : public FlashTileCore {
   // 1a. K: keys no row sees stay zero, so garbage there (padding, unfilled
   // cache) cannot turn into NaN.
   HWY_INLINE void PackK(const FlashTile& t) {
-    const int64_t b = span_.b, kvh = span_.kvh;
+    const Rows& rows = tile_rows_[cur_];
     switch (path_.k) {
       case KPath::kBf16Pairs: {  // [pairs, kKeyTile]: keys as the SIMD axis
         uint32_t* HWY_RESTRICT Kp = reinterpret_cast<uint32_t*>(Kt_);
@@ -536,25 +702,18 @@ class FlashItemSteps : public FlashTileCore {
         if (D_ % 2 == 0) {  // a row of D bfloat16 is D / 2 pairs in memory
           PackKTransposed32(
               [&](int64_t j) {
-                return reinterpret_cast<const float*>(
-                    src_.k_row(b, kvh, t.j0 + j));
+                return reinterpret_cast<const float*>(rows.k[j]);
               },
               t.first, t.bc, pairs_, reinterpret_cast<float*>(Kp));
         } else {
           for (int64_t j = t.first; j < t.bc; ++j) {
-            pack_pairs(src_.k_row(b, kvh, t.j0 + j), D_, Kp + j, kKeyTile);
+            pack_pairs(rows.k[j], D_, Kp + j, kKeyTile);
           }
         }
         return;
       }
       case KPath::kRows:  // read in place by QK
-        for (int64_t j = 0; j < kKeyTile; ++j) {
-          const bool seen = j >= t.first && j < t.bc;
-          krows_[j] = seen ? src_.k_row(b, kvh, t.j0 + j) : nullptr;
-          if constexpr (std::is_same_v<E, int8_t>) {
-            kscale_[j] = seen ? src_.k_scale(b, kvh, t.j0 + j) : 0.0f;
-          }
-        }
+      case KPath::kInt8Rows:
         return;
       case KPath::kTransposed:
         break;
@@ -563,12 +722,11 @@ class FlashItemSteps : public FlashTileCore {
       std::fill(Kt_, Kt_ + D_ * kKeyTile, 0.0f);
     }
     if constexpr (std::is_same_v<E, float>) {
-      PackKTransposed32([&](int64_t j) { return src_.k_row(b, kvh, t.j0 + j); },
-                        t.first, t.bc, D_, Kt_);
+      PackKTransposed32([&](int64_t j) { return rows.k[j]; }, t.first, t.bc, D_,
+                        Kt_);
     } else {  // widened or dequantised rows first
       for (int64_t j = t.first; j < t.bc; ++j) {
-        dequant_row(src_.k_row(b, kvh, t.j0 + j), D_,
-                    src_.k_scale(b, kvh, t.j0 + j), Kd_ + j * D_);
+        dequant_row(rows.k[j], D_, rows.k_scale[j], Kd_ + j * D_);
       }
       PackKTransposed32([&](int64_t j) { return Kd_ + j * D_; }, t.first, t.bc,
                         D_, Kt_);
@@ -577,16 +735,14 @@ class FlashItemSteps : public FlashTileCore {
 
   // 1b. V.
   HWY_INLINE void PackV(const FlashTile& t) {
-    const int64_t b = span_.b, kvh = span_.kvh;
+    const Rows& rows = tile_rows_[cur_];
     switch (path_.v) {
       case VPath::kBf16Pairs: {  // [ceil(bc / 2), Dvp]: keys 2p, 2p + 1
         if constexpr (kAvx512) {
           uint32_t* HWY_RESTRICT Vp = reinterpret_cast<uint32_t*>(V_);
-          // Keys outside [first, bc) read as zeros.
-          const auto vrow = [&](int64_t j) -> const uint16_t* {
-            return j >= t.first && j < t.bc ? reinterpret_cast<const uint16_t*>(
-                                                  src_.v_row(b, kvh, t.j0 + j))
-                                            : nullptr;
+          // Keys outside [first, bc) (null rows) read as zeros.
+          const auto vrow = [&](int64_t j) {
+            return reinterpret_cast<const uint16_t*>(rows.v[j]);
           };
           for (int64_t pr = 0; pr < (t.bc + 1) / 2; ++pr) {
             pack_value_pairs(vrow(2 * pr), vrow(2 * pr + 1), Dv_, Dvp_,
@@ -595,10 +751,7 @@ class FlashItemSteps : public FlashTileCore {
         }
         return;
       }
-      case VPath::kRows:
-        for (int64_t j = t.first; j < t.bc; ++j) {
-          vrows_[j] = src_.v_row(b, kvh, t.j0 + j);
-        }
+      case VPath::kRows:  // read in place by PV
         return;
       case VPath::kPacked:
         break;
@@ -606,8 +759,7 @@ class FlashItemSteps : public FlashTileCore {
     for (int64_t j = 0; j < t.bc; ++j) {
       float* dst = V_ + j * Dvp_;
       if (j >= t.first) {
-        dequant_row(src_.v_row(b, kvh, t.j0 + j), Dv_,
-                    src_.v_scale(b, kvh, t.j0 + j), dst);
+        dequant_row(rows.v[j], Dv_, rows.v_scale[j], dst);
       } else {
         std::fill(dst, dst + Dv_, 0.0f);
       }
@@ -616,10 +768,20 @@ class FlashItemSteps : public FlashTileCore {
   }
 
   // 2. S = Q K^T (then, fused, the online softmax): from the K rows in
-  // place (KPath::kRows), else from the packed tile.
+  // place (KPath::kRows; kInt8Rows on integers once the rows are
+  // quantised), else from the packed tile.
   HWY_INLINE void QK(const FlashTile& t) {
-    if (path_.k == KPath::kRows) {
-      QKRows<E>(t, krows_, kscale_);
+    if (path_.k == KPath::kRows || path_.k == KPath::kInt8Rows) {
+      const Rows& rows = tile_rows_[cur_];
+      const Rows& next = tile_rows_[cur_ ^ 1];
+      const E* const* next_k = next_ready_ ? next.k : nullptr;
+      if constexpr (std::is_same_v<E, int8_t>) {
+        if (int_qk_) {
+          QKRowsInt8(t, rows.k, rows.k_scale, next_k, next.v);
+          return;
+        }
+      }
+      QKRows<E>(t, rows.k, rows.k_scale, next_k, next.v);
     } else {
       FlashTileCore::QK(t);
     }
@@ -631,18 +793,15 @@ class FlashItemSteps : public FlashTileCore {
       PVPacked(t);
       return;
     }
+    const Rows& rows = tile_rows_[cur_];
     if constexpr (std::is_same_v<E, int8_t>) {
-      float vscale[kKeyTile];
-      for (int64_t j = t.first; j < t.bc; ++j) {
-        vscale[j] = src_.v_scale(span_.b, span_.kvh, t.j0 + j);
-      }
       for (int64_t r = 0; r < block_rows_; ++r) {
         for (int64_t j = t.first; j < t.bc; ++j) {
-          S_[r * kKeyTile + j] *= vscale[j];
+          S_[r * kKeyTile + j] *= rows.v_scale[j];
         }
       }
     }
-    PVRows<E>(t, vrows_);
+    PVRows<E>(t, rows.v);
   }
 
   // Normalise once and write out (or the partial); lse = m + log l. A row
@@ -653,18 +812,18 @@ class FlashItemSteps : public FlashTileCore {
     for (int64_t r = 0; r < rows_; ++r) {
       const int64_t h = head(r), i = span_.i0 + r % span_.br;
       float* orow = O_ + r * Dvp_;
-      float row_lse = nan;
+      double row_lse = nan;
       if (std::isnan(m_[r])) {
         std::fill(orow, orow + Dv_, nan);
       } else {
         const bool any = m_[r] != neg_inf && l_[r] > 0.0f;
         const float weights = path_.v == VPath::kBf16Pairs ? lw_[r] : l_[r];
         const float inv = any ? 1.0f / weights : 0.0f;
-        // m is in log2 units: lse = ln 2 * m + ln l, in double and rounded
-        // once (two float roundings at |lse| ~ 30 cost an ulp, 1.9e-6).
-        row_lse = any ? static_cast<float>(static_cast<double>(m_[r]) *
-                                               0.6931471805599453 +
-                                           std::log(static_cast<double>(l_[r])))
+        // m is in log2 units: lse = ln 2 * m + ln l, in double, rounded
+        // once for the output (two float roundings at |lse| ~ 30 cost an
+        // ulp, 1.9e-6) and kept in double for a split's merge.
+        row_lse = any ? static_cast<double>(m_[r]) * 0.6931471805599453 +
+                            std::log(static_cast<double>(l_[r]))
                       : neg_inf;
         bool finite = true;
         for (int64_t d = 0; d < Dv_; ++d) {
@@ -676,12 +835,14 @@ class FlashItemSteps : public FlashTileCore {
       if (plan_.splits > 1) {
         float* po = partial + plan_.partial_out(item) + r * Dv_;
         std::copy(orow, orow + Dv_, po);
-        partial[plan_.partial_lse(item) + r] = row_lse;
+        plan_.partial_lse(partial, item)[r] = row_lse;
         continue;
       }
       T* out = pb_.out.row(span_.b, h, i);
       for (int64_t d = 0; d < Dv_; ++d) out[d] = from_float<T>(orow[d]);
-      if (!pb_.lse.empty()) pb_.lse(span_.b, h, i, 0) = row_lse;
+      if (!pb_.lse.empty()) {
+        pb_.lse(span_.b, h, i, 0) = static_cast<float>(row_lse);
+      }
     }
   }
 
@@ -748,9 +909,12 @@ class FlashItemSteps : public FlashTileCore {
 
   const detail::Problem<T>& pb_;
   const Src& src_;
-  const E* krows_[kKeyTile];  // KPath::kRows: the tile's K rows
-  float kscale_[kKeyTile];    // and their scales (int8)
-  const E* vrows_[kKeyTile];  // VPath::kRows: the tile's V rows
+  // The current tile's K/V rows and the next one's (fetched a tile ahead so
+  // they can be prefetched).
+  Rows tile_rows_[2];
+  int cur_ = 0;
+  bool next_ready_ = false;
+  bool int_qk_ = false;  // KPath::kInt8Rows with the query rows quantised
 };
 
 template <class T, class Src>
@@ -768,16 +932,23 @@ void FlashItem(const detail::Problem<T>& pb, const Src& src,
                   step.pos0() + s.br, s.keys_begin, s.keys_end, kKeyTile);
   int64_t tile = 0, next_tile = 0;
   TileKind kind = TileKind::kFull, next_kind = TileKind::kFull;
-  for (bool have = walk.next(tile, kind); have;
-       tile = next_tile, kind = next_kind) {
+  bool have = walk.next(tile, kind);
+  if (have) {
+    step.FetchRows(tile);
+    step.Advance();
+  }
+  for (; have; tile = next_tile, kind = next_kind, step.Advance()) {
     have = walk.next(next_tile, next_kind);
-    if (have) step.Prefetch(next_tile, /*values=*/false);
+    if (have) {
+      step.FetchRows(next_tile);
+      step.Prefetch(/*values=*/false);
+    }
     const auto t = step.At(tile, kind);
     step.PackK(t);
     step.PackV(t);
     step.RowKeys(t);
     step.QK(t);
-    if (have) step.Prefetch(next_tile, /*values=*/true);
+    if (have) step.Prefetch(/*values=*/true);
     if (!plan.path.fused) step.RowRules(t);
     if (p.dropout.on()) step.Dropout(t);
     step.PV(t);

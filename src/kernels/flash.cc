@@ -56,7 +56,9 @@ HWY_EXPORT(ThisFlashTarget);
 
 FlashTarget flash_target() {
   util::ready_targets();
-  return HWY_DYNAMIC_DISPATCH(ThisFlashTarget)();
+  FlashTarget target = HWY_DYNAMIC_DISPATCH(ThisFlashTarget)();
+  target.vnni = target.avx512 && util::cpu_has_avx512_vnni();
+  return target;
 }
 
 namespace {
@@ -86,7 +88,7 @@ void merge_partials(const detail::Problem<T>& pb, const FlashPlan& plan,
           [&](int64_t s) {
             return partial + plan.partial_out(first + s) + r * Dv;
           },
-          [&](int64_t s) { return partial[plan.partial_lse(first + s) + r]; },
+          [&](int64_t s) { return plan.partial_lse(partial, first + s)[r]; },
           acc);
       const int64_t h = kvh * G + r / br, i = i0 + r % br;
       T* out = pb.out.row(b, h, i);

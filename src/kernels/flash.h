@@ -36,6 +36,10 @@ enum class KPath : uint8_t {
   kRows,        // items of <= 4 rows, D a multiple of the target's vector:
                 // scores straight from the K rows of any type, no packed
                 // copy (decode)
+  kInt8Rows,    // items of <= 4 rows against int8 keys, any D: the query
+                // rows quantised to int8 once per item, q . k on integer
+                // dot products (vpdpbusd with AVX-512 VNNI, else int16 pair
+                // products) from the K rows in place
   kBf16Pairs,   // AVX-512 BF16: K packed transposed as bf16 pairs, QK on
                 // vdpbf16ps
 };
@@ -57,6 +61,8 @@ struct FlashPath {
   // Rows per register block: 4 for items of at most 4 rows (decode with
   // G <= 4) off the bf16 path, else kRowBlock.
   int row_block = 6;
+  // KPath::kInt8Rows on vpdpbusd (AVX-512 VNNI).
+  bool vnni = false;
 };
 
 // How a call is cut into work items and how each worker's scratch is laid
@@ -78,16 +84,21 @@ struct FlashPlan {
   int64_t split_keys = 0;
   int64_t items = 0;  // B * Hkv * blocks_per_head * splits
   // Partial results, in one buffer shared by all workers: per item
-  // rows_padded x Dv outputs, then per item rows_padded lse values.
-  std::size_t partial_out(int64_t item) const {
-    return static_cast<std::size_t>(item * rows_padded) * dv;
+  // rows_padded lse values in double (as 2 floats each: a float lse of
+  // magnitude L is off by up to L * 6e-8, and the merge weights exp(lse_s -
+  // M) inherit that), then per item rows_padded x Dv outputs.
+  double* partial_lse(float* partial, int64_t item) const {
+    return reinterpret_cast<double*>(partial) + item * rows_padded;
   }
-  std::size_t partial_lse(int64_t item) const {
-    return static_cast<std::size_t>(items * rows_padded) * dv +
-           static_cast<std::size_t>(item * rows_padded);
+  const double* partial_lse(const float* partial, int64_t item) const {
+    return reinterpret_cast<const double*>(partial) + item * rows_padded;
+  }
+  std::size_t partial_out(int64_t item) const {
+    return static_cast<std::size_t>(items * rows_padded) * 2 +
+           static_cast<std::size_t>(item * rows_padded) * dv;
   }
   std::size_t partial_floats() const {
-    return splits > 1 ? static_cast<std::size_t>(items * rows_padded) * (dv + 1)
+    return splits > 1 ? static_cast<std::size_t>(items * rows_padded) * (dv + 2)
                       : 0;
   }
   int64_t dv = 0;
@@ -134,10 +145,12 @@ inline FlashPlan make_flash_plan(const detail::Params& p, int64_t splits) {
 }
 
 // What the chosen Highway target offers the flash item: AVX-512 packers and
-// micro-kernels, and its float32 vector length.
+// micro-kernels, its float32 vector length, and (AVX-512 targets on a CPU
+// that has it) VNNI's vpdpbusd.
 struct FlashTarget {
   bool avx512 = false;
   int64_t lanes = 1;
+  bool vnni = false;
 };
 FlashTarget flash_target();
 
@@ -158,6 +171,9 @@ FlashPath choose_flash_path(const detail::Params& p, const FlashPlan& plan,
   path.row_block = four_rows ? 4 : static_cast<int>(kRowBlock);
   if (pairs) {
     path.k = KPath::kBf16Pairs;
+  } else if (four_rows && std::is_same_v<E, int8_t>) {
+    path.k = KPath::kInt8Rows;
+    path.vnni = target.vnni;
   } else if (four_rows && sh.D % target.lanes == 0) {
     path.k = KPath::kRows;
   }

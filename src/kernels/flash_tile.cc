@@ -10,6 +10,7 @@
 // Must come after foreach_target.h.
 #include "hwy/highway.h"
 #include "src/kernels/flash-inl.h"
+#include "src/kernels/flash_int8_dot.h"
 
 HWY_BEFORE_NAMESPACE();
 namespace attn::kernels {
@@ -89,14 +90,55 @@ void FlashTileCore::PVRows(const FlashTile& t, const E* const* vrows) {
 }
 template <class E>
 void FlashTileCore::QKRows(const FlashTile& t, const E* const* krows,
-                           const float* kscale) {
-  QKRows4(Q_, D_, krows, kscale, t.bc, S_);
+                           const float* kscale, const E* const* next_k,
+                           const E* const* next_v) {
+  QKRows4(Q_, D_, krows, kscale, t.bc, S_, next_k, next_v, Dv_);
+  SoftmaxBlock<4>(0);
+}
+
+bool FlashTileCore::QuantizeQ() {
+  int16_t* HWY_RESTRICT q16 = reinterpret_cast<int16_t*>(Kd_);
+  int8_t* HWY_RESTRICT q8 = reinterpret_cast<int8_t*>(q16 + 4 * D_);
+  for (int64_t r = 0; r < 4; ++r) {
+    const float* q = Q_ + r * D_;
+    float amax = 0.0f;
+    for (int64_t d = 0; d < D_; ++d) {
+      if (!std::isfinite(q[d])) return false;
+      amax = std::max(amax, std::fabs(q[d]));
+    }
+    const float inv = amax > 0.0f ? 127.0f / amax : 0.0f;
+    qscale_[r] = amax / 127.0f;
+    int32_t sum = 0;
+    for (int64_t d = 0; d < D_; ++d) {
+      const float x = std::clamp(std::nearbyint(q[d] * inv), -127.0f, 127.0f);
+      const auto v = static_cast<int8_t>(x);
+      q16[r * D_ + d] = v;
+      q8[r * D_ + d] = v;
+      sum += v;
+    }
+    qbias_[r] = 128 * sum;
+  }
+  return true;
+}
+
+void FlashTileCore::QKRowsInt8(const FlashTile& t, const int8_t* const* krows,
+                               const float* kscale, const int8_t* const* next_k,
+                               const int8_t* const* next_v) {
+  const int16_t* q16 = reinterpret_cast<const int16_t*>(Kd_);
+  if (kAvx512 && path_.vnni) {
+    qk_rows4_int8_vnni(reinterpret_cast<const int8_t*>(q16 + 4 * D_), qbias_,
+                       qscale_, D_, krows, kscale, t.bc, S_, next_k, next_v,
+                       Dv_);
+  } else {
+    QKRows4Int8(q16, qscale_, D_, krows, kscale, t.bc, S_, next_k, next_v, Dv_);
+  }
   SoftmaxBlock<4>(0);
 }
 
 #define ATTN_INSTANTIATE(E)                                              \
   template void FlashTileCore::QKRows(const FlashTile&, const E* const*, \
-                                      const float*);                     \
+                                      const float*, const E* const*,     \
+                                      const E* const*);                  \
   template void FlashTileCore::PVRows(const FlashTile&, const E* const*);
 ATTN_INSTANTIATE(float)
 ATTN_INSTANTIATE(bfloat16)

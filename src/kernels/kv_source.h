@@ -5,6 +5,10 @@
 //   k_row(b, h, j)          key j of batch entry b, KV head h: D elements
 //   v_row(b, h, j)          value j: Dv elements
 //   k_scale / v_scale(...)  int8 only: the row's dequantisation scale
+//   tile_rows(b, h, j0, first, end, rows)
+//                           the same for keys j0 + [first, end) of a tile
+//                           at once (TileRows), the page looked up once per
+//                           page rather than per key and per use
 //
 // ViewKV reads a [B, Hkv, Skv, D] view (any strides). PagedKV reads a KV
 // cache layer in place: pools of pages [pages, Hkv, P, D] and a block table
@@ -13,6 +17,7 @@
 #ifndef ATTN_SRC_KERNELS_KV_SOURCE_H_
 #define ATTN_SRC_KERNELS_KV_SOURCE_H_
 
+#include <algorithm>
 #include <cstdint>
 #include <type_traits>
 
@@ -20,6 +25,28 @@
 #include "src/core/page_layout.h"
 
 namespace attn::kernels {
+
+// The K and V rows (and int8 scales) of the keys of one KV tile:
+// k[j], v[j] for key j0 + j, null for keys outside [first, end).
+template <class E, int64_t kTile>
+struct TileRows {
+  const E* k[kTile];
+  const E* v[kTile];
+  float k_scale[kTile];  // int8 only
+  float v_scale[kTile];
+  int64_t first = 0, end = 0;
+
+  void clear_outside(int64_t first_, int64_t end_) {
+    first = first_;
+    end = end_;
+    for (int64_t j = 0; j < kTile; ++j) {
+      if (j >= first && j < end) continue;
+      k[j] = nullptr;
+      v[j] = nullptr;
+      k_scale[j] = v_scale[j] = 0.0f;
+    }
+  }
+};
 
 template <class E>
 struct ViewKV {
@@ -34,6 +61,16 @@ struct ViewKV {
   }
   float k_scale(int64_t, int64_t, int64_t) const { return 1.0f; }
   float v_scale(int64_t, int64_t, int64_t) const { return 1.0f; }
+  template <int64_t kTile>
+  void tile_rows(int64_t b, int64_t h, int64_t j0, int64_t first, int64_t end,
+                 TileRows<E, kTile>& rows) const {
+    rows.clear_outside(first, end);
+    for (int64_t j = first; j < end; ++j) {
+      rows.k[j] = k.row(b, h, j0 + j);
+      rows.v[j] = v.row(b, h, j0 + j);
+      rows.k_scale[j] = rows.v_scale[j] = 1.0f;
+    }
+  }
 };
 
 template <class E>
@@ -68,6 +105,33 @@ struct PagedKV {
   float v_scale(int64_t b, int64_t h, int64_t j) const {
     if constexpr (std::is_same_v<E, int8_t>) return v_scales[slot(b, h, j)];
     return 1.0f;
+  }
+  // One page lookup per run of keys on the same page.
+  template <int64_t kTile>
+  void tile_rows(int64_t b, int64_t h, int64_t j0, int64_t first, int64_t end,
+                 TileRows<E, kTile>& rows) const {
+    rows.clear_outside(first, end);
+    const int32_t* table = layout.table_of(tables, sequences[b]);
+    for (int64_t j = first; j < end;) {
+      const int64_t row0 = layout.token_row(table, h, j0 + j);
+      // Keys left on this page (a contiguous cache is one page).
+      const int64_t within = layout.table_width == 1 ? j0 + j
+                             : layout.page_shift >= 0
+                                 ? (j0 + j) & (layout.page_size - 1)
+                                 : (j0 + j) % layout.page_size;
+      const int64_t n = std::min(end - j, layout.page_size - within);
+      for (int64_t m = 0; m < n; ++m) {
+        rows.k[j + m] = k + (row0 + m) * D;
+        rows.v[j + m] = v + (row0 + m) * Dv;
+        if constexpr (std::is_same_v<E, int8_t>) {
+          rows.k_scale[j + m] = k_scales[row0 + m];
+          rows.v_scale[j + m] = v_scales[row0 + m];
+        } else {
+          rows.k_scale[j + m] = rows.v_scale[j + m] = 1.0f;
+        }
+      }
+      j += n;
+    }
   }
 };
 

@@ -18,18 +18,22 @@
 #include <cmath>
 #include <cstdint>
 #include <limits>
+#include <type_traits>
 
 namespace attn::kernels {
 
-// part(s) -> const float* to dv values, lse_of(s) -> float. Writes the
+// part(s) -> const float* to dv values, lse_of(s) -> float or double (the
+// weights and the returned lse are computed in that type). Writes the
 // merged row to acc[0, dv) and returns its lse.
 template <class Part, class LseOf>
 float merge_row(int64_t n, int64_t dv, Part part, LseOf lse_of, float* acc) {
-  const float neg_inf = -std::numeric_limits<float>::infinity();
-  const float inf = std::numeric_limits<float>::infinity();
-  float M = neg_inf;
+  using L = decltype(lse_of(int64_t{0}));
+  static_assert(std::is_same_v<L, float> || std::is_same_v<L, double>);
+  const L neg_inf = -std::numeric_limits<L>::infinity();
+  const L inf = std::numeric_limits<L>::infinity();
+  L M = neg_inf;
   for (int64_t s = 0; s < n; ++s) {
-    const float ls = lse_of(s);
+    const L ls = lse_of(s);
     if (!(ls < inf)) {  // NaN or +inf: the merged row is poisoned
       const float nan = std::numeric_limits<float>::quiet_NaN();
       std::fill(acc, acc + dv, nan);
@@ -38,20 +42,22 @@ float merge_row(int64_t n, int64_t dv, Part part, LseOf lse_of, float* acc) {
     M = std::max(M, ls);
   }
   std::fill(acc, acc + dv, 0.0f);
-  if (M == neg_inf) return neg_inf;
-  float sum = 0.0f;
+  if (M == neg_inf) return -std::numeric_limits<float>::infinity();
+  L sum = 0;
   for (int64_t s = 0; s < n; ++s) {
-    const float ls = lse_of(s);
+    const L ls = lse_of(s);
     if (ls == neg_inf) continue;
-    const float w = std::exp(ls - M);
-    if (w == 0.0f) continue;
-    sum += w;
+    const L wl = std::exp(ls - M);
+    if (wl == 0) continue;
+    sum += wl;
+    const float w = static_cast<float>(wl);
     const float* o = part(s);
     for (int64_t d = 0; d < dv; ++d) acc[d] += w * o[d];
   }
-  const float inv = 1.0f / sum;  // sum >= 1: the part at M has weight 1
+  // sum >= 1: the part at M has weight 1.
+  const float inv = static_cast<float>(1 / sum);
   for (int64_t d = 0; d < dv; ++d) acc[d] *= inv;
-  return M + std::log(sum);
+  return static_cast<float>(M + std::log(sum));
 }
 
 }  // namespace attn::kernels
