@@ -17,9 +17,12 @@
 namespace attn {
 
 struct KVCache::Impl {
+  // Pools are aligned to kHugePage (and offered to the kernel for huge
+  // pages: see allocate in kv_cache.cc).
+  static constexpr std::size_t kHugePage = std::size_t{2} << 20;
   struct Free {
     void operator()(std::byte* p) const {
-      ::operator delete[](p, std::align_val_t(64));
+      ::operator delete[](p, std::align_val_t(kHugePage));
     }
   };
   using Buffer = std::unique_ptr<std::byte[], Free>;
