@@ -1,6 +1,7 @@
-// vpdpbusd q . k for int8 caches: 4 query rows x 4 keys of int32
-// accumulators, each instruction 64 byte products (4 per lane) summed into
-// 16 lanes; a 4 x 4 transpose-and-add tree then reduces a row's four keys.
+// vpdpbusd q . k for int8 caches: 4 query rows x 2 keys of int32
+// accumulators (as QKRows4, flash-inl.h: measured faster than 4 keys),
+// each instruction 64 byte products (4 per lane) summed into 16 lanes; a
+// transpose-and-add tree then reduces two rows' two keys at a time.
 #include "src/kernels/flash_int8_dot.h"
 
 #include <immintrin.h>
@@ -46,8 +47,8 @@ ATTN_VNNI void qk_rows4_int8_vnni(const int8_t* q8, const int32_t* qbias,
                                   const int8_t* const* next_k,
                                   const int8_t* const* next_v,
                                   int64_t dv_bytes) {
-  static_assert(kKeyTile % 4 == 0, "key groups of 4");
-  constexpr int K = 4;
+  static_assert(kKeyTile % 2 == 0, "key groups of 2");
+  constexpr int K = 2;
   const __m512i flip = _mm512_set1_epi8(static_cast<char>(0x80));
   for (int64_t j = 0; j < kKeyTile; j += K) {
     if (next_k) {
@@ -92,17 +93,21 @@ ATTN_VNNI void qk_rows4_int8_vnni(const int8_t* q8, const int32_t* qbias,
       }
     }
     // Exact int32 sums minus the bias, then the scales per key (the same
-    // float operations as QKRows4Int8, so both give the same bits).
-    const __m128 ks = _mm_loadu_ps(kscale + j);
-    for (int r = 0; r < 4; ++r) {
-      const __m128i dot =
-          _mm_sub_epi32(sum4(acc[r][0], acc[r][1], acc[r][2], acc[r][3]),
-                        _mm_set1_epi32(qbias[r]));
-      const __m128 scale = _mm_mul_ps(_mm_set1_ps(qscale[r]), ks);
+    // float operations as QKRows4Int8, so both give the same bits): lanes
+    // (r, j), (r, j + 1), (r + 1, j), (r + 1, j + 1).
+    for (int r = 0; r < 4; r += 2) {
+      const __m128i bias = _mm_setr_epi32(qbias[r], qbias[r], qbias[r + 1],
+                                          qbias[r + 1]);
+      const __m128i dot = _mm_sub_epi32(
+          sum4(acc[r][0], acc[r][1], acc[r + 1][0], acc[r + 1][1]), bias);
+      const __m128 scale = _mm_mul_ps(
+          _mm_setr_ps(qscale[r], qscale[r], qscale[r + 1], qscale[r + 1]),
+          _mm_setr_ps(kscale[j], kscale[j + 1], kscale[j], kscale[j + 1]));
       float out[4];
       _mm_storeu_ps(out, _mm_mul_ps(_mm_cvtepi32_ps(dot), scale));
       for (int m = 0; m < K; ++m) {
         s[r * kKeyTile + j + m] = k[m] ? out[m] : 0.0f;
+        s[(r + 1) * kKeyTile + j + m] = k[m] ? out[2 + m] : 0.0f;
       }
     }
   }
