@@ -96,8 +96,8 @@ ATTN_VNNI void qk_rows4_int8_vnni(const int8_t* q8, const int32_t* qbias,
     // float operations as QKRows4Int8, so both give the same bits): lanes
     // (r, j), (r, j + 1), (r + 1, j), (r + 1, j + 1).
     for (int r = 0; r < 4; r += 2) {
-      const __m128i bias = _mm_setr_epi32(qbias[r], qbias[r], qbias[r + 1],
-                                          qbias[r + 1]);
+      const __m128i bias =
+          _mm_setr_epi32(qbias[r], qbias[r], qbias[r + 1], qbias[r + 1]);
       const __m128i dot = _mm_sub_epi32(
           sum4(acc[r][0], acc[r][1], acc[r + 1][0], acc[r + 1][1]), bias);
       const __m128 scale = _mm_mul_ps(

@@ -99,19 +99,46 @@ void FlashTileCore::QKRows(const FlashTile& t, const E* const* krows,
 bool FlashTileCore::QuantizeQ() {
   int16_t* HWY_RESTRICT q16 = reinterpret_cast<int16_t*>(Kd_);
   int8_t* HWY_RESTRICT q8 = reinterpret_cast<int8_t*>(q16 + 4 * D_);
+  const DF df;
+  const hn::RebindToSigned<DF> di;
+  const int64_t N = static_cast<int64_t>(hn::Lanes(df));
+  const int64_t DN = D_ / N * N;
   for (int64_t r = 0; r < 4; ++r) {
     const float* q = Q_ + r * D_;
-    float amax = 0.0f;
-    for (int64_t d = 0; d < D_; ++d) {
+    // max |q|, and whether every value is finite.
+    auto vmax = hn::Zero(df);
+    auto finite = hn::IsFinite(vmax);
+    for (int64_t d = 0; d < DN; d += N) {
+      const auto v = hn::LoadU(df, q + d);
+      finite = hn::And(finite, hn::IsFinite(v));
+      vmax = hn::Max(vmax, hn::Abs(v));
+    }
+    if (!hn::AllTrue(df, finite)) return false;
+    float amax = hn::GetLane(hn::MaxOfLanes(df, vmax));
+    for (int64_t d = DN; d < D_; ++d) {
       if (!std::isfinite(q[d])) return false;
       amax = std::max(amax, std::fabs(q[d]));
     }
     const float inv = amax > 0.0f ? 127.0f / amax : 0.0f;
     qscale_[r] = amax / 127.0f;
-    int32_t sum = 0;
-    for (int64_t d = 0; d < D_; ++d) {
-      const float x = std::clamp(std::nearbyint(q[d] * inv), -127.0f, 127.0f);
-      const auto v = static_cast<int8_t>(x);
+    // Round to nearest, ties to even (the default mode; NearestInt as
+    // std::nearbyint); |q * inv| <= 127 (1 + 2^-23) rounds to at most 127.
+    auto vsum = hn::Zero(di);
+    const auto vinv = hn::Set(df, inv);
+    alignas(64) int32_t lanes[HWY_MAX_BYTES / 4];
+    for (int64_t d = 0; d < DN; d += N) {
+      const auto v = hn::NearestInt(hn::Mul(hn::LoadU(df, q + d), vinv));
+      vsum = hn::Add(vsum, v);
+      hn::Store(v, di, lanes);
+      for (int64_t x = 0; x < N; ++x) {
+        q16[r * D_ + d + x] = static_cast<int16_t>(lanes[x]);
+        q8[r * D_ + d + x] = static_cast<int8_t>(lanes[x]);
+      }
+    }
+    int32_t sum = hn::GetLane(hn::SumOfLanes(di, vsum));
+    for (int64_t d = DN; d < D_; ++d) {
+      const auto v = static_cast<int8_t>(
+          std::clamp(std::nearbyint(q[d] * inv), -127.0f, 127.0f));
       q16[r * D_ + d] = v;
       q8[r * D_ + d] = v;
       sum += v;
