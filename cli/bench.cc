@@ -171,7 +171,9 @@ SliceCheck check_slice(attn::TensorView<const float> q,
   return check_rows<float>(q, k, v, out, options);
 }
 
-double time_ms(int repeats, const std::function<void()>& call) {
+double time_ms(int repeats, const std::function<void()>& call,
+               const std::function<void()>& before) {
+  if (before) before();
   const double t0 = now_s();
   call();
   const double first = now_s() - t0;
@@ -179,6 +181,7 @@ double time_ms(int repeats, const std::function<void()>& call) {
       first > 1.0 ? 1 : std::max(1, std::min(repeats, int(3.0 / first)));
   std::vector<double> ms;
   for (int i = 0; i < n; ++i) {
+    if (before) before();
     const double t = now_s();
     call();
     ms.push_back((now_s() - t) * 1e3);

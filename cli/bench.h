@@ -65,7 +65,9 @@ double slice_error(const attn::Tensor<float>& ref,
 
 // Median of `repeats` timed calls after one untimed call (fewer when one
 // call takes over a second).
-double time_ms(int repeats, const std::function<void()>& call);
+// `before` (if set) runs untimed before each call.
+double time_ms(int repeats, const std::function<void()>& call,
+               const std::function<void()>& before = {});
 
 // Checks a result before it is timed: the last 16 query rows of every head
 // of batch 0 in `out` against the float64 reference, and the

@@ -50,6 +50,7 @@
 #include "src/core/key_range.h"
 #include "src/kernels/flash.h"
 #include "src/kernels/flash_bf16_dot.h"
+#include "src/kernels/key_group.h"
 #include "src/kernels/kv_source.h"
 #include "src/kernels/micro_gemm-inl.h"
 #include "src/kernels/online_softmax-inl.h"
@@ -256,6 +257,18 @@ HWY_INLINE hn::Vec<hn::Full128<hn::TFromD<D>>> Sum4(D d, V a, V b, V c, V e) {
 }
 #endif  // HWY_TARGET != HWY_SCALAR
 
+// The next tile's K and V rows (dim and dv elements) of keys [j, j + K),
+// if next_k is not null (see QKRows4).
+template <int K, class E>
+HWY_INLINE void PrefetchGroup(const E* const* next_k, const E* const* next_v,
+                              int64_t j, int64_t dim, int64_t dv) {
+  if (!next_k) return;
+  for (int m = 0; m < K; ++m) {
+    if (next_k[j + m]) PrefetchRow(next_k[j + m], dim);
+    if (next_v[j + m]) PrefetchRow(next_v[j + m], dv);
+  }
+}
+
 // Scores of 4 rows against the keys of a tile read straight from their
 // stored rows, for items of at most 4 rows (decode): packing K transposed
 // costs more than the products when only 4 rows share it (measured on
@@ -284,28 +297,10 @@ HWY_INLINE void QKRows4(const float* HWY_RESTRICT q, int64_t dim,
   const int64_t N = static_cast<int64_t>(hn::Lanes(df));
   const int64_t dimN = dim / N * N;
   for (int64_t j = 0; j < kKeyTile; j += K) {
-    if (next_k) {
-      for (int m = 0; m < K; ++m) {
-        if (next_k[j + m]) PrefetchRow(next_k[j + m], dim);
-        if (next_v[j + m]) PrefetchRow(next_v[j + m], dv);
-      }
-    }
-    // A key no row sees reads the group's first seen row instead (never a
-    // hidden one), and its score is cleared after.
+    PrefetchGroup<K>(next_k, next_v, j, dim, dv);
     const E* k[K];
-    const E* seen = nullptr;
-    for (int m = 0; m < K; ++m) {
-      k[m] = j + m < keys ? krows[j + m] : nullptr;
-      if (!seen) seen = k[m];
-    }
-    if (!seen) {
-      for (int r = 0; r < 4; ++r) {
-        for (int m = 0; m < K; ++m) s[r * kKeyTile + j + m] = 0.0f;
-      }
-      continue;
-    }
     const E* kr[K];
-    for (int m = 0; m < K; ++m) kr[m] = k[m] ? k[m] : seen;
+    if (!key_group<K>(krows, keys, j, k, kr, s)) continue;
     VF acc[4][K];
     for (int r = 0; r < 4; ++r) {
       for (int m = 0; m < K; ++m) acc[r][m] = hn::Zero(df);
@@ -389,26 +384,10 @@ HWY_INLINE void QKRows4Int8(const int16_t* HWY_RESTRICT q16,
   const int64_t N = static_cast<int64_t>(hn::Lanes(d16));
   const int64_t dimN = dim / N * N;
   for (int64_t j = 0; j < kKeyTile; j += K) {
-    if (next_k) {
-      for (int m = 0; m < K; ++m) {
-        if (next_k[j + m]) PrefetchRow(next_k[j + m], dim);
-        if (next_v[j + m]) PrefetchRow(next_v[j + m], dv);
-      }
-    }
+    PrefetchGroup<K>(next_k, next_v, j, dim, dv);
     const int8_t* k[K];
-    const int8_t* seen = nullptr;
-    for (int m = 0; m < K; ++m) {
-      k[m] = j + m < keys ? krows[j + m] : nullptr;
-      if (!seen) seen = k[m];
-    }
-    if (!seen) {
-      for (int r = 0; r < 4; ++r) {
-        for (int m = 0; m < K; ++m) s[r * kKeyTile + j + m] = 0.0f;
-      }
-      continue;
-    }
     const int8_t* kr[K];
-    for (int m = 0; m < K; ++m) kr[m] = k[m] ? k[m] : seen;
+    if (!key_group<K>(krows, keys, j, k, kr, s)) continue;
     VI acc[4][K], odd[4][K];  // odd: the second sum some targets keep
     for (int r = 0; r < 4; ++r) {
       for (int m = 0; m < K; ++m) acc[r][m] = odd[r][m] = hn::Zero(d32);

@@ -6,7 +6,7 @@
 
 #include <immintrin.h>
 
-#include "src/kernels/flash.h"
+#include "src/kernels/key_group.h"
 
 // GCC 12 warns falsely about the intrinsics' internal undefined operands.
 #pragma GCC diagnostic push
@@ -58,19 +58,8 @@ ATTN_VNNI void qk_rows4_int8_vnni(const int8_t* q8, const int32_t* qbias,
       }
     }
     const int8_t* k[K];
-    const int8_t* seen = nullptr;
-    for (int m = 0; m < K; ++m) {
-      k[m] = j + m < keys ? krows[j + m] : nullptr;
-      if (!seen) seen = k[m];
-    }
-    if (!seen) {
-      for (int r = 0; r < 4; ++r) {
-        for (int m = 0; m < K; ++m) s[r * kKeyTile + j + m] = 0.0f;
-      }
-      continue;
-    }
     const int8_t* kr[K];
-    for (int m = 0; m < K; ++m) kr[m] = k[m] ? k[m] : seen;
+    if (!key_group<K>(krows, keys, j, k, kr, s)) continue;
     __m512i acc[4][K];
     for (int r = 0; r < 4; ++r) {
       for (int m = 0; m < K; ++m) acc[r][m] = _mm512_setzero_si512();
