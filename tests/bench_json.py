@@ -67,7 +67,8 @@ def main():
     if len(layers) < 3 or not all(r.get("ok") is True and r["median_ms"] > 0
                                   for r in layers):
         failures.append(f"model: bad rows {layers}")
-    for key in ("bert_attention_ms", "llama_decode_gbs", "read_bandwidth_gbs"):
+    for key in ("bert_attention_ms", "bert_standalone_flash_fresh_ms",
+                "llama_decode_gbs", "read_bandwidth_gbs"):
         if not model.get(key, 0) > 0:
             failures.append(f"model: {key} = {model.get(key)}")
     for f in failures:
