@@ -558,6 +558,9 @@ TEST(KVCache, Int8QuantisedQueryAnyHeadDim) {
   }
 }
 
+// bfloat16 queries on a bfloat16 cache: G = 4 (decode-sized items, K and
+// V read from their rows) and G = 8 (the bf16-pair path where the CPU has
+// AVX-512 BF16), within the 16-bit tolerance of the reference.
 TEST(KVCache, BFloat16QueriesOnBFloat16Cache) {
   std::mt19937 rng(11);
   const int64_t Hkv = 2, D = 64, len = 700;
@@ -566,29 +569,32 @@ TEST(KVCache, BFloat16QueriesOnBFloat16Cache) {
   co.page_size = 16;
   KVCache cache(co);
   fill(cache, cache.add_sequence(), 0, len, rng, 100);
-  std::vector<bfloat16> q(8 * D);
-  const std::vector<float> qf_src = normal(8 * D, rng);
-  std::vector<float> qf(8 * D);
-  for (int64_t i = 0; i < 8 * D; ++i) {
-    q[i] = bfloat16::from_float(qf_src[i]);
-    qf[i] = q[i].to_float();
+  for (int64_t Hq : {8, 16}) {
+    SCOPED_TRACE("Hq " + std::to_string(Hq));
+    std::vector<bfloat16> q(Hq * D);
+    const std::vector<float> qf_src = normal(Hq * D, rng);
+    std::vector<float> qf(Hq * D);
+    for (int64_t i = 0; i < Hq * D; ++i) {
+      q[i] = bfloat16::from_float(qf_src[i]);
+      qf[i] = q[i].to_float();
+    }
+    std::vector<float> scratch(Hq * D);
+    const auto ref = cache_reference(
+        TensorView<const float>::bhsd(qf.data(), 1, Hq, 1, D), cache, 0, {0},
+        TensorView<float>::bhsd(scratch.data(), 1, Hq, 1, D), {});
+    std::vector<bfloat16> out(Hq * D, bfloat16::from_float(NAN));
+    std::vector<float> lse(Hq, NAN);
+    EXPECT_EQ(attention(TensorView<const bfloat16>::bhsd(q.data(), 1, Hq, 1, D),
+                        cache, 0, std::vector<int64_t>{0},
+                        TensorView<bfloat16>::bhsd(out.data(), 1, Hq, 1, D), {},
+                        TensorView<float>::bhsd(lse.data(), 1, Hq, 1, 1)),
+              Algorithm::kDecode);
+    const ErrorStats e = compare<bfloat16>(
+        ref, TensorView<const bfloat16>::bhsd(out.data(), 1, Hq, 1, D),
+        TensorView<const float>::bhsd(lse.data(), 1, Hq, 1, 1));
+    EXPECT_LE(e.max_rel, tolerance<bfloat16>()) << e.worst;
+    EXPECT_LE(e.lse_max_abs, 1e-3);
   }
-  std::vector<float> scratch(8 * D);
-  const auto ref = cache_reference(
-      TensorView<const float>::bhsd(qf.data(), 1, 8, 1, D), cache, 0, {0},
-      TensorView<float>::bhsd(scratch.data(), 1, 8, 1, D), {});
-  std::vector<bfloat16> out(8 * D, bfloat16::from_float(NAN));
-  std::vector<float> lse(8, NAN);
-  EXPECT_EQ(attention(TensorView<const bfloat16>::bhsd(q.data(), 1, 8, 1, D),
-                      cache, 0, std::vector<int64_t>{0},
-                      TensorView<bfloat16>::bhsd(out.data(), 1, 8, 1, D), {},
-                      TensorView<float>::bhsd(lse.data(), 1, 8, 1, 1)),
-            Algorithm::kDecode);
-  const ErrorStats e = compare<bfloat16>(
-      ref, TensorView<const bfloat16>::bhsd(out.data(), 1, 8, 1, D),
-      TensorView<const float>::bhsd(lse.data(), 1, 8, 1, 1));
-  EXPECT_LE(e.max_rel, tolerance<bfloat16>()) << e.worst;
-  EXPECT_LE(e.lse_max_abs, 1e-3);
 }
 
 TEST(KVCache, ForksShareAndCopyOnWrite) {
