@@ -226,6 +226,7 @@ HWY_INLINE void PackKTransposed32(RowOf row, int64_t j_lo, int64_t j_hi,
 // 2.13 with 4 and the prefetches spread over the group, 1.84 with 2;
 // float32 and float16 caches alike.
 inline constexpr int kRowKeys = 2;
+static_assert(kRowKeys == 2, "the K-row kernels reduce 2 rows x 2 keys");
 
 #if HWY_TARGET != HWY_SCALAR
 // The lane sums of a, b, c and e, in that order, as one 128-bit vector
@@ -276,7 +277,8 @@ HWY_INLINE void PrefetchGroup(const E* const* next_k, const E* const* next_v,
 // is element by element, 44%). For each group of kRowKeys keys the dot
 // products q_r . k_m accumulate along D in 4 x kRowKeys vectors (16-bit
 // keys widened and int8 keys converted as they are loaded), then Sum4
-// reduces them four at a time; int8 scores are scaled by their row's scale
+// reduces them four at a time (2 rows x 2 keys); int8 scores are scaled by
+// their key's scale
 // after the sum.
 //   q [4, dim] (rows past the item's are zero), krows[j]: key j's row or
 //   null (a key no row sees: score 0), kscale[j]: its scale (int8 only),
@@ -321,13 +323,7 @@ HWY_INLINE void QKRows4(const float* HWY_RESTRICT q, int64_t dim,
       }
     }
 #else
-    if constexpr (K == 4) {
-      const hn::Full128<float> d4;
-      for (int r = 0; r < 4; ++r) {
-        hn::StoreU(Sum4(df, acc[r][0], acc[r][1], acc[r][2], acc[r][3]), d4,
-                   s + r * kKeyTile + j);
-      }
-    } else {  // K == 2: rows r and r + 1 per Sum4
+    {  // rows r and r + 1 per Sum4
       const hn::Full64<float> d2;
       for (int r = 0; r < 4; r += 2) {
         const auto v =
@@ -414,13 +410,7 @@ HWY_INLINE void QKRows4Int8(const int16_t* HWY_RESTRICT q16,
       for (int m = 0; m < K; ++m) dot[r][m] = hn::GetLane(acc[r][m]);
     }
 #else
-    if constexpr (K == 4) {
-      const hn::Full128<int32_t> d4;
-      for (int r = 0; r < 4; ++r) {
-        hn::StoreU(Sum4(d32, acc[r][0], acc[r][1], acc[r][2], acc[r][3]), d4,
-                   dot[r]);
-      }
-    } else {  // K == 2: rows r and r + 1 per Sum4
+    {  // rows r and r + 1 per Sum4
       alignas(16) int32_t pair[4];
       const hn::Full128<int32_t> d4;
       for (int r = 0; r < 4; r += 2) {
