@@ -278,8 +278,7 @@ HWY_INLINE void PrefetchGroup(const E* const* next_k, const E* const* next_v,
 // products q_r . k_m accumulate along D in 4 x kRowKeys vectors (16-bit
 // keys widened and int8 keys converted as they are loaded), then Sum4
 // reduces them four at a time (2 rows x 2 keys); int8 scores are scaled by
-// their key's scale
-// after the sum.
+// their key's scale after the sum.
 //   q [4, dim] (rows past the item's are zero), krows[j]: key j's row or
 //   null (a key no row sees: score 0), kscale[j]: its scale (int8 only),
 //   s [4, kKeyTile]; the last dim % Lanes(DF()) elements are added one by
