@@ -664,7 +664,8 @@ class FlashItemSteps : public FlashTileCore {
   // 1a. K: keys no row sees stay zero, so garbage there (padding, unfilled
   // cache) cannot turn into NaN.
   HWY_INLINE void PackK(const FlashTile& t) {
-    const Rows& rows = tile_rows_[cur_];
+    Rows& rows = tile_rows_[cur_];
+    rows.load_scales();  // int8 pages: fetched a tile ago, now in cache
     switch (path_.k) {
       case KPath::kBf16Pairs: {  // [pairs, kKeyTile]: keys as the SIMD axis
         uint32_t* HWY_RESTRICT Kp = reinterpret_cast<uint32_t*>(Kt_);

@@ -27,24 +27,40 @@
 namespace attn::kernels {
 
 // The K and V rows (and int8 scales) of the keys of one KV tile:
-// k[j], v[j] for key j0 + j, null for keys outside [first, end).
+// k[j], v[j] for key j0 + j, null for keys outside [first, end). A paged
+// int8 source leaves the scales where they are (k_scale_at, v_scale_at)
+// and prefetches them, since the tile's rows are fetched a tile ahead and
+// reading the scale arrays then would wait on memory; load_scales() copies
+// them into k_scale / v_scale when the tile is used.
 template <class E, int64_t kTile>
 struct TileRows {
   const E* k[kTile];
   const E* v[kTile];
   float k_scale[kTile];  // int8 only
   float v_scale[kTile];
+  const float* k_scale_at[kTile];
+  const float* v_scale_at[kTile];
   int64_t first = 0, end = 0;
+  bool scales_pending = false;
 
   void clear_outside(int64_t first_, int64_t end_) {
     first = first_;
     end = end_;
+    scales_pending = false;
     for (int64_t j = 0; j < kTile; ++j) {
       if (j >= first && j < end) continue;
       k[j] = nullptr;
       v[j] = nullptr;
       k_scale[j] = v_scale[j] = 0.0f;
     }
+  }
+  void load_scales() {
+    if (!scales_pending) return;
+    for (int64_t j = first; j < end; ++j) {
+      k_scale[j] = *k_scale_at[j];
+      v_scale[j] = *v_scale_at[j];
+    }
+    scales_pending = false;
   }
 };
 
@@ -124,11 +140,18 @@ struct PagedKV {
         rows.k[j + m] = k + (row0 + m) * D;
         rows.v[j + m] = v + (row0 + m) * Dv;
         if constexpr (std::is_same_v<E, int8_t>) {
-          rows.k_scale[j + m] = k_scales[row0 + m];
-          rows.v_scale[j + m] = v_scales[row0 + m];
+          rows.k_scale_at[j + m] = k_scales + row0 + m;
+          rows.v_scale_at[j + m] = v_scales + row0 + m;
         } else {
           rows.k_scale[j + m] = rows.v_scale[j + m] = 1.0f;
         }
+      }
+      if constexpr (std::is_same_v<E, int8_t>) {  // the run's scale lines
+        for (const float* at : {k_scales + row0, k_scales + row0 + n - 1,
+                                v_scales + row0, v_scales + row0 + n - 1}) {
+          __builtin_prefetch(at);
+        }
+        rows.scales_pending = true;
       }
       j += n;
     }
