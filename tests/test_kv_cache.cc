@@ -462,6 +462,27 @@ TEST(KVCache, Int8WithinDocumentedBound) {
   }
 }
 
+// An int8 cache paged by 16 with 2 KV heads of D, holding one sequence per
+// length (random tokens appended in chunks of `chunk`).
+struct Int8Cache {
+  KVCache cache;
+  std::vector<int64_t> seqs;
+};
+Int8Cache int8_cache(int64_t D, std::initializer_list<int64_t> lens,
+                     int64_t chunk, std::mt19937& rng) {
+  KVCacheOptions co =
+      cache_options(2, D, static_cast<int64_t>(lens.size()),
+                    *std::max_element(lens.begin(), lens.end()));
+  co.type = CacheType::kInt8;
+  co.page_size = 16;
+  Int8Cache c{KVCache(co), {}};
+  for (int64_t len : lens) {
+    c.seqs.push_back(c.cache.add_sequence());
+    fill(c.cache, c.seqs.back(), 0, len, rng, chunk);
+  }
+  return c;
+}
+
 // The integer q . k of int8 caches has two kernels, vpdpbusd (AVX-512
 // VNNI) and int16 pair products (every target): both sum the same exact
 // integer products and scale them alike, so on one target the outputs are
@@ -474,14 +495,9 @@ TEST(KVCache, Int8ScoresSameBitsWithAndWithoutVnni) {
   std::mt19937 rng(41);
   for (int64_t D : {64, 128}) {
     for (int64_t G : {1, 3, 4}) {
-      KVCacheOptions co = cache_options(2, D, 2, 700);
-      co.type = CacheType::kInt8;
-      co.page_size = 16;
-      KVCache cache(co);
-      const std::vector<int64_t> seqs = {cache.add_sequence(),
-                                         cache.add_sequence()};
-      fill(cache, seqs[0], 0, 641, rng, 100);
-      fill(cache, seqs[1], 0, 63, rng, 100);
+      const Int8Cache c = int8_cache(D, {641, 63}, 100, rng);
+      const KVCache& cache = c.cache;
+      const std::vector<int64_t>& seqs = c.seqs;
       const std::vector<float> q = normal(2 * 2 * G * D, rng);
       const auto qv = TensorView<const float>::bhsd(q.data(), 2, 2 * G, 1, D);
       std::vector<float> with(2 * 2 * G * D, NAN), without(with.size(), NAN);
@@ -515,14 +531,10 @@ TEST(KVCache, Int8QuantisedQueryAnyHeadDim) {
          {std::pair<int64_t, int64_t>{1, 1}, {2, 2}, {4, 1}}) {
       SCOPED_TRACE("D " + std::to_string(D) + " G " + std::to_string(G) +
                    " Sq " + std::to_string(Sq));
-      KVCacheOptions co = cache_options(2, D, 2, 300);
-      co.type = CacheType::kInt8;
-      co.page_size = 16;
-      KVCache cache(co);
-      const std::vector<int64_t> seqs = {cache.add_sequence(),
-                                         cache.add_sequence()};
-      fill(cache, seqs[0], 0, 213, rng, 50);
-      fill(cache, seqs[1], 0, 65, rng, 50);
+      const Int8Cache c = int8_cache(D, {213, 65}, 50, rng);
+      const KVCache& cache = c.cache;
+      const std::vector<int64_t>& seqs = c.seqs;
+      const KVCacheOptions& co = cache.options();
       const int64_t Hq = 2 * G;
       std::vector<float> q = normal(2 * Hq * Sq * D, rng);
       const auto qv = TensorView<const float>::bhsd(q.data(), 2, Hq, Sq, D);

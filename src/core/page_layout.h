@@ -27,9 +27,8 @@ struct PageLayout {
   int64_t row(int64_t page, int64_t h, int64_t within) const {
     return (page * Hkv + h) * page_size + within;
   }
-  // Row index of token j of the sequence whose table row is `table`.
-  int64_t token_row(const int32_t* table, int64_t h, int64_t j) const {
-    int64_t block, within;
+  // Token j's block of the sequence and slot within that block's page.
+  void split(int64_t j, int64_t& block, int64_t& within) const {
     if (table_width == 1) {  // contiguous: one page per sequence
       block = 0;
       within = j;
@@ -40,6 +39,11 @@ struct PageLayout {
       block = j / page_size;
       within = j % page_size;
     }
+  }
+  // Row index of token j of the sequence whose table row is `table`.
+  int64_t token_row(const int32_t* table, int64_t h, int64_t j) const {
+    int64_t block, within;
+    split(j, block, within);
     return row(table[block], h, within);
   }
   // The table row of sequence `seq` in a [sequences, table_width] table.

@@ -129,12 +129,10 @@ struct PagedKV {
     rows.clear_outside(first, end);
     const int32_t* table = layout.table_of(tables, sequences[b]);
     for (int64_t j = first; j < end;) {
-      const int64_t row0 = layout.token_row(table, h, j0 + j);
+      int64_t block, within;
+      layout.split(j0 + j, block, within);
+      const int64_t row0 = layout.row(table[block], h, within);
       // Keys left on this page (a contiguous cache is one page).
-      const int64_t within = layout.table_width == 1 ? j0 + j
-                             : layout.page_shift >= 0
-                                 ? (j0 + j) & (layout.page_size - 1)
-                                 : (j0 + j) % layout.page_size;
       const int64_t n = std::min(end - j, layout.page_size - within);
       for (int64_t m = 0; m < n; ++m) {
         rows.k[j + m] = k + (row0 + m) * D;
