@@ -39,6 +39,7 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <new>
 #include <type_traits>
 
 #if HWY_ARCH_X86
@@ -258,15 +259,14 @@ HWY_INLINE hn::Vec<hn::Full128<hn::TFromD<D>>> Sum4(D d, V a, V b, V c, V e) {
 }
 #endif  // HWY_TARGET != HWY_SCALAR
 
-// The next tile's K and V rows (dim and dv elements) of keys [j, j + K),
-// if next_k is not null (see QKRows4).
+// Rows pf[j, j + K) (n elements each; null ones skipped), if pf is not
+// null: the K-row kernels prefetch a tile's rows a key group at a time
+// between their products (see QKRows4).
 template <int K, class E>
-HWY_INLINE void PrefetchGroup(const E* const* next_k, const E* const* next_v,
-                              int64_t j, int64_t dim, int64_t dv) {
-  if (!next_k) return;
+HWY_INLINE void PrefetchGroup(const E* const* pf, int64_t j, int64_t n) {
+  if (!pf) return;
   for (int m = 0; m < K; ++m) {
-    if (next_k[j + m]) PrefetchRow(next_k[j + m], dim);
-    if (next_v[j + m]) PrefetchRow(next_v[j + m], dv);
+    if (pf[j + m]) PrefetchRow(pf[j + m], n);
   }
 }
 
@@ -283,22 +283,22 @@ HWY_INLINE void PrefetchGroup(const E* const* next_k, const E* const* next_v,
 //   null (a key no row sees: score 0), kscale[j]: its scale (int8 only),
 //   s [4, kKeyTile]; the last dim % Lanes(DF()) elements are added one by
 //   one (only the int8 path's fallback has such dims, see flash.h).
-// next_k / next_v (or null): the next tile's K and V rows (dim and dv
-// elements), prefetched a group at a time between the products, so the
-// requests are spread over the tile rather than issued in one burst that
-// fills the line-fill buffers and stalls the loads of this tile.
+// pf (or null): rows of pf_n elements to prefetch meanwhile, a group at a
+// time between the products, so the requests are spread over the tile
+// rather than issued in one burst that fills the line-fill buffers and
+// stalls the loads of this tile. The item passes this tile's V rows (the
+// next tile's K rows are prefetched during P V: FlashTileCore::PVRows).
 template <class E>
 HWY_INLINE void QKRows4(const float* HWY_RESTRICT q, int64_t dim,
                         const E* const* krows, const float* kscale,
-                        int64_t keys, float* HWY_RESTRICT s,
-                        const E* const* next_k, const E* const* next_v,
-                        int64_t dv) {
+                        int64_t keys, float* HWY_RESTRICT s, const E* const* pf,
+                        int64_t pf_n) {
   constexpr int K = kRowKeys;
   const DF df;
   const int64_t N = static_cast<int64_t>(hn::Lanes(df));
   const int64_t dimN = dim / N * N;
   for (int64_t j = 0; j < kKeyTile; j += K) {
-    PrefetchGroup<K>(next_k, next_v, j, dim, dv);
+    PrefetchGroup<K>(pf, j, pf_n);
     const E* k[K];
     const E* kr[K];
     if (!key_group<K>(krows, keys, j, k, kr, s)) continue;
@@ -369,8 +369,7 @@ HWY_INLINE void QKRows4Int8(const int16_t* HWY_RESTRICT q16,
                             const float* qscale, int64_t dim,
                             const int8_t* const* krows, const float* kscale,
                             int64_t keys, float* HWY_RESTRICT s,
-                            const int8_t* const* next_k,
-                            const int8_t* const* next_v, int64_t dv) {
+                            const int8_t* const* pf, int64_t pf_n) {
   constexpr int K = kRowKeys;
   const hn::ScalableTag<int16_t> d16;
   const hn::RepartitionToWide<decltype(d16)> d32;
@@ -379,7 +378,7 @@ HWY_INLINE void QKRows4Int8(const int16_t* HWY_RESTRICT q16,
   const int64_t N = static_cast<int64_t>(hn::Lanes(d16));
   const int64_t dimN = dim / N * N;
   for (int64_t j = 0; j < kKeyTile; j += K) {
-    PrefetchGroup<K>(next_k, next_v, j, dim, dv);
+    PrefetchGroup<K>(pf, j, pf_n);
     const int8_t* k[K];
     const int8_t* kr[K];
     if (!key_group<K>(krows, keys, j, k, kr, s)) continue;
@@ -505,10 +504,10 @@ class FlashTileCore {
   void QK(const FlashTile& t);
   // The same from K rows read in place (KPath::kRows: items of at most 4
   // rows), krows[j] key j0 + j's row or null, kscale[j] its scale (int8).
-  // next_k / next_v: the next tile's rows to prefetch meanwhile, or null.
+  // pf (or null): rows of pf_n elements to prefetch meanwhile (QKRows4).
   template <class E>
   void QKRows(const FlashTile& t, const E* const* krows, const float* kscale,
-              const E* const* next_k, const E* const* next_v);
+              const E* const* pf, int64_t pf_n);
   // KPath::kInt8Rows, once per item after Q is packed: each of the 4 rows
   // quantised like the cache quantises keys, q8 = round(q / s) with s =
   // max|q| / 127 (into Kd, unused on this path: int16 copies for the
@@ -518,8 +517,7 @@ class FlashTileCore {
   // 2. on KPath::kInt8Rows: S from int8 key rows on integer dot products
   // (QKRows4Int8 or qk_rows4_int8_vnni), then the fused softmax.
   void QKRowsInt8(const FlashTile& t, const int8_t* const* krows,
-                  const float* kscale, const int8_t* const* next_k,
-                  const int8_t* const* next_v);
+                  const float* kscale, const int8_t* const* pf, int64_t pf_n);
   // 3. Off the fused path: the score rules per element (scale first, so a
   // hidden key's -inf is never multiplied), the pattern's score per row,
   // then into base 2 like the fused path; hidden keys are cleared from
@@ -530,10 +528,12 @@ class FlashTileCore {
   void Dropout(const FlashTile& t);
   // 4. O += P V from the packed V tile (VPath::kPacked, VPath::kBf16Pairs),
   // or (VPath::kRows) straight from the tile's value rows vrows[first, bc)
-  // of E (int8: each row's scale already folded into P).
+  // of E (int8: each row's scale already folded into P); pf (or null): the
+  // next tile's K rows (D elements), prefetched a few keys per column block
+  // of the product.
   void PVPacked(const FlashTile& t);
   template <class E>
-  void PVRows(const FlashTile& t, const E* const* vrows);
+  void PVRows(const FlashTile& t, const E* const* vrows, const E* const* pf);
 
  protected:
   static constexpr float kLog2e = 1.4426950408889634f;
@@ -545,11 +545,12 @@ class FlashTileCore {
   void QKBlock(int64_t r);
   template <int R>
   void SoftmaxBlock(int64_t r);
-  template <int R, class B>
-  void PVBlock(int64_t r, const FlashTile& t, const B& b);
-  // Every register block of the item's rows, B the value source.
-  template <class B>
-  void PVTile(const FlashTile& t, const B& b);
+  template <int R, class B, class E>
+  void PVBlock(int64_t r, const FlashTile& t, const B& b, const E* const* pf);
+  // Every register block of the item's rows, B the value source; pf as in
+  // PVRows.
+  template <class B, class E = float>
+  void PVTile(const FlashTile& t, const B& b, const E* const* pf = nullptr);
 
   const detail::Params& p_;
   const FlashPlan& plan_;
@@ -648,9 +649,12 @@ class FlashItemSteps : public FlashTileCore {
   // otherwise wait on every load. K and V are requested at different steps
   // of the tile before, so the requests do not all wait for line-fill
   // buffers at once.
-  // (On KPath::kRows, QK spreads these requests over its key groups.)
+  // (On the K-row paths QK and PV spread these requests over their key
+  // groups, and only V rows that are packed come here, in one burst.)
   HWY_INLINE void Prefetch(bool values) const {
-    if (path_.k == KPath::kRows || path_.k == KPath::kInt8Rows) return;
+    if (path_.k == KPath::kRows || path_.k == KPath::kInt8Rows) {
+      if (!values || path_.v == VPath::kRows) return;
+    }
     const Rows& next = tile_rows_[cur_ ^ 1];
     for (int64_t j = next.first; j < next.end; ++j) {
       if (values) {
@@ -747,14 +751,19 @@ class FlashItemSteps : public FlashTileCore {
     if (path_.k == KPath::kRows || path_.k == KPath::kInt8Rows) {
       const Rows& rows = tile_rows_[cur_];
       const Rows& next = tile_rows_[cur_ ^ 1];
-      const E* const* next_k = next_ready_ ? next.k : nullptr;
+      // The rows QK prefetches: this tile's V rows when P V reads them in
+      // place (P V then prefetches the next tile's K rows), else the next
+      // tile's K rows (its V rows follow in one burst, Prefetch).
+      const bool values = path_.v == VPath::kRows;
+      const E* const* pf = values ? rows.v : next_ready_ ? next.k : nullptr;
+      const int64_t pf_n = values ? Dv_ : D_;
       if constexpr (std::is_same_v<E, int8_t>) {
         if (int_qk_) {
-          QKRowsInt8(t, rows.k, rows.k_scale, next_k, next.v);
+          QKRowsInt8(t, rows.k, rows.k_scale, pf, pf_n);
           return;
         }
       }
-      QKRows<E>(t, rows.k, rows.k_scale, next_k, next.v);
+      QKRows<E>(t, rows.k, rows.k_scale, pf, pf_n);
     } else {
       FlashTileCore::QK(t);
     }
@@ -774,7 +783,11 @@ class FlashItemSteps : public FlashTileCore {
         }
       }
     }
-    PVRows<E>(t, rows.v);
+    // On the K-row paths, the next tile's K rows are prefetched meanwhile
+    // (see QK).
+    const bool krows = path_.k == KPath::kRows || path_.k == KPath::kInt8Rows;
+    const Rows& next = tile_rows_[cur_ ^ 1];
+    PVRows<E>(t, rows.v, krows && next_ready_ ? next.k : nullptr);
   }
 
   // Normalise once and write out (or the partial); lse = m + log l. A row
@@ -890,43 +903,117 @@ class FlashItemSteps : public FlashTileCore {
   bool int_qk_ = false;  // KPath::kInt8Rows with the query rows quantised
 };
 
+// One item's tile loop, a tile per Next(): FlashItem runs one item to the
+// end; FlashItemGroup runs the items of consecutive KV heads side by side.
 template <class T, class Src>
-void FlashItem(const detail::Problem<T>& pb, const Src& src,
-               const FlashPlan& plan, int64_t item, std::byte* scratch,
-               float* partial) {
-  FlashItemSteps<T, Src> step(pb, src, plan, item, scratch);
-  step.PackQ();
+class FlashItemLoop {
+ public:
+  HWY_INLINE FlashItemLoop(const detail::Problem<T>& pb, const Src& src,
+                           const FlashPlan& plan, int64_t item,
+                           std::byte* scratch)
+      : step_(pb, src, plan, item, scratch),
+        walk_(Walker(pb.params, step_.span(), step_.pos0())),
+        fused_(plan.path.fused),
+        dropout_(pb.params.dropout.on()) {
+    step_.PackQ();
+    have_ = walk_.next(tile_, kind_);
+    if (have_) {
+      step_.FetchRows(tile_);
+      step_.Advance();
+    }
+  }
+
+  // Computes the next tile; false once there is none left.
+  HWY_INLINE bool Next() {
+    if (!have_) return false;
+    int64_t next_tile = 0;
+    TileKind next_kind = TileKind::kFull;
+    const bool more = walk_.next(next_tile, next_kind);
+    if (more) {
+      step_.FetchRows(next_tile);
+      step_.Prefetch(/*values=*/false);
+    }
+    const auto t = step_.At(tile_, kind_);
+    step_.PackK(t);
+    step_.PackV(t);
+    step_.RowKeys(t);
+    step_.QK(t);
+    if (more) step_.Prefetch(/*values=*/true);
+    if (!fused_) step_.RowRules(t);
+    if (dropout_) step_.Dropout(t);
+    step_.PV(t);
+    tile_ = next_tile;
+    kind_ = next_kind;
+    have_ = more;
+    step_.Advance();
+    return have_;
+  }
+
+  HWY_INLINE void Finish(int64_t item, float* partial) {
+    step_.Finish(item, partial);
+  }
+
+ private:
   // The tiles to visit: every tile of the item's keys that the pattern's
   // mask does not hide from all rows (tile_walk.h).
-  const detail::Params& p = pb.params;
-  const ItemSpan& s = step.span();
-  const int64_t G = p.shape.group();
-  TileWalker walk(p.pattern, s.b, s.kvh * G, s.kvh * G + G, step.pos0(),
-                  step.pos0() + s.br, s.keys_begin, s.keys_end, kKeyTile);
-  int64_t tile = 0, next_tile = 0;
-  TileKind kind = TileKind::kFull, next_kind = TileKind::kFull;
-  bool have = walk.next(tile, kind);
-  if (have) {
-    step.FetchRows(tile);
-    step.Advance();
+  static TileWalker Walker(const detail::Params& p, const ItemSpan& s,
+                           int64_t pos0) {
+    const int64_t G = p.shape.group();
+    return TileWalker(p.pattern, s.b, s.kvh * G, s.kvh * G + G, pos0,
+                      pos0 + s.br, s.keys_begin, s.keys_end, kKeyTile);
   }
-  for (; have; tile = next_tile, kind = next_kind, step.Advance()) {
-    have = walk.next(next_tile, next_kind);
-    if (have) {
-      step.FetchRows(next_tile);
-      step.Prefetch(/*values=*/false);
+
+  FlashItemSteps<T, Src> step_;
+  TileWalker walk_;
+  const bool fused_, dropout_;
+  int64_t tile_ = 0;
+  TileKind kind_ = TileKind::kFull;
+  bool have_ = false;
+};
+
+// The items of work unit `unit` (FlashPlan::unit_items): one item, or the
+// items of plan.head_group consecutive KV heads that share a batch entry,
+// query block and split, computed a tile of each in turn. Each item's
+// arithmetic is the same either way; only the order of memory reads
+// changes: a cache page holds its P tokens of every KV head one after the
+// other, so the group reads whole pages rather than one head's few KiB of
+// each (file comment of kv_source.h). `scratch` holds plan.bytes per item.
+template <class T, class Src>
+void FlashItemGroup(const detail::Problem<T>& pb, const Src& src,
+                    const FlashPlan& plan, int64_t unit, std::byte* scratch,
+                    float* partial) {
+  int64_t first = 0, stride = 0;
+  const int64_t n = plan.unit_items(unit, first, stride);
+  if (n == 1) {
+    FlashItemLoop<T, Src> loop(pb, src, plan, first, scratch);
+    while (loop.Next()) {
     }
-    const auto t = step.At(tile, kind);
-    step.PackK(t);
-    step.PackV(t);
-    step.RowKeys(t);
-    step.QK(t);
-    if (have) step.Prefetch(/*values=*/true);
-    if (!plan.path.fused) step.RowRules(t);
-    if (p.dropout.on()) step.Dropout(t);
-    step.PV(t);
+    loop.Finish(first, partial);
+    return;
   }
-  step.Finish(item, partial);
+  using Loop = FlashItemLoop<T, Src>;
+  // Constructed in place here (not through std::optional, whose default-
+  // target code may not call this target's inline functions).
+  alignas(Loop) unsigned char storage[kMaxHeadGroup][sizeof(Loop)];
+  Loop* loops[kMaxHeadGroup];
+  bool active[kMaxHeadGroup];
+  for (int64_t g = 0; g < n; ++g) {
+    loops[g] = new (storage[g])
+        Loop(pb, src, plan, first + g * stride, scratch + g * plan.bytes);
+    active[g] = true;
+  }
+  for (bool any = true; any;) {
+    any = false;
+    for (int64_t g = 0; g < n; ++g) {
+      if (!active[g]) continue;
+      active[g] = loops[g]->Next();
+      any = any || active[g];
+    }
+  }
+  for (int64_t g = 0; g < n; ++g) {
+    loops[g]->Finish(first + g * stride, partial);
+    loops[g]->~Loop();
+  }
 }
 
 }  // namespace HWY_NAMESPACE

@@ -26,15 +26,15 @@ namespace HWY_NAMESPACE {
 
 void FlashItemF32(const detail::Problem<float>& p, const FlashPlan& plan,
                   int64_t item, std::byte* scratch, float* partial) {
-  FlashItem(p, ViewKV<float>{p.k, p.v}, plan, item, scratch, partial);
+  FlashItemGroup(p, ViewKV<float>{p.k, p.v}, plan, item, scratch, partial);
 }
 void FlashItemBF16(const detail::Problem<bfloat16>& p, const FlashPlan& plan,
                    int64_t item, std::byte* scratch, float* partial) {
-  FlashItem(p, ViewKV<bfloat16>{p.k, p.v}, plan, item, scratch, partial);
+  FlashItemGroup(p, ViewKV<bfloat16>{p.k, p.v}, plan, item, scratch, partial);
 }
 void FlashItemF16(const detail::Problem<float16>& p, const FlashPlan& plan,
                   int64_t item, std::byte* scratch, float* partial) {
-  FlashItem(p, ViewKV<float16>{p.k, p.v}, plan, item, scratch, partial);
+  FlashItemGroup(p, ViewKV<float16>{p.k, p.v}, plan, item, scratch, partial);
 }
 
 }  // namespace HWY_NAMESPACE
@@ -183,14 +183,14 @@ void run_flash_items(const detail::Problem<T>& problem, const FlashPlan& plan,
                      const FlashItemFn& fn, Workspace* workspace) {
   Workspace& ws = workspace_or_default(workspace);
   const int threads = static_cast<int>(std::min<int64_t>(
-      util::resolve_threads(problem.params.num_threads), plan.items));
+      util::resolve_threads(problem.params.num_threads), plan.units()));
   Workspace::Impl& impl = ws.impl();
-  impl.reserve(threads, plan.bytes);
+  impl.reserve(threads, plan.bytes * plan.head_group);
   float* partial = plan.splits > 1 ? reinterpret_cast<float*>(impl.shared(
                                          plan.partial_floats() * sizeof(float)))
                                    : nullptr;
-  util::ParallelFor(plan.items, threads, [&](int64_t item, int worker) {
-    fn(item, impl.slice(worker), partial);
+  util::ParallelFor(plan.units(), threads, [&](int64_t unit, int worker) {
+    fn(unit, impl.slice(worker), partial);
   });
   if (plan.splits > 1) merge_partials(problem, plan, partial, impl, threads);
 }

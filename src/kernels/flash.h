@@ -83,6 +83,19 @@ struct FlashPlan {
   int64_t splits = 1;
   int64_t split_keys = 0;
   int64_t items = 0;  // B * Hkv * blocks_per_head * splits
+  // Work units: head_group items of consecutive KV heads (same b, query
+  // block and split) that one worker computes side by side, a tile of each
+  // in turn (FlashItemGroup); 1 unless set_head_group chose more.
+  int64_t head_group = 1;
+  int64_t units() const { return items / head_group; }
+  // Unit u's items: first, first + stride, ... (the return value of them).
+  int64_t unit_items(int64_t u, int64_t& first, int64_t& stride) const {
+    const int64_t per_head = blocks_per_head * splits;  // items per KV head
+    const int64_t within = u % per_head, heads = u / per_head;
+    first = heads * head_group * per_head + within;
+    stride = per_head;
+    return head_group;
+  }
   // Partial results, in one buffer shared by all workers: per item
   // rows_padded lse values in double (as 2 floats each: a float lse of
   // magnitude L is off by up to L * 6e-8, and the merge weights exp(lse_s -
@@ -104,6 +117,9 @@ struct FlashPlan {
   int64_t dv = 0;
   FlashPath path;  // set by choose_flash_path
 };
+
+// The most KV heads a work unit interleaves (FlashPlan::head_group).
+inline constexpr int64_t kMaxHeadGroup = 4;
 
 // Key splits the decode algorithm uses when the caller asks for none
 // (requested = 0): enough items to spread over many cores (about
@@ -187,6 +203,26 @@ FlashPath choose_flash_path(const detail::Params& p, const FlashPlan& plan,
     path.v = VPath::kRows;
   }
   return path;
+}
+
+// Work units for a cache of `page_size`-token pages: on the K-row paths
+// (decode-sized items) with pages shorter than a key tile, items of up to
+// kMaxHeadGroup consecutive KV heads run side by side (the largest such
+// count dividing Hkv), so the unit reads each page's heads one after the
+// other where a lone item would read one head's few KiB per page and skip
+// the rest. Measured on an AVX2 machine (one decode step, Hq 32 / Hkv 8,
+// 16K bfloat16 tokens paged by 16, calls alternating in one process):
+// 7.3 ms with one head per unit, 6.2 / 6.1 / 6.2 with 2 / 4 / 8; with one
+// contiguous page per sequence 8 heads were slower (5.8 ms against 5.2), so
+// long pages keep one head per unit.
+inline int64_t head_group(const FlashPlan& plan, int64_t Hkv,
+                          int64_t page_size) {
+  const bool krows =
+      plan.path.k == KPath::kRows || plan.path.k == KPath::kInt8Rows;
+  if (!krows || page_size >= kKeyTile) return 1;
+  int64_t g = std::min(kMaxHeadGroup, Hkv);
+  while (Hkv % g) --g;
+  return g;
 }
 
 // What one work item covers: batch entry b, KV head kvh, query positions

@@ -44,17 +44,14 @@ ATTN_VNNI void qk_rows4_int8_vnni(const int8_t* q8, const int32_t* qbias,
                                   const float* qscale, int64_t dim,
                                   const int8_t* const* krows,
                                   const float* kscale, int64_t keys, float* s,
-                                  const int8_t* const* next_k,
-                                  const int8_t* const* next_v,
-                                  int64_t dv_bytes) {
+                                  const int8_t* const* pf, int64_t pf_bytes) {
   static_assert(kKeyTile % 2 == 0, "key groups of 2");
   constexpr int K = 2;
   const __m512i flip = _mm512_set1_epi8(static_cast<char>(0x80));
   for (int64_t j = 0; j < kKeyTile; j += K) {
-    if (next_k) {
+    if (pf) {
       for (int m = 0; m < K; ++m) {
-        if (next_k[j + m]) prefetch_row(next_k[j + m], dim);
-        if (next_v[j + m]) prefetch_row(next_v[j + m], dv_bytes);
+        if (pf[j + m]) prefetch_row(pf[j + m], pf_bytes);
       }
     }
     const int8_t* k[K];

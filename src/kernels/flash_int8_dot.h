@@ -13,16 +13,16 @@ namespace attn::kernels {
 // (qscale[r] * kscale[j]) for keys j < keys with a row, 0 for the others
 // (null krows[j], or j >= keys). vpdpbusd multiplies unsigned by signed
 // bytes, so the keys enter as k + 128 (k ^ 0x80) and qbias[r] =
-// 128 * sum(q8[r]) is taken off the exact int32 sum. The next tile's rows
-// next_k[j] (dim bytes) and next_v[j] (dv_bytes), when next_k is not null,
-// are prefetched between the key groups. Any dim (the last dim % 64 bytes
-// through masked loads).
-//   q8 [4, dim]   krows / next_k / next_v [64]   s [4, 64]
+// 128 * sum(q8[r]) is taken off the exact int32 sum. The rows pf[j]
+// (pf_bytes each), when pf is not null, are prefetched between the key
+// groups (the item passes the tile's V rows, as QKRows4 does). Any dim (the
+// last dim % 64 bytes through masked loads).
+//   q8 [4, dim]   krows / pf [64]   s [4, 64]
 void qk_rows4_int8_vnni(const int8_t* q8, const int32_t* qbias,
                         const float* qscale, int64_t dim,
                         const int8_t* const* krows, const float* kscale,
-                        int64_t keys, float* s, const int8_t* const* next_k,
-                        const int8_t* const* next_v, int64_t dv_bytes);
+                        int64_t keys, float* s, const int8_t* const* pf,
+                        int64_t pf_bytes);
 
 }  // namespace attn::kernels
 

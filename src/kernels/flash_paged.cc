@@ -1,5 +1,6 @@
 // The flash / decode item reading a KV-cache layer in place (PagedKV): the
-// same FlashItem as flash.cc, instantiated for the cache's element types.
+// same FlashItemGroup as flash.cc, instantiated for the cache's element
+// types; short pages group the items of several KV heads (head_group).
 // Query types: float against every cache type (keys dequantised while
 // packed), or the cache's own 16-bit type.
 #undef HWY_TARGET_INCLUDE
@@ -17,7 +18,7 @@ namespace HWY_NAMESPACE {
   void NAME(const detail::Problem<T>& p, const PagedKV<E>& kv,       \
             const FlashPlan& plan, int64_t item, std::byte* scratch, \
             float* partial) {                                        \
-    FlashItem(p, kv, plan, item, scratch, partial);                  \
+    FlashItemGroup(p, kv, plan, item, scratch, partial);             \
   }
 ATTN_PAGED_ITEM(PagedF32F32, float, float)
 ATTN_PAGED_ITEM(PagedF32BF16, float, bfloat16)
@@ -71,6 +72,7 @@ void flash_attention_paged(const detail::Problem<T>& problem,
   FlashPlan plan = make_flash_plan(p, splits);
   plan.path = choose_flash_path<T, E>(p, plan, flash_target(),
                                       util::cpu_has_avx512_bf16());
+  plan.head_group = head_group(plan, p.shape.Hkv, kv.layout.page_size);
   const auto fn = paged_item_function<T, E>();
   run_flash_items<T>(
       problem, plan,

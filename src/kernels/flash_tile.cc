@@ -45,15 +45,22 @@ HWY_INLINE void FlashTileCore::QKBlock(int64_t r) {
   SoftmaxBlock<R>(r);
 }
 
-template <int R, class B>
+template <int R, class B, class E>
 HWY_INLINE void FlashTileCore::PVBlock(int64_t r, const FlashTile& t,
-                                       const B& b) {
+                                       const B& b, const E* const* pf) {
   const DF df;
   const int64_t N = static_cast<int64_t>(hn::Lanes(df));
   constexpr bool kRows = !std::is_same_v<B, MatrixB>;
   const int64_t vecs_total = (kRows ? Dv_ : Dvp_) / N;
   for (int64_t c = 0; c < vecs_total; c += kVecs) {
     const int vecs = static_cast<int>(std::min<int64_t>(kVecs, vecs_total - c));
+    if (pf) {  // this block's share of the keys
+      const int64_t blocks = (vecs_total + kVecs - 1) / kVecs, at = c / kVecs;
+      const int64_t j1 = (at + 1) * kKeyTile / blocks;
+      for (int64_t j = at * kKeyTile / blocks; j < j1; ++j) {
+        if (pf[j]) PrefetchRow(pf[j], D_);
+      }
+    }
     if constexpr (!kRows) {
       if (kAvx512 && path_.v == VPath::kBf16Pairs) {
         pv_block_bf16_dot(Pp_ + r * (kKeyTile / 2), (t.bc + 1) / 2,
@@ -69,13 +76,15 @@ HWY_INLINE void FlashTileCore::PVBlock(int64_t r, const FlashTile& t,
   }
 }
 
-template <class B>
-HWY_INLINE void FlashTileCore::PVTile(const FlashTile& t, const B& b) {
+template <class B, class E>
+HWY_INLINE void FlashTileCore::PVTile(const FlashTile& t, const B& b,
+                                      const E* const* pf) {
   if (path_.row_block == 4) {
-    PVBlock<4>(0, t, b);
+    PVBlock<4>(0, t, b, pf);
   } else {
     for (int64_t r = 0; r < rows_padded_; r += kRowBlock) {
-      PVBlock<kRowBlock>(r, t, b);
+      // The prefetches once, with the first block.
+      PVBlock<kRowBlock>(r, t, b, r == 0 ? pf : nullptr);
     }
   }
 }
@@ -85,14 +94,15 @@ void FlashTileCore::PVPacked(const FlashTile& t) {
 }
 
 template <class E>
-void FlashTileCore::PVRows(const FlashTile& t, const E* const* vrows) {
-  PVTile(t, RowsB<E>{vrows});
+void FlashTileCore::PVRows(const FlashTile& t, const E* const* vrows,
+                           const E* const* pf) {
+  PVTile(t, RowsB<E>{vrows}, pf);
 }
 template <class E>
 void FlashTileCore::QKRows(const FlashTile& t, const E* const* krows,
-                           const float* kscale, const E* const* next_k,
-                           const E* const* next_v) {
-  QKRows4(Q_, D_, krows, kscale, t.bc, S_, next_k, next_v, Dv_);
+                           const float* kscale, const E* const* pf,
+                           int64_t pf_n) {
+  QKRows4(Q_, D_, krows, kscale, t.bc, S_, pf, pf_n);
   SoftmaxBlock<4>(0);
 }
 
@@ -149,24 +159,23 @@ bool FlashTileCore::QuantizeQ() {
 }
 
 void FlashTileCore::QKRowsInt8(const FlashTile& t, const int8_t* const* krows,
-                               const float* kscale, const int8_t* const* next_k,
-                               const int8_t* const* next_v) {
+                               const float* kscale, const int8_t* const* pf,
+                               int64_t pf_n) {
   const int16_t* q16 = reinterpret_cast<const int16_t*>(Kd_);
   if (kAvx512 && path_.vnni) {
     qk_rows4_int8_vnni(reinterpret_cast<const int8_t*>(q16 + 4 * D_), qbias_,
-                       qscale_, D_, krows, kscale, t.bc, S_, next_k, next_v,
-                       Dv_);
+                       qscale_, D_, krows, kscale, t.bc, S_, pf, pf_n);
   } else {
-    QKRows4Int8(q16, qscale_, D_, krows, kscale, t.bc, S_, next_k, next_v, Dv_);
+    QKRows4Int8(q16, qscale_, D_, krows, kscale, t.bc, S_, pf, pf_n);
   }
   SoftmaxBlock<4>(0);
 }
 
-#define ATTN_INSTANTIATE(E)                                              \
-  template void FlashTileCore::QKRows(const FlashTile&, const E* const*, \
-                                      const float*, const E* const*,     \
-                                      const E* const*);                  \
-  template void FlashTileCore::PVRows(const FlashTile&, const E* const*);
+#define ATTN_INSTANTIATE(E)                                                    \
+  template void FlashTileCore::QKRows(const FlashTile&, const E* const*,       \
+                                      const float*, const E* const*, int64_t); \
+  template void FlashTileCore::PVRows(const FlashTile&, const E* const*,       \
+                                      const E* const*);
 ATTN_INSTANTIATE(float)
 ATTN_INSTANTIATE(bfloat16)
 ATTN_INSTANTIATE(float16)
