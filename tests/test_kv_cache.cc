@@ -313,32 +313,46 @@ TEST(KVCache, ChunkedPrefillMatchesReference) {
   }
 }
 
+// Pages change where rows are read, not the arithmetic: the same bits as a
+// contiguous cache. Decode-sized calls (G * Sq <= 4) against 16-token pages
+// also run the items of several KV heads side by side (head_group: 2 of
+// Hkv 2, 3 of Hkv 6, 4 of Hkv 8), the contiguous cache one head at a time.
 TEST(KVCache, PagedEqualsContiguousBitwise) {
-  for (CacheType type : {CacheType::kFloat32, CacheType::kBFloat16}) {
-    std::mt19937 rng(8);
-    const int64_t Hkv = 2, D = 64, len = 1000;
-    KVCacheOptions co = cache_options(Hkv, D, 1, 1024);
-    co.type = type;
-    KVCache contiguous(co);
-    co.page_size = 16;
-    KVCache paged(co);
-    const int64_t a = contiguous.add_sequence(), b = paged.add_sequence();
-    std::mt19937 rng2 = rng;
-    fill(contiguous, a, 0, len, rng, 100);
-    fill(paged, b, 0, len, rng2, 7);
-    const std::vector<float> q = normal(8 * 3 * D, rng);
-    const auto qv = TensorView<const float>::bhsd(q.data(), 1, 8, 3, D);
-    for (int splits : {0, 1, 5}) {
-      std::vector<float> o1(8 * 3 * D), o2(8 * 3 * D, NAN);
-      AttentionOptions o;
-      o.kv_splits = splits;
-      o.causal = true;
-      attention(qv, contiguous, 0, std::vector<int64_t>{a},
-                TensorView<float>::bhsd(o1.data(), 1, 8, 3, D), o);
-      attention(qv, paged, 0, std::vector<int64_t>{b},
-                TensorView<float>::bhsd(o2.data(), 1, 8, 3, D), o);
-      EXPECT_EQ(std::memcmp(o1.data(), o2.data(), o1.size() * 4), 0)
-          << cache_type_name(type) << " splits " << splits;
+  struct Case {
+    int64_t Hkv, G, Sq;
+  };
+  for (const Case c : {Case{2, 4, 3}, Case{2, 4, 1}, Case{6, 1, 1},
+                       Case{8, 4, 1}, Case{3, 2, 2}}) {
+    for (CacheType type :
+         {CacheType::kFloat32, CacheType::kBFloat16, CacheType::kInt8}) {
+      std::mt19937 rng(8 + c.Hkv);
+      const int64_t D = 64, len = 1000, Hq = c.Hkv * c.G;
+      KVCacheOptions co = cache_options(c.Hkv, D, 1, 1024);
+      co.type = type;
+      KVCache contiguous(co);
+      co.page_size = 16;
+      KVCache paged(co);
+      const int64_t a = contiguous.add_sequence(), b = paged.add_sequence();
+      std::mt19937 rng2 = rng;
+      fill(contiguous, a, 0, len, rng, 100);
+      fill(paged, b, 0, len, rng2, 7);
+      const std::vector<float> q = normal(Hq * c.Sq * D, rng);
+      const auto qv = TensorView<const float>::bhsd(q.data(), 1, Hq, c.Sq, D);
+      for (int splits : {0, 1, 5}) {
+        std::vector<float> o1(Hq * c.Sq * D, NAN), o2(o1.size(), NAN);
+        AttentionOptions o;
+        o.kv_splits = splits;
+        o.causal = true;
+        attention(qv, contiguous, 0, std::vector<int64_t>{a},
+                  TensorView<float>::bhsd(o1.data(), 1, Hq, c.Sq, D), o);
+        attention(qv, paged, 0, std::vector<int64_t>{b},
+                  TensorView<float>::bhsd(o2.data(), 1, Hq, c.Sq, D), o);
+        EXPECT_EQ(std::memcmp(o1.data(), o2.data(), o1.size() * 4), 0)
+            << cache_type_name(type) << " Hkv " << c.Hkv << " G " << c.G
+            << " Sq " << c.Sq << " splits " << splits;
+        EXPECT_TRUE(std::all_of(o2.begin(), o2.end(),
+                                [](float x) { return std::isfinite(x); }));
+      }
     }
   }
 }
