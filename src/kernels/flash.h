@@ -85,7 +85,7 @@ struct FlashPlan {
   int64_t items = 0;  // B * Hkv * blocks_per_head * splits
   // Work units: head_group items of consecutive KV heads (same b, query
   // block and split) that one worker computes side by side, a tile of each
-  // in turn (FlashItemGroup); 1 unless set_head_group chose more.
+  // in turn (FlashItemGroup); set from head_group() below, else 1.
   int64_t head_group = 1;
   int64_t units() const { return items / head_group; }
   // Unit u's items: first, first + stride, ... (the return value of them).

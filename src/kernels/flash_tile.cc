@@ -52,10 +52,11 @@ HWY_INLINE void FlashTileCore::PVBlock(int64_t r, const FlashTile& t,
   const int64_t N = static_cast<int64_t>(hn::Lanes(df));
   constexpr bool kRows = !std::is_same_v<B, MatrixB>;
   const int64_t vecs_total = (kRows ? Dv_ : Dvp_) / N;
+  const int64_t blocks = (vecs_total + kVecs - 1) / kVecs;  // column blocks
   for (int64_t c = 0; c < vecs_total; c += kVecs) {
     const int vecs = static_cast<int>(std::min<int64_t>(kVecs, vecs_total - c));
     if (pf) {  // this block's share of the keys
-      const int64_t blocks = (vecs_total + kVecs - 1) / kVecs, at = c / kVecs;
+      const int64_t at = c / kVecs;
       const int64_t j1 = (at + 1) * kKeyTile / blocks;
       for (int64_t j = at * kKeyTile / blocks; j < j1; ++j) {
         if (pf[j]) PrefetchRow(pf[j], D_);
