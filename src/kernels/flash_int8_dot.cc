@@ -32,9 +32,10 @@ ATTN_VNNI inline __m128i sum4(__m512i a, __m512i b, __m512i c, __m512i e) {
                        _mm256_extracti128_si256(h, 1));
 }
 
+// Into L2, as PrefetchRow (row_ops-inl.h) and for the same reason.
 ATTN_VNNI inline void prefetch_row(const int8_t* row, int64_t bytes) {
   for (int64_t d = 0; d < bytes; d += 64) {
-    _mm_prefetch(reinterpret_cast<const char*>(row + d), _MM_HINT_T0);
+    _mm_prefetch(reinterpret_cast<const char*>(row + d), _MM_HINT_T1);
   }
 }
 

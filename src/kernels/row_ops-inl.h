@@ -134,11 +134,24 @@ HWY_INLINE uint64_t DropoutKeepBits(const Dropout& drop, uint64_t row,
 #endif
 }
 
-// Requests every cache line of a row of n elements.
+// Requests every cache line of a row of n elements into L2, not L1
+// (prefetcht1 on x86, locality 2 of __builtin_prefetch). A request into
+// L1 holds one of the core's few L1 miss buffers until its line arrives,
+// which caps how many scattered rows (pages of 16 tokens, one head's 4 KiB
+// each) can be in flight; into L2 more are, and the load that follows finds
+// its line in L2. Measured on AVX-512 (AMD EPYC Zen 4, 2
+// cores, one decode step, Hq 32 / Hkv 8 / D 128, 16K tokens paged by 16,
+// T0 and T1 calls alternating in one process): bfloat16 cache 4.47 ms with
+// T0 against 3.27 with T1, float32 8.16 against 5.87, int8 3.02 against
+// 2.86; contiguous bfloat16 3.55 against 2.91; chunked prefill (512 rows)
+// unchanged. A one-core stream of random 4 KiB chunks: 8-10 GB/s with T0,
+// 14-17.6 GB/s with T1.
 template <class E>
 HWY_INLINE void PrefetchRow(const E* row, int64_t n) {
   constexpr int64_t kLine = 64 / sizeof(E) > 0 ? 64 / sizeof(E) : 1;
-  for (int64_t d = 0; d < n; d += kLine) hwy::Prefetch(row + d);
+  for (int64_t d = 0; d < n; d += kLine) {
+    __builtin_prefetch(row + d, /*rw=*/0, /*locality=*/2);
+  }
 }
 
 template <class T>
