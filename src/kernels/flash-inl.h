@@ -46,7 +46,6 @@
 #include <immintrin.h>
 #endif
 
-#include "hwy/cache_control.h"
 #include "hwy/highway.h"
 #include "src/core/key_range.h"
 #include "src/kernels/flash.h"

@@ -15,7 +15,6 @@
 #include <type_traits>
 
 #include "attn/types.h"
-#include "hwy/cache_control.h"
 #include "hwy/highway.h"
 #include "src/core/dropout.h"
 #include "src/kernels/flash.h"
