@@ -28,7 +28,8 @@ struct DecodeShape {
   std::string model;
   int64_t B, Hq, Hkv, D, cached, Sq;
   attn::CacheType type;
-  int64_t page_size;  // 0 = contiguous
+  int64_t page_size;        // 0 = contiguous
+  bool bf16_query = false;  // queries and output bfloat16 (else float32)
 };
 
 std::vector<DecodeShape> llama_rows(std::initializer_list<int64_t> lengths,
@@ -55,6 +56,8 @@ const std::map<std::string, std::vector<DecodeShape>>& decode_presets() {
          auto rows = llama_rows({4096, 16384}, {1, 8});
          rows.push_back(
              {"llama3-8b", 1, 32, 8, 128, 16384, 1, CacheType::kBFloat16, 0});
+         rows.push_back({"llama3-8b", 1, 32, 8, 128, 16384, 1,
+                         CacheType::kBFloat16, 16, /*bf16_query=*/true});
          return rows;
        }()},
       {"decode-128k", llama_rows({131072}, {1, 8})},
@@ -98,27 +101,52 @@ void fill_cache(attn::KVCache& cache, const std::vector<int64_t>& seqs,
   }
 }
 
-// Max error of batch entry 0 relative to the reference's scale, for one
-// algorithm against the cache.
-double entry0_error(attn::TensorView<const float> q, const attn::KVCache& cache,
-                    int64_t seq, const attn::AttentionOptions& base,
-                    attn::Algorithm algorithm, const std::vector<float>& want) {
-  const int64_t Hq = q.extent(1), Sq = q.extent(2), D = q.extent(3);
-  std::vector<float> out(Hq * Sq * D);
-  attn::AttentionOptions o = base;
-  o.algorithm = algorithm;
-  o.workspace = nullptr;
-  attn::attention(
-      attn::TensorView<const float>(q.data(), {1, Hq, Sq, D}, q.strides()),
-      cache, 0, std::vector<int64_t>{seq},
-      attn::TensorView<float>::bhsd(out.data(), 1, Hq, Sq, D), o);
-  if (want.empty()) return 0;
+// Max error of out relative to the reference's scale.
+double max_rel_error(const std::vector<float>& out,
+                     const std::vector<float>& want) {
   double err = 0, scale = 1e-6;
   for (size_t i = 0; i < out.size(); ++i) {
     scale = std::max(scale, double(std::fabs(want[i])));
     err = std::max(err, double(std::fabs(out[i] - want[i])));
   }
   return err / scale;
+}
+
+// Batch entry 0's output for one algorithm against the cache, with queries
+// and output of type T (float, or bfloat16 from q's values, which are
+// bfloat16 values already for those rows), as float.
+template <class T>
+std::vector<float> entry0_output(attn::TensorView<const float> q,
+                                 const attn::KVCache& cache, int64_t seq,
+                                 const attn::AttentionOptions& base,
+                                 attn::Algorithm algorithm) {
+  const int64_t Hq = q.extent(1), Sq = q.extent(2), D = q.extent(3);
+  std::vector<T> qt(Hq * Sq * D), out(Hq * Sq * D);
+  for (int64_t h = 0; h < Hq; ++h)
+    for (int64_t i = 0; i < Sq; ++i)
+      for (int64_t d = 0; d < D; ++d) {
+        const float x = q.data()[h * q.strides()[1] + i * q.strides()[2] + d];
+        if constexpr (std::is_same_v<T, float>) {
+          qt[(h * Sq + i) * D + d] = x;
+        } else {
+          qt[(h * Sq + i) * D + d] = T::from_float(x);
+        }
+      }
+  attn::AttentionOptions o = base;
+  o.algorithm = algorithm;
+  o.workspace = nullptr;
+  attn::attention(attn::TensorView<const T>::bhsd(qt.data(), 1, Hq, Sq, D),
+                  cache, 0, std::vector<int64_t>{seq},
+                  attn::TensorView<T>::bhsd(out.data(), 1, Hq, Sq, D), o);
+  std::vector<float> f(out.size());
+  for (size_t i = 0; i < out.size(); ++i) {
+    if constexpr (std::is_same_v<T, float>) {
+      f[i] = out[i];
+    } else {
+      f[i] = out[i].to_float();
+    }
+  }
+  return f;
 }
 
 }  // namespace
@@ -146,7 +174,8 @@ SuiteResult run_decode_presets(const std::vector<std::string>& names,
   Table table(
       fmt::format(
           "\nKV cache: decode (GB/s of KV read vs measured {:.1f} GB/s) and "
-          "chunked prefill (GFLOP/s vs fp32 peak); query float32; roof = "
+          "chunked prefill (GFLOP/s vs fp32 peak); query float32 unless the "
+          "row says q bf16 (then bfloat16 queries and output); roof = "
           "max(KV bytes / bandwidth, FLOPs / fp32 peak), %roof = roof / "
           "median",
           bandwidth_gbs),
@@ -184,6 +213,15 @@ SuiteResult run_decode_presets(const std::vector<std::string>& names,
     std::mt19937 rng(5);
     std::normal_distribution<float> normal;
     for (float& x : q) x = normal(rng);
+    // bfloat16 rows: the float copy holds the bfloat16 values exactly.
+    std::vector<attn::bfloat16> qb, outb;
+    if (s.bf16_query) {
+      for (float& x : q) {
+        qb.push_back(attn::bfloat16::from_float(x));
+        x = qb.back().to_float();
+      }
+      outb.resize(q.size());
+    }
     const auto qv =
         attn::TensorView<const float>::bhsd(q.data(), s.B, s.Hq, s.Sq, s.D);
     std::vector<float> out(q.size());
@@ -195,6 +233,16 @@ SuiteResult run_decode_presets(const std::vector<std::string>& names,
     o.algorithm =
         s.Sq <= 16 ? attn::Algorithm::kDecode : attn::Algorithm::kFlash;
     auto call = [&] {
+      if (s.bf16_query) {
+        attn::attention(attn::TensorView<const attn::bfloat16>::bhsd(
+                            qb.data(), s.B, s.Hq, s.Sq, s.D),
+                        cache, 0, seqs,
+                        attn::TensorView<attn::bfloat16>::bhsd(outb.data(), s.B,
+                                                               s.Hq, s.Sq, s.D),
+                        o);
+        for (size_t i = 0; i < out.size(); ++i) out[i] = outb[i].to_float();
+        return;
+      }
       attn::attention(
           qv, cache, 0, seqs,
           attn::TensorView<float>::bhsd(out.data(), s.B, s.Hq, s.Sq, s.D), o);
@@ -226,19 +274,18 @@ SuiteResult run_decode_presets(const std::vector<std::string>& names,
           q0_ref, cache, 0, std::vector<int64_t>{seqs[0]},
           attn::TensorView<float>::bhsd(want.data(), 1, s.Hq, rows, s.D), r);
     }
-    const double naive_err =
-        entry0_error(q0_ref, cache, seqs[0], o, attn::Algorithm::kNaive, want);
+    const double naive_err = max_rel_error(
+        s.bf16_query ? entry0_output<attn::bfloat16>(q0_ref, cache, seqs[0], o,
+                                                     attn::Algorithm::kNaive)
+                     : entry0_output<float>(q0_ref, cache, seqs[0], o,
+                                            attn::Algorithm::kNaive),
+        want);
     std::vector<float> got(s.Hq * rows * s.D);
     for (int64_t h = 0; h < s.Hq; ++h)
       for (int64_t i = 0; i < rows; ++i)
         std::copy_n(&out[((h * s.Sq) + s.Sq - rows + i) * s.D], s.D,
                     &got[(h * rows + i) * s.D]);
-    double err = 0, scale = 1e-6;
-    for (size_t i = 0; i < got.size(); ++i) {
-      scale = std::max(scale, double(std::fabs(want[i])));
-      err = std::max(err, double(std::fabs(got[i] - want[i])));
-    }
-    err /= scale;
+    const double err = max_rel_error(got, want);
     const bool ok = err <= 2 * naive_err + 1e-6;
     result.ok = result.ok && ok;
 
@@ -256,9 +303,10 @@ SuiteResult run_decode_presets(const std::vector<std::string>& names,
     const double gflops = 4.0 * s.B * s.Hq * pairs * s.D / (ms * 1e-3) / 1e9;
     const double tok_s = double(s.B) * s.Sq / (ms * 1e-3);
     const std::string shape = fmt::format(
-        "{} B{} H{}/{} D{} {} cached{}{}", s.model, s.B, s.Hq, s.Hkv, s.D,
+        "{} B{} H{}/{} D{} {} cached{}{}{}", s.model, s.B, s.Hq, s.Hkv, s.D,
         s.cached, s.Sq > 1 ? fmt::format(" +{} chunk", s.Sq) : "",
-        s.page_size ? fmt::format(" paged{}", s.page_size) : " contiguous");
+        s.page_size ? fmt::format(" paged{}", s.page_size) : " contiguous",
+        s.bf16_query ? " q bf16" : "");
     const double bw_pct = 100 * gbs / bandwidth_gbs,
                  fp_pct = 100 * gflops / fp32_peak;
     // The roofline: the longer of streaming the cache once at the measured

@@ -601,7 +601,7 @@ class FlashItemSteps : public FlashTileCore {
   // Q packed (padding rows zero: floats, or bf16 pairs on the bf16 path);
   // O, m, l cleared.
   HWY_INLINE void PackQ() {
-    const bool pairs = path_.k == KPath::kBf16Pairs;
+    const bool pairs = path_.k == KPath::kBf16Pairs || path_.bf16_dot;
     uint32_t* HWY_RESTRICT Qp = reinterpret_cast<uint32_t*>(Q_);
     for (int64_t r = 0; r < rows_padded_; ++r) {
       const bool real = r < rows_;

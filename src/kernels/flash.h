@@ -63,6 +63,10 @@ struct FlashPath {
   int row_block = 6;
   // KPath::kInt8Rows on vpdpbusd (AVX-512 VNNI).
   bool vnni = false;
+  // KPath::kRows with bfloat16 queries and keys on vdpbf16ps (AVX-512
+  // BF16): the query rows packed as bfloat16 (exact), q . k from the K rows
+  // as stored (qk_rows4_bf16_dot).
+  bool bf16_dot = false;
 };
 
 // How a call is cut into work items and how each worker's scratch is laid
@@ -196,6 +200,8 @@ FlashPath choose_flash_path(const detail::Params& p, const FlashPlan& plan,
     path.vnni = target.vnni;
   } else if (four_rows && sh.D % target.lanes == 0) {
     path.k = KPath::kRows;
+    path.bf16_dot = target.avx512 && cpu_bf16 && std::is_same_v<T, bfloat16> &&
+                    std::is_same_v<E, bfloat16>;
   }
   if (pairs && path.fused && !p.dropout.on()) {
     path.v = VPath::kBf16Pairs;

@@ -1,11 +1,14 @@
-// vdpbf16ps micro-kernel: 6 query rows x 64 keys in 24 zmm accumulators;
-// each instruction does 16 keys x 2 head-dim elements (32 multiply-adds),
-// twice the work of an fp32 FMA.
+// vdpbf16ps micro-kernels: for prefill, 6 query rows x 64 keys in 24 zmm
+// accumulators, each instruction 16 keys x 2 head-dim elements (32
+// multiply-adds, twice the work of an fp32 FMA); for decode, 4 query rows x
+// 2 keys read from their rows, each instruction 32 head-dim elements of one
+// row and one key, the lanes summed after.
 #include "src/kernels/flash_bf16_dot.h"
 
 #include <immintrin.h>
 
 #include "src/kernels/flash.h"
+#include "src/kernels/key_group.h"
 
 namespace attn::kernels {
 
@@ -101,7 +104,87 @@ __attribute__((target("avx512f,avx512bf16"))) inline void pv_block(
       _mm512_storeu_ps(o + r * dvp + c * 16, acc[r][c]);
 }
 
+// GCC 12 warns falsely about the intrinsics' internal undefined operands.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+
+#define ATTN_BF16_ROWS __attribute__((target("avx512f,avx512bw,avx512bf16")))
+
+// The lane sums of a, b, c, e as the four lanes of one 128-bit vector.
+ATTN_BF16_ROWS inline __m128 sum4(__m512 a, __m512 b, __m512 c, __m512 e) {
+  const __m512 ab =
+      _mm512_add_ps(_mm512_unpacklo_ps(a, b), _mm512_unpackhi_ps(a, b));
+  const __m512 ce =
+      _mm512_add_ps(_mm512_unpacklo_ps(c, e), _mm512_unpackhi_ps(c, e));
+  const __m512d abd = _mm512_castps_pd(ab), ced = _mm512_castps_pd(ce);
+  const __m512 x =
+      _mm512_add_ps(_mm512_castpd_ps(_mm512_unpacklo_pd(abd, ced)),
+                    _mm512_castpd_ps(_mm512_unpackhi_pd(abd, ced)));
+  const __m256 h = _mm256_add_ps(
+      _mm512_castps512_ps256(x),
+      _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(x), 1)));
+  return _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
+}
+
+// Into L2, as PrefetchRow (row_ops-inl.h) and for the same reason.
+ATTN_BF16_ROWS inline void prefetch_row(const uint16_t* row, int64_t n) {
+  for (int64_t d = 0; d < n; d += 32) {
+    _mm_prefetch(reinterpret_cast<const char*>(row + d), _MM_HINT_T1);
+  }
+}
+
 }  // namespace
+
+ATTN_BF16_ROWS void qk_rows4_bf16_dot(const uint16_t* q, int64_t dim,
+                                      const uint16_t* const* krows,
+                                      int64_t keys, float* s,
+                                      const uint16_t* const* pf, int64_t pf_n) {
+  static_assert(kKeyTile % 2 == 0, "key groups of 2");
+  constexpr int K = 2;
+  for (int64_t j = 0; j < kKeyTile; j += K) {
+    if (pf) {
+      for (int m = 0; m < K; ++m) {
+        if (pf[j + m]) prefetch_row(pf[j + m], pf_n);
+      }
+    }
+    const uint16_t* k[K];
+    const uint16_t* kr[K];
+    if (!key_group<K>(krows, keys, j, k, kr, s)) continue;
+    __m512 acc[4][K];
+    for (int r = 0; r < 4; ++r) {
+      for (int m = 0; m < K; ++m) acc[r][m] = _mm512_setzero_ps();
+    }
+    // 32 elements at a time; the last dim % 32 through masked loads (zeros
+    // past the row on both sides add nothing).
+    for (int64_t d = 0; d < dim; d += 32) {
+      const __mmask32 mask =
+          dim - d >= 32 ? ~__mmask32{0} : (__mmask32{1} << (dim - d)) - 1;
+      __m512bh kv[K];
+      for (int m = 0; m < K; ++m) {
+        kv[m] = (__m512bh)_mm512_maskz_loadu_epi16(mask, kr[m] + d);
+      }
+      for (int r = 0; r < 4; ++r) {
+        const __m512bh qv =
+            (__m512bh)_mm512_maskz_loadu_epi16(mask, q + r * dim + d);
+        for (int m = 0; m < K; ++m) {
+          acc[r][m] = _mm512_dpbf16_ps(acc[r][m], qv, kv[m]);
+        }
+      }
+    }
+    // Lanes (r, j), (r, j + 1), (r + 1, j), (r + 1, j + 1).
+    for (int r = 0; r < 4; r += 2) {
+      float out[4];
+      _mm_storeu_ps(out,
+                    sum4(acc[r][0], acc[r][1], acc[r + 1][0], acc[r + 1][1]));
+      for (int m = 0; m < K; ++m) {
+        s[r * kKeyTile + j + m] = k[m] ? out[m] : 0.0f;
+        s[(r + 1) * kKeyTile + j + m] = k[m] ? out[2 + m] : 0.0f;
+      }
+    }
+  }
+}
+
+#pragma GCC diagnostic pop
 
 void pv_block_bf16_dot(const uint32_t* pp, int64_t pairs, const uint32_t* vp,
                        int64_t dvp, int vecs, float* o) {

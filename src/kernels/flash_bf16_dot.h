@@ -36,6 +36,21 @@ void pv_block_bf16_dot(const uint32_t* pp, int64_t pairs, const uint32_t* vp,
 void pack_value_pairs(const uint16_t* a, const uint16_t* b, int64_t n,
                       int64_t dvp, uint32_t* dst);
 
+// Scores of 4 bfloat16 query rows against bfloat16 key rows read in place
+// (decode-sized items, KPath::kRows with FlashPath::bf16_dot): s[r, j] =
+// q[r] . k_j for keys j < keys with a row, 0 for the others (null
+// krows[j], or j >= keys). A row of bfloat16 values is already a row of
+// pairs along the head dim, so each vdpbf16ps multiplies 32 elements of a
+// query row by 32 of a key row (exact products) and adds them into 16
+// float32 lanes, which are then summed. The rows pf[j] (pf_n elements
+// each), when pf is not null, are prefetched between the key groups (the
+// item passes the tile's V rows, as QKRows4 does). Any dim (the last
+// dim % 32 elements through masked loads).
+//   q [4, dim]   krows / pf [64]   s [4, 64]
+void qk_rows4_bf16_dot(const uint16_t* q, int64_t dim,
+                       const uint16_t* const* krows, int64_t keys, float* s,
+                       const uint16_t* const* pf, int64_t pf_n);
+
 }  // namespace attn::kernels
 
 #endif  // ATTN_SRC_KERNELS_FLASH_BF16_DOT_H_

@@ -103,6 +103,17 @@ template <class E>
 void FlashTileCore::QKRows(const FlashTile& t, const E* const* krows,
                            const float* kscale, const E* const* pf,
                            int64_t pf_n) {
+  if constexpr (kAvx512 && std::is_same_v<E, bfloat16>) {
+    if (path_.bf16_dot) {  // Q_ holds the rows as bfloat16 (PackQ)
+      const auto u16 = [](const E* const* rows) {
+        return reinterpret_cast<const uint16_t* const*>(rows);
+      };
+      qk_rows4_bf16_dot(reinterpret_cast<const uint16_t*>(Q_), D_, u16(krows),
+                        t.bc, S_, pf ? u16(pf) : nullptr, pf_n);
+      SoftmaxBlock<4>(0);
+      return;
+    }
+  }
   QKRows4(Q_, D_, krows, kscale, t.bc, S_, pf, pf_n);
   SoftmaxBlock<4>(0);
 }
