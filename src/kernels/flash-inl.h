@@ -533,6 +533,10 @@ class FlashTileCore {
   void PVPacked(const FlashTile& t);
   template <class E>
   void PVRows(const FlashTile& t, const E* const* vrows, const E* const* pf);
+  // VPath::kBf16RowPairs: bfloat16 value rows read in place as key pairs,
+  // P as bfloat16 pairs (pv_rows4_bf16_dot); pf as in PVRows.
+  void PVRowPairs(const FlashTile& t, const bfloat16* const* vrows,
+                  const bfloat16* const* pf);
 
  protected:
   static constexpr float kLog2e = 1.4426950408889634f;
@@ -652,7 +656,10 @@ class FlashItemSteps : public FlashTileCore {
   // groups, and only V rows that are packed come here, in one burst.)
   HWY_INLINE void Prefetch(bool values) const {
     if (path_.k == KPath::kRows || path_.k == KPath::kInt8Rows) {
-      if (!values || path_.v == VPath::kRows) return;
+      if (!values || path_.v == VPath::kRows ||
+          path_.v == VPath::kBf16RowPairs) {
+        return;
+      }
     }
     const Rows& next = tile_rows_[cur_ ^ 1];
     for (int64_t j = next.first; j < next.end; ++j) {
@@ -728,6 +735,7 @@ class FlashItemSteps : public FlashTileCore {
         return;
       }
       case VPath::kRows:  // read in place by PV
+      case VPath::kBf16RowPairs:
         return;
       case VPath::kPacked:
         break;
@@ -753,7 +761,8 @@ class FlashItemSteps : public FlashTileCore {
       // The rows QK prefetches: this tile's V rows when P V reads them in
       // place (P V then prefetches the next tile's K rows), else the next
       // tile's K rows (its V rows follow in one burst, Prefetch).
-      const bool values = path_.v == VPath::kRows;
+      const bool values =
+          path_.v == VPath::kRows || path_.v == VPath::kBf16RowPairs;
       const E* const* pf = values ? rows.v : next_ready_ ? next.k : nullptr;
       const int64_t pf_n = values ? Dv_ : D_;
       if constexpr (std::is_same_v<E, int8_t>) {
@@ -770,11 +779,19 @@ class FlashItemSteps : public FlashTileCore {
 
   // 4. O += P V (int8 value rows read in place: their scales into P first).
   HWY_INLINE void PV(const FlashTile& t) {
+    const bool krows = path_.k == KPath::kRows || path_.k == KPath::kInt8Rows;
+    const Rows& rows = tile_rows_[cur_];
+    const Rows& next = tile_rows_[cur_ ^ 1];
+    if constexpr (std::is_same_v<E, bfloat16>) {
+      if (path_.v == VPath::kBf16RowPairs) {
+        PVRowPairs(t, rows.v, krows && next_ready_ ? next.k : nullptr);
+        return;
+      }
+    }
     if (path_.v != VPath::kRows) {
       PVPacked(t);
       return;
     }
-    const Rows& rows = tile_rows_[cur_];
     if constexpr (std::is_same_v<E, int8_t>) {
       for (int64_t r = 0; r < block_rows_; ++r) {
         for (int64_t j = t.first; j < t.bc; ++j) {
@@ -784,8 +801,6 @@ class FlashItemSteps : public FlashTileCore {
     }
     // On the K-row paths, the next tile's K rows are prefetched meanwhile
     // (see QK).
-    const bool krows = path_.k == KPath::kRows || path_.k == KPath::kInt8Rows;
-    const Rows& next = tile_rows_[cur_ ^ 1];
     PVRows<E>(t, rows.v, krows && next_ready_ ? next.k : nullptr);
   }
 
@@ -802,7 +817,9 @@ class FlashItemSteps : public FlashTileCore {
         std::fill(orow, orow + Dv_, nan);
       } else {
         const bool any = m_[r] != neg_inf && l_[r] > 0.0f;
-        const float weights = path_.v == VPath::kBf16Pairs ? lw_[r] : l_[r];
+        const bool rounded =
+            path_.v == VPath::kBf16Pairs || path_.v == VPath::kBf16RowPairs;
+        const float weights = rounded ? lw_[r] : l_[r];
         const float inv = any ? 1.0f / weights : 0.0f;
         // m is in log2 units: lse = ln 2 * m + ln l, in double, rounded
         // once for the output (two float roundings at |lse| ~ 30 cost an

@@ -44,11 +44,14 @@ enum class KPath : uint8_t {
                 // transposed as bf16 pairs, QK on vdpbf16ps
 };
 enum class VPath : uint8_t {
-  kPacked,     // V tile widened / dequantised into V [kKeyTile, Dvp]
-  kRows,       // V read straight from its rows (items of <= 2 row blocks,
-               // Dv a multiple of the target's vector)
-  kBf16Pairs,  // AVX-512 BF16, plain scores, no dropout: V as bf16 key
-               // pairs, P rounded to bfloat16, PV on vdpbf16ps
+  kPacked,        // V tile widened / dequantised into V [kKeyTile, Dvp]
+  kRows,          // V read straight from its rows (items of <= 2 row blocks,
+                  // Dv a multiple of the target's vector)
+  kBf16Pairs,     // AVX-512 BF16, plain scores, no dropout: V as bf16 key
+                  // pairs, P rounded to bfloat16, PV on vdpbf16ps
+  kBf16RowPairs,  // as kBf16Pairs for decode-sized items (FlashPath::
+                  // bf16_dot): two value rows read in place and
+                  // interleaved into key pairs in registers
 };
 struct FlashPath {
   KPath k = KPath::kTransposed;
@@ -205,6 +208,9 @@ FlashPath choose_flash_path(const detail::Params& p, const FlashPlan& plan,
   }
   if (pairs && path.fused && !p.dropout.on()) {
     path.v = VPath::kBf16Pairs;
+  } else if (path.bf16_dot && path.fused && !p.dropout.on() &&
+             sh.Dv % 16 == 0) {
+    path.v = VPath::kBf16RowPairs;
   } else if (rows <= 2 * kRowBlock && sh.Dv % target.lanes == 0) {
     path.v = VPath::kRows;
   }

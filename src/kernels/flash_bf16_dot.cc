@@ -7,6 +7,8 @@
 
 #include <immintrin.h>
 
+#include <algorithm>
+
 #include "src/kernels/flash.h"
 #include "src/kernels/key_group.h"
 
@@ -37,8 +39,8 @@ __attribute__((target("avx512f,avx512bf16"))) void qk_block_bf16_dot(
 }
 
 __attribute__((target("avx512f,avx512bf16"))) void pack_probability_pairs(
-    const float* p, uint32_t* pp) {
-  for (int r = 0; r < kRowBlock; ++r) {
+    const float* p, uint32_t* pp, int rows) {
+  for (int r = 0; r < rows; ++r) {
     for (int j = 0; j < kKeyTile; j += 32) {
       const __m512 lo = _mm512_loadu_ps(p + r * kKeyTile + j);
       const __m512 hi = _mm512_loadu_ps(p + r * kKeyTile + j + 16);
@@ -133,7 +135,84 @@ ATTN_BF16_ROWS inline void prefetch_row(const uint16_t* row, int64_t n) {
   }
 }
 
+// Columns [col, col + 16 C) of O's 4 rows += the key pairs [p0, p1).
+template <int C>
+ATTN_BF16_ROWS inline void pv_rows4_block(const uint32_t* pp, int64_t p0,
+                                          int64_t p1, int64_t first, int64_t bc,
+                                          const uint16_t* const* vrows,
+                                          int64_t col, float* o, int64_t dvp) {
+  // Word 2i of the result is word i of a (the low 256 bits), word 2i + 1
+  // word i of b (the high 256 bits).
+  alignas(64) static const uint16_t kInterleave[32] = {
+      0, 16, 1, 17, 2,  18, 3,  19, 4,  20, 5,  21, 6,  22, 7,  23,
+      8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31};
+  const __m512i idx = _mm512_load_si512(kInterleave);
+  __m512 acc[4][C];
+  for (int r = 0; r < 4; ++r)
+    for (int c = 0; c < C; ++c)
+      acc[r][c] = _mm512_loadu_ps(o + r * dvp + col + c * 16);
+  const auto row = [&](int64_t j) -> const uint16_t* {
+    return j >= first && j < bc ? vrows[j] : nullptr;
+  };
+  for (int64_t p = p0; p < p1; ++p) {
+    const uint16_t* a = row(2 * p);
+    const uint16_t* b = row(2 * p + 1);
+    __m512bh v[C];
+    for (int c = 0; c < C; ++c) {
+      const int64_t at = col + c * 16;
+      const __m256i va =
+          a ? _mm256_loadu_si256(reinterpret_cast<const __m256i*>(a + at))
+            : _mm256_setzero_si256();
+      const __m256i vb =
+          b ? _mm256_loadu_si256(reinterpret_cast<const __m256i*>(b + at))
+            : _mm256_setzero_si256();
+      v[c] = (__m512bh)_mm512_permutexvar_epi16(
+          idx, _mm512_inserti64x4(_mm512_castsi256_si512(va), vb, 1));
+    }
+    for (int r = 0; r < 4; ++r) {
+      const __m512bh pv = (__m512bh)_mm512_set1_epi32(
+          static_cast<int>(pp[r * (kKeyTile / 2) + p]));
+      for (int c = 0; c < C; ++c)
+        acc[r][c] = _mm512_dpbf16_ps(acc[r][c], pv, v[c]);
+    }
+  }
+  for (int r = 0; r < 4; ++r)
+    for (int c = 0; c < C; ++c)
+      _mm512_storeu_ps(o + r * dvp + col + c * 16, acc[r][c]);
+}
+
 }  // namespace
+
+ATTN_BF16_ROWS void pv_rows4_bf16_dot(const uint32_t* pp, int64_t first,
+                                      int64_t bc, const uint16_t* const* vrows,
+                                      int64_t dv, float* o, int64_t dvp,
+                                      const uint16_t* const* pf, int64_t pf_n) {
+  const int64_t vecs_total = dv / 16;
+  const int64_t blocks = (vecs_total + 3) / 4;  // column blocks of 64
+  const int64_t p0 = first / 2, p1 = (bc + 1) / 2;
+  for (int64_t c = 0; c < vecs_total; c += 4) {
+    if (pf) {  // this block's share of the keys
+      const int64_t at = c / 4;
+      const int64_t j1 = (at + 1) * kKeyTile / blocks;
+      for (int64_t j = at * kKeyTile / blocks; j < j1; ++j) {
+        if (pf[j]) prefetch_row(pf[j], pf_n);
+      }
+    }
+    switch (std::min<int64_t>(4, vecs_total - c)) {
+      case 1:
+        pv_rows4_block<1>(pp, p0, p1, first, bc, vrows, c * 16, o, dvp);
+        break;
+      case 2:
+        pv_rows4_block<2>(pp, p0, p1, first, bc, vrows, c * 16, o, dvp);
+        break;
+      case 3:
+        pv_rows4_block<3>(pp, p0, p1, first, bc, vrows, c * 16, o, dvp);
+        break;
+      default:
+        pv_rows4_block<4>(pp, p0, p1, first, bc, vrows, c * 16, o, dvp);
+    }
+  }
+}
 
 ATTN_BF16_ROWS void qk_rows4_bf16_dot(const uint16_t* q, int64_t dim,
                                       const uint16_t* const* krows,

@@ -17,11 +17,11 @@ namespace attn::kernels {
 void qk_block_bf16_dot(const uint32_t* q, int64_t pairs, const uint32_t* kp,
                        float* s);
 
-// Packs R = kRowBlock rows of kKeyTile probabilities, already rounded to
+// Packs `rows` rows of kKeyTile probabilities, already rounded to
 // bfloat16 values, as bfloat16 pairs along the keys: pp[r, p] holds keys
-// 2p (low half) and 2p + 1.   p: [kRowBlock, kKeyTile]   pp: [kRowBlock,
+// 2p (low half) and 2p + 1.   p: [rows, kKeyTile]   pp: [rows,
 // kKeyTile / 2]
-void pack_probability_pairs(const float* p, uint32_t* pp);
+void pack_probability_pairs(const float* p, uint32_t* pp, int rows);
 
 // O[r, 0 .. vecs * 16) += sum_p dot(pp[r, p], vp[p, :]) for r < kRowBlock,
 // over `pairs` key pairs; vp[p, c] holds V[2p, c] (low half) and
@@ -35,6 +35,19 @@ void pv_block_bf16_dot(const uint32_t* pp, int64_t pairs, const uint32_t* vp,
 // dst[n .. dvp) becomes 0.
 void pack_value_pairs(const uint16_t* a, const uint16_t* b, int64_t n,
                       int64_t dvp, uint32_t* dst);
+
+// O[r, 0 .. dv) += sum_j P[r, j] V[j, :] for r < 4 and the keys j in
+// [first, bc) (the others, and null rows, add nothing), for decode-sized
+// items (VPath::kBf16RowPairs): the value rows vrows[j] (bfloat16, dv a
+// multiple of 16) are read in place and interleaved in registers into key
+// pairs, 16 columns per vector, and multiplied by pp's probability pairs
+// (pack_probability_pairs) on vdpbf16ps. The rows pf[j] (pf_n elements
+// each), when pf is not null, are prefetched a share per column block of
+// 64 (the item passes the next tile's K rows, as PVRows does).
+//   pp [4, kKeyTile / 2]   vrows / pf [64]   o [4, dvp]
+void pv_rows4_bf16_dot(const uint32_t* pp, int64_t first, int64_t bc,
+                       const uint16_t* const* vrows, int64_t dv, float* o,
+                       int64_t dvp, const uint16_t* const* pf, int64_t pf_n);
 
 // Scores of 4 bfloat16 query rows against bfloat16 key rows read in place
 // (decode-sized items, KPath::kRows with FlashPath::bf16_dot): s[r, j] =

@@ -21,11 +21,12 @@ HWY_INLINE void FlashTileCore::SoftmaxBlock(int64_t r) {
   if (!path_.fused) return;
   const DF df;
   float* sblock = S_ + r * kKeyTile;
-  const bool bf16_pv = path_.v == VPath::kBf16Pairs;
+  const bool bf16_pv =
+      path_.v == VPath::kBf16Pairs || path_.v == VPath::kBf16RowPairs;
   SoftmaxRows<R>(df, sblock, keep_ + r, log2_scale(), bf16_pv, m_ + r, l_ + r,
                  lw_ + r, O_ + r * Dvp_, Dvp_);
   if (kAvx512 && bf16_pv) {
-    pack_probability_pairs(sblock, Pp_ + r * (kKeyTile / 2));
+    pack_probability_pairs(sblock, Pp_ + r * (kKeyTile / 2), R);
   }
 }
 
@@ -98,6 +99,16 @@ template <class E>
 void FlashTileCore::PVRows(const FlashTile& t, const E* const* vrows,
                            const E* const* pf) {
   PVTile(t, RowsB<E>{vrows}, pf);
+}
+void FlashTileCore::PVRowPairs(const FlashTile& t, const bfloat16* const* vrows,
+                               const bfloat16* const* pf) {
+  if constexpr (kAvx512) {
+    const auto u16 = [](const bfloat16* const* rows) {
+      return reinterpret_cast<const uint16_t* const*>(rows);
+    };
+    pv_rows4_bf16_dot(Pp_, t.first, t.bc, u16(vrows), Dv_, O_, Dvp_,
+                      pf ? u16(pf) : nullptr, D_);
+  }
 }
 template <class E>
 void FlashTileCore::QKRows(const FlashTile& t, const E* const* krows,
