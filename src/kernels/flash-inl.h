@@ -656,10 +656,7 @@ class FlashItemSteps : public FlashTileCore {
   // groups, and only V rows that are packed come here, in one burst.)
   HWY_INLINE void Prefetch(bool values) const {
     if (path_.k == KPath::kRows || path_.k == KPath::kInt8Rows) {
-      if (!values || path_.v == VPath::kRows ||
-          path_.v == VPath::kBf16RowPairs) {
-        return;
-      }
+      if (!values || values_in_place(path_.v)) return;
     }
     const Rows& next = tile_rows_[cur_ ^ 1];
     for (int64_t j = next.first; j < next.end; ++j) {
@@ -761,8 +758,7 @@ class FlashItemSteps : public FlashTileCore {
       // The rows QK prefetches: this tile's V rows when P V reads them in
       // place (P V then prefetches the next tile's K rows), else the next
       // tile's K rows (its V rows follow in one burst, Prefetch).
-      const bool values =
-          path_.v == VPath::kRows || path_.v == VPath::kBf16RowPairs;
+      const bool values = values_in_place(path_.v);
       const E* const* pf = values ? rows.v : next_ready_ ? next.k : nullptr;
       const int64_t pf_n = values ? Dv_ : D_;
       if constexpr (std::is_same_v<E, int8_t>) {
@@ -817,9 +813,7 @@ class FlashItemSteps : public FlashTileCore {
         std::fill(orow, orow + Dv_, nan);
       } else {
         const bool any = m_[r] != neg_inf && l_[r] > 0.0f;
-        const bool rounded =
-            path_.v == VPath::kBf16Pairs || path_.v == VPath::kBf16RowPairs;
-        const float weights = rounded ? lw_[r] : l_[r];
+        const float weights = rounds_probabilities(path_.v) ? lw_[r] : l_[r];
         const float inv = any ? 1.0f / weights : 0.0f;
         // m is in log2 units: lse = ln 2 * m + ln l, in double, rounded
         // once for the output (two float roundings at |lse| ~ 30 cost an

@@ -53,6 +53,16 @@ enum class VPath : uint8_t {
                   // bf16_dot): two value rows read in place and
                   // interleaved into key pairs in registers
 };
+// V paths that read the value rows in place (no packed V tile).
+inline bool values_in_place(VPath v) {
+  return v == VPath::kRows || v == VPath::kBf16RowPairs;
+}
+// V paths that round P to bfloat16 (the output then normalised by the
+// rounded weights' sum, lw).
+inline bool rounds_probabilities(VPath v) {
+  return v == VPath::kBf16Pairs || v == VPath::kBf16RowPairs;
+}
+
 struct FlashPath {
   KPath k = KPath::kTransposed;
   VPath v = VPath::kPacked;

@@ -21,8 +21,7 @@ HWY_INLINE void FlashTileCore::SoftmaxBlock(int64_t r) {
   if (!path_.fused) return;
   const DF df;
   float* sblock = S_ + r * kKeyTile;
-  const bool bf16_pv =
-      path_.v == VPath::kBf16Pairs || path_.v == VPath::kBf16RowPairs;
+  const bool bf16_pv = rounds_probabilities(path_.v);
   SoftmaxRows<R>(df, sblock, keep_ + r, log2_scale(), bf16_pv, m_ + r, l_ + r,
                  lw_ + r, O_ + r * Dvp_, Dvp_);
   if (kAvx512 && bf16_pv) {
@@ -100,14 +99,16 @@ void FlashTileCore::PVRows(const FlashTile& t, const E* const* vrows,
                            const E* const* pf) {
   PVTile(t, RowsB<E>{vrows}, pf);
 }
+// bfloat16 rows as the intrinsics kernels take them.
+HWY_INLINE const uint16_t* const* AsU16(const bfloat16* const* rows) {
+  return reinterpret_cast<const uint16_t* const*>(rows);
+}
+
 void FlashTileCore::PVRowPairs(const FlashTile& t, const bfloat16* const* vrows,
                                const bfloat16* const* pf) {
   if constexpr (kAvx512) {
-    const auto u16 = [](const bfloat16* const* rows) {
-      return reinterpret_cast<const uint16_t* const*>(rows);
-    };
-    pv_rows4_bf16_dot(Pp_, t.first, t.bc, u16(vrows), Dv_, O_, Dvp_,
-                      pf ? u16(pf) : nullptr, D_);
+    pv_rows4_bf16_dot(Pp_, t.first, t.bc, AsU16(vrows), Dv_, O_, Dvp_,
+                      AsU16(pf), D_);
   }
 }
 template <class E>
@@ -116,11 +117,8 @@ void FlashTileCore::QKRows(const FlashTile& t, const E* const* krows,
                            int64_t pf_n) {
   if constexpr (kAvx512 && std::is_same_v<E, bfloat16>) {
     if (path_.bf16_dot) {  // Q_ holds the rows as bfloat16 (PackQ)
-      const auto u16 = [](const E* const* rows) {
-        return reinterpret_cast<const uint16_t* const*>(rows);
-      };
-      qk_rows4_bf16_dot(reinterpret_cast<const uint16_t*>(Q_), D_, u16(krows),
-                        t.bc, S_, pf ? u16(pf) : nullptr, pf_n);
+      qk_rows4_bf16_dot(reinterpret_cast<const uint16_t*>(Q_), D_, AsU16(krows),
+                        t.bc, S_, AsU16(pf), pf_n);
       SoftmaxBlock<4>(0);
       return;
     }
